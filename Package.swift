@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "factoryctl",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "factoryctl", targets: ["factoryctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries from Debian (libgit2-dev, libhiredis-dev).
+        .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
+
+        // Swift owners of the C handles.
+        .target(name: "GitKit", dependencies: ["CGit2"]),
+        .target(name: "RedisKit", dependencies: ["CHiredis"]),
+
+        // The domain: configuration, update pipeline, missions, consumer, registry.
+        .target(
+            name: "FactoryKit",
+            dependencies: [
+                "GitKit",
+                "RedisKit",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // The executable: one file per subcommand.
+        .executableTarget(
+            name: "factoryctl",
+            dependencies: [
+                "FactoryKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "GitKitTests", dependencies: ["GitKit", "TestSupport"]),
+        .testTarget(name: "FactoryKitTests", dependencies: ["FactoryKit", "GitKit", "RedisKit", "TestSupport"]),
+        .testTarget(
+            name: "factoryctlTests",
+            dependencies: ["factoryctl", "FactoryKit", "TestSupport"]
+        ),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+    ]
+)

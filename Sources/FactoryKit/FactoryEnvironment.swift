@@ -1,0 +1,82 @@
+import Foundation
+
+/// The environment names the existing fleet already sets (see DESIGN.md), read from one dictionary
+/// so tests and the consumer can pass their own instead of mutating the process environment.
+public struct FactoryEnvironment: Sendable {
+    public static let defaultService = "universal-agent-local-factory"
+    public static let defaultMissionStream = "ua:missions:delegation"
+    public static let defaultDeadLetterStream = "ua:missions:dlq"
+
+    public var values: [String: String]
+
+    public init(_ values: [String: String] = ProcessInfo.processInfo.environment) {
+        self.values = values
+    }
+
+    public static var current: FactoryEnvironment { FactoryEnvironment() }
+
+    public subscript(name: String) -> String? {
+        guard let value = values[name]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        return value
+    }
+
+    /// `UA_FACTORY_DIR`, else nil (callers default to the current directory).
+    public var factoryDirectory: String? { self["UA_FACTORY_DIR"] }
+
+    /// `UA_FACTORY_ID`, else the host name.
+    public var factoryID: String { self["UA_FACTORY_ID"] ?? ProcessInfo.processInfo.hostName }
+
+    /// `FACTORY_ROLE` (`HEADQUARTERS` may publish).
+    public var role: String { self["FACTORY_ROLE"] ?? "LOCAL_WORKER" }
+
+    /// `UA_FACTORY_SERVICE`: one or more services, separated by commas or spaces.
+    public var services: [String] {
+        guard let raw = self["UA_FACTORY_SERVICE"] else { return [Self.defaultService] }
+        let names = raw.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+        return names.isEmpty ? [Self.defaultService] : names
+    }
+
+    /// `UA_FACTORY_SYNC_COMMAND`: the dependency sync argv, split on spaces (no shell). Default `uv sync`.
+    public var syncCommand: [String] {
+        guard let raw = self["UA_FACTORY_SYNC_COMMAND"] else { return ["uv", "sync"] }
+        return raw.split(separator: " ").map(String.init)
+    }
+
+    public var missionStream: String { self["UA_DELEGATION_STREAM_NAME"] ?? Self.defaultMissionStream }
+    public var deadLetterStream: String { self["UA_DELEGATION_DLQ_STREAM"] ?? Self.defaultDeadLetterStream }
+    public var opsToken: String? { self["UA_OPS_TOKEN"] }
+    public var hqBaseURL: String? { self["UA_HQ_BASE_URL"] }
+    public var capabilities: [String] {
+        (self["UA_FACTORY_CAPABILITIES"] ?? "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// The Redis URL: `UA_REDIS_URL`, else built from `UA_REDIS_HOST`, `UA_REDIS_PORT`,
+    /// `UA_REDIS_DB` and `REDIS_PASSWORD`.
+    public var redisURL: String {
+        if let url = self["UA_REDIS_URL"] { return url }
+        let host = self["UA_REDIS_HOST"] ?? "127.0.0.1"
+        let port = self["UA_REDIS_PORT"] ?? "6379"
+        let db = self["UA_REDIS_DB"] ?? "0"
+        if let password = self["REDIS_PASSWORD"] {
+            let escaped = password.addingPercentEncoding(withAllowedCharacters: .urlUserAllowed) ?? password
+            return "redis://:\(escaped)@\(host):\(port)/\(db)"
+        }
+        return "redis://\(host):\(port)/\(db)"
+    }
+}
+
+/// Branch names accepted from operators and missions: what git accepts, minus anything that could be
+/// read as an option or a range.
+public enum BranchName {
+    public static func validate(_ name: String) throws(FactoryError) {
+        guard !name.isEmpty else { throw .invalidBranch(name, "it is empty") }
+        guard !name.hasPrefix("-") else { throw .invalidBranch(name, "it starts with '-'") }
+        guard !name.contains("..") else { throw .invalidBranch(name, "it contains '..'") }
+        guard name.utf8.count <= 200 else { throw .invalidBranch(name, "it is longer than 200 bytes") }
+        guard !name.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F }) else {
+            throw .invalidBranch(name, "it contains spaces or control characters")
+        }
+        guard GitNames.isValidBranchName(name) else { throw .invalidBranch(name, "git does not accept it as a branch name") }
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import GitKit
+
+/// The local checkout at a glance, for `factoryctl status`.
+public struct LocalStatus: Codable, Sendable {
+    public var factoryDirectory: String
+    public var branch: String?
+    public var head: String?
+    public var headSummary: String?
+    public var upstream: String?
+    public var upstreamCommit: String?
+    public var ahead: Int?
+    public var behind: Int?
+    public var state: String
+    public var modified: [TrackedChange]
+    public var fetched: Bool
+    public var fetchError: String?
+    public var lastUpdate: UpdateReport?
+
+    enum CodingKeys: String, CodingKey {
+        case branch, head, upstream, ahead, behind, state, modified, fetched
+        case factoryDirectory = "factory_dir", headSummary = "head_summary", upstreamCommit = "upstream_commit"
+        case fetchError = "fetch_error", lastUpdate = "last_update"
+    }
+
+    /// Reads the checkout; with `fetch`, refreshes the remote-tracking branches first.
+    public static func read(factoryDirectory: String, fetch: Bool, environment: [String: String]) throws -> LocalStatus {
+        GitLibrary.initialize()
+        let repository: Repository
+        do {
+            repository = try Repository.open(at: factoryDirectory)
+        } catch {
+            throw FactoryError.invalidArgument("\(factoryDirectory) is not a git checkout: \(error)")
+        }
+        var fetchError: String?
+        if fetch {
+            do {
+                try repository.fetch(remote: "origin", options: FetchOptions(environment: environment))
+            } catch {
+                fetchError = "\(error)"
+            }
+        }
+        let head = try repository.head()
+        var status = LocalStatus(
+            factoryDirectory: factoryDirectory, branch: head.branchName, head: head.commit?.hex,
+            state: repository.state.rawValue, modified: try repository.trackedChanges(),
+            fetched: fetch && fetchError == nil, fetchError: fetchError,
+            lastUpdate: UpdateHistory(gitDirectory: repository.gitDirectory).last)
+        if let commit = head.commit {
+            status.headSummary = try repository.commit(commit).summary
+        }
+        if let branch = head.branchName, let commit = head.commit {
+            let upstreamName = repository.upstreamName(ofBranch: branch) ?? "origin/\(branch)"
+            if let upstream = try repository.resolve(reference: "refs/remotes/\(upstreamName)") {
+                status.upstream = upstreamName
+                status.upstreamCommit = upstream.hex
+                let counts = try repository.aheadBehind(local: commit, upstream: upstream)
+                status.ahead = counts.ahead
+                status.behind = counts.behind
+            }
+        }
+        return status
+    }
+}

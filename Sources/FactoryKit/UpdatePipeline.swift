@@ -1,0 +1,371 @@
+import Foundation
+import GitKit
+import Logging
+
+/// What to update and how. Built by `factoryctl update` from flags and by the consumer from a mission.
+public struct UpdateRequest: Sendable {
+    public var factoryDirectory: String
+    public var branch: String = "main"
+    public var remote: String = "origin"
+    public var restart = false
+    public var services: [String] = [FactoryEnvironment.defaultService]
+    public var dryRun = false
+    public var sync = true
+    public var syncCommand: [String] = ["uv", "sync"]
+    public var waitForLock = false
+    /// Seconds to wait after restarting before checking `is-active`.
+    public var settleSeconds: Double = 3
+    /// Longest a single `uv sync` may run.
+    public var syncTimeout: Double = 600
+    /// Whole-update deadline (the mission's `timeout_seconds`); nil for none.
+    public var deadline: Date?
+    public var jobID: String?
+    /// Environment for credentials and child processes.
+    public var environment: [String: String] = ProcessInfo.processInfo.environment
+    /// Record the outcome in `.git/factoryctl/history.jsonl`.
+    public var recordHistory = true
+
+    public init(factoryDirectory: String) {
+        self.factoryDirectory = factoryDirectory
+    }
+}
+
+/// The update pipeline of DESIGN.md: lock, preflight, fetch, switch, pull --rebase, sync, restart,
+/// roll back on failure, record. It never throws: every outcome is an `UpdateReport`.
+public struct UpdatePipeline {
+    public var request: UpdateRequest
+    public var logger: Logger
+    /// Fetch progress, for a terminal (never logged).
+    public var progress: ((FetchProgress) -> Void)?
+    /// Polled between steps and during the fetch (SIGTERM); checked only while nothing is changed yet.
+    public var shouldCancel: () -> Bool = { false }
+
+    public init(request: UpdateRequest, logger: Logger = Logger(label: "factoryctl.update")) {
+        self.request = request
+        self.logger = logger
+    }
+
+    public func run() -> UpdateReport {
+        let started = Date()
+        var report = UpdateReport(branch: request.branch, startedAt: started)
+        report.dryRun = request.dryRun
+        report.jobID = request.jobID
+        var gitDirectory: String?
+        do {
+            try execute(&report, gitDirectory: &gitDirectory)
+        } catch let stop as Stop {
+            report.status = .failed
+            report.failure = stop.failure
+            report.error = stop.message
+            report.paths = stop.paths
+        } catch {
+            report.status = .failed
+            report.failure = .internalError
+            report.error = "\(error)"
+        }
+        let finished = Date()
+        report.finishedAt = finished.timeIntervalSince1970
+        report.durationMs = Int(finished.timeIntervalSince(started) * 1000)
+        if let gitDirectory, request.recordHistory, !request.dryRun, report.failure != .lockHeld {
+            do {
+                try UpdateHistory(gitDirectory: gitDirectory).append(report)
+            } catch {
+                logger.warning("could not record the outcome in history: \(error)")
+            }
+        }
+        return report
+    }
+
+    /// A failure that ends the pipeline.
+    struct Stop: Error {
+        let failure: UpdateFailure
+        let message: String
+        var paths: [String] = []
+    }
+
+    private func execute(_ report: inout UpdateReport, gitDirectory: inout String?) throws {
+        let branch = request.branch
+        do {
+            try BranchName.validate(branch)
+        } catch {
+            throw Stop(failure: .invalidBranch, message: "\(error); nothing was changed")
+        }
+        GitLibrary.initialize()
+        let repository: Repository
+        do {
+            repository = try Repository.open(at: request.factoryDirectory)
+        } catch {
+            throw Stop(failure: .notARepository,
+                       message: "\(request.factoryDirectory) is not a git checkout (\(error)); set --factory-dir or UA_FACTORY_DIR")
+        }
+        guard repository.workingDirectory != nil else {
+            throw Stop(failure: .notARepository, message: "\(request.factoryDirectory) is a bare repository, not a checkout")
+        }
+        gitDirectory = repository.gitDirectory
+
+        // 1. Lock.
+        let lock: CheckoutLock
+        do {
+            lock = try CheckoutLock.acquire(gitDirectory: repository.gitDirectory, wait: request.waitForLock) { holder in
+                logger.notice("waiting for the update lock held by pid \(holder.map(String.init) ?? "?")")
+            }
+        } catch {
+            switch error {
+            case .held(_, let pid):
+                throw Stop(failure: .lockHeld,
+                           message: "another update is running on this checkout (pid \(pid.map(String.init) ?? "unknown")); nothing was changed. Wait for it, or pass --wait-lock")
+            case .io(let path, let code):
+                throw Stop(failure: .internalError, message: "cannot lock \(path): \(String(cString: strerror(code)))")
+            }
+        }
+        try withExtendedLifetime(lock) {
+            try update(repository, &report)
+        }
+    }
+
+    private func update(_ repository: Repository, _ report: inout UpdateReport) throws {
+        let branch = request.branch
+        let remote = request.remote
+
+        // 2. Preflight.
+        let state = repository.state
+        guard state == .clean else {
+            throw Stop(failure: .preflight,
+                       message: "the checkout is in the middle of \(state.inProgressName); finish or abort it (git \(abortHint(state))) and run the update again. Nothing was changed")
+        }
+        let original = try repository.head()
+        guard let originalCommit = original.commit else {
+            throw Stop(failure: .preflight, message: "HEAD has no commit yet (unborn branch \(original.branchName ?? "?")); nothing was changed")
+        }
+        report.from = originalCommit.hex
+        report.to = originalCommit.hex
+        report.previousBranch = original.branchName
+        let changes = try repository.trackedChanges()
+        guard changes.isEmpty else {
+            let list = changes.map { "\($0.change): \($0.path)" }.joined(separator: ", ")
+            throw Stop(failure: .preflight,
+                       message: "tracked files have local changes (\(list)); commit, stash or revert them first. Nothing was changed",
+                       paths: changes.map(\.path))
+        }
+        try checkCancelled()
+
+        // 3. Fetch.
+        logger.info("fetching \(remote)")
+        do {
+            try repository.fetch(remote: remote, options: FetchOptions(
+                environment: request.environment, progress: progress, shouldCancel: { shouldCancel() || pastDeadline }))
+        } catch let error as GitError {
+            if shouldCancel() || pastDeadline {
+                throw Stop(failure: .cancelled, message: "the fetch was cancelled; nothing was changed")
+            }
+            let url = repository.remoteURL(remote).map(Self.redact) ?? remote
+            throw Stop(failure: .remoteUnreachable,
+                       message: "could not fetch \(remote) (\(url)): \(error.message); nothing was changed")
+        }
+        try checkCancelled()
+
+        // 4–5. Plan: which commit the branch should end on.
+        guard let upstream = try repository.resolve(reference: "refs/remotes/\(remote)/\(branch)") else {
+            throw Stop(failure: .branchMissing, message: "\(remote) has no branch '\(branch)'; nothing was changed")
+        }
+        let localTip = try repository.resolve(reference: "refs/heads/\(branch)")
+        let base = localTip ?? originalCommit
+        let (_, behind) = try repository.aheadBehind(local: base, upstream: upstream)
+        report.commitCount = localTip == nil ? try repository.aheadBehind(local: originalCommit, upstream: upstream).behind : behind
+        report.commits = try repository.commits(from: localTip ?? originalCommit, to: upstream, limit: 100).map(CommitLine.init)
+
+        var target: ObjectID
+        if let localTip {
+            let (ahead, behind) = try repository.aheadBehind(local: localTip, upstream: upstream)
+            switch (ahead, behind) {
+            case (_, 0):
+                target = localTip
+                report.integration = .upToDate
+            case (0, _):
+                target = upstream
+                report.integration = .fastForward
+            default:
+                logger.info("rebasing \(ahead) local commit(s) onto \(remote)/\(branch)")
+                switch try repository.rebaseInMemory(tip: localTip, onto: upstream) {
+                case .rebased(let tip, let applied, _):
+                    target = tip
+                    report.integration = .rebase
+                    report.rebasedCommits = applied
+                    if request.dryRun { report.wouldConflict = false }
+                case .conflict(let commit, let paths):
+                    if request.dryRun {
+                        report.wouldConflict = true
+                        report.integration = .rebase
+                        report.paths = paths
+                        report.status = .success
+                        return
+                    }
+                    throw Stop(failure: .conflict,
+                               message: "rebasing local commit \(commit.id.short) (\(commit.summary)) onto \(remote)/\(branch) conflicts in \(paths.joined(separator: ", ")); the rebase was aborted and the checkout is exactly as it was. Resolve by hand (git pull --rebase) or drop the local commits",
+                               paths: paths)
+                }
+            }
+        } else {
+            target = upstream
+            report.integration = .created
+        }
+        let switching = original.branchName != branch || {
+            if case .detached = original { return true } else { return false }
+        }()
+        report.to = target.hex
+        report.changed = switching || target != originalCommit
+        if request.dryRun {
+            report.status = .success
+            return
+        }
+        guard report.changed else {
+            logger.info("already up to date at \(target.short)")
+            report.status = .success
+            return
+        }
+        try checkCancelled()
+
+        // 4–5. Apply: work tree first (all-or-nothing), then the branch ref and HEAD.
+        let rollback = Rollback(repository: repository, original: original, branch: branch, branchTipBefore: localTip)
+        do {
+            try repository.checkoutTree(of: target)
+        } catch let error as GitError {
+            throw Stop(failure: .checkoutBlocked,
+                       message: "cannot check out \(branch) at \(target.short): \(error.message); nothing was changed. Move the files out of the way and retry")
+        }
+        do {
+            try repository.setReference("refs/heads/\(branch)", to: target,
+                                        message: "factoryctl: pull --rebase \(remote) \(branch)")
+            if localTip == nil { try repository.setUpstream(branch: branch, remote: remote) }
+            if switching { try repository.setHead(branch: branch) }
+        } catch {
+            try rollBack(rollback, &report, failure: .internalError, reason: "could not move \(branch): \(error)", resync: false, restart: false)
+        }
+        logger.info("\(branch) now at \(target.short) (\(report.integration.rawValue))")
+
+        // 6. Dependencies.
+        if request.sync {
+            let result = runSync()
+            if !result.ok {
+                try rollBack(rollback, &report, failure: .syncFailed, reason: result.message, resync: true, restart: false)
+            }
+            report.synced = true
+        }
+
+        // 7. Services.
+        if request.restart {
+            report.services = request.services
+            let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
+            let inactive = services.restart(request.services, settle: request.settleSeconds)
+            report.restarted = true
+            if !inactive.isEmpty {
+                try rollBack(rollback, &report, failure: .serviceInactive,
+                             reason: "service(s) not active after restart: \(inactive.joined(separator: ", "))",
+                             resync: request.sync, restart: true)
+            }
+        }
+        report.status = .success
+    }
+
+    // MARK: Helpers
+
+    private var pastDeadline: Bool {
+        request.deadline.map { Date() >= $0 } ?? false
+    }
+
+    private func checkCancelled() throws {
+        if shouldCancel() { throw Stop(failure: .cancelled, message: "cancelled before anything was changed") }
+        if pastDeadline { throw Stop(failure: .cancelled, message: "the mission deadline passed before anything was changed") }
+    }
+
+    private func runSync() -> (ok: Bool, message: String) {
+        let argv = request.syncCommand
+        guard !argv.isEmpty else { return (true, "") }
+        var timeout = request.syncTimeout
+        if let deadline = request.deadline { timeout = max(1, min(timeout, deadline.timeIntervalSinceNow)) }
+        logger.info("running \(argv.joined(separator: " "))")
+        do {
+            let result = try ProcessRunner(environment: request.environment)
+                .run(argv, in: request.factoryDirectory, timeout: timeout)
+            if result.succeeded {
+                logger.info("\(argv.joined(separator: " ")) finished in \(String(format: "%.1f", result.duration)) s")
+                return (true, "")
+            }
+            return (false, result.failureSummary)
+        } catch {
+            return (false, "\(error)")
+        }
+    }
+
+    /// Puts code (and environment, and services) back as they were, then ends the pipeline.
+    private func rollBack(_ rollback: Rollback, _ report: inout UpdateReport, failure: UpdateFailure,
+                          reason: String, resync: Bool, restart: Bool) throws -> Never {
+        logger.error("\(reason); rolling back to \(rollback.original.commit?.short ?? "?")")
+        do {
+            try rollback.perform()
+        } catch {
+            throw Stop(failure: .rollbackFailed,
+                       message: "\(reason); rolling back to \(report.shortFrom ?? "?") FAILED: \(error). The checkout needs attention: check `git status` and run `factoryctl update` again")
+        }
+        report.rolledBack = true
+        report.to = report.from
+        var notes: [String] = []
+        if resync && request.sync {
+            let result = runSync()
+            if !result.ok { notes.append("re-syncing the previous environment failed: \(result.message)") }
+        }
+        if restart {
+            let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
+            let inactive = services.restart(request.services, settle: request.settleSeconds)
+            if !inactive.isEmpty { notes.append("after rollback still not active: \(inactive.joined(separator: ", "))") }
+        }
+        let suffix = notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"
+        throw Stop(failure: failure, message: "\(reason); rolled back to \(report.shortFrom ?? "?")\(suffix)")
+    }
+
+    private func abortHint(_ state: RepositoryState) -> String {
+        switch state {
+        case .merge: "merge --abort"
+        case .cherryPick: "cherry-pick --abort"
+        case .revert: "revert --abort"
+        case .bisect: "bisect reset"
+        case .applyMailbox: "am --abort"
+        default: "rebase --abort"
+        }
+    }
+
+    /// Drops credentials from a URL before it reaches a message.
+    static func redact(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url.range(of: "@", range: scheme.upperBound..<url.endIndex) else {
+            return url
+        }
+        return String(url[..<scheme.upperBound]) + "***@" + String(url[at.upperBound...])
+    }
+}
+
+/// What it takes to undo the code part of an update.
+struct Rollback {
+    let repository: Repository
+    let original: Head
+    let branch: String
+    let branchTipBefore: ObjectID?
+
+    func perform() throws {
+        switch original {
+        case .branch(let name, let commit):
+            try repository.setHead(branch: name)
+            try repository.resetHard(to: commit)
+            if name == branch { return }
+        case .detached(let commit):
+            try repository.setHeadDetached(commit)
+            try repository.resetHard(to: commit)
+        case .unborn:
+            return
+        }
+        if let before = branchTipBefore {
+            try repository.setReference("refs/heads/\(branch)", to: before, message: "factoryctl: roll back")
+        } else {
+            try repository.deleteReference("refs/heads/\(branch)")
+        }
+    }
+}

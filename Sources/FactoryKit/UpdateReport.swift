@@ -1,0 +1,122 @@
+import Foundation
+import GitKit
+
+/// Why an update failed. Each kind maps to one exit code of `factoryctl update`.
+public enum UpdateFailure: String, Codable, Sendable {
+    case invalidBranch = "invalid_branch"
+    case notARepository = "not_a_repository"
+    case lockHeld = "lock_held"
+    case preflight = "preflight"
+    case remoteUnreachable = "remote_unreachable"
+    case branchMissing = "branch_missing"
+    case conflict = "conflict"
+    case checkoutBlocked = "checkout_blocked"
+    case syncFailed = "sync_failed"
+    case serviceInactive = "service_inactive"
+    case cancelled = "cancelled"
+    case internalError = "internal_error"
+    case rollbackFailed = "rollback_failed"
+}
+
+/// One commit in a report.
+public struct CommitLine: Codable, Sendable, Equatable {
+    public let sha: String
+    public let summary: String
+
+    init(_ info: CommitInfo) {
+        sha = info.id.hex
+        summary = info.summary
+    }
+}
+
+/// What an update did (or, with `--dry-run`, would do). Printed as text or JSON and kept in history.
+public struct UpdateReport: Codable, Sendable {
+    public enum Status: String, Codable, Sendable { case success, failed }
+    /// How the branch was integrated with `origin/<branch>`.
+    public enum Integration: String, Codable, Sendable {
+        case none, upToDate = "up_to_date", fastForward = "fast_forward", rebase, created
+    }
+
+    public var status: Status = .failed
+    public var failure: UpdateFailure?
+    public var error: String?
+    public var branch: String
+    /// The branch HEAD was on before (nil when detached).
+    public var previousBranch: String?
+    public var from: String?
+    public var to: String?
+    /// Upstream commits integrated (oldest first, at most 100 listed; see `commitCount`).
+    public var commits: [CommitLine] = []
+    public var commitCount = 0
+    public var integration: Integration = .none
+    /// Local commits replayed onto upstream by a rebase.
+    public var rebasedCommits = 0
+    public var changed = false
+    public var synced = false
+    public var restarted = false
+    public var services: [String] = []
+    public var rolledBack = false
+    public var dryRun = false
+    /// Dry run only: whether the rebase would stop on a conflict.
+    public var wouldConflict: Bool?
+    /// Modified tracked files, or conflicting paths, behind a failure.
+    public var paths: [String] = []
+    public var jobID: String?
+    /// Epoch seconds.
+    public var startedAt: Double
+    public var finishedAt: Double?
+    public var durationMs = 0
+
+    public init(branch: String, startedAt: Date = Date()) {
+        self.branch = branch
+        self.startedAt = startedAt.timeIntervalSince1970
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case status, failure, error, branch, from, to, commits, integration, changed, synced, restarted, services, paths
+        case previousBranch = "previous_branch", commitCount = "commit_count", rebasedCommits = "rebased_commits"
+        case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
+        case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms"
+    }
+
+    public var succeeded: Bool { status == .success }
+    public var shortTo: String? { to.map { String($0.prefix(7)) } }
+    public var shortFrom: String? { from.map { String($0.prefix(7)) } }
+
+    /// Always present keys, even when nil, so scripts can rely on the shape.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(status, forKey: .status)
+        try c.encode(failure, forKey: .failure)
+        try c.encode(error, forKey: .error)
+        try c.encode(branch, forKey: .branch)
+        try c.encode(previousBranch, forKey: .previousBranch)
+        try c.encode(from, forKey: .from)
+        try c.encode(to, forKey: .to)
+        try c.encode(commits, forKey: .commits)
+        try c.encode(commitCount, forKey: .commitCount)
+        try c.encode(integration, forKey: .integration)
+        try c.encode(rebasedCommits, forKey: .rebasedCommits)
+        try c.encode(changed, forKey: .changed)
+        try c.encode(synced, forKey: .synced)
+        try c.encode(restarted, forKey: .restarted)
+        try c.encode(services, forKey: .services)
+        try c.encode(rolledBack, forKey: .rolledBack)
+        try c.encode(dryRun, forKey: .dryRun)
+        try c.encode(wouldConflict, forKey: .wouldConflict)
+        try c.encode(paths, forKey: .paths)
+        try c.encode(jobID, forKey: .jobID)
+        try c.encode(startedAt, forKey: .startedAt)
+        try c.encode(finishedAt, forKey: .finishedAt)
+        try c.encode(durationMs, forKey: .durationMs)
+    }
+}
+
+public extension JSONEncoder {
+    /// Sorted keys, no escaped slashes: stable output for scripts and tests.
+    static var factory: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+}

@@ -1,0 +1,357 @@
+import CGit2
+import Foundation
+
+/// The state a repository is left in by an unfinished operation.
+public enum RepositoryState: String, Sendable {
+    case clean, merge, revert, cherryPick, bisect, rebase, rebaseInteractive, rebaseMerge, applyMailbox, other
+
+    init(_ raw: Int32) {
+        switch raw {
+        case Int32(GIT_REPOSITORY_STATE_NONE.rawValue): self = .clean
+        case Int32(GIT_REPOSITORY_STATE_MERGE.rawValue): self = .merge
+        case Int32(GIT_REPOSITORY_STATE_REVERT.rawValue), Int32(GIT_REPOSITORY_STATE_REVERT_SEQUENCE.rawValue): self = .revert
+        case Int32(GIT_REPOSITORY_STATE_CHERRYPICK.rawValue), Int32(GIT_REPOSITORY_STATE_CHERRYPICK_SEQUENCE.rawValue): self = .cherryPick
+        case Int32(GIT_REPOSITORY_STATE_BISECT.rawValue): self = .bisect
+        case Int32(GIT_REPOSITORY_STATE_REBASE.rawValue): self = .rebase
+        case Int32(GIT_REPOSITORY_STATE_REBASE_INTERACTIVE.rawValue): self = .rebaseInteractive
+        case Int32(GIT_REPOSITORY_STATE_REBASE_MERGE.rawValue): self = .rebaseMerge
+        case Int32(GIT_REPOSITORY_STATE_APPLY_MAILBOX.rawValue), Int32(GIT_REPOSITORY_STATE_APPLY_MAILBOX_OR_REBASE.rawValue): self = .applyMailbox
+        default: self = .other
+        }
+    }
+
+    /// A human name: "a rebase", "a merge".
+    public var inProgressName: String {
+        switch self {
+        case .clean: "nothing"
+        case .merge: "a merge"
+        case .revert: "a revert"
+        case .cherryPick: "a cherry-pick"
+        case .bisect: "a bisect"
+        case .rebase, .rebaseInteractive, .rebaseMerge: "a rebase"
+        case .applyMailbox: "git am"
+        case .other: "an unfinished git operation"
+        }
+    }
+}
+
+/// Where HEAD points.
+public enum Head: Sendable, Equatable {
+    case branch(name: String, commit: ObjectID)
+    case detached(commit: ObjectID)
+    case unborn(name: String)
+
+    public var commit: ObjectID? {
+        switch self {
+        case .branch(_, let commit), .detached(let commit): commit
+        case .unborn: nil
+        }
+    }
+
+    public var branchName: String? {
+        switch self {
+        case .branch(let name, _), .unborn(let name): name
+        case .detached: nil
+        }
+    }
+}
+
+/// A tracked file that differs from HEAD (staged or in the work tree).
+public struct TrackedChange: Sendable, Equatable, Codable {
+    public let path: String
+    /// "modified", "deleted", "added", "renamed", "typechange", "conflicted".
+    public let change: String
+}
+
+/// The sole owner of a `git_repository` handle. Not Sendable: keep it in one thread.
+public final class Repository {
+    let handle: OpaquePointer
+
+    private init(handle: OpaquePointer) {
+        self.handle = handle
+    }
+
+    deinit {
+        git_repository_free(handle)
+    }
+
+    /// Opens the repository whose work tree (or `.git`) is exactly `path`.
+    public static func open(at path: String) throws -> Repository {
+        var pointer: OpaquePointer?
+        let flags = UInt32(GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue)
+        let code = git_repository_open_ext(&pointer, path, flags, nil)
+        if code < 0 {
+            if let pointer { git_repository_free(pointer) }
+            throw GitError(operation: "open repository at \(path)", code: code)
+        }
+        return Repository(handle: pointer!)
+    }
+
+    /// The work tree root, with a trailing slash removed; nil for a bare repository.
+    public var workingDirectory: String? {
+        guard let path = git_repository_workdir(handle) else { return nil }
+        return Self.trimmed(String(cString: path))
+    }
+
+    /// The `.git` directory.
+    public var gitDirectory: String {
+        Self.trimmed(String(cString: git_repository_path(handle)))
+    }
+
+    private static func trimmed(_ path: String) -> String {
+        path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+    }
+
+    public var state: RepositoryState {
+        RepositoryState(git_repository_state(handle))
+    }
+
+    // MARK: References
+
+    public func head() throws -> Head {
+        var ref: OpaquePointer?
+        let code = git_repository_head(&ref, handle)
+        if code == GIT_EUNBORNBRANCH.rawValue || code == GIT_ENOTFOUND.rawValue {
+            var symbolic: OpaquePointer?
+            try check(git_reference_lookup(&symbolic, handle, "HEAD"), "read HEAD")
+            defer { git_reference_free(symbolic) }
+            let target = git_reference_symbolic_target(symbolic).map { String(cString: $0) } ?? "HEAD"
+            return .unborn(name: Self.shortBranchName(target))
+        }
+        try check(code, "read HEAD")
+        defer { git_reference_free(ref) }
+        guard let oid = git_reference_target(ref) else {
+            throw GitError(operation: "read HEAD", code: -1, message: "HEAD does not point at a commit")
+        }
+        if git_repository_head_detached(handle) == 1 {
+            return .detached(commit: ObjectID(oid.pointee))
+        }
+        let name = String(cString: git_reference_name(ref))
+        return .branch(name: Self.shortBranchName(name), commit: ObjectID(oid.pointee))
+    }
+
+    private static func shortBranchName(_ refName: String) -> String {
+        refName.hasPrefix("refs/heads/") ? String(refName.dropFirst("refs/heads/".count)) : refName
+    }
+
+    /// Resolves a reference ("refs/remotes/origin/main") to a commit, or nil when it does not exist.
+    public func resolve(reference name: String) throws -> ObjectID? {
+        var oid = git_oid()
+        let code = git_reference_name_to_id(&oid, handle, name)
+        if code == GIT_ENOTFOUND.rawValue { return nil }
+        try check(code, "resolve \(name)")
+        return ObjectID(oid)
+    }
+
+    /// Points `name` (a full ref name) at `target`, creating it if needed, with a reflog message.
+    public func setReference(_ name: String, to target: ObjectID, message: String) throws {
+        var oid = target.raw
+        var ref: OpaquePointer?
+        try check(git_reference_create(&ref, handle, name, &oid, 1, message), "update \(name)")
+        git_reference_free(ref)
+    }
+
+    public func deleteReference(_ name: String) throws {
+        var ref: OpaquePointer?
+        let code = git_reference_lookup(&ref, handle, name)
+        if code == GIT_ENOTFOUND.rawValue { return }
+        try check(code, "look up \(name)")
+        defer { git_reference_free(ref) }
+        try check(git_reference_delete(ref), "delete \(name)")
+    }
+
+    /// Makes HEAD a symbolic ref to `refs/heads/<branch>` without touching index or work tree.
+    public func setHead(branch: String) throws {
+        try check(git_repository_set_head(handle, "refs/heads/\(branch)"), "point HEAD at \(branch)")
+    }
+
+    public func setHeadDetached(_ commit: ObjectID) throws {
+        var oid = commit.raw
+        try check(git_repository_set_head_detached(handle, &oid), "detach HEAD at \(commit.short)")
+    }
+
+    /// Sets `branch.<name>.remote` / `.merge` so the branch tracks `<remote>/<name>`.
+    public func setUpstream(branch: String, remote: String) throws {
+        var ref: OpaquePointer?
+        try check(git_branch_lookup(&ref, handle, branch, GIT_BRANCH_LOCAL), "look up branch \(branch)")
+        defer { git_reference_free(ref) }
+        try check(git_branch_set_upstream(ref, "\(remote)/\(branch)"), "set upstream of \(branch)")
+    }
+
+    /// The remote-tracking branch a local branch is configured to follow, if any ("origin/main").
+    public func upstreamName(ofBranch branch: String) -> String? {
+        var buffer = git_buf()
+        defer { git_buf_dispose(&buffer) }
+        guard git_branch_upstream_name(&buffer, handle, "refs/heads/\(branch)") == 0, let ptr = buffer.ptr else {
+            return nil
+        }
+        let full = String(cString: ptr)
+        return full.hasPrefix("refs/remotes/") ? String(full.dropFirst("refs/remotes/".count)) : full
+    }
+
+    /// True when `name` is a valid local branch name for git.
+    public static func isValidBranchName(_ name: String) -> Bool {
+        var valid: Int32 = 0
+        guard git_branch_name_is_valid(&valid, name) == 0 else { return false }
+        return valid == 1
+    }
+
+    public func remoteURL(_ remote: String) -> String? {
+        var pointer: OpaquePointer?
+        guard git_remote_lookup(&pointer, handle, remote) == 0 else { return nil }
+        defer { git_remote_free(pointer) }
+        return git_remote_url(pointer).map { String(cString: $0) }
+    }
+
+    // MARK: Commits and history
+
+    public func commit(_ id: ObjectID) throws -> CommitInfo {
+        var oid = id.raw
+        var commit: OpaquePointer?
+        try check(git_commit_lookup(&commit, handle, &oid), "look up commit \(id.short)")
+        defer { git_commit_free(commit) }
+        return Self.info(commit!, id: id)
+    }
+
+    static func info(_ commit: OpaquePointer, id: ObjectID) -> CommitInfo {
+        let summary = git_commit_summary(commit).map { String(cString: $0) } ?? ""
+        let author = git_commit_author(commit)!.pointee
+        return CommitInfo(
+            id: id,
+            summary: summary,
+            authorName: author.name.map { String(cString: $0) } ?? "",
+            authorEmail: author.email.map { String(cString: $0) } ?? "",
+            time: Int64(author.when.time)
+        )
+    }
+
+    /// Commits reachable from `tip` but not from `base`, oldest first (like `git log --reverse base..tip`).
+    public func commits(from base: ObjectID?, to tip: ObjectID, limit: Int = .max) throws -> [CommitInfo] {
+        var walk: OpaquePointer?
+        try check(git_revwalk_new(&walk, handle), "start history walk")
+        defer { git_revwalk_free(walk) }
+        try check(git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL.rawValue), "sort history walk")
+        var tipOID = tip.raw
+        try check(git_revwalk_push(walk, &tipOID), "walk from \(tip.short)")
+        if let base {
+            var baseOID = base.raw
+            try check(git_revwalk_hide(walk, &baseOID), "hide \(base.short)")
+        }
+        var result: [CommitInfo] = []
+        var oid = git_oid()
+        while git_revwalk_next(&oid, walk) == 0 {
+            result.append(try commit(ObjectID(oid)))
+            if result.count >= limit { break }
+        }
+        return result.reversed()
+    }
+
+    /// (ahead, behind): commits in `local` not in `upstream`, and the other way round.
+    public func aheadBehind(local: ObjectID, upstream: ObjectID) throws -> (ahead: Int, behind: Int) {
+        var ahead = 0, behind = 0
+        var l = local.raw, u = upstream.raw
+        try check(git_graph_ahead_behind(&ahead, &behind, handle, &l, &u), "count commits")
+        return (ahead, behind)
+    }
+
+    // MARK: Work tree
+
+    /// Tracked files that differ from HEAD, staged or not. Untracked and ignored files are not listed.
+    public func trackedChanges() throws -> [TrackedChange] {
+        var options = git_status_options()
+        try check(git_status_options_init(&options, UInt32(GIT_STATUS_OPTIONS_VERSION)), "init status options")
+        options.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR
+        options.flags = 0 // no untracked, no ignored
+        var list: OpaquePointer?
+        try check(git_status_list_new(&list, handle, &options), "read status")
+        defer { git_status_list_free(list) }
+        var changes: [TrackedChange] = []
+        for index in 0..<git_status_list_entrycount(list) {
+            guard let entry = git_status_byindex(list, index)?.pointee else { continue }
+            let flags = entry.status.rawValue
+            if flags == GIT_STATUS_CURRENT.rawValue { continue }
+            let delta = entry.index_to_workdir ?? entry.head_to_index
+            let path = delta.flatMap { $0.pointee.new_file.path ?? $0.pointee.old_file.path }
+                .map { String(cString: $0) } ?? "?"
+            changes.append(TrackedChange(path: path, change: Self.describe(flags)))
+        }
+        return changes
+    }
+
+    private static func describe(_ flags: UInt32) -> String {
+        func has(_ f: git_status_t) -> Bool { flags & f.rawValue != 0 }
+        if has(GIT_STATUS_CONFLICTED) { return "conflicted" }
+        if has(GIT_STATUS_WT_DELETED) || has(GIT_STATUS_INDEX_DELETED) { return "deleted" }
+        if has(GIT_STATUS_INDEX_NEW) { return "added" }
+        if has(GIT_STATUS_WT_RENAMED) || has(GIT_STATUS_INDEX_RENAMED) { return "renamed" }
+        if has(GIT_STATUS_WT_TYPECHANGE) || has(GIT_STATUS_INDEX_TYPECHANGE) { return "typechange" }
+        return "modified"
+    }
+
+    /// Checks out the tree of `commit` into index and work tree.
+    ///
+    /// `safe` (the default) refuses before writing anything when a modified tracked file or an
+    /// untracked file would be overwritten; the paths in the way are listed in the error.
+    /// Ignored files are never overwritten, and untracked files are never removed.
+    public func checkoutTree(of commit: ObjectID, force: Bool = false) throws {
+        var oid = commit.raw
+        var object: OpaquePointer?
+        try check(git_object_lookup(&object, handle, &oid, GIT_OBJECT_COMMIT), "look up commit \(commit.short)")
+        defer { git_object_free(object) }
+
+        var options = git_checkout_options()
+        try check(git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "init checkout options")
+        let base = force ? GIT_CHECKOUT_FORCE.rawValue : GIT_CHECKOUT_SAFE.rawValue
+        options.checkout_strategy = base | GIT_CHECKOUT_DONT_OVERWRITE_IGNORED.rawValue
+        let collector = PathCollector()
+        options.notify_flags = GIT_CHECKOUT_NOTIFY_CONFLICT.rawValue
+        options.notify_payload = Unmanaged.passUnretained(collector).toOpaque()
+        options.notify_cb = { _, path, _, _, _, payload in
+            if let payload, let path {
+                Unmanaged<PathCollector>.fromOpaque(payload).takeUnretainedValue().paths.append(String(cString: path))
+            }
+            return 0
+        }
+        let code = withExtendedLifetime(collector) { git_checkout_tree(handle, object, &options) }
+        if code == GIT_ECONFLICT.rawValue {
+            let paths = collector.paths.isEmpty ? "" : ": " + collector.paths.joined(separator: ", ")
+            throw GitError(operation: "checkout \(commit.short)", code: code, errorClass: 0,
+                           message: "files in the way would be overwritten\(paths)")
+        }
+        try check(code, "checkout \(commit.short)")
+    }
+
+    /// `git reset --hard <commit>` on the current HEAD: moves the current branch, resets index and work tree.
+    /// Untracked files stay; ignored files are not overwritten.
+    public func resetHard(to commit: ObjectID) throws {
+        var oid = commit.raw
+        var object: OpaquePointer?
+        try check(git_object_lookup(&object, handle, &oid, GIT_OBJECT_COMMIT), "look up commit \(commit.short)")
+        defer { git_object_free(object) }
+        var options = git_checkout_options()
+        try check(git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "init checkout options")
+        options.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue | GIT_CHECKOUT_DONT_OVERWRITE_IGNORED.rawValue
+        try check(git_reset(handle, object, GIT_RESET_HARD, &options), "reset to \(commit.short)")
+    }
+
+    /// The signature git would use for a commit made now (env, config, then a fallback).
+    func committerSignature() throws -> UnsafeMutablePointer<git_signature> {
+        var signature: UnsafeMutablePointer<git_signature>?
+        let env = ProcessInfo.processInfo.environment
+        if let name = env["GIT_COMMITTER_NAME"], let email = env["GIT_COMMITTER_EMAIL"],
+           git_signature_now(&signature, name, email) == 0, let signature {
+            return signature
+        }
+        if git_signature_default(&signature, handle) == 0, let signature {
+            return signature
+        }
+        let host = ProcessInfo.processInfo.hostName
+        try check(git_signature_now(&signature, "factoryctl", "factoryctl@\(host)"), "make committer signature")
+        return signature!
+    }
+}
+
+/// Collects paths from a C callback.
+final class PathCollector {
+    var paths: [String] = []
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import FactoryKit
+import Foundation
+import GitKit
+
+@main
+struct Factoryctl: ParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "factoryctl",
+        abstract: "Keep a fleet of factories on the code HQ wants.",
+        discussion: """
+        A factory is a git checkout of a Python application (managed by uv) running as \
+        systemd --user services. `update` pulls and restarts one factory by hand; `publish` \
+        puts an update mission on the Redis stream; `consume` runs missions on each factory; \
+        `status` shows the checkout and the fleet.
+
+        EXIT CODES
+          0   success (updated, or already up to date)
+          1   failed; nothing was changed
+          2   failed; the update was rolled back
+          3   another update holds the checkout lock
+          4   refused by preflight (local changes, or a rebase/merge in progress)
+          5   the remote could not be fetched
+          6   rolling back failed; the checkout needs attention
+          7   Redis is unavailable
+          8   refused (role may not publish, or an update is already in flight)
+          9   timed out waiting for results
+          10  consume: exited after applying an update so systemd restarts it
+          64  usage error
+        """,
+        version: version,
+        subcommands: [UpdateCommand.self, PublishCommand.self, ConsumeCommand.self, StatusCommand.self]
+    )
+
+    static func main() {
+        GitLibrary.initialize()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let failure as CommandFailure {
+            if !failure.message.isEmpty {
+                FileHandle.standardError.write(Data("factoryctl: \(failure.message)\n".utf8))
+            }
+            Foundation.exit(failure.code.rawValue)
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// The exit codes of factoryctl (documented in `--help`, the man page and the README).
+enum ExitStatus: Int32 {
+    case success = 0
+    case failedUnchanged = 1
+    case rolledBack = 2
+    case lockHeld = 3
+    case refusedByPreflight = 4
+    case remoteUnreachable = 5
+    case rollbackFailed = 6
+    case redisUnavailable = 7
+    case refused = 8
+    case timedOut = 9
+    case restartRequested = 10
+    case usage = 64
+
+    init(_ report: UpdateReport) {
+        if report.succeeded { self = .success; return }
+        if report.rolledBack { self = .rolledBack; return }
+        switch report.failure {
+        case .lockHeld: self = .lockHeld
+        case .preflight: self = .refusedByPreflight
+        case .remoteUnreachable: self = .remoteUnreachable
+        case .rollbackFailed: self = .rollbackFailed
+        case .invalidBranch: self = .usage
+        default: self = .failedUnchanged
+        }
+    }
+}
+
+/// A failure already explained to the user; the entry point prints `message` and exits with `code`.
+struct CommandFailure: Error {
+    let code: ExitStatus
+    let message: String
+}

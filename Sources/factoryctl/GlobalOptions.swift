@@ -1,0 +1,49 @@
+import ArgumentParser
+import FactoryKit
+import Foundation
+import Logging
+
+/// Options every subcommand takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Log level for messages on stderr.", valueName: "level"))
+    var logLevel: LogLevelArgument = .info
+
+    func logger(_ label: String) -> Logger {
+        var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = logLevel.level
+        return logger
+    }
+}
+
+enum LogLevelArgument: String, ExpressibleByArgument, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
+
+    var level: Logger.Level { Logger.Level(rawValue: rawValue)! }
+}
+
+/// Where the checkout is: `--factory-dir`, else `UA_FACTORY_DIR`, else the current directory.
+struct FactoryDirectoryOption: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "The factory's git checkout (env UA_FACTORY_DIR; default: the current directory).",
+        valueName: "path"), completion: .directory)
+    var factoryDir: String?
+
+    func resolve(_ environment: FactoryEnvironment) -> String {
+        let path = factoryDir ?? environment.factoryDirectory ?? FileManager.default.currentDirectoryPath
+        return URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+}
+
+/// Writes JSON for scripts to stdout.
+func printJSON<T: Encodable>(_ value: T) throws {
+    var data = try JSONEncoder.factory.encode(value)
+    data.append(UInt8(ascii: "\n"))
+    FileHandle.standardOutput.write(data)
+}
+
+/// Lines for humans to stdout.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }

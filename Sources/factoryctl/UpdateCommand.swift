@@ -1,0 +1,175 @@
+import ArgumentParser
+import FactoryKit
+import Foundation
+import GitKit
+
+struct UpdateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "update",
+        abstract: "Pull the factory's branch (fetch + pull --rebase), sync dependencies, optionally restart.",
+        discussion: """
+        Runs the update pipeline natively (libgit2, no git process): take the checkout lock, \
+        refuse a checkout with local changes to tracked files or an unfinished rebase/merge, \
+        fetch origin, switch to the branch (creating it from origin/<branch> if missing), \
+        integrate like `git pull --rebase`, run `uv sync`, and with --restart restart the \
+        services and check they are active. A failed pull never runs `uv sync`; a failed sync \
+        or an inactive service rolls the checkout back. Untracked and ignored files (.env, \
+        .venv) are never touched. Each outcome is recorded in .git/factoryctl/history.jsonl.
+
+        Examples:
+          factoryctl update --restart
+          factoryctl update --branch release --factory-dir /srv/factory --json
+          factoryctl update --dry-run
+
+        Environment: UA_FACTORY_DIR, UA_FACTORY_SERVICE (comma-separated), \
+        UA_FACTORY_SYNC_COMMAND (default "uv sync"), FACTORYCTL_SSH_KEY, \
+        FACTORYCTL_SSH_PASSPHRASE, FACTORYCTL_GIT_TOKEN. Exit codes: see `factoryctl --help`.
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var directory: FactoryDirectoryOption
+
+    @Option(name: .long, help: ArgumentHelp("The branch to update to.", valueName: "name"))
+    var branch = "main"
+
+    @Flag(name: .long, help: "Restart the services afterwards and check they are active.")
+    var restart = false
+
+    @Option(name: .long, help: ArgumentHelp(
+        "A systemd --user service to restart (repeatable; env UA_FACTORY_SERVICE; default universal-agent-local-factory).",
+        valueName: "name"))
+    var service: [String] = []
+
+    @Flag(name: .long, help: "Fetch and report what would change; change nothing else.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "Do not run the dependency sync (uv sync).")
+    var noSync = false
+
+    @Flag(name: .long, help: "Wait for another update's lock instead of failing at once.")
+    var waitLock = false
+
+    @Option(name: .long, help: ArgumentHelp("Seconds to wait after a restart before checking the services.", valueName: "seconds"))
+    var settle: Double = 3
+
+    @Flag(name: .long, help: "Print one JSON object instead of the summary.")
+    var json = false
+
+    func validate() throws {
+        do {
+            try BranchName.validate(branch)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        for name in service where name.hasPrefix("-") || name.isEmpty {
+            throw ValidationError("invalid service name '\(name)'")
+        }
+        guard settle >= 0, settle <= 600 else { throw ValidationError("--settle must be between 0 and 600 seconds") }
+    }
+
+    func run() throws {
+        let environment = FactoryEnvironment.current
+        var request = UpdateRequest(factoryDirectory: directory.resolve(environment))
+        request.branch = branch
+        request.restart = restart
+        request.services = service.isEmpty ? environment.services : service
+        request.dryRun = dryRun
+        request.sync = !noSync
+        request.syncCommand = environment.syncCommand
+        request.waitForLock = waitLock
+        request.settleSeconds = settle
+        request.environment = environment.values
+
+        var pipeline = UpdatePipeline(request: request, logger: global.logger("factoryctl.update"))
+        let meter = ProgressMeter(enabled: stderrIsTerminal)
+        pipeline.progress = meter.show
+        let report = pipeline.run()
+        meter.finish()
+
+        if json {
+            try printJSON(report)
+        } else {
+            UpdateSummary(report: report).lines.forEach(say)
+        }
+        let status = ExitStatus(report)
+        if status != .success {
+            throw CommandFailure(code: status, message: json ? "" : report.error ?? "update failed")
+        }
+    }
+}
+
+/// Fetch progress on a terminal; silent otherwise (never in logs).
+final class ProgressMeter {
+    let enabled: Bool
+    private var shown = false
+    private var lastPercent = -1
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func show(_ progress: FetchProgress) {
+        guard enabled, progress.totalObjects > 0 else { return }
+        let percent = progress.receivedObjects * 100 / progress.totalObjects
+        guard percent != lastPercent else { return }
+        lastPercent = percent
+        shown = true
+        let kib = progress.receivedBytes / 1024
+        FileHandle.standardError.write(Data(
+            "\rReceiving objects: \(percent)% (\(progress.receivedObjects)/\(progress.totalObjects)), \(kib) KiB".utf8))
+    }
+
+    func finish() {
+        if shown { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
+
+/// The human summary of an update.
+struct UpdateSummary {
+    let report: UpdateReport
+
+    var lines: [String] {
+        var lines: [String] = []
+        let from = report.shortFrom ?? "?"
+        let to = report.shortTo ?? "?"
+        let prefix = report.dryRun ? "Would " : ""
+        switch report.integration {
+        case .none:
+            break
+        case .upToDate:
+            lines.append(report.dryRun ? "\(report.branch) is up to date with origin/\(report.branch) at \(to)"
+                                       : "Already up to date: \(report.branch) at \(to)")
+        case .fastForward:
+            lines.append("\(prefix.isEmpty ? "Fast-forwarded" : prefix + "fast-forward") \(report.branch) \(from) → \(to) (\(plural(report.commitCount, "commit")) pulled)")
+        case .rebase:
+            if report.wouldConflict == true {
+                lines.append("Would rebase \(report.rebasedCommits > 0 ? plural(report.rebasedCommits, "local commit") : "local commits") onto origin/\(report.branch): CONFLICT in \(report.paths.joined(separator: ", "))")
+            } else {
+                lines.append("\(prefix.isEmpty ? "Rebased" : prefix + "rebase") \(plural(report.rebasedCommits, "local commit")) onto origin/\(report.branch) (\(plural(report.commitCount, "commit")) pulled): \(from) → \(to)")
+            }
+        case .created:
+            lines.append("\(prefix.isEmpty ? "Created" : prefix + "create") \(report.branch) from origin/\(report.branch) at \(to) (was on \(report.previousBranch ?? "detached HEAD") at \(from))")
+        }
+        if report.integration != .none, report.previousBranch != report.branch, report.integration != .created {
+            lines.append("\(report.dryRun ? "Would switch" : "Switched") from \(report.previousBranch ?? "detached HEAD") to \(report.branch)")
+        }
+        for commit in report.commits.suffix(10).reversed() where report.integration != .upToDate {
+            lines.append("  \(commit.sha.prefix(7)) \(commit.summary)")
+        }
+        if report.commits.count > 10, report.integration != .upToDate {
+            lines.append("  … and \(report.commits.count - 10) more")
+        }
+        if report.synced { lines.append("Synced dependencies") }
+        if report.restarted { lines.append("Restarted \(report.services.joined(separator: ", "))") }
+        if report.rolledBack { lines.append("Rolled back to \(from)") }
+        if report.succeeded && !report.dryRun {
+            lines.append("Factory updated to \(to)")
+        } else if report.succeeded {
+            lines.append("Dry run: nothing was changed")
+        }
+        return lines
+    }
+
+    private func plural(_ count: Int, _ noun: String) -> String {
+        "\(count) \(noun)\(count == 1 ? "" : "s")"
+    }
+}
