@@ -58,6 +58,11 @@ public enum Head: Sendable, Equatable {
 
 /// A tracked file that differs from HEAD (staged or in the work tree).
 public struct TrackedChange: Sendable, Equatable, Codable {
+    public init(path: String, change: String) {
+        self.path = path
+        self.change = change
+    }
+
     public let path: String
     /// "modified", "deleted", "added", "renamed", "typechange", "conflicted".
     public let change: String

@@ -1,0 +1,58 @@
+import Foundation
+import GitKit
+import Testing
+import TestSupport
+
+@Suite struct GitKitTests {
+    init() { GitLibrary.initialize() }
+
+    @Test func objectIDAcceptsOnlyFullLowercaseHex() {
+        #expect(ObjectID(hex: String(repeating: "a", count: 40)) != nil)
+        #expect(ObjectID(hex: String(repeating: "A", count: 40)) == nil)
+        #expect(ObjectID(hex: "abc") == nil)
+        #expect(ObjectID(hex: String(repeating: "g", count: 40)) == nil)
+    }
+
+    @Test func branchNamesFollowGitRules() {
+        #expect(Repository.isValidBranchName("main"))
+        #expect(Repository.isValidBranchName("release/2026-11"))
+        #expect(!Repository.isValidBranchName("a..b"))
+        #expect(!Repository.isValidBranchName("x.lock"))
+        #expect(!Repository.isValidBranchName("has space"))
+        #expect(!Repository.isValidBranchName("HEAD"))
+    }
+
+    @Test func openingSomethingThatIsNotARepositoryThrowsLibgit2sMessage() throws {
+        let directory = TemporaryDirectory()
+        #expect(throws: GitError.self) { try Repository.open(at: directory.path) }
+        do {
+            _ = try Repository.open(at: directory.path)
+        } catch let error as GitError {
+            #expect(error.kind == .notFound)
+            #expect(!error.message.isEmpty)
+        }
+    }
+
+    @Test func headAndCommitsMatchTheGitCLI() throws {
+        let world = try GitWorld()
+        for index in 1...3 { try world.pushUpstream(["f.txt": "\(index)\n"], message: "Commit \(index)") }
+        let repository = try Repository.open(at: world.seed)
+        let head = try repository.head()
+        #expect(head.branchName == "main")
+        #expect(head.commit?.hex == (try world.head(world.seed)))
+        let root = try world.git(["rev-list", "--max-parents=0", "HEAD"], in: world.seed)
+        let commits = try repository.commits(from: ObjectID(hex: root), to: head.commit!)
+        #expect(commits.map(\.summary) == ["Commit 1", "Commit 2", "Commit 3"])
+        #expect(commits.last?.authorEmail == "tester@example.com")
+    }
+
+    @Test func trackedChangesIgnoreUntrackedAndIgnoredFiles() throws {
+        let world = try GitWorld()
+        let repository = try Repository.open(at: world.factory)
+        #expect(try repository.trackedChanges().isEmpty)
+        try world.write(world.factory, "app.py", "changed\n")
+        try FileManager.default.removeItem(atPath: world.factory + "/README.md")
+        let changes = try repository.trackedChanges().sorted { $0.path < $1.path }
+        #expect(changes == [TrackedChange(path: "README.md", change: "deleted"), TrackedChange(path: "app.py", change: "modified")])
+    }
+}
