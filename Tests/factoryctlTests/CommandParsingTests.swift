@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+import Testing
+@testable import factoryctl
+
+/// Arguments parsed in-process, as the executable parses them.
+@Suite struct CommandParsingTests {
+    @Test func updateDefaults() throws {
+        let command = try UpdateCommand.parse([])
+        #expect(command.branch == "main")
+        #expect(!command.restart && !command.dryRun && !command.noSync && !command.waitLock && !command.json)
+        #expect(command.service.isEmpty)
+        #expect(command.global.logLevel == .info)
+    }
+
+    @Test func updateTakesEveryFlag() throws {
+        let command = try UpdateCommand.parse([
+            "--factory-dir", "/srv/f", "--branch", "release/1", "--restart", "--service", "a", "--service", "b",
+            "--dry-run", "--no-sync", "--wait-lock", "--json", "--log-level", "debug", "--settle", "0",
+        ])
+        #expect(command.directory.factoryDir == "/srv/f")
+        #expect(command.branch == "release/1")
+        #expect(command.service == ["a", "b"])
+        #expect(command.restart && command.dryRun && command.noSync && command.waitLock && command.json)
+        #expect(command.global.logLevel == .debug)
+    }
+
+    @Test(arguments: [["--branch", "-evil"], ["--branch", "a..b"], ["--branch", "has space"], ["--settle", "-1"],
+                      ["--service", "-x"], ["--log-level", "loud"], ["--bogus"]])
+    func badArgumentsAreUsageErrors(arguments: [String]) {
+        #expect(throws: (any Error).self) { try UpdateCommand.parse(arguments) }
+        do {
+            _ = try UpdateCommand.parse(arguments)
+        } catch {
+            #expect(UpdateCommand.exitCode(for: error).rawValue == ExitStatus.usage.rawValue)
+        }
+    }
+
+    @Test func subcommandsAreRegistered() throws {
+        let names = Factoryctl.configuration.subcommands.map { $0.configuration.commandName }
+        #expect(names == ["update", "publish", "consume", "status"])
+    }
+}

@@ -1,0 +1,135 @@
+import FactoryKit
+import Foundation
+import Testing
+import TestSupport
+
+/// The built binary, run as an operator would: stdout, stderr and exit codes.
+@Suite struct UpdateEndToEndTests {
+    func factoryctl(_ world: GitWorld, _ arguments: [String]) throws -> Command.Result {
+        try Command.run([Package.factoryctl] + arguments + ["--factory-dir", world.factory], environment: world.environment)
+    }
+
+    @Test func updatePrintsASummaryEndingWithTheNewCommit() throws {
+        let world = try GitWorld()
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let result = try factoryctl(world, ["update", "--restart", "--settle", "0"])
+        let head = try world.head(world.factory)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("Ship v2"))
+        #expect(result.stdout.hasSuffix("Factory updated to \(head.prefix(7))\n"))
+        #expect(FakeSystemctl.calls(world.systemctlState).contains("--user restart universal-agent-local-factory"))
+        #expect(!result.stderr.contains("secret-token"))
+    }
+
+    @Test func jsonOutputIsOneParsableObject() throws {
+        let world = try GitWorld()
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let result = try factoryctl(world, ["update", "--json", "--no-sync"])
+        #expect(result.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let keys = ["from", "to", "branch", "commits", "synced", "restarted", "rolled_back", "status", "error", "duration_ms"]
+        for key in keys { #expect(object?[key] != nil, "missing \(key)") }
+        #expect(object?["status"] as? String == "success")
+        #expect(object?["to"] as? String == (try world.head(world.factory)))
+        #expect((object?["commits"] as? [[String: Any]])?.first?["summary"] as? String == "Ship v2")
+    }
+
+    @Test func exitCodesDistinguishTheFailures() throws {
+        // Preflight refusal.
+        let dirty = try GitWorld()
+        try dirty.write(dirty.factory, "app.py", "edited\n")
+        let refused = try factoryctl(dirty, ["update"])
+        #expect(refused.status == 4)
+        #expect(refused.stderr.contains("app.py"))
+
+        // Unreachable remote.
+        let offline = try GitWorld()
+        try offline.git(["remote", "set-url", "origin", "/nonexistent/origin.git"], in: offline.factory)
+        #expect(try factoryctl(offline, ["update"]).status == 5)
+
+        // Rolled back after a failed sync.
+        let broken = try GitWorld()
+        try broken.pushUpstream(["pyproject.toml": GitWorld.pyproject(dependencies: ["no-such-package-factoryctl"])],
+                                message: "Bad dependency")
+        let rolledBack = try factoryctl(broken, ["update", "--json"])
+        #expect(rolledBack.status == 2)
+        let object = try JSONSerialization.jsonObject(with: Data(rolledBack.stdout.utf8)) as? [String: Any]
+        #expect(object?["rolled_back"] as? Bool == true)
+        #expect(object?["status"] as? String == "failed")
+
+        // Lock held by another process.
+        let locked = try GitWorld()
+        let holder = try CheckoutLock.acquire(gitDirectory: locked.factory + "/.git", wait: false)
+        let lockResult = try factoryctl(locked, ["update"])
+        #expect(lockResult.status == 3)
+        #expect(lockResult.stderr.contains("pid \(getpid())"))
+        withExtendedLifetime(holder) {}
+
+        // Usage error.
+        #expect(try factoryctl(locked, ["update", "--branch", "--evil"]).status == 64)
+        #expect(try factoryctl(locked, ["update", "--branch=-evil"]).status == 64)
+
+        // Not a checkout.
+        let empty = TemporaryDirectory()
+        let notRepo = try Command.run([Package.factoryctl, "update", "--factory-dir", empty.path], environment: locked.environment)
+        #expect(notRepo.status == 1)
+        #expect(notRepo.stderr.contains("not a git checkout"))
+    }
+
+    @Test func dryRunSaysWhatWouldHappen() throws {
+        let world = try GitWorld()
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let before = try world.head(world.factory)
+        let result = try factoryctl(world, ["update", "--dry-run"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("Would fast-forward main"))
+        #expect(result.stdout.contains("Dry run: nothing was changed"))
+        #expect(try world.head(world.factory) == before)
+    }
+
+    @Test func statusShowsTheCheckoutAndTheLastUpdate() throws {
+        let world = try GitWorld()
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        try world.write(world.factory, "README.md", "local edit\n")
+        let stale = try factoryctl(world, ["status", "--json"])
+        #expect(stale.status == 0)
+        var object = try JSONSerialization.jsonObject(with: Data(stale.stdout.utf8)) as? [String: Any]
+        #expect(object?["behind"] as? Int == 0)
+        let fresh = try factoryctl(world, ["status", "--fetch", "--json"])
+        object = try JSONSerialization.jsonObject(with: Data(fresh.stdout.utf8)) as? [String: Any]
+        #expect(object?["behind"] as? Int == 1)
+        #expect(object?["branch"] as? String == "main")
+        #expect((object?["modified"] as? [[String: Any]])?.first?["path"] as? String == "README.md")
+
+        try world.git(["checkout", "--", "README.md"], in: world.factory)
+        #expect(try factoryctl(world, ["update", "--no-sync"]).status == 0)
+        let text = try factoryctl(world, ["status"])
+        #expect(text.stdout.contains("Branch:   main"))
+        #expect(text.stdout.contains("Ship v2"))
+        #expect(text.stdout.contains("Last update:"))
+        #expect(text.stdout.contains("success"))
+    }
+
+    @Test func compatibilityScriptKeepsTheOriginalArguments() throws {
+        let world = try GitWorld()
+        try world.git(["checkout", "--quiet", "-b", "release"], in: world.seed)
+        try world.pushUpstream(["r.txt": "1\n"], message: "Release", branch: "release")
+        var environment = world.environment
+        environment["FACTORYCTL"] = Package.factoryctl
+        environment["UA_FACTORY_DIR"] = world.factory
+        let script = Package.root + "/scripts/update_factory.sh"
+
+        let positional = try Command.run([script, "release", "--restart"], environment: environment
+            .merging(["FACTORYCTL_UPDATE_ARGS": "--settle 0 --no-sync"]) { $1 })
+        #expect(positional.status == 0, "\(positional.stderr)")
+        #expect(try world.git(["symbolic-ref", "--short", "HEAD"], in: world.factory) == "release")
+        #expect(FakeSystemctl.calls(world.systemctlState).contains("--user restart universal-agent-local-factory"))
+
+        let flagged = try Command.run([script, "--branch", "main", "--dry-run"], environment: environment)
+        #expect(flagged.status == 0, "\(flagged.stderr)")
+        #expect(flagged.stdout.contains("Dry run"))
+        #expect(try world.git(["symbolic-ref", "--short", "HEAD"], in: world.factory) == "release")
+
+        #expect(try Command.run([script, "--bogus"], environment: environment).status == 64)
+    }
+}

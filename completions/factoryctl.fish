@@ -1,0 +1,117 @@
+function __factoryctl_should_offer_completions_for_flags_or_options -a expected_commands
+    set -l non_repeating_flags_or_options $argv[2..]
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __factoryctl_parse_tokens
+    test "$commands" = "$expected_commands"; and return $non_repeating_flags_or_options_absent
+end
+
+function __factoryctl_should_offer_completions_for_positional -a expected_commands positional_index_comparison expected_positional_index
+    set -l non_repeating_flags_or_options
+    set -l non_repeating_flags_or_options_absent 0
+    set -l positional_index 0
+    set -l commands
+    __factoryctl_parse_tokens
+    test "$commands" = "$expected_commands" -a \( "$positional_index" "$positional_index_comparison" "$expected_positional_index" \)
+end
+
+function __factoryctl_parse_tokens -S
+    set -l unparsed_tokens (__factoryctl_tokens -pc)
+    switch $unparsed_tokens[1]
+    case 'factoryctl'
+        __factoryctl_parse_subcommand 0 'version' 'h/help'
+        switch $unparsed_tokens[1]
+        case 'update'
+            __factoryctl_parse_subcommand 0 'log-level=' 'factory-dir=' 'branch=' 'restart' 'service=+' 'dry-run' 'no-sync' 'wait-lock' 'settle=' 'json' 'version' 'h/help'
+        case 'publish'
+            __factoryctl_parse_subcommand 0 'version' 'h/help'
+        case 'consume'
+            __factoryctl_parse_subcommand 0 'version' 'h/help'
+        case 'status'
+            __factoryctl_parse_subcommand 0 'log-level=' 'factory-dir=' 'fetch' 'json' 'version' 'h/help'
+        case 'help'
+            __factoryctl_parse_subcommand -r 1 'version'
+        end
+    end
+end
+
+function __factoryctl_tokens
+    if test (string split -m 1 -f 1 -- . "$FISH_VERSION") -gt 3
+        commandline --tokens-raw $argv
+    else
+        commandline -o $argv
+    end
+end
+
+function __factoryctl_parse_subcommand -S -a positional_count
+    argparse -s r -- $argv
+    set -l option_specs $argv[2..]
+    set -l is_repeating_positional $_flag_r
+    set -el _flag_r
+    set -a commands $unparsed_tokens[1]
+    set positional_index 0
+    while true
+        set -e unparsed_tokens[1]
+        argparse -sn "$commands" $option_specs -- $unparsed_tokens 2> /dev/null
+        set unparsed_tokens $argv
+        set positional_index (math $positional_index + 1)
+        for non_repeating_flag_or_option in $non_repeating_flags_or_options
+            if set -ql "_flag_$(string replace -a - _ -- $non_repeating_flag_or_option)"
+                set non_repeating_flags_or_options_absent 1
+                break
+            end
+        end
+        test (count $unparsed_tokens) -eq 0 -o \( -z "$is_repeating_positional" -a "$positional_index" -gt "$positional_count" \) && break
+    end
+end
+
+function __factoryctl_complete_directories
+    set -l token (commandline -t)
+    string match -- '*/' $token
+    set -l subdirs $token*/
+    printf %s\n $subdirs
+end
+
+function __factoryctl_custom_completion
+    set -x SAP_SHELL fish
+    set -x SAP_SHELL_VERSION $FISH_VERSION
+    set -l tokens (__factoryctl_tokens -p)
+    if test -z "$(__factoryctl_tokens -t)"
+        set -l index (count (__factoryctl_tokens -pc))
+        set tokens $tokens[..$index] \'\' $tokens[(math $index + 1)..]
+    end
+    command $tokens[1] $argv $tokens
+end
+
+complete -c 'factoryctl' -f
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl" version' -l 'version' -d 'Show the version.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_positional "factoryctl" -eq 1' -fa 'update' -d 'Pull the factory\'s branch (fetch + pull --rebase), sync dependencies, optionally restart.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_positional "factoryctl" -eq 1' -fa 'publish' -d 'Publish a mission on the Redis stream (not available yet).'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_positional "factoryctl" -eq 1' -fa 'consume' -d 'Run missions from the Redis stream (not available yet).'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_positional "factoryctl" -eq 1' -fa 'status' -d 'Show the local checkout: branch, commit, upstream, local changes, last update.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_positional "factoryctl" -eq 1' -fa 'help' -d 'Show subcommand help information.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" log-level' -l 'log-level' -d 'Log level for messages on stderr.' -rfka 'trace debug info notice warning error critical'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" factory-dir' -l 'factory-dir' -d 'The factory\'s git checkout (env UA_FACTORY_DIR; default: the current directory).' -rfa '(__factoryctl_complete_directories)'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" branch' -l 'branch' -d 'The branch to update to.' -rfka ''
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" restart' -l 'restart' -d 'Restart the services afterwards and check they are active.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update"' -l 'service' -d 'A systemd --user service to restart (repeatable; env UA_FACTORY_SERVICE; default universal-agent-local-factory).' -rfka ''
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" dry-run' -l 'dry-run' -d 'Fetch and report what would change; change nothing else.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" no-sync' -l 'no-sync' -d 'Do not run the dependency sync (uv sync).'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" wait-lock' -l 'wait-lock' -d 'Wait for another update\'s lock instead of failing at once.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" settle' -l 'settle' -d 'Seconds to wait after a restart before checking the services.' -rfka ''
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" json' -l 'json' -d 'Print one JSON object instead of the summary.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" version' -l 'version' -d 'Show the version.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl publish" version' -l 'version' -d 'Show the version.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl publish" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl consume" version' -l 'version' -d 'Show the version.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl consume" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl status" log-level' -l 'log-level' -d 'Log level for messages on stderr.' -rfka 'trace debug info notice warning error critical'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl status" factory-dir' -l 'factory-dir' -d 'The factory\'s git checkout (env UA_FACTORY_DIR; default: the current directory).' -rfa '(__factoryctl_complete_directories)'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl status" fetch' -l 'fetch' -d 'Fetch origin first so ahead/behind are current.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl status" json' -l 'json' -d 'Print JSON instead of text.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl status" version' -l 'version' -d 'Show the version.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl status" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl help" version' -l 'version' -d 'Show the version.'

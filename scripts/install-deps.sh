@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what factoryctl needs to build and test on Debian 12: libgit2, hiredis, redis-server,
+# git, and uv (from PyPI). Safe to run again. Used by scripts/quickstart.sh and .ci/run.
+set -euo pipefail
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+packages=(libgit2-dev libhiredis-dev redis-server git pkg-config ca-certificates python3-pip)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> apt-get install ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+    echo "==> pip install uv"
+    python3 -m pip install --quiet uv 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages uv
+    hash -r
+fi
+command -v uv >/dev/null 2>&1 || { echo "uv is installed but not on PATH (try ~/.local/bin)" >&2; exit 1; }
+echo "==> dependencies ready: $(pkg-config --modversion libgit2) libgit2, $(redis-server --version | cut -d' ' -f3), $(uv --version)"
