@@ -35,6 +35,7 @@ let package = Package(
             name: "factoryctl",
             dependencies: [
                 "FactoryKit",
+                "RedisKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -44,7 +45,7 @@ let package = Package(
         .testTarget(name: "FactoryKitTests", dependencies: ["FactoryKit", "GitKit", "RedisKit", "TestSupport"]),
         .testTarget(
             name: "factoryctlTests",
-            dependencies: ["factoryctl", "FactoryKit", "TestSupport"]
+            dependencies: ["factoryctl", "FactoryKit", "RedisKit", "TestSupport"]
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
     ]

@@ -1,12 +1,98 @@
 import ArgumentParser
+import FactoryKit
+import Foundation
 
 struct ConsumeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "consume",
-        abstract: "Run missions from the Redis stream (not available yet)."
+        abstract: "Run missions from the Redis stream on this factory (the systemd service).",
+        discussion: """
+        Registers the factory in Redis (and with HQ when UA_HQ_BASE_URL is set), heartbeats, and \
+        blocks on the mission stream through this factory's own consumer group \
+        (factoryctl:<factory-id>), so every factory sees every mission. Update missions run the \
+        same pipeline as `factoryctl update --restart`; the result goes to \
+        <stream>:results, the entry is acked, and when the checkout changed the consumer exits \
+        with code 10 so systemd restarts it on the new code. Pause/resume missions stop and \
+        start acting on updates (persisted across restarts). Malformed entries go to the \
+        dead-letter stream. Redis outages are retried with capped backoff. SIGTERM stops \
+        promptly without leaving a half-applied update (exit 0).
+
+        Install the user unit from deploy/factoryctl-consume.service (see README).
+
+        Examples:
+          factoryctl consume --factory-dir /srv/factory
+          UA_FACTORY_ID=eu-1 UA_REDIS_URL=redis://:pw@hq:6379/0 factoryctl consume
+        """
     )
 
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var directory: FactoryDirectoryOption
+    @OptionGroup var redis: RedisOptions
+
+    @Option(name: .long, help: ArgumentHelp("This factory's id (env UA_FACTORY_ID; default: the host name).", valueName: "id"))
+    var factoryID: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "A systemd --user service to restart after an update (repeatable; env UA_FACTORY_SERVICE).", valueName: "name"))
+    var service: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Minimum seconds between two updates (env UA_FACTORY_MIN_UPDATE_INTERVAL; default 10).", valueName: "seconds"))
+    var minInterval: Double?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds between registry heartbeats.", valueName: "seconds"))
+    var heartbeat: Double = 15
+
+    @Option(name: .long, help: ArgumentHelp("Seconds to wait after a restart before checking the services.", valueName: "seconds"))
+    var settle: Double = 3
+
+    @Flag(name: .long, help: "Do not run the dependency sync (uv sync) after updates.")
+    var noSync = false
+
+    func validate() throws {
+        if let factoryID, !MissionID.isValid(factoryID) {
+            throw ValidationError("invalid factory id '\(factoryID)': use 1-128 of A-Z a-z 0-9 . _ : -")
+        }
+        if let minInterval, minInterval < 0 { throw ValidationError("--min-interval must not be negative") }
+        guard heartbeat >= 1, heartbeat <= 300 else { throw ValidationError("--heartbeat must be between 1 and 300 seconds") }
+        guard settle >= 0, settle <= 600 else { throw ValidationError("--settle must be between 0 and 600 seconds") }
+    }
+
     func run() throws {
-        throw CommandFailure(code: .failedUnchanged, message: "consume is not available yet in this build")
+        let environment = FactoryEnvironment.current
+        let id = factoryID ?? environment.factoryID
+        guard MissionID.isValid(id) else {
+            throw CommandFailure(code: .usage, message: "factory id '\(id)' is not valid; set UA_FACTORY_ID or --factory-id")
+        }
+        var configuration = ConsumerConfiguration(
+            factoryID: id, role: environment.role, factoryDirectory: directory.resolve(environment),
+            redisURL: try redis.url(environment), version: Factoryctl.version, environment: environment.values)
+        configuration.stream = redis.stream ?? environment.missionStream
+        configuration.deadLetterStream = environment.deadLetterStream
+        configuration.services = service.isEmpty ? environment.services : service
+        configuration.syncCommand = environment.syncCommand
+        configuration.sync = !noSync
+        configuration.capabilities = environment.capabilities
+        configuration.heartbeatSeconds = heartbeat
+        configuration.settleSeconds = settle
+        configuration.minimumInterval = minInterval ?? environment["UA_FACTORY_MIN_UPDATE_INTERVAL"].flatMap(Double.init) ?? 10
+        configuration.blockMilliseconds = min(2000, Int(heartbeat * 1000))
+        configuration.hqBaseURL = environment.hqBaseURL
+        configuration.opsToken = environment.opsToken
+
+        let stop = StopSignal()
+        stop.installHandlers()
+        let consumer: MissionConsumer
+        do {
+            consumer = try MissionConsumer(configuration: configuration, logger: global.logger("factoryctl.consume"), stop: stop)
+        } catch {
+            throw CommandFailure(code: .usage, message: "\(error)")
+        }
+        switch consumer.run() {
+        case .stopped:
+            return
+        case .restartRequested(let jobID):
+            throw CommandFailure(code: .restartRequested, message: "exiting after \(jobID) so systemd restarts the consumer on the new code")
+        }
     }
 }

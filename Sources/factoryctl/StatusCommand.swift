@@ -5,13 +5,18 @@ import Foundation
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show the local checkout: branch, commit, upstream, local changes, last update.",
+        abstract: "Show the local checkout, the whole fleet (--fleet), or one mission's results (--job).",
         discussion: """
-        Ahead/behind counts are as of the last fetch; --fetch refreshes them first.
+        Without --fleet or --job: branch, HEAD, upstream with ahead/behind (as of the last fetch; \
+        --fetch refreshes), modified tracked files and the last recorded update. --fleet reads \
+        the registry in Redis: one row per factory, stale ones (no heartbeat for 90 s) marked. \
+        --job shows the per-factory results of one mission.
 
         Examples:
           factoryctl status
           factoryctl status --fetch --json
+          factoryctl status --fleet
+          factoryctl status --job update-0123456789ab --json
         """
     )
 
@@ -24,8 +29,23 @@ struct StatusCommand: ParsableCommand {
     @Flag(name: .long, help: "Print JSON instead of text.")
     var json = false
 
+    @Flag(name: .long, help: "Show every registered factory (from Redis).")
+    var fleet = false
+
+    @Option(name: .long, help: ArgumentHelp("Show the per-factory results of one mission.", valueName: "job-id"))
+    var job: String?
+
+    @OptionGroup var redis: RedisOptions
+
+    func validate() throws {
+        if fleet && job != nil { throw ValidationError("use --fleet or --job, not both") }
+        if let job, !MissionID.isValid(job) { throw ValidationError("invalid job id '\(job)'") }
+    }
+
     func run() throws {
         let environment = FactoryEnvironment.current
+        if fleet { return try showFleet(environment) }
+        if let job { return try showJob(job, environment) }
         let status: LocalStatus
         do {
             status = try LocalStatus.read(factoryDirectory: directory.resolve(environment), fetch: fetch,
@@ -71,5 +91,118 @@ struct LocalStatusText {
             lines.append("Last update: none recorded")
         }
         return lines
+    }
+}
+
+extension StatusCommand {
+    func showFleet(_ environment: FactoryEnvironment) throws {
+        let bus = try redis.bus(environment)
+        let registrations = try withRedis("read the fleet registry") { try FleetRegistry(redis: bus.redis).all() }
+        let now = Date()
+        let rows = registrations.map { FleetRow(registration: $0, now: now) }
+        if json { try printJSON(rows); return }
+        if rows.isEmpty { say("No factory has registered yet."); return }
+        let header = ["FACTORY", "STATUS", "BRANCH", "COMMIT", "LAST SEEN", "LAST JOB", "RESULT"]
+        let table = rows.map { row in
+            [row.factoryID, row.stale ? "\(row.status) (stale)" : row.status, row.branch ?? "-",
+             row.commit.map { String($0.prefix(7)) } ?? "-", age(row.lastSeenSeconds), row.lastJobID ?? "-", row.lastJobStatus ?? "-"]
+        }
+        render([header] + table).forEach(say)
+    }
+
+    func showJob(_ jobID: String, _ environment: FactoryEnvironment) throws {
+        let bus = try redis.bus(environment)
+        let (record, live) = try withRedis("read job \(jobID)") {
+            (try bus.job(jobID), try FleetRegistry(redis: bus.redis).liveFactoryIDs())
+        }
+        let reported = Set(record.results.compactMap(\.factoryID))
+        let pending = record.target.map { target in live.filter { target.matches($0) && !reported.contains($0) } } ?? []
+        if json {
+            try printJSON(JobStatus(jobID: jobID, known: record.meta != nil || !record.results.isEmpty,
+                                    meta: record.meta, results: record.results.map(\.json), pending: pending))
+            return
+        }
+        guard record.meta != nil || !record.results.isEmpty else {
+            throw CommandFailure(code: .failedUnchanged, message: "no record of job \(jobID) (unknown, or older than 7 days)")
+        }
+        if let meta = record.meta {
+            say("Job \(jobID): \(meta["kind"]?.string ?? "?") branch \(meta["branch"]?.string ?? "?") for \(record.target?.description ?? "?")")
+        }
+        let rows = record.results.map { result -> [String] in
+            let r = result.result
+            return [result.factoryID ?? "?", result.status, r["outcome"]?.string ?? "-",
+                    r["from_commit"]?.string.map { String($0.prefix(7)) } ?? "-",
+                    r["to_commit"]?.string.map { String($0.prefix(7)) } ?? "-", result.error ?? ""]
+        } + pending.map { [$0, "PENDING", "-", "-", "-", ""] }
+        render([["FACTORY", "STATUS", "OUTCOME", "FROM", "TO", "ERROR"]] + rows).forEach(say)
+    }
+
+    private func age(_ seconds: Double) -> String {
+        switch seconds {
+        case ..<60: "\(Int(seconds))s ago"
+        case ..<3600: "\(Int(seconds / 60))m ago"
+        case ..<86_400: "\(Int(seconds / 3600))h ago"
+        default: "\(Int(seconds / 86_400))d ago"
+        }
+    }
+}
+
+/// Columns padded to the widest cell.
+func render(_ rows: [[String]]) -> [String] {
+    guard let first = rows.first else { return [] }
+    let widths = first.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+    return rows.map { row in
+        row.enumerated().map { index, cell in
+            index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+    }
+}
+
+struct FleetRow: Encodable {
+    let factoryID: String
+    let status: String
+    let stale: Bool
+    let branch: String?
+    let commit: String?
+    let lastSeenAt: Double
+    let lastSeenSeconds: Double
+    let lastJobID: String?
+    let lastJobStatus: String?
+    let capabilities: [String]
+    let host: String
+    let pid: Int32
+
+    init(registration: Registration, now: Date) {
+        factoryID = registration.factoryID
+        status = registration.registrationStatus
+        stale = registration.isStale(now: now, after: FleetRegistry.staleAfter)
+        branch = registration.branch
+        commit = registration.commit
+        lastSeenAt = registration.lastSeenAt
+        lastSeenSeconds = max(0, now.timeIntervalSince1970 - registration.lastSeenAt)
+        lastJobID = registration.lastJobID
+        lastJobStatus = registration.lastJobStatus
+        capabilities = registration.capabilities
+        host = registration.host
+        pid = registration.pid
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case status, stale, branch, commit, capabilities, host, pid
+        case factoryID = "factory_id", lastSeenAt = "last_seen_at", lastSeenSeconds = "last_seen_seconds"
+        case lastJobID = "last_job_id", lastJobStatus = "last_job_status"
+    }
+}
+
+struct JobStatus: Encodable {
+    let jobID: String
+    let known: Bool
+    let meta: JSONValue?
+    let results: [JSONValue]
+    let pending: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case known, meta, results, pending
+        case jobID = "job_id"
     }
 }

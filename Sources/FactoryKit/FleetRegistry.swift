@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+import RedisKit
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// What a factory says about itself; stored in the Redis hash `factoryctl:registry`.
+/// The first six fields are those of the existing HQ's registration API.
+public struct Registration: Codable, Sendable, Equatable {
+    public var factoryID: String
+    public var factoryRole: String
+    public var deploymentProfile: String = "local_worker"
+    /// online | paused | updating | offline
+    public var registrationStatus: String
+    public var capabilities: [String]
+    public var metadata: [String: String] = [:]
+    public var branch: String?
+    public var commit: String?
+    public var version: String
+    public var pid: Int32
+    public var host: String
+    public var startedAt: Double
+    public var lastSeenAt: Double
+    public var lastJobID: String?
+    public var lastJobStatus: String?
+
+    enum CodingKeys: String, CodingKey {
+        case factoryID = "factory_id", factoryRole = "factory_role", deploymentProfile = "deployment_profile"
+        case registrationStatus = "registration_status", capabilities, metadata, branch, commit, version, pid, host
+        case startedAt = "started_at", lastSeenAt = "last_seen_at", lastJobID = "last_job_id", lastJobStatus = "last_job_status"
+    }
+
+    public func isStale(now: Date = Date(), after seconds: Double) -> Bool {
+        now.timeIntervalSince1970 - lastSeenAt > seconds
+    }
+}
+
+/// The fleet as registered in Redis.
+public struct FleetRegistry {
+    public let redis: RedisClient
+    public static let key = MissionBus.keyPrefix + "registry"
+    /// A factory not seen for this long is stale (heartbeats come every 15 s by default).
+    public static let staleAfter: Double = 90
+
+    public init(redis: RedisClient) {
+        self.redis = redis
+    }
+
+    public func register(_ registration: Registration) throws(RedisError) {
+        let text: String
+        do {
+            text = String(decoding: try JSONEncoder.factory.encode(registration), as: UTF8.self)
+        } catch {
+            throw .unexpectedReply("cannot encode registration: \(error)")
+        }
+        try redis.command(["HSET", Self.key, registration.factoryID, text])
+    }
+
+    public func all() throws(RedisError) -> [Registration] {
+        let map = try redis.command(["HGETALL", Self.key]).fieldMap ?? [:]
+        let decoder = JSONDecoder()
+        return map.values.compactMap { try? decoder.decode(Registration.self, from: Data($0.utf8)) }
+            .sorted { $0.factoryID < $1.factoryID }
+    }
+
+    public func get(_ factoryID: String) throws(RedisError) -> Registration? {
+        guard let text = try redis.command(["HGET", Self.key, factoryID]).text else { return nil }
+        return try? JSONDecoder().decode(Registration.self, from: Data(text.utf8))
+    }
+
+    /// Ids of registered factories that are not stale.
+    public func liveFactoryIDs(now: Date = Date()) throws(RedisError) -> [String] {
+        try all().filter { !$0.isStale(now: now, after: Self.staleAfter) }.map(\.factoryID)
+    }
+}
+
+/// POSTs registrations to `{UA_HQ_BASE_URL}/api/v1/factory/registrations` with `x-ua-ops-token`,
+/// as the existing fleet does. Failures are logged, never fatal; the token is never logged.
+public struct HQRegistrationClient {
+    public let baseURL: URL
+    public let token: String?
+    public let logger: Logger
+    public var timeout: Double = 5
+
+    public init?(baseURL: String?, token: String?, logger: Logger) {
+        guard let baseURL, let url = URL(string: baseURL), let scheme = url.scheme, ["http", "https"].contains(scheme) else {
+            return nil
+        }
+        self.baseURL = url
+        self.token = token
+        self.logger = logger
+    }
+
+    /// Sends the registration; returns the HTTP status, or nil when the request failed.
+    @discardableResult
+    public func post(_ registration: Registration) -> Int? {
+        var request = URLRequest(url: baseURL.appendingPathComponent("api/v1/factory/registrations"))
+        request.httpMethod = "POST"
+        request.timeoutInterval = timeout
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        if let token { request.setValue(token, forHTTPHeaderField: "x-ua-ops-token") }
+        request.httpBody = try? JSONEncoder.factory.encode(registration)
+        let box = ResponseBox()
+        let done = DispatchSemaphore(value: 0)
+        let task = URLSession.shared.dataTask(with: request) { _, response, error in
+            box.status = (response as? HTTPURLResponse)?.statusCode
+            box.error = error.map { "\($0.localizedDescription)" }
+            done.signal()
+        }
+        task.resume()
+        if done.wait(timeout: .now() + timeout + 1) == .timedOut {
+            task.cancel()
+            logger.warning("HQ registration POST to \(baseURL.host ?? "HQ") timed out")
+            return nil
+        }
+        if let status = box.status, (200..<300).contains(status) {
+            logger.debug("registered with HQ (\(status))")
+        } else {
+            logger.warning("HQ registration POST failed: \(box.status.map { "HTTP \($0)" } ?? box.error ?? "no response")")
+        }
+        return box.status
+    }
+}
+
+final class ResponseBox: @unchecked Sendable {
+    var status: Int?
+    var error: String?
+}

@@ -1,0 +1,188 @@
+import Foundation
+import RedisKit
+
+/// One entry read from a stream.
+public struct StreamEntry: Sendable, Equatable {
+    public let id: String
+    /// nil when the entry was trimmed from the stream while still pending.
+    public let fields: [String: String]?
+}
+
+/// The Redis side of missions: the mission stream, its results and dead-letter streams, consumer
+/// groups, and factoryctl's job records. Keys and fields follow DESIGN.md's wire format.
+public final class MissionBus {
+    public let redis: RedisClient
+    public let stream: String
+    public let deadLetterStream: String
+    /// Approximate MAXLEN for XADD on every stream factoryctl writes.
+    public var maxLength: Int
+
+    public var resultsStream: String { stream + ":results" }
+    public static let keyPrefix = "factoryctl:"
+    public static let jobRetention = 7 * 24 * 3600
+
+    public init(redis: RedisClient, stream: String, deadLetterStream: String, maxLength: Int = 10_000) {
+        self.redis = redis
+        self.stream = stream
+        self.deadLetterStream = deadLetterStream
+        self.maxLength = maxLength
+    }
+
+    public static func groupName(factoryID: String) -> String { "factoryctl:\(factoryID)" }
+    static func jobKey(_ jobID: String) -> String { keyPrefix + "job:" + jobID }
+    static let inflightKey = keyPrefix + "inflight"
+
+    // MARK: Consumer groups
+
+    /// Creates this factory's group at the stream's end (`$`), once. Other groups are left alone.
+    public func ensureGroup(_ group: String) throws(RedisError) {
+        do {
+            try redis.command(["XGROUP", "CREATE", stream, group, "$", "MKSTREAM"])
+        } catch {
+            if error.replyCode != "BUSYGROUP" { throw error }
+        }
+    }
+
+    /// This consumer's own pending entries (delivered, never acked): crash recovery.
+    public func readPending(group: String, consumer: String, count: Int = 100) throws(RedisError) -> [StreamEntry] {
+        try read(group: group, consumer: consumer, id: "0", count: count, blockMilliseconds: nil)
+    }
+
+    /// New entries, blocking up to `blockMilliseconds` (the socket timeout must be longer).
+    public func readNew(group: String, consumer: String, count: Int = 50, blockMilliseconds: Int) throws(RedisError) -> [StreamEntry] {
+        try read(group: group, consumer: consumer, id: ">", count: count, blockMilliseconds: blockMilliseconds)
+    }
+
+    private func read(group: String, consumer: String, id: String, count: Int, blockMilliseconds: Int?) throws(RedisError) -> [StreamEntry] {
+        var command = ["XREADGROUP", "GROUP", group, consumer, "COUNT", String(count)]
+        if let blockMilliseconds { command += ["BLOCK", String(blockMilliseconds)] }
+        command += ["STREAMS", stream, id]
+        let reply = try redis.command(command)
+        if reply.isNull { return [] }
+        guard let streams = reply.array else { throw .unexpectedReply("XREADGROUP returned \(reply)") }
+        var entries: [StreamEntry] = []
+        for streamReply in streams {
+            guard let pair = streamReply.array, pair.count == 2, let items = pair[1].array else { continue }
+            for item in items {
+                guard let parts = item.array, parts.count == 2, let entryID = parts[0].text else { continue }
+                entries.append(StreamEntry(id: entryID, fields: parts[1].isNull ? nil : parts[1].fieldMap))
+            }
+        }
+        return entries
+    }
+
+    public func ack(group: String, _ ids: [String]) throws(RedisError) {
+        guard !ids.isEmpty else { return }
+        try redis.command(["XACK", stream, group] + ids)
+    }
+
+    // MARK: Writing
+
+    /// XADD with the existing HQ's fields; returns the entry id.
+    @discardableResult
+    public func publish(_ mission: Mission) throws(RedisError) -> String {
+        let envelope = mission.envelope
+        return try add(stream, [
+            "job_id": envelope.jobID, "idempotency_key": envelope.idempotencyKey, "envelope": envelope.json.pythonJSON,
+        ], order: ["job_id", "idempotency_key", "envelope"])
+    }
+
+    /// Writes a result to `<stream>:results` and to the job's record (for `status --job` and `--wait`).
+    public func publishResult(_ result: MissionResult) throws(RedisError) {
+        try add(resultsStream, ["job_id": result.jobID, "status": result.status, "envelope": result.json.pythonJSON],
+                order: ["job_id", "status", "envelope"])
+        if let factoryID = result.factoryID {
+            let key = Self.jobKey(result.jobID)
+            try redis.command(["HSET", key, "result:" + factoryID, result.json.pythonJSON])
+            try redis.command(["EXPIRE", key, String(Self.jobRetention)])
+        }
+    }
+
+    /// Copies an entry to the dead-letter stream with the reason. A valid envelope gets
+    /// `failure_error` and `retry_count` added; anything else keeps its raw fields.
+    public func deadLetter(_ entry: StreamEntry, reason: String, envelope: MissionEnvelope? = nil) throws(RedisError) {
+        var fields: [String: String] = [:]
+        var order: [String] = []
+        if let envelope {
+            var json = envelope.json.object!
+            json["failure_error"] = .string(reason)
+            json["retry_count"] = .int(0)
+            fields = ["job_id": envelope.jobID, "envelope": JSONValue.object(json).pythonJSON]
+            order = ["job_id", "envelope"]
+        } else {
+            for (key, value) in (entry.fields ?? [:]).sorted(by: { $0.key < $1.key }) {
+                fields[key] = value
+                order.append(key)
+            }
+            fields["job_id"] = fields["job_id"] ?? ""
+            if !order.contains("job_id") { order.insert("job_id", at: 0) }
+        }
+        fields["failure_error"] = reason
+        fields["source_stream"] = stream
+        fields["source_id"] = entry.id
+        order += ["failure_error", "source_stream", "source_id"].filter { !order.contains($0) }
+        try add(deadLetterStream, fields, order: order)
+    }
+
+    @discardableResult
+    private func add(_ key: String, _ fields: [String: String], order: [String]) throws(RedisError) -> String {
+        var command = ["XADD", key, "MAXLEN", "~", String(maxLength), "*"]
+        for name in order { command += [name, fields[name] ?? ""] }
+        let reply = try redis.command(command)
+        guard let id = reply.text else { throw .unexpectedReply("XADD returned \(reply)") }
+        return id
+    }
+
+    // MARK: Job records
+
+    /// Records a published job (targets, branch, deadline) and marks it in flight.
+    public func recordJob(_ mission: Mission, publishedAt: Date = Date()) throws(RedisError) {
+        let meta: JSONValue = .object([
+            "job_id": .string(mission.jobID), "kind": .string(mission.kind.rawValue), "branch": .string(mission.branch),
+            "target": mission.target.json, "published_at": .double(publishedAt.timeIntervalSince1970),
+            "expires_at": .double(publishedAt.timeIntervalSince1970 + Double(mission.envelope.timeoutSeconds)),
+        ])
+        let key = Self.jobKey(mission.jobID)
+        try redis.command(["HSET", key, "meta", meta.pythonJSON])
+        try redis.command(["EXPIRE", key, String(Self.jobRetention)])
+        if mission.kind == .update {
+            try redis.command(["HSET", Self.inflightKey, mission.jobID, meta.pythonJSON])
+        }
+    }
+
+    public struct JobRecord: Sendable {
+        public var meta: JSONValue?
+        public var results: [MissionResult]
+        public var target: MissionTarget? { meta?["target"].flatMap(MissionTarget.init(json:)) }
+    }
+
+    public func job(_ jobID: String) throws(RedisError) -> JobRecord {
+        let map = try redis.command(["HGETALL", Self.jobKey(jobID)]).fieldMap ?? [:]
+        let results = map.filter { $0.key.hasPrefix("result:") }.sorted { $0.key < $1.key }
+            .compactMap { JSONValue.parse($0.value).flatMap(MissionResult.init(json:)) }
+        return JobRecord(meta: map["meta"].flatMap(JSONValue.parse), results: results)
+    }
+
+    /// An update still in flight whose targets overlap `target`: not past its timeout, and not yet
+    /// reported by every live registered factory it targets. Finished or expired ones are cleared.
+    public func inflightUpdate(overlapping target: MissionTarget, liveFactories: [String], now: Date = Date()) throws(RedisError) -> String? {
+        let all = try redis.command(["HGETALL", Self.inflightKey]).fieldMap ?? [:]
+        var found: String?
+        for (jobID, text) in all.sorted(by: { $0.key < $1.key }) {
+            guard let meta = JSONValue.parse(text), let other = meta["target"].flatMap(MissionTarget.init(json:)) else {
+                try redis.command(["HDEL", Self.inflightKey, jobID])
+                continue
+            }
+            let expired = (meta["expires_at"]?.number ?? 0) <= now.timeIntervalSince1970
+            let reported = Set(try job(jobID).results.compactMap(\.factoryID))
+            let targeted = liveFactories.filter(other.matches)
+            let finished = !targeted.isEmpty && targeted.allSatisfy(reported.contains)
+            if expired || finished {
+                try redis.command(["HDEL", Self.inflightKey, jobID])
+                continue
+            }
+            if found == nil, other.overlaps(target) { found = jobID }
+        }
+        return found
+    }
+}

@@ -1,0 +1,360 @@
+import Foundation
+import GitKit
+import Logging
+import RedisKit
+
+/// Everything `factoryctl consume` needs.
+public struct ConsumerConfiguration: Sendable {
+    public var factoryID: String
+    public var role: String
+    public var factoryDirectory: String
+    public var redisURL: RedisURL
+    public var stream: String = FactoryEnvironment.defaultMissionStream
+    public var deadLetterStream: String = FactoryEnvironment.defaultDeadLetterStream
+    public var services: [String] = [FactoryEnvironment.defaultService]
+    public var syncCommand: [String] = ["uv", "sync"]
+    public var sync = true
+    public var capabilities: [String] = []
+    /// Longest a blocking read waits; bounds how long SIGTERM takes to be noticed.
+    public var blockMilliseconds = 2000
+    public var heartbeatSeconds: Double = 15
+    /// Minimum seconds between two updates of this factory (remembered in the update history).
+    public var minimumInterval: Double = 10
+    public var settleSeconds: Double = 3
+    public var maxStreamLength = 10_000
+    public var hqBaseURL: String?
+    public var opsToken: String?
+    public var version: String
+    public var environment: [String: String]
+
+    public init(factoryID: String, role: String, factoryDirectory: String, redisURL: RedisURL, version: String,
+                environment: [String: String]) {
+        self.factoryID = factoryID
+        self.role = role
+        self.factoryDirectory = factoryDirectory
+        self.redisURL = redisURL
+        self.version = version
+        self.environment = environment
+    }
+}
+
+/// Why the consumer loop ended.
+public enum ConsumerExit: Equatable, Sendable {
+    /// Asked to stop (SIGTERM/SIGINT).
+    case stopped
+    /// An update changed the checkout: exit so systemd restarts the consumer on the new code.
+    case restartRequested(jobID: String)
+}
+
+/// The long-running consumer: registers, heartbeats, blocks on its own consumer group, runs
+/// missions through the update pipeline, reports, acks. Runs on the calling thread (blocking I/O,
+/// keep it off the cooperative pool).
+public final class MissionConsumer {
+    public let configuration: ConsumerConfiguration
+    let logger: Logger
+    let stop: StopSignal
+    let redis: RedisClient
+    let bus: MissionBus
+    let registry: FleetRegistry
+    let hq: HQRegistrationClient?
+    let state: ConsumerState
+    let history: UpdateHistory
+    let startedAt = Date()
+
+    private var group: String { MissionBus.groupName(factoryID: configuration.factoryID) }
+    private var consumerName: String { configuration.factoryID }
+    /// Update missions read but not yet run (paused, or waiting out the minimum interval); un-acked.
+    private var deferred: [(entry: StreamEntry, mission: Mission, receivedAt: Date)] = []
+    private var lastHeartbeat = Date.distantPast
+    private var lastHQPost = Date.distantPast
+    private var lastJob: (id: String, status: String)?
+    private var status = "online"
+    private var lastPostedStatus: String?
+    private var announcedWaitFor: String?
+
+    public init(configuration: ConsumerConfiguration, logger: Logger, stop: StopSignal) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.stop = stop
+        GitLibrary.initialize()
+        let repository: Repository
+        do {
+            repository = try Repository.open(at: configuration.factoryDirectory)
+        } catch {
+            throw FactoryError.invalidArgument("\(configuration.factoryDirectory) is not a git checkout (\(error)); set --factory-dir or UA_FACTORY_DIR")
+        }
+        let gitDirectory = repository.gitDirectory
+        history = UpdateHistory(gitDirectory: gitDirectory)
+        state = ConsumerState(gitDirectory: gitDirectory)
+        // The socket timeout must outlast the longest BLOCK read.
+        redis = RedisClient(url: configuration.redisURL, connectTimeout: 5,
+                            commandTimeout: Double(configuration.blockMilliseconds) / 1000 + 10)
+        bus = MissionBus(redis: redis, stream: configuration.stream, deadLetterStream: configuration.deadLetterStream,
+                         maxLength: configuration.maxStreamLength)
+        registry = FleetRegistry(redis: redis)
+        hq = HQRegistrationClient(baseURL: configuration.hqBaseURL, token: configuration.opsToken, logger: logger)
+        if let last = history.entries().last(where: { $0.jobID != nil }), let job = last.jobID {
+            lastJob = (job, last.succeeded ? "SUCCESS" : "FAILED")
+        }
+    }
+
+    /// Runs until stopped or until an update asks for a restart.
+    public func run() -> ConsumerExit {
+        var backoff = Backoff(initial: 0.5, cap: 30)
+        var connected = false
+        logger.info("consumer \(configuration.factoryID) starting (stream \(configuration.stream), group \(group), redis \(configuration.redisURL))")
+        while !stop.isSet {
+            do {
+                if !connected {
+                    try redis.connect()
+                    try bus.ensureGroup(group)
+                    status = state.paused ? "paused" : "online"
+                    try register()
+                    connected = true
+                    if backoff.attempt > 0 { logger.notice("Redis is back") }
+                    backoff.reset()
+                    // Crash recovery: this consumer's own pending entries first.
+                    if let exit = try handle(try bus.readPending(group: group, consumer: consumerName), recovering: true) {
+                        return exit
+                    }
+                }
+                if Date().timeIntervalSince(lastHeartbeat) >= configuration.heartbeatSeconds { try register() }
+                if let exit = try runDeferredIfDue() { return exit }
+                let entries = try bus.readNew(group: group, consumer: consumerName, blockMilliseconds: blockTime())
+                if let exit = try handle(entries, recovering: false) { return exit }
+            } catch let error as RedisError {
+                connected = false
+                redis.disconnect()
+                let delay = backoff.next()
+                logger.warning("Redis unavailable (\(error)); retrying in \(String(format: "%.1f", delay)) s")
+                stop.sleep(delay)
+            } catch {
+                logger.error("unexpected error: \(error)")
+                connected = false
+                redis.disconnect()
+                stop.sleep(backoff.next())
+            }
+        }
+        logger.notice("stopping on request")
+        status = "offline"
+        try? register()
+        return .stopped
+    }
+
+    // MARK: Handling entries
+
+    private func handle(_ entries: [StreamEntry], recovering: Bool) throws -> ConsumerExit? {
+        guard !entries.isEmpty else { return nil }
+        var updates: [(entry: StreamEntry, mission: Mission, receivedAt: Date)] = []
+        for entry in entries {
+            guard let fields = entry.fields else {
+                logger.warning("pending entry \(entry.id) was trimmed from the stream; acking it")
+                try bus.ack(group: group, [entry.id])
+                continue
+            }
+            let parsed: Mission.Parsed
+            do {
+                parsed = try Mission.parse(fields: fields)
+            } catch {
+                logger.error("dead-lettering entry \(entry.id): \(error)")
+                let envelope = fields["envelope"].flatMap { try? MissionEnvelope.decode($0) }
+                try bus.deadLetter(entry, reason: error.description, envelope: envelope)
+                try bus.ack(group: group, [entry.id])
+                continue
+            }
+            switch parsed {
+            case .notForFactoryctl(let jobID, let kind):
+                logger.debug("ignoring \(jobID) (kind '\(kind)' is for other consumers)")
+                try bus.ack(group: group, [entry.id])
+            case .mission(let mission) where !mission.target.matches(configuration.factoryID):
+                logger.debug("ignoring \(mission.jobID) (for \(mission.target))")
+                try bus.ack(group: group, [entry.id])
+            case .mission(let mission):
+                switch mission.kind {
+                case .pause, .resume:
+                    try control(mission, entry: entry)
+                case .update:
+                    logger.info("received \(mission.jobID): update to \(mission.branch)\(recovering ? " (redelivered)" : "")")
+                    updates.append((entry, mission, Date()))
+                }
+            }
+        }
+        deferred += updates
+        return try runDeferredIfDue()
+    }
+
+    private func control(_ mission: Mission, entry: StreamEntry) throws {
+        let pause = mission.kind == .pause
+        state.paused = pause
+        status = pause ? "paused" : "online"
+        logger.notice("\(pause ? "paused" : "resumed") by \(mission.jobID)")
+        let now = Date().timeIntervalSince1970
+        try bus.publishResult(MissionResult(jobID: mission.jobID, succeeded: true, result: [
+            "factory_id": .string(configuration.factoryID), "mission_kind": .string(mission.kind.rawValue),
+            "outcome": .string(pause ? "paused" : "resumed"), "changed": .bool(false),
+            "received_at": .double(now), "finished_at": .double(now),
+        ], error: nil))
+        try bus.ack(group: group, [entry.id])
+        lastJob = (mission.jobID, "SUCCESS")
+        try register()
+    }
+
+    /// Runs the newest deferred update when not paused and the minimum interval has passed;
+    /// older ones are acked and reported as superseded.
+    private func runDeferredIfDue() throws -> ConsumerExit? {
+        guard !deferred.isEmpty, !state.paused else { return nil }
+        if let wait = intervalRemaining(), wait > 0 {
+            if announcedWaitFor != deferred.last?.mission.jobID {
+                announcedWaitFor = deferred.last?.mission.jobID
+                logger.notice("waiting \(String(format: "%.1f", wait)) s (minimum interval between updates) before \(deferred.last!.mission.jobID)")
+            }
+            return nil
+        }
+        let newest = deferred.removeLast()
+        let superseded = deferred
+        deferred = []
+        for old in superseded {
+            logger.notice("\(old.mission.jobID) superseded by \(newest.mission.jobID)")
+            try bus.publishResult(MissionResult(jobID: old.mission.jobID, succeeded: false, result: [
+                "factory_id": .string(configuration.factoryID), "mission_kind": .string(old.mission.kind.rawValue),
+                "outcome": .string("superseded"), "superseded_by": .string(newest.mission.jobID),
+                "branch": .string(old.mission.branch), "changed": .bool(false),
+                "received_at": .double(old.receivedAt.timeIntervalSince1970), "finished_at": .double(Date().timeIntervalSince1970),
+            ], error: "superseded by \(newest.mission.jobID)"))
+            try bus.ack(group: group, [old.entry.id])
+        }
+        return try runUpdate(newest.entry, newest.mission, receivedAt: newest.receivedAt)
+    }
+
+    private func intervalRemaining() -> Double? {
+        guard configuration.minimumInterval > 0, let last = history.last else { return nil }
+        let finished = last.finishedAt ?? last.startedAt
+        return configuration.minimumInterval - (Date().timeIntervalSince1970 - finished)
+    }
+
+    private func blockTime() -> Int {
+        var block = configuration.blockMilliseconds
+        if !deferred.isEmpty, !state.paused, let wait = intervalRemaining(), wait > 0 {
+            block = min(block, max(1, Int(wait * 1000) + 1))
+        }
+        return min(block, max(1, Int(configuration.heartbeatSeconds * 1000)))
+    }
+
+    private func runUpdate(_ entry: StreamEntry, _ mission: Mission, receivedAt: Date) throws -> ConsumerExit? {
+        // Idempotent: a redelivered mission that already ran is reported again, not re-run.
+        if let previous = history.entry(forJob: mission.jobID) {
+            logger.notice("\(mission.jobID) already ran (\(previous.status.rawValue)); reporting it again")
+            var result = missionResult(previous, mission: mission, receivedAt: receivedAt)
+            result.result["duplicate_delivery"] = .bool(true)
+            try bus.publishResult(result)
+            try bus.ack(group: group, [entry.id])
+            lastJob = (mission.jobID, result.status)
+            status = state.paused ? "paused" : "online"
+            try register()
+            return nil
+        }
+        status = "updating"
+        try register()
+
+        var request = UpdateRequest(factoryDirectory: configuration.factoryDirectory)
+        request.branch = mission.branch
+        request.restart = true
+        request.services = configuration.services
+        request.sync = configuration.sync
+        request.syncCommand = configuration.syncCommand
+        request.settleSeconds = configuration.settleSeconds
+        request.deadline = receivedAt.addingTimeInterval(Double(mission.envelope.timeoutSeconds))
+        request.jobID = mission.jobID
+        request.environment = configuration.environment
+        var pipeline = UpdatePipeline(request: request, logger: logger)
+        pipeline.shouldCancel = { [stop] in stop.isSet }
+        let report = pipeline.run()
+
+        let result = missionResult(report, mission: mission, receivedAt: receivedAt)
+        logger.notice("\(mission.jobID): \(result.status) \(report.shortFrom ?? "?") → \(report.shortTo ?? "?")\(report.error.map { ": \($0)" } ?? "")")
+        try bus.publishResult(result)
+        try bus.ack(group: group, [entry.id])
+        lastJob = (mission.jobID, result.status)
+        if report.succeeded && report.changed {
+            // Exit so systemd restarts the consumer, which registers again on the new commit.
+            return .restartRequested(jobID: mission.jobID)
+        }
+        status = state.paused ? "paused" : "online"
+        try register()
+        return nil
+    }
+
+    private func missionResult(_ report: UpdateReport, mission: Mission, receivedAt: Date) -> MissionResult {
+        var result: [String: JSONValue] = [
+            "factory_id": .string(configuration.factoryID),
+            "mission_kind": .string(mission.kind.rawValue),
+            "branch": .string(report.branch),
+            "from_commit": report.from.map(JSONValue.string) ?? .null,
+            "to_commit": report.to.map(JSONValue.string) ?? .null,
+            "changed": .bool(report.changed),
+            "rolled_back": .bool(report.rolledBack),
+            "synced": .bool(report.synced),
+            "restarted": .bool(report.restarted),
+            "integration": .string(report.integration.rawValue),
+            "commit_count": .int(Int64(report.commitCount)),
+            "duration_ms": .int(Int64(report.durationMs)),
+            "received_at": .double(receivedAt.timeIntervalSince1970),
+            "finished_at": .double(report.finishedAt ?? Date().timeIntervalSince1970),
+            "restart_requested": .bool(report.succeeded && report.changed),
+            "outcome": .string(report.succeeded ? (report.changed ? "updated" : "up_to_date") : (report.rolledBack ? "rolled_back" : "failed")),
+        ]
+        if let failure = report.failure { result["failure"] = .string(failure.rawValue) }
+        return MissionResult(jobID: mission.jobID, succeeded: report.succeeded, result: result, error: report.error)
+    }
+
+    // MARK: Registration
+
+    private func register() throws {
+        let head = try? Repository.open(at: configuration.factoryDirectory).head()
+        var capabilities = configuration.capabilities
+        capabilities += ["factoryctl", "factoryctl:\(configuration.version)", "system:update_factory",
+                         "system:pause_factory", "system:resume_factory"]
+        if let commit = head?.commit { capabilities.append("commit:\(commit.short)") }
+        let now = Date()
+        let registration = Registration(
+            factoryID: configuration.factoryID, factoryRole: configuration.role, registrationStatus: status,
+            capabilities: capabilities,
+            metadata: ["factory_dir": configuration.factoryDirectory, "consumer_group": group],
+            branch: head?.branchName, commit: head?.commit?.hex, version: configuration.version,
+            pid: getpid(), host: ProcessInfo.processInfo.hostName,
+            startedAt: startedAt.timeIntervalSince1970, lastSeenAt: now.timeIntervalSince1970,
+            lastJobID: lastJob?.id, lastJobStatus: lastJob?.status)
+        try registry.register(registration)
+        lastHeartbeat = now
+        if let hq, now.timeIntervalSince(lastHQPost) >= 60 || status != lastPostedStatus {
+            lastHQPost = now
+            lastPostedStatus = status
+            hq.post(registration)
+        }
+    }
+}
+
+/// Consumer state that must survive restarts (pause), in `.git/factoryctl/consumer.json`.
+final class ConsumerState {
+    let path: String
+    private var cached: Bool?
+
+    init(gitDirectory: String) {
+        path = gitDirectory + "/factoryctl/consumer.json"
+    }
+
+    var paused: Bool {
+        get {
+            if let cached { return cached }
+            let value = FileManager.default.contents(atPath: path).flatMap { try? JSONDecoder().decode([String: Bool].self, from: $0) }?["paused"] ?? false
+            cached = value
+            return value
+        }
+        set {
+            cached = newValue
+            let directory = (path as NSString).deletingLastPathComponent
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try? JSONEncoder().encode(["paused": newValue]).write(to: URL(fileURLWithPath: path), options: .atomic)
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import CHiredis
+import Foundation
+
+/// The sole owner of a hiredis `redisContext`. Blocking; not Sendable: keep it on one thread
+/// (never on the cooperative pool while a `BLOCK` read is running).
+public final class RedisConnection {
+    private let context: UnsafeMutablePointer<redisContext>
+    public let url: RedisURL
+    public private(set) var commandTimeout: Double
+
+    /// Connects, authenticates and selects the database.
+    /// `commandTimeout` must exceed any `BLOCK` time used on this connection.
+    public init(url: RedisURL, connectTimeout: Double = 5, commandTimeout: Double = 10) throws(RedisError) {
+        let tv = factoryctl_timeval_ms(Int(connectTimeout * 1000))
+        let made: UnsafeMutablePointer<redisContext>?
+        switch url.endpoint {
+        case .tcp(let host, let port): made = redisConnectWithTimeout(host, Int32(port), tv)
+        case .unix(let path): made = redisConnectUnixWithTimeout(path, tv)
+        }
+        guard let made else { throw .connection("out of memory creating a Redis context") }
+        if factoryctl_redis_err(made) != 0 {
+            let message = String(cString: factoryctl_redis_errstr(made))
+            redisFree(made)
+            throw .connection("cannot connect to \(url): \(message)")
+        }
+        context = made
+        self.url = url
+        self.commandTimeout = commandTimeout
+        // From here on, deinit frees the context if anything below throws.
+        if case .tcp = url.endpoint { redisEnableKeepAlive(context) }
+        try setTimeout(commandTimeout)
+        if let password = url.password {
+            var auth = ["AUTH"]
+            if let username = url.username { auth.append(username) }
+            auth.append(password)
+            do {
+                _ = try command(auth)
+            } catch .reply(let message) {
+                throw .connection("authentication to \(url) failed: \(message)")
+            }
+        }
+        if url.database != 0 {
+            _ = try command(["SELECT", String(url.database)])
+        }
+    }
+
+    deinit {
+        redisFree(context)
+    }
+
+    /// Sets the socket read/write timeout; keep it above any BLOCK time.
+    public func setTimeout(_ seconds: Double) throws(RedisError) {
+        commandTimeout = seconds
+        if redisSetTimeout(context, factoryctl_timeval_ms(Int(seconds * 1000))) != 0 {
+            throw .connection("cannot set timeout: \(String(cString: factoryctl_redis_errstr(context)))")
+        }
+    }
+
+    /// True once hiredis has seen an I/O or protocol error; the connection is then unusable.
+    public var isBroken: Bool { factoryctl_redis_err(context) != 0 }
+
+    public func command(_ arguments: [String]) throws(RedisError) -> RedisReply {
+        try command(arguments.map { Data($0.utf8) })
+    }
+
+    /// Sends one command with binary-safe arguments (redisCommandArgv with explicit lengths).
+    public func command(_ arguments: [Data]) throws(RedisError) -> RedisReply {
+        precondition(!arguments.isEmpty, "empty Redis command")
+        guard !isBroken else { throw .connection("connection to \(url) is broken: \(String(cString: factoryctl_redis_errstr(context)))") }
+        // Copy each argument into one buffer that outlives the call.
+        let total = arguments.reduce(0) { $0 + $1.count }
+        let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(total, 1))
+        defer { buffer.deallocate() }
+        var pointers: [UnsafePointer<CChar>?] = []
+        var lengths: [Int] = []
+        var offset = 0
+        for argument in arguments {
+            argument.withUnsafeBytes { raw in
+                if let base = raw.baseAddress, raw.count > 0 {
+                    (buffer + offset).withMemoryRebound(to: UInt8.self, capacity: raw.count) {
+                        $0.update(from: base.assumingMemoryBound(to: UInt8.self), count: raw.count)
+                    }
+                }
+            }
+            pointers.append(UnsafePointer(buffer + offset))
+            lengths.append(argument.count)
+            offset += argument.count
+        }
+        let raw = pointers.withUnsafeMutableBufferPointer { argv in
+            lengths.withUnsafeBufferPointer { lens in
+                redisCommandArgv(context, Int32(arguments.count), argv.baseAddress, lens.baseAddress)
+            }
+        }
+        guard let raw else {
+            throw .connection("\(url): \(String(cString: factoryctl_redis_errstr(context)))")
+        }
+        let reply = raw.assumingMemoryBound(to: redisReply.self)
+        defer { freeReplyObject(raw) }
+        return try Self.convert(reply)
+    }
+
+    private static func convert(_ reply: UnsafeMutablePointer<redisReply>) throws(RedisError) -> RedisReply {
+        let r = reply.pointee
+        switch r.type {
+        case REDIS_REPLY_STRING:
+            return .string(r.str.map { Data(bytes: $0, count: r.len) } ?? Data())
+        case REDIS_REPLY_STATUS:
+            return .status(r.str.map { String(decoding: Data(bytes: $0, count: r.len), as: UTF8.self) } ?? "")
+        case REDIS_REPLY_ERROR:
+            throw .reply(r.str.map { String(decoding: Data(bytes: $0, count: r.len), as: UTF8.self) } ?? "error")
+        case REDIS_REPLY_INTEGER:
+            return .integer(r.integer)
+        case REDIS_REPLY_NIL:
+            return .null
+        case REDIS_REPLY_ARRAY:
+            var items: [RedisReply] = []
+            items.reserveCapacity(r.elements)
+            for index in 0..<r.elements {
+                guard let element = r.element[index] else { items.append(.null); continue }
+                do {
+                    items.append(try convert(element))
+                } catch .reply(let message) {
+                    // An error inside an array (e.g. EXEC) is kept as data, not thrown.
+                    items.append(.status("ERR-REPLY " + message))
+                }
+            }
+            return .array(items)
+        default:
+            throw .unexpectedReply("reply type \(r.type)")
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+
+/// Where a Redis server is: `redis://[:password@]host:port/db` or `unix:///path.sock[?db=N]`.
+public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
+    public enum Endpoint: Sendable, Equatable {
+        case tcp(host: String, port: Int)
+        case unix(path: String)
+    }
+
+    public var endpoint: Endpoint
+    public var password: String?
+    public var username: String?
+    public var database: Int
+
+    public init(endpoint: Endpoint, password: String? = nil, username: String? = nil, database: Int = 0) {
+        self.endpoint = endpoint
+        self.password = password
+        self.username = username
+        self.database = database
+    }
+
+    public init(_ text: String) throws(RedisError) {
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
+            throw .invalidURL("not a URL: \(Self.redacted(text))")
+        }
+        let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+        var database = 0
+        switch scheme {
+        case "rediss":
+            throw .invalidURL("rediss:// (TLS) is not supported: this build's hiredis has no TLS. Use redis:// over a trusted network or a tunnel")
+        case "redis":
+            guard let host = components.host, !host.isEmpty else { throw .invalidURL("no host in \(Self.redacted(text))") }
+            let port = components.port ?? 6379
+            guard (1...65535).contains(port) else { throw .invalidURL("bad port \(port)") }
+            let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+            if !path.isEmpty {
+                guard let db = Int(path), db >= 0 else { throw .invalidURL("bad database '\(path)' in \(Self.redacted(text))") }
+                database = db
+            }
+            endpoint = .tcp(host: host, port: port)
+        case "unix":
+            guard !components.path.isEmpty else { throw .invalidURL("no socket path in \(text)") }
+            endpoint = .unix(path: components.path)
+        default:
+            throw .invalidURL("unsupported scheme '\(scheme)': use redis:// or unix://")
+        }
+        if let db = query["db"] {
+            guard let value = Int(db), value >= 0 else { throw .invalidURL("bad database '\(db)'") }
+            database = value
+        }
+        self.database = database
+        let user = components.percentEncodedUser.flatMap { $0.removingPercentEncoding }
+        self.username = (user?.isEmpty ?? true) ? nil : user
+        self.password = components.percentEncodedPassword.flatMap { $0.removingPercentEncoding } ?? query["password"]
+    }
+
+    /// The URL with any password replaced by `***`: safe for logs.
+    public var description: String {
+        let auth = password == nil ? "" : ":***@"
+        switch endpoint {
+        case .tcp(let host, let port): return "redis://\(auth)\(host):\(port)/\(database)"
+        case .unix(let path): return "unix://\(path)" + (database == 0 ? "" : "?db=\(database)")
+        }
+    }
+
+    static func redacted(_ text: String) -> String {
+        guard let at = text.lastIndex(of: "@"), let scheme = text.range(of: "://") else { return text }
+        return String(text[..<scheme.upperBound]) + "***" + String(text[at...])
+    }
+}
