@@ -20,12 +20,16 @@ let package = Package(
         .target(name: "GitKit", dependencies: ["CGit2"]),
         .target(name: "RedisKit", dependencies: ["CHiredis"]),
 
+        // glibc helpers Swift cannot see (posix_spawn chdir).
+        .target(name: "CSupport"),
+
         // The domain: configuration, update pipeline, missions, consumer, registry.
         .target(
             name: "FactoryKit",
             dependencies: [
                 "GitKit",
                 "RedisKit",
+                "CSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

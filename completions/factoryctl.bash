@@ -215,25 +215,54 @@ _factoryctl_update() {
 
 _factoryctl_publish() {
     repeating_flags=()
-    non_repeating_flags=(--version -h --help)
-    repeating_options=()
-    non_repeating_options=()
-    __factoryctl_offer_flags_options 0
+    non_repeating_flags=(--force --wait --json --version -h --help)
+    repeating_options=(--target)
+    non_repeating_options=(--log-level --redis-url --stream --branch --mission-timeout --max-length --timeout)
+    __factoryctl_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--log-level')
+        __factoryctl_add_completions -W 'trace'$'\n''debug'$'\n''info'$'\n''notice'$'\n''warning'$'\n''error'$'\n''critical'
+        return
+        ;;
+    '--redis-url')
+        return
+        ;;
+    '--stream')
+        return
+        ;;
+    '--target')
+        return
+        ;;
+    '--branch')
+        return
+        ;;
+    '--mission-timeout')
+        return
+        ;;
+    '--max-length')
+        return
+        ;;
+    '--timeout')
+        return
+        ;;
+    esac
+
+    # Offer positional completions
+    case "${positional_number}" in
+    1)
+        __factoryctl_add_completions -W 'update'$'\n''pause'$'\n''resume'
+        return
+        ;;
+    esac
 }
 
 _factoryctl_consume() {
     repeating_flags=()
-    non_repeating_flags=(--version -h --help)
-    repeating_options=()
-    non_repeating_options=()
-    __factoryctl_offer_flags_options 0
-}
-
-_factoryctl_status() {
-    repeating_flags=()
-    non_repeating_flags=(--fetch --json --version -h --help)
-    repeating_options=()
-    non_repeating_options=(--log-level --factory-dir)
+    non_repeating_flags=(--no-sync --no-restart --version -h --help)
+    repeating_options=(--service)
+    non_repeating_options=(--log-level --factory-dir --redis-url --stream --factory-id --min-interval --heartbeat --settle)
     __factoryctl_offer_flags_options 0
 
     # Offer option value completions
@@ -244,6 +273,56 @@ _factoryctl_status() {
         ;;
     '--factory-dir')
         __factoryctl_add_completions -d
+        return
+        ;;
+    '--redis-url')
+        return
+        ;;
+    '--stream')
+        return
+        ;;
+    '--factory-id')
+        return
+        ;;
+    '--service')
+        return
+        ;;
+    '--min-interval')
+        return
+        ;;
+    '--heartbeat')
+        return
+        ;;
+    '--settle')
+        return
+        ;;
+    esac
+}
+
+_factoryctl_status() {
+    repeating_flags=()
+    non_repeating_flags=(--fetch --json --fleet --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--log-level --factory-dir --job --redis-url --stream)
+    __factoryctl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--log-level')
+        __factoryctl_add_completions -W 'trace'$'\n''debug'$'\n''info'$'\n''notice'$'\n''warning'$'\n''error'$'\n''critical'
+        return
+        ;;
+    '--factory-dir')
+        __factoryctl_add_completions -d
+        return
+        ;;
+    '--job')
+        return
+        ;;
+    '--redis-url')
+        return
+        ;;
+    '--stream')
         return
         ;;
     esac

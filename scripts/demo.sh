@@ -40,3 +40,48 @@ echo
 echo "==> factoryctl status"
 "$factoryctl" status --factory-dir "$work/factory"
 grep -q keep-me "$work/factory/.env" && echo "(.env untouched)"
+
+# ---- The delegated flow: HQ publishes, the factory's consumer updates, exits, restarts, re-registers.
+echo
+echo "==> local redis-server on $work/redis.sock"
+redis-server --port 0 --unixsocket "$work/redis.sock" --unixsocketperm 700 --save "" --appendonly no \
+    --dir "$work" --logfile "$work/redis.log" --daemonize no &
+redis_pid=$!
+supervisor_pid=""
+cleanup() {
+    [ -n "$supervisor_pid" ] && kill "$supervisor_pid" 2>/dev/null && wait "$supervisor_pid" 2>/dev/null
+    kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do [ -S "$work/redis.sock" ] && break; sleep 0.05; done
+export UA_REDIS_URL="unix://$work/redis.sock"
+
+echo "==> factoryctl consume (restarted on exit, as systemd's Restart=always does)"
+(
+    child=""
+    trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM
+    while true; do
+        UA_FACTORY_ID=demo-factory "$factoryctl" consume --factory-dir "$work/factory" --no-restart \
+            --min-interval 0 --log-level notice 2>>"$work/consume.log" &
+        child=$!
+        wait "$child" || true
+        sleep 0.5
+    done
+) &
+supervisor_pid=$!
+for _ in $(seq 100); do "$factoryctl" status --fleet 2>/dev/null | grep -q demo-factory && break; sleep 0.1; done
+"$factoryctl" status --fleet
+
+echo
+echo "==> HQ pushes v5 and publishes an update mission"
+echo "print('factory v5')" > "$work/hq/app.py"
+(cd "$work/hq" && git "${git_id[@]}" commit -q -am "Ship factory v5" && git push -q origin main)
+FACTORY_ROLE=HEADQUARTERS "$factoryctl" publish update --wait --timeout 60 --log-level warning
+
+echo
+echo "==> factoryctl status --fleet (the factory re-registered on the new commit)"
+"$factoryctl" status --fleet
+echo
+echo "==> consumer log"
+sed 's/^/    /' "$work/consume.log"

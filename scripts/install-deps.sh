@@ -8,6 +8,7 @@ as_root() {
 }
 
 packages=(libgit2-dev libhiredis-dev redis-server git pkg-config ca-certificates python3-pip)
+command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)  # systemd-analyze verify for the unit test
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

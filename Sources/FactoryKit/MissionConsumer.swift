@@ -14,6 +14,8 @@ public struct ConsumerConfiguration: Sendable {
     public var services: [String] = [FactoryEnvironment.defaultService]
     public var syncCommand: [String] = ["uv", "sync"]
     public var sync = true
+    /// Restart `services` after an update (off for a factory whose app is not a systemd service).
+    public var restart = true
     public var capabilities: [String] = []
     /// Longest a blocking read waits; bounds how long SIGTERM takes to be noticed.
     public var blockMilliseconds = 2000
@@ -258,7 +260,7 @@ public final class MissionConsumer {
 
         var request = UpdateRequest(factoryDirectory: configuration.factoryDirectory)
         request.branch = mission.branch
-        request.restart = true
+        request.restart = configuration.restart
         request.services = configuration.services
         request.sync = configuration.sync
         request.syncCommand = configuration.syncCommand

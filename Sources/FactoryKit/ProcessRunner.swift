@@ -1,3 +1,4 @@
+import CSupport
 import Foundation
 
 /// The result of one child process.
@@ -61,54 +62,102 @@ public struct ProcessRunner: Sendable {
     }
 
     /// Runs `argv` in `directory` and waits up to `timeout` seconds (then SIGTERM, then SIGKILL).
+    ///
+    /// Spawned with posix_spawn: the child gets default signal dispositions and an empty signal
+    /// mask, whatever the parent ignores or blocks (the consumer ignores SIGTERM itself), so a
+    /// timeout's SIGTERM reaches it. stdin is /dev/null; stdout and stderr share one pipe.
     public func run(_ argv: [String], in directory: String? = nil, timeout: Double = 600) throws -> ProcessResult {
         precondition(!argv.isEmpty, "empty argv")
         let executable = try resolve(argv[0])
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = Array(argv.dropFirst())
-        process.environment = environment
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
+        var pipeFDs: [Int32] = [-1, -1]
+        guard pipe(&pipeFDs) == 0 else {
+            throw ProcessRunnerError.launchFailed(argv[0], String(cString: strerror(errno)))
+        }
+        // Close-on-exec: other children spawned meanwhile must not hold this pipe open.
+        for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let (readEnd, writeEnd) = (pipeFDs[0], pipeFDs[1])
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
+        posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
+        if let directory { factoryctl_spawn_addchdir(&actions, directory) }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t(), allSignals = sigset_t()
+        sigemptyset(&noSignals)
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let arguments = argv.map { strdup($0) } + [nil]
+        let environ = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            arguments.forEach { free($0) }
+            environ.forEach { free($0) }
+        }
+        let start = Date()
+        var spawnedPID: pid_t = 0
+        let spawned = posix_spawn(&spawnedPID, executable, &actions, &attributes, arguments, environ)
+        close(writeEnd)
+        guard spawned == 0 else {
+            close(readEnd)
+            throw ProcessRunnerError.launchFailed(argv[0], String(cString: strerror(spawned)))
+        }
 
         let output = OutputTail()
-        let finished = DispatchSemaphore(value: 0)
         let drained = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in finished.signal() }
-
-        let start = Date()
-        do {
-            try process.run()
-        } catch {
-            throw ProcessRunnerError.launchFailed(argv[0], error.localizedDescription)
-        }
-        let reader = pipe.fileHandleForReading
         Thread.detachNewThread {
+            var buffer = [UInt8](repeating: 0, count: 4096)
             while true {
-                let chunk = reader.availableData
-                if chunk.isEmpty { break }
-                output.append(chunk)
+                let count = read(readEnd, &buffer, buffer.count)
+                if count > 0 { output.append(Data(buffer[0..<count])); continue }
+                if count < 0 && errno == EINTR { continue }
+                break
             }
+            close(readEnd)
             drained.signal()
         }
 
+        let pid = spawnedPID
+        let exit = ChildExit()
+        let finished = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            exit.status = status
+            finished.signal()
+        }
         var timedOut = false
         if finished.wait(timeout: .now() + timeout) == .timedOut {
             timedOut = true
-            process.terminate()
+            kill(pid, SIGTERM)
             if finished.wait(timeout: .now() + 5) == .timedOut {
-                kill(process.processIdentifier, SIGKILL)
+                kill(pid, SIGKILL)
                 finished.wait()
             }
         }
         // Grandchildren may keep the pipe open; don't wait for them forever.
         _ = drained.wait(timeout: .now() + 2)
         return ProcessResult(
-            argv: argv, exitCode: process.terminationStatus, timedOut: timedOut,
+            argv: argv, exitCode: exit.exitCode, timedOut: timedOut,
             outputTail: output.text, duration: Date().timeIntervalSince(start))
+    }
+}
+
+/// A child's wait status, handed from the waiting thread.
+final class ChildExit: @unchecked Sendable {
+    var status: Int32 = 0
+
+    /// The exit code, or 128 + signal number for a killed child (as shells report it).
+    var exitCode: Int32 {
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
     }
 }
 

@@ -10,7 +10,12 @@ public final class RedisConnection {
 
     /// Connects, authenticates and selects the database.
     /// `commandTimeout` must exceed any `BLOCK` time used on this connection.
+    /// A write to a socket the server closed must fail with EPIPE, not kill the process with
+    /// SIGPIPE; hiredis writes with plain write(2), so SIGPIPE is ignored process-wide, once.
+    private static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN) }()
+
     public init(url: RedisURL, connectTimeout: Double = 5, commandTimeout: Double = 10) throws(RedisError) {
+        Self.ignoreSIGPIPE
         let tv = factoryctl_timeval_ms(Int(connectTimeout * 1000))
         let made: UnsafeMutablePointer<redisContext>?
         switch url.endpoint {

@@ -49,6 +49,9 @@ struct ConsumeCommand: ParsableCommand {
     @Flag(name: .long, help: "Do not run the dependency sync (uv sync) after updates.")
     var noSync = false
 
+    @Flag(name: .long, help: "Do not restart services after updates (an app that is not a systemd service).")
+    var noRestart = false
+
     func validate() throws {
         if let factoryID, !MissionID.isValid(factoryID) {
             throw ValidationError("invalid factory id '\(factoryID)': use 1-128 of A-Z a-z 0-9 . _ : -")
@@ -72,6 +75,7 @@ struct ConsumeCommand: ParsableCommand {
         configuration.services = service.isEmpty ? environment.services : service
         configuration.syncCommand = environment.syncCommand
         configuration.sync = !noSync
+        configuration.restart = !noRestart
         configuration.capabilities = environment.capabilities
         configuration.heartbeatSeconds = heartbeat
         configuration.settleSeconds = settle

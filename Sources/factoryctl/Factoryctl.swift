@@ -26,7 +26,7 @@ struct Factoryctl: ParsableCommand {
           6   rolling back failed; the checkout needs attention
           7   Redis is unavailable
           8   refused (role may not publish, or an update is already in flight)
-          9   timed out waiting for results
+          9   timed out waiting for results (or no live factory to wait for)
           10  consume: exited after applying an update so systemd restarts it
           64  usage error
         """,
@@ -35,6 +35,7 @@ struct Factoryctl: ParsableCommand {
     )
 
     static func main() {
+        signal(SIGPIPE, SIG_IGN) // broken sockets and pipes become errors, not a dead process
         GitLibrary.initialize()
         do {
             var command = try parseAsRoot()

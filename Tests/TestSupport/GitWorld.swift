@@ -46,6 +46,15 @@ public final class GitWorld: @unchecked Sendable {
         try Data((0...255).map { UInt8($0) }).write(to: URL(fileURLWithPath: factory + "/cache/ignored.bin"))
     }
 
+    /// Another factory cloned from the same origin, with its own `.env`.
+    public func addFactory(_ name: String) throws -> String {
+        let path = directory.join(name)
+        try git(["clone", "--quiet", origin, path], in: directory.path)
+        try configureIdentity(path)
+        try write(path, ".env", "UA_OPS_TOKEN=secret-token\n")
+        return path
+    }
+
     public static func pyproject(dependencies: [String]) -> String {
         let deps = dependencies.map { "\"\($0)\"" }.joined(separator: ", ")
         return """

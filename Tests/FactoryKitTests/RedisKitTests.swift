@@ -1,0 +1,99 @@
+import Foundation
+import RedisKit
+import Testing
+import TestSupport
+
+@Suite struct RedisKitTests {
+    @Test func parsesURLs() throws {
+        let tcp = try RedisURL("redis://:s3cret@cache.internal:6380/2")
+        #expect(tcp.endpoint == .tcp(host: "cache.internal", port: 6380))
+        #expect(tcp.password == "s3cret")
+        #expect(tcp.database == 2)
+        #expect(!tcp.description.contains("s3cret"))
+        #expect(try RedisURL("redis://localhost").endpoint == .tcp(host: "localhost", port: 6379))
+        let unix = try RedisURL("unix:///run/redis.sock?db=3")
+        #expect(unix.endpoint == .unix(path: "/run/redis.sock"))
+        #expect(unix.database == 3)
+        #expect(try RedisURL("redis://user:p%40ss@h:1/0").password == "p@ss")
+    }
+
+    @Test(arguments: ["rediss://h:6379/0", "http://h", "redis://h:6379/x", "redis://:pw@/0", "nonsense"])
+    func rejectsBadURLs(text: String) {
+        #expect(throws: RedisError.self) { try RedisURL(text) }
+    }
+
+    @Test func tlsIsRefusedWithAClearMessage() {
+        do {
+            _ = try RedisURL("rediss://h:6379/0")
+            Issue.record("rediss accepted")
+        } catch {
+            #expect(error.description.contains("TLS"))
+        }
+    }
+
+    @Test func typedRepliesAndBinarySafeArguments() throws {
+        let server = try RedisServer()
+        let connection = try RedisConnection(url: RedisURL(server.url))
+        let binary = Data([0, 13, 10, 255, 0x24, 0x2A])
+        #expect(try connection.command([Data("SET".utf8), Data("k".utf8), binary]) == .status("OK"))
+        #expect(try connection.command(["GET", "k"]) == .string(binary))
+        #expect(try connection.command(["GET", "missing"]) == .null)
+        #expect(try connection.command(["INCRBY", "n", "41"]) == .integer(41))
+        #expect(try connection.command(["RPUSH", "l", "a", "b"]) == .integer(2))
+        #expect(try connection.command(["LRANGE", "l", "0", "-1"]) == .array([.string(Data("a".utf8)), .string(Data("b".utf8))]))
+        do {
+            _ = try connection.command(["INCR", "k"])
+            Issue.record("error reply not thrown")
+        } catch {
+            #expect(error.replyCode == "ERR")
+            #expect(!error.isConnectionError)
+        }
+        #expect(try server.cli(["GET", "n"]) == "41")
+    }
+
+    @Test func authenticatesAndSelectsTheDatabase() throws {
+        let server = try RedisServer(password: "pa ss:word")
+        let url = RedisURL(endpoint: .unix(path: server.socket), password: "pa ss:word", database: 3)
+        let connection = try RedisConnection(url: url)
+        _ = try connection.command(["SET", "where", "db3"])
+        #expect(try server.cli(["-n", "3", "GET", "where"]) == "db3")
+        let wrong = RedisURL(endpoint: .unix(path: server.socket), password: "nope")
+        #expect(throws: RedisError.self) { try RedisConnection(url: wrong) }
+    }
+
+    @Test func unreachableServerIsAConnectionError() {
+        do {
+            _ = try RedisConnection(url: RedisURL(endpoint: .unix(path: "/nonexistent/redis.sock")))
+            Issue.record("connected to nothing")
+        } catch {
+            #expect(error.isConnectionError)
+        }
+    }
+
+    @Test func clientReconnectsAfterTheServerRestarts() throws {
+        let server = try RedisServer()
+        let client = RedisClient(url: try RedisURL(server.url))
+        try client.command(["SET", "a", "1"])
+        server.stop()
+        #expect(throws: RedisError.self) { try client.command(["GET", "a"]) }
+        #expect(!client.isConnected)
+        try server.start()
+        #expect(try client.command(["SET", "a", "2"]) == .status("OK"))
+    }
+
+    @Test func blockingReadOutlivesShortBlocksWithoutKillingTheSocket() throws {
+        let server = try RedisServer()
+        // Socket timeout 2 s, BLOCK 1 s: the read times out server-side and returns nil.
+        let connection = try RedisConnection(url: RedisURL(server.url), commandTimeout: 2)
+        #expect(try connection.command(["XREAD", "BLOCK", "1000", "STREAMS", "s", "$"]) == .null)
+        #expect(try connection.command(["PING"]) == .status("PONG"))
+    }
+
+    @Test func backoffIsCapped() {
+        var backoff = Backoff(initial: 0.5, cap: 4)
+        let delays = (0..<10).map { _ in backoff.next() }
+        #expect(delays.allSatisfy { $0 <= 4 })
+        #expect(delays.last! >= 3.2)
+        #expect(delays.first! <= 0.5)
+    }
+}

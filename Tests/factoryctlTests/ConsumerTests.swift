@@ -1,0 +1,345 @@
+import FactoryKit
+import Foundation
+import RedisKit
+import Testing
+import TestSupport
+
+/// A world with factories, a real redis-server, and `factoryctl consume` processes.
+final class FleetWorld: @unchecked Sendable {
+    let world: GitWorld
+    let redis: RedisServer
+    var factories: [String: String] = [:]
+
+    init(factories ids: [String] = ["f-1"]) throws {
+        world = try GitWorld()
+        redis = try RedisServer()
+        for (index, id) in ids.enumerated() {
+            factories[id] = index == 0 ? world.factory : try world.addFactory("factory-\(id)")
+        }
+    }
+
+    var environment: [String: String] {
+        var env = world.environment
+        env["FACTORY_ROLE"] = "HEADQUARTERS"
+        env["UA_REDIS_URL"] = redis.url
+        return env
+    }
+
+    func consumer(_ id: String, _ extra: [String] = [], environment: [String: String]? = nil) throws -> ConsumerProcess {
+        try ConsumerProcess(binary: Package.factoryctl, factoryID: id, factoryDirectory: factories[id]!,
+                            redisURL: redis.url, environment: environment ?? self.environment,
+                            extraArguments: ["--min-interval", "0", "--heartbeat", "1"] + extra,
+                            log: world.directory.join("consume-\(id).log"))
+    }
+
+    @discardableResult
+    func factoryctl(_ arguments: [String], environment: [String: String]? = nil) throws -> Command.Result {
+        try Command.run([Package.factoryctl] + arguments, environment: environment ?? self.environment)
+    }
+
+    func publish(_ arguments: [String]) throws -> String {
+        let result = try factoryctl(["publish"] + arguments + ["--log-level", "error"])
+        #expect(result.status == 0, "publish failed: \(result.stderr)")
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func registration(_ id: String) throws -> [String: Any]? {
+        let text = try redis.cli(["HGET", "factoryctl:registry", id])
+        return try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+    }
+
+    func results(_ jobID: String) throws -> [[String: Any]] {
+        let result = try factoryctl(["status", "--job", jobID, "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        return object?["results"] as? [[String: Any]] ?? []
+    }
+
+    func waitUntilRegistered(_ id: String, status: String = "online") throws -> Bool {
+        eventually { (try? registration(id))?["registration_status"] as? String == status }
+    }
+
+    func pending(_ id: String) throws -> Int {
+        let summary = try redis.cli(["XPENDING", "ua:missions:delegation", "factoryctl:\(id)"])
+        return Int(summary.split(separator: "\n").first ?? "0") ?? 0
+    }
+}
+
+@Suite struct ConsumerTests {
+    @Test func fullCycleTwoFactoriesUpdateExitRestartAndReRegisterOnTheNewCommit() throws {
+        let fleet = try FleetWorld(factories: ["f-1", "f-2"])
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        for id in ["f-1", "f-2"] {
+            try supervisor.supervise(id) { try fleet.consumer(id) }
+            #expect(try fleet.waitUntilRegistered(id))
+        }
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let result = try fleet.factoryctl(["publish", "update", "--wait", "--timeout", "60", "--json", "--log-level", "error"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let summary = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        #expect(summary?["all_succeeded"] as? Bool == true)
+        #expect((summary?["targeted"] as? [String])?.sorted() == ["f-1", "f-2"])
+
+        for id in ["f-1", "f-2"] {
+            #expect(try fleet.world.head(fleet.factories[id]!) == target)
+            #expect(supervisor.exitCodes(id).first == 10, "consumer \(id) should exit 10 for a restart")
+            #expect(try eventually { (try? fleet.registration(id))?["commit"] as? String == target })
+            #expect(try fleet.pending(id) == 0)
+        }
+        let fleetStatus = try fleet.factoryctl(["status", "--fleet"])
+        #expect(fleetStatus.stdout.contains("f-1") && fleetStatus.stdout.contains("f-2"))
+        #expect(fleetStatus.stdout.components(separatedBy: String(target.prefix(7))).count == 3)
+        // Every factory's .env is untouched.
+        for id in ["f-1", "f-2"] {
+            #expect(fleet.world.read(fleet.factories[id]!, ".env") == (id == "f-1" ? "UA_OPS_TOKEN=secret-token\nDATABASE_URL=postgres://x\n" : "UA_OPS_TOKEN=secret-token\n"))
+        }
+    }
+
+    @Test func targetedMissionRunsOnlyOnItsTarget() throws {
+        let fleet = try FleetWorld(factories: ["f-1", "f-2"])
+        let one = try fleet.consumer("f-1")
+        let two = try fleet.consumer("f-2")
+        defer { one.stop(); two.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1") && fleet.waitUntilRegistered("f-2"))
+        let before = try fleet.world.head(fleet.factories["f-1"]!)
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let job = try fleet.publish(["update", "--target", "f-2"])
+        #expect(two.waitForExit(timeout: 30) == 10)
+        #expect(try fleet.results(job).map { $0["result"] as? [String: Any] }.compactMap { $0?["factory_id"] as? String } == ["f-2"])
+        #expect(try eventually { try fleet.pending("f-1") == 0 && fleet.redis.cli(["XINFO", "GROUPS", "ua:missions:delegation"]).contains("factoryctl:f-1") })
+        #expect(try fleet.world.head(fleet.factories["f-1"]!) == before)
+        #expect(one.status == nil, "f-1 keeps consuming")
+    }
+
+    @Test func malformedEntriesGoToTheDeadLetterStreamAndTheConsumerLives() throws {
+        let fleet = try FleetWorld()
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let stream = "ua:missions:delegation"
+        try fleet.redis.cli(["XADD", stream, "*", "job_id", "bad-1", "envelope", "{not json"])
+        try fleet.redis.cli(["XADD", stream, "*", "job_id", "bad-2", "idempotency_key", "k", "envelope",
+                             #"{"job_id": "bad-2", "idempotency_key": "k", "payload": {"task": "t", "context": {"mission_kind": "system:update_factory", "branch": "-x"}}}"#])
+        try fleet.redis.cli(["XADD", stream, "*", "something", "else"])
+        try fleet.redis.cli(["XADD", stream, "*", "job_id", "bad-4", "envelope",
+                             #"{"job_id": "bad-4", "idempotency_key": "k", "payload": {"task": "t", "context": {"mission_kind": "system:format_disk"}}}"#])
+        #expect(try eventually { try fleet.redis.cli(["XLEN", "ua:missions:dlq"]) == "4" })
+        let dlq = try fleet.redis.cli(["XRANGE", "ua:missions:dlq", "-", "+"])
+        #expect(dlq.contains("not valid JSON"))
+        #expect(dlq.contains("starts with '-'"))
+        #expect(dlq.contains("no envelope field"))
+        #expect(dlq.contains("unknown system mission kind"))
+        #expect(dlq.contains("\"failure_error\": "), "a valid envelope gets failure_error inside it")
+        #expect(try fleet.pending("f-1") == 0)
+        #expect(consumer.status == nil)
+        // Still consuming: a valid mission after the bad ones is handled.
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let job = try fleet.publish(["update"])
+        #expect(consumer.waitForExit(timeout: 30) == 10)
+        #expect(try fleet.results(job).first?["status"] as? String == "SUCCESS")
+    }
+
+    @Test func missionRedeliveredAfterACrashIsReportedNotRunTwice() throws {
+        let fleet = try FleetWorld()
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        // The group exists, the mission was delivered to f-1 and the update ran, then the process died before acking.
+        try fleet.redis.cli(["XGROUP", "CREATE", "ua:missions:delegation", "factoryctl:f-1", "$", "MKSTREAM"])
+        let job = try fleet.publish(["update"])
+        try fleet.redis.cli(["XREADGROUP", "GROUP", "factoryctl:f-1", "f-1", "COUNT", "10", "STREAMS", "ua:missions:delegation", ">"])
+        var request = UpdateRequest(factoryDirectory: fleet.world.factory)
+        request.environment = fleet.world.environment
+        request.jobID = job
+        request.restart = true
+        request.settleSeconds = 0
+        #expect(UpdatePipeline(request: request).run().succeeded)
+        let callsBefore = FakeSystemctl.calls(fleet.world.systemctlState).count
+        #expect(try fleet.pending("f-1") == 1)
+
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(try eventually { try fleet.pending("f-1") == 0 })
+        let results = try fleet.results(job)
+        #expect(results.count == 1)
+        #expect(results.first?["status"] as? String == "SUCCESS")
+        #expect((results.first?["result"] as? [String: Any])?["duplicate_delivery"] as? Bool == true)
+        #expect(UpdateHistory(gitDirectory: fleet.world.factory + "/.git").entries().filter { $0.jobID == job }.count == 1)
+        #expect(FakeSystemctl.calls(fleet.world.systemctlState).count == callsBefore, "nothing restarted again")
+        #expect(consumer.status == nil, "no update ran, so no exit for restart")
+    }
+
+    @Test func pendingUpdatesCollapseIntoOneRunOfTheNewest() throws {
+        let fleet = try FleetWorld()
+        try fleet.redis.cli(["XGROUP", "CREATE", "ua:missions:delegation", "factoryctl:f-1", "$", "MKSTREAM"])
+        var jobs: [String] = []
+        for version in 2...4 {
+            try fleet.world.pushUpstream(["app.py": "print('v\(version)')\n"], message: "v\(version)")
+            jobs.append(try fleet.publish(["update", "--force"]))
+        }
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(consumer.waitForExit(timeout: 30) == 10)
+        #expect(try fleet.results(jobs[2]).first?["status"] as? String == "SUCCESS")
+        for old in jobs.prefix(2) {
+            let result = try fleet.results(old).first
+            #expect(result?["status"] as? String == "FAILED")
+            #expect((result?["result"] as? [String: Any])?["superseded_by"] as? String == jobs[2])
+        }
+        #expect(UpdateHistory(gitDirectory: fleet.world.factory + "/.git").entries().count == 1, "exactly one update ran")
+        #expect(FakeSystemctl.calls(fleet.world.systemctlState).filter { $0.contains("restart") }.count == 1)
+    }
+
+    @Test func publishRefusesASecondUpdateWhileOneIsInFlight() throws {
+        let fleet = try FleetWorld()
+        // A live registered factory that has not reported yet.
+        let consumer = try fleet.consumer("f-1", ["--no-sync"])
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        consumer.signal(SIGSTOP) // frozen: registered, but cannot act
+        defer { consumer.signal(SIGCONT); consumer.stop() }
+        let first = try fleet.publish(["update", "--target", "f-1"])
+        let refused = try fleet.factoryctl(["publish", "update", "--target", "f-1"])
+        #expect(refused.status == 8)
+        #expect(refused.stderr.contains(first))
+        let other = try fleet.factoryctl(["publish", "update", "--target", "f-9"])
+        #expect(other.status == 0, "a different target is not blocked")
+        let forced = try fleet.factoryctl(["publish", "update", "--target", "f-1", "--force"])
+        #expect(forced.status == 0)
+    }
+
+    @Test func publishNeedsTheHeadquartersRole() throws {
+        let fleet = try FleetWorld()
+        var environment = fleet.environment
+        environment["FACTORY_ROLE"] = "LOCAL_WORKER"
+        let result = try fleet.factoryctl(["publish", "update"], environment: environment)
+        #expect(result.status == 8)
+        #expect(result.stderr.contains("delegation publish not allowed on this machine"))
+        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0")
+        #expect(try fleet.factoryctl(["publish", "update", "--branch", "-x"]).status == 64)
+        #expect(try fleet.factoryctl(["publish", "pause"]).status == 64, "pause needs --target")
+    }
+
+    @Test func pauseStopsUpdatesUntilResume() throws {
+        let fleet = try FleetWorld()
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let before = try fleet.world.head(fleet.world.factory)
+        _ = try fleet.publish(["pause", "--target", "f-1"])
+        #expect(try fleet.waitUntilRegistered("f-1", status: "paused"))
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let update = try fleet.publish(["update", "--target", "f-1"])
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(try fleet.world.head(fleet.world.factory) == before, "no update while paused")
+        #expect(try fleet.results(update).isEmpty)
+        #expect(try fleet.registration("f-1")?["registration_status"] as? String == "paused", "registration continues")
+        _ = try fleet.publish(["resume", "--target", "f-1"])
+        #expect(consumer.waitForExit(timeout: 30) == 10)
+        #expect(try fleet.results(update).first?["status"] as? String == "SUCCESS")
+        #expect(try fleet.world.head(fleet.world.factory) == fleet.world.originHead())
+    }
+
+    @Test func consumerSurvivesARedisRestart() throws {
+        let fleet = try FleetWorld()
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        fleet.redis.stop()
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(consumer.status == nil, "no crash while Redis is down")
+        try fleet.redis.start()
+        #expect(try fleet.waitUntilRegistered("f-1"), "registers again after Redis returns")
+        #expect(consumer.output.contains("Redis unavailable"))
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let job = try fleet.publish(["update"])
+        #expect(consumer.waitForExit(timeout: 30) == 10)
+        #expect(try fleet.results(job).first?["status"] as? String == "SUCCESS")
+    }
+
+    @Test func redisDownAtStartIsRetriedNotACrash() throws {
+        let fleet = try FleetWorld()
+        fleet.redis.stop()
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(consumer.status == nil)
+        try fleet.redis.start()
+        #expect(try fleet.waitUntilRegistered("f-1"))
+    }
+
+    @Test func sigtermWhenIdleExitsPromptlyWithZero() throws {
+        let fleet = try FleetWorld()
+        let consumer = try fleet.consumer("f-1")
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        consumer.signal(SIGTERM)
+        #expect(consumer.waitForExit(timeout: 5) == 0)
+        #expect(try fleet.registration("f-1")?["registration_status"] as? String == "offline")
+    }
+
+    @Test func sigtermMidMissionNeverLeavesAHalfAppliedUpdate() throws {
+        let fleet = try FleetWorld()
+        var environment = fleet.environment
+        environment["UA_FACTORY_SYNC_COMMAND"] = "sleep 2"
+        let consumer = try fleet.consumer("f-1", environment: environment)
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let before = try fleet.world.head(fleet.world.factory)
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let job = try fleet.publish(["update"])
+        #expect(try eventually { consumer.output.contains("running sleep 2") })
+        consumer.signal(SIGTERM)
+        let status = consumer.waitForExit(timeout: 20)
+        #expect(status == 10 || status == 0)
+        let head = try fleet.world.head(fleet.world.factory)
+        let results = try fleet.results(job)
+        if head == target {
+            #expect(results.first?["status"] as? String == "SUCCESS", "applied updates are reported")
+            #expect(FakeSystemctl.calls(fleet.world.systemctlState).contains("--user restart universal-agent-local-factory"))
+        } else {
+            #expect(head == before)
+        }
+        #expect(try fleet.world.git(["status", "--porcelain", "--untracked-files=no"], in: fleet.world.factory).isEmpty)
+        #expect(try fleet.pending("f-1") == 0, "acked before exiting")
+    }
+
+    @Test func minimumIntervalDelaysTheNextUpdateInsteadOfDroppingIt() throws {
+        let fleet = try FleetWorld()
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        try supervisor.supervise("f-1") {
+            try ConsumerProcess(binary: Package.factoryctl, factoryID: "f-1", factoryDirectory: fleet.world.factory,
+                                redisURL: fleet.redis.url, environment: fleet.environment,
+                                extraArguments: ["--min-interval", "3", "--heartbeat", "1", "--no-sync"],
+                                log: fleet.world.directory.join("consume.log"))
+        }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let first = try fleet.publish(["update"])
+        #expect(try eventually { try fleet.results(first).count == 1 })
+        try fleet.world.pushUpstream(["app.py": "print('v3')\n"], message: "v3")
+        let second = try fleet.publish(["update", "--force"])
+        #expect(try eventually(timeout: 30) { try fleet.results(second).first?["status"] as? String == "SUCCESS" })
+        let history = UpdateHistory(gitDirectory: fleet.world.factory + "/.git").entries()
+        #expect(history.count == 2)
+        if history.count == 2 {
+            #expect(history[1].startedAt - (history[0].finishedAt ?? 0) >= 3, "second update started inside the interval")
+        }
+    }
+
+    @Test func statusJobShowsPerFactoryResultsAndPendingFactories() throws {
+        let fleet = try FleetWorld(factories: ["f-1", "f-2"])
+        let one = try fleet.consumer("f-1")
+        let two = try fleet.consumer("f-2")
+        #expect(try fleet.waitUntilRegistered("f-1") && fleet.waitUntilRegistered("f-2"))
+        two.stop()
+        try fleet.redis.cli(["HSET", "factoryctl:registry", "f-2", try fleet.redis.cli(["HGET", "factoryctl:registry", "f-2"])
+            .replacingOccurrences(of: "\"registration_status\":\"offline\"", with: "\"registration_status\":\"online\"")])
+        defer { one.stop() }
+        let job = try fleet.publish(["update"]) // nothing new upstream: SUCCESS, changed false
+        #expect(try eventually { try fleet.results(job).count == 1 })
+        let text = try fleet.factoryctl(["status", "--job", job])
+        #expect(text.stdout.contains("f-1") && text.stdout.contains("SUCCESS") && text.stdout.contains("up_to_date"))
+        #expect(text.stdout.contains("f-2") && text.stdout.contains("PENDING"))
+        #expect(one.status == nil, "an update that changed nothing keeps consuming")
+        #expect(FakeSystemctl.calls(fleet.world.systemctlState).isEmpty, "nothing restarted")
+        #expect(try fleet.factoryctl(["status", "--job", "update-000000000000"]).status == 1)
+    }
+}
