@@ -10,6 +10,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // C libraries from Debian (libgit2-dev, libhiredis-dev).
@@ -34,11 +35,22 @@ let package = Package(
             ]
         ),
 
+        // The HQ HTTP endpoint, on FactoryKit.
+        .target(
+            name: "FactoryGateway",
+            dependencies: [
+                "FactoryKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // The executable: one file per subcommand.
         .executableTarget(
             name: "factoryctl",
             dependencies: [
                 "FactoryKit",
+                "FactoryGateway",
                 "RedisKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

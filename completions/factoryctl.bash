@@ -173,13 +173,13 @@ _factoryctl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    update|publish|consume|status|help)
+    update|publish|consume|status|serve|help)
         # Offer subcommand argument completions
         "_factoryctl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'update publish consume status help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'update publish consume status serve help' -- "${cur}"))
         ;;
     esac
 }
@@ -323,6 +323,34 @@ _factoryctl_status() {
         return
         ;;
     '--stream')
+        return
+        ;;
+    esac
+}
+
+_factoryctl_serve() {
+    repeating_flags=()
+    non_repeating_flags=(--insecure-no-auth --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--log-level --redis-url --stream --host --port)
+    __factoryctl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--log-level')
+        __factoryctl_add_completions -W 'trace'$'\n''debug'$'\n''info'$'\n''notice'$'\n''warning'$'\n''error'$'\n''critical'
+        return
+        ;;
+    '--redis-url')
+        return
+        ;;
+    '--stream')
+        return
+        ;;
+    '--host')
+        return
+        ;;
+    '--port')
         return
         ;;
     esac

@@ -14,7 +14,7 @@ public struct Registration: Codable, Sendable, Equatable {
     /// online | paused | updating | offline
     public var registrationStatus: String
     public var capabilities: [String]
-    public var metadata: [String: String] = [:]
+    public var metadata: [String: JSONValue] = [:]
     public var branch: String?
     public var commit: String?
     public var version: String
@@ -29,6 +29,27 @@ public struct Registration: Codable, Sendable, Equatable {
         case factoryID = "factory_id", factoryRole = "factory_role", deploymentProfile = "deployment_profile"
         case registrationStatus = "registration_status", capabilities, metadata, branch, commit, version, pid, host
         case startedAt = "started_at", lastSeenAt = "last_seen_at", lastJobID = "last_job_id", lastJobStatus = "last_job_status"
+    }
+
+    public init(factoryID: String, factoryRole: String, deploymentProfile: String = "local_worker",
+                registrationStatus: String, capabilities: [String], metadata: [String: JSONValue] = [:],
+                branch: String? = nil, commit: String? = nil, version: String, pid: Int32, host: String,
+                startedAt: Double, lastSeenAt: Double, lastJobID: String? = nil, lastJobStatus: String? = nil) {
+        self.factoryID = factoryID
+        self.factoryRole = factoryRole
+        self.deploymentProfile = deploymentProfile
+        self.registrationStatus = registrationStatus
+        self.capabilities = capabilities
+        self.metadata = metadata
+        self.branch = branch
+        self.commit = commit
+        self.version = version
+        self.pid = pid
+        self.host = host
+        self.startedAt = startedAt
+        self.lastSeenAt = lastSeenAt
+        self.lastJobID = lastJobID
+        self.lastJobStatus = lastJobStatus
     }
 
     public func isStale(now: Date = Date(), after seconds: Double) -> Bool {

@@ -321,7 +321,7 @@ public final class MissionConsumer {
         let registration = Registration(
             factoryID: configuration.factoryID, factoryRole: configuration.role, registrationStatus: status,
             capabilities: capabilities,
-            metadata: ["factory_dir": configuration.factoryDirectory, "consumer_group": group],
+            metadata: ["factory_dir": .string(configuration.factoryDirectory), "consumer_group": .string(group)],
             branch: head?.branchName, commit: head?.commit?.hex, version: configuration.version,
             pid: getpid(), host: ProcessInfo.processInfo.hostName,
             startedAt: startedAt.timeIntervalSince1970, lastSeenAt: now.timeIntervalSince1970,

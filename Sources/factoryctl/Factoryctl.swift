@@ -4,7 +4,7 @@ import Foundation
 import GitKit
 
 @main
-struct Factoryctl: ParsableCommand {
+struct Factoryctl: AsyncParsableCommand {
     static let version = "0.1.0"
 
     static let configuration = CommandConfiguration(
@@ -14,7 +14,7 @@ struct Factoryctl: ParsableCommand {
         A factory is a git checkout of a Python application (managed by uv) running as \
         systemd --user services. `update` pulls and restarts one factory by hand; `publish` \
         puts an update mission on the Redis stream; `consume` runs missions on each factory; \
-        `status` shows the checkout and the fleet.
+        `status` shows the checkout and the fleet; `serve` is HQ's HTTP endpoint.
 
         EXIT CODES
           0   success (updated, or already up to date)
@@ -31,15 +31,19 @@ struct Factoryctl: ParsableCommand {
           64  usage error
         """,
         version: version,
-        subcommands: [UpdateCommand.self, PublishCommand.self, ConsumeCommand.self, StatusCommand.self]
+        subcommands: [UpdateCommand.self, PublishCommand.self, ConsumeCommand.self, StatusCommand.self, ServeCommand.self]
     )
 
-    static func main() {
+    static func main() async {
         signal(SIGPIPE, SIG_IGN) // broken sockets and pipes become errors, not a dead process
         GitLibrary.initialize()
         do {
             var command = try parseAsRoot()
-            try command.run()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
         } catch let failure as CommandFailure {
             if !failure.message.isEmpty {
                 FileHandle.standardError.write(Data("factoryctl: \(failure.message)\n".utf8))

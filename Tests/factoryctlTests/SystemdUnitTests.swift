@@ -5,15 +5,16 @@ import TestSupport
 @Suite struct SystemdUnitTests {
     /// `systemd-analyze verify` on the shipped unit, with ExecStart pointed at the built binary;
     /// any warning is a failure. Skipped only where systemd-analyze is not installed.
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
-    func consumerUnitPassesSystemdAnalyzeVerify() throws {
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")),
+          arguments: [("factoryctl-consume.service", "Restart=always"), ("factoryctl-serve.service", "Restart=on-failure")])
+    func unitPassesSystemdAnalyzeVerify(name: String, restart: String) throws {
         let directory = TemporaryDirectory()
         let runtime = directory.join("runtime")
         try FileManager.default.createDirectory(atPath: runtime, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let unit = try String(contentsOfFile: Package.root + "/deploy/factoryctl-consume.service", encoding: .utf8)
-        #expect(unit.contains("Restart=always"))
-        #expect(unit.contains("ExecStart=/usr/local/bin/factoryctl consume"))
-        let path = directory.join("factoryctl-consume.service")
+        let unit = try String(contentsOfFile: Package.root + "/deploy/" + name, encoding: .utf8)
+        #expect(unit.contains(restart))
+        #expect(unit.contains("ExecStart=/usr/local/bin/factoryctl "))
+        let path = directory.join(name)
         try unit.replacingOccurrences(of: "/usr/local/bin/factoryctl", with: Package.factoryctl)
             .write(toFile: path, atomically: true, encoding: .utf8)
         var environment = ProcessInfo.processInfo.environment

@@ -1,0 +1,302 @@
+import FactoryKit
+import Foundation
+import Hummingbird
+import Logging
+import RedisKit
+
+/// How the HQ endpoint runs.
+public struct GatewayConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// `UA_OPS_TOKEN`; nil only with `insecureNoAuth`.
+    public var opsToken: String?
+    public var insecureNoAuth = false
+    /// `FACTORY_ROLE`: publishing routes need `HEADQUARTERS`.
+    public var role: String
+    public var maxBodyBytes = 64 * 1024
+    public var missionTimeoutSeconds: Int64 = 300
+
+    public init(role: String) {
+        self.role = role
+    }
+}
+
+/// The HQ HTTP endpoint over FactoryKit: the same publish, job and registry code as the CLI.
+public struct Gateway: Sendable {
+    public let configuration: GatewayConfiguration
+    let redis: RedisWorker
+    let logger: Logger
+
+    public init(configuration: GatewayConfiguration, bus: MissionBus, logger: Logger) {
+        self.configuration = configuration
+        self.redis = RedisWorker(bus: bus)
+        self.logger = logger
+    }
+
+    public func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: AccessLogMiddleware(logger: logger))
+        router.add(middleware: OpsTokenMiddleware(token: configuration.insecureNoAuth ? nil : configuration.opsToken))
+        router.get("/healthz") { _, _ in jsonResponse(.ok, ["ok": .bool(true)]) }
+        router.get("/") { _, _ in try await self.fleetPage() }
+        router.post("/api/v1/ops/factory/update") { request, context in try await self.update(request, context) }
+        router.post("/api/v1/ops/factory/control") { request, context in try await self.control(request, context) }
+        router.get("/api/v1/ops/factory/jobs/:job_id") { _, context in try await self.job(context.parameters.get("job_id") ?? "") }
+        router.post("/api/v1/factory/registrations") { request, context in try await self.register(request, context) }
+        router.get("/api/v1/factory/registrations") { _, _ in try await self.registrations() }
+        return router
+    }
+
+    /// Runs until SIGTERM/SIGINT (graceful shutdown). `onRunning` gets the bound port.
+    public func run(onRunning: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        let app = Application(
+            router: makeRouter(),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "factoryctl"),
+            onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
+            logger: logger)
+        try await app.runService()
+    }
+
+    // MARK: Publishing routes
+
+    func update(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        if let refusal = roleRefusal() { return refusal }
+        let body: [String: JSONValue]
+        switch await readObject(request) {
+        case .failure(let response): return response
+        case .success(let object): body = object
+        }
+        let target: MissionTarget
+        switch body["target_factory_id"] {
+        case nil, .null?: target = .all
+        case .string(let id)?:
+            if id.isEmpty { target = .all } else {
+                guard MissionID.isValid(id) else { return invalid("target_factory_id", "'\(id.prefix(80))' is not a valid factory id") }
+                target = .ids([id])
+            }
+        default: return invalid("target_factory_id", "must be a string or null")
+        }
+        var branch = "main"
+        switch body["branch"] {
+        case nil, .null?: break
+        case .string(let name)?:
+            do { try BranchName.validate(name) } catch { return invalid("branch", "\(error)") }
+            branch = name
+        default: return invalid("branch", "must be a string")
+        }
+        var force = false
+        switch body["force"] {
+        case nil, .null?: break
+        case .bool(let value)?: force = value
+        default: return invalid("force", "must be a boolean")
+        }
+        let timeout = configuration.missionTimeoutSeconds
+        let publisher: @Sendable (MissionBus) throws -> Publisher.Outcome = { [branch, force] bus in
+            try Publisher(bus: bus, logger: self.logger).publish(kind: .update, target: target, branch: branch,
+                                                                 timeoutSeconds: timeout, force: force)
+        }
+        do {
+            let outcome = try await redis.run(publisher)
+            return jsonResponse(.ok, [
+                "ok": .bool(true), "job_id": .string(outcome.jobID), "branch": .string(outcome.branch),
+                "target_factory_id": target == .all ? .null : .string(outcome.targetFactoryID),
+            ])
+        } catch let refusal as Publisher.Refusal {
+            return jsonResponse(.conflict, ["ok": .bool(false), "error": .string(refusal.description),
+                                            "inflight_job_id": .string(refusal.inflightJobID)])
+        } catch {
+            return redisFailure(error)
+        }
+    }
+
+    func control(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        if let refusal = roleRefusal() { return refusal }
+        let body: [String: JSONValue]
+        switch await readObject(request) {
+        case .failure(let response): return response
+        case .success(let object): body = object
+        }
+        let kind: Mission.Kind
+        switch body["action"] {
+        case .string("pause")?: kind = .pause
+        case .string("resume")?: kind = .resume
+        case nil, .null?: return invalid("action", "is required: \"pause\" or \"resume\"")
+        case .string(let other)?: return invalid("action", "unknown action '\(other.prefix(40))': use \"pause\" or \"resume\"")
+        default: return invalid("action", "must be a string")
+        }
+        let target: MissionTarget
+        switch body["target_factory_id"] {
+        case .string(let id)? where id.isEmpty: target = .all
+        case .string(let id)?:
+            guard MissionID.isValid(id) else { return invalid("target_factory_id", "'\(id.prefix(80))' is not a valid factory id") }
+            target = .ids([id])
+        case nil, .null?: return invalid("target_factory_id", "is required (\"\" for every factory)")
+        default: return invalid("target_factory_id", "must be a string")
+        }
+        do {
+            let outcome = try await redis.run { bus in
+                try Publisher(bus: bus, logger: self.logger).publish(kind: kind, target: target, branch: "main", force: true)
+            }
+            return jsonResponse(.ok, [
+                "ok": .bool(true), "job_id": .string(outcome.jobID), "action": .string(kind == .pause ? "pause" : "resume"),
+                "target_factory_id": target == .all ? .null : .string(outcome.targetFactoryID),
+            ])
+        } catch {
+            return redisFailure(error)
+        }
+    }
+
+    // MARK: Reading routes
+
+    func job(_ jobID: String) async throws -> Response {
+        guard MissionID.isValid(jobID) else { return invalid("job_id", "'\(jobID.prefix(80))' is not a valid job id") }
+        do {
+            let (record, live) = try await redis.run { bus in
+                (try bus.job(jobID), try FleetRegistry(redis: bus.redis).liveFactoryIDs())
+            }
+            guard record.meta != nil || !record.results.isEmpty else {
+                return jsonResponse(.notFound, ["ok": .bool(false), "error": .string("no record of job \(jobID)")])
+            }
+            let reported = Set(record.results.compactMap(\.factoryID))
+            let pending = record.target.map { target in live.filter { target.matches($0) && !reported.contains($0) } } ?? []
+            return jsonResponse(.ok, [
+                "ok": .bool(true), "job_id": .string(jobID), "meta": record.meta ?? .null,
+                "results": .array(record.results.map(\.json)), "pending": .array(pending.map(JSONValue.string)),
+            ])
+        } catch {
+            return redisFailure(error)
+        }
+    }
+
+    func register(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let body: [String: JSONValue]
+        switch await readObject(request) {
+        case .failure(let response): return response
+        case .success(let object): body = object
+        }
+        guard let factoryID = body["factory_id"]?.string else {
+            return invalid("factory_id", body["factory_id"] == nil ? "is required" : "must be a string")
+        }
+        guard MissionID.isValid(factoryID) else { return invalid("factory_id", "'\(factoryID.prefix(80))' is not a valid factory id") }
+        var strings: [String: String] = [:]
+        for field in ["factory_role", "deployment_profile", "registration_status"] {
+            switch body[field] {
+            case nil, .null?: break
+            case .string(let value)? where value.utf8.count <= 200: strings[field] = value
+            default: return invalid(field, "must be a string of at most 200 bytes")
+            }
+        }
+        var capabilities: [String]?
+        switch body["capabilities"] {
+        case nil, .null?: break
+        case .array(let items)?:
+            let names = items.compactMap(\.string)
+            guard names.count == items.count else { return invalid("capabilities", "must be a list of strings") }
+            capabilities = names
+        default: return invalid("capabilities", "must be a list of strings")
+        }
+        var metadata: [String: JSONValue]?
+        switch body["metadata"] {
+        case nil, .null?: break
+        case .object(let object)?: metadata = object
+        default: return invalid("metadata", "must be an object")
+        }
+        let (fields, newCapabilities, newMetadata) = (strings, capabilities, metadata)
+        do {
+            let stored = try await redis.run { bus in
+                let registry = FleetRegistry(redis: bus.redis)
+                let now = Date().timeIntervalSince1970
+                var registration = try registry.get(factoryID) ?? Registration(
+                    factoryID: factoryID, factoryRole: "LOCAL_WORKER", registrationStatus: "online", capabilities: [],
+                    version: "", pid: 0, host: "", startedAt: now, lastSeenAt: now)
+                registration.factoryRole = fields["factory_role"] ?? registration.factoryRole
+                registration.deploymentProfile = fields["deployment_profile"] ?? registration.deploymentProfile
+                registration.registrationStatus = fields["registration_status"] ?? registration.registrationStatus
+                registration.capabilities = newCapabilities ?? registration.capabilities
+                if let newMetadata { registration.metadata = newMetadata }
+                registration.lastSeenAt = now
+                try registry.register(registration)
+                return registration
+            }
+            return jsonResponse(.ok, ["ok": .bool(true), "factory_id": .string(factoryID), "registration": try JSONValue.from(stored)])
+        } catch {
+            return redisFailure(error)
+        }
+    }
+
+    func registrations() async throws -> Response {
+        do {
+            let all = try await redis.run { bus in try FleetRegistry(redis: bus.redis).all() }
+            let now = Date()
+            let rows = try all.map { registration -> JSONValue in
+                var object = try JSONValue.from(registration).object ?? [:]
+                object["stale"] = .bool(registration.isStale(now: now, after: FleetRegistry.staleAfter))
+                return .object(object)
+            }
+            return jsonResponse(.ok, ["ok": .bool(true), "registrations": .array(rows)])
+        } catch {
+            return redisFailure(error)
+        }
+    }
+
+    func fleetPage() async throws -> Response {
+        do {
+            let all = try await redis.run { bus in try FleetRegistry(redis: bus.redis).all() }
+            let html = FleetPage(registrations: all, now: Date()).html
+            return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                            body: .init(byteBuffer: ByteBuffer(string: html)))
+        } catch {
+            let html = FleetPage.unavailable("\(error)")
+            return Response(status: .serviceUnavailable, headers: [.contentType: "text/html; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(string: html)))
+        }
+    }
+
+    // MARK: Helpers
+
+    private func roleRefusal() -> Response? {
+        guard configuration.role != "HEADQUARTERS" else { return nil }
+        return jsonResponse(.forbidden, ["ok": .bool(false), "error": .string("delegation publish not allowed on this machine")])
+    }
+
+    private enum BodyResult {
+        case success([String: JSONValue])
+        case failure(Response)
+    }
+
+    private func readObject(_ request: Request) async -> BodyResult {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+        } catch {
+            return .failure(jsonResponse(.badRequest, ["ok": .bool(false), "field": .string("body"),
+                                                       "error": .string("request body is larger than \(configuration.maxBodyBytes) bytes")]))
+        }
+        let text = String(buffer: buffer)
+        if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return .success([:]) }
+        guard let value = JSONValue.parse(text) else {
+            return .failure(jsonResponse(.badRequest, ["ok": .bool(false), "field": .string("body"), "error": .string("body is not valid JSON")]))
+        }
+        guard let object = value.object else {
+            return .failure(jsonResponse(.badRequest, ["ok": .bool(false), "field": .string("body"), "error": .string("body must be a JSON object")]))
+        }
+        return .success(object)
+    }
+
+    private func invalid(_ field: String, _ message: String) -> Response {
+        jsonResponse(.unprocessableContent, ["ok": .bool(false), "field": .string(field), "error": .string("\(field) \(message)")])
+    }
+
+    private func redisFailure(_ error: Error) -> Response {
+        logger.error("Redis: \(error)")
+        if let error = error as? RedisError, !error.isConnectionError {
+            return jsonResponse(.internalServerError, ["ok": .bool(false), "error": .string("\(error)")])
+        }
+        return jsonResponse(.serviceUnavailable, ["ok": .bool(false), "error": .string("Redis unavailable: \(error); nothing was published")])
+    }
+}
+
+func jsonResponse(_ status: HTTPResponse.Status, _ object: [String: JSONValue]) -> Response {
+    Response(status: status, headers: [.contentType: "application/json"],
+             body: .init(byteBuffer: ByteBuffer(string: JSONValue.object(object).pythonJSON + "\n")))
+}

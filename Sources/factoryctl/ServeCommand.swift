@@ -1,0 +1,69 @@
+import ArgumentParser
+import FactoryGateway
+import FactoryKit
+import Foundation
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the HQ HTTP endpoint (publish updates, fleet registry, fleet page).",
+        discussion: """
+        Routes (all /api/v1/ routes need the x-ua-ops-token header equal to UA_OPS_TOKEN):
+          POST /api/v1/ops/factory/update     {"target_factory_id": null|"id", "branch": "main", "force": false}
+          POST /api/v1/ops/factory/control    {"target_factory_id": "id", "action": "pause"|"resume"}
+          GET  /api/v1/ops/factory/jobs/{id}  per-factory results of one mission
+          POST /api/v1/factory/registrations  the fleet's registration API
+          GET  /api/v1/factory/registrations
+          GET  /healthz                       liveness, no auth
+          GET  /                              fleet page (no auth: bind to loopback or put it behind HQ's proxy)
+
+        Publishing routes need FACTORY_ROLE=HEADQUARTERS (else 403). The server refuses to start \
+        without UA_OPS_TOKEN unless --insecure-no-auth. SIGTERM shuts down gracefully.
+
+        Example:
+          UA_OPS_TOKEN=... FACTORY_ROLE=HEADQUARTERS factoryctl serve --port 8080
+          curl -X POST -H "x-ua-ops-token: $UA_OPS_TOKEN" -H "Content-Type: application/json" \\
+               -d '{"branch": "main"}' http://127.0.0.1:8080/api/v1/ops/factory/update
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var redis: RedisOptions
+
+    @Option(name: .long, help: ArgumentHelp("Address to listen on.", valueName: "host"))
+    var host = "127.0.0.1"
+
+    @Option(name: .long, help: ArgumentHelp("Port to listen on (0 picks a free one).", valueName: "port"))
+    var port = 8080
+
+    @Flag(name: .long, help: "Serve /api/v1/ without a token (never on a reachable address).")
+    var insecureNoAuth = false
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+    }
+
+    func run() async throws {
+        let environment = FactoryEnvironment.current
+        let logger = global.logger("factoryctl.serve")
+        var configuration = GatewayConfiguration(role: environment.role)
+        configuration.host = host
+        configuration.port = port
+        configuration.opsToken = environment.opsToken
+        configuration.insecureNoAuth = insecureNoAuth
+        if configuration.opsToken == nil && !insecureNoAuth {
+            throw CommandFailure(code: .usage, message: "UA_OPS_TOKEN is not set: refusing to serve /api/v1/ without a token (pass --insecure-no-auth to do it anyway)")
+        }
+        if insecureNoAuth {
+            logger.critical("INSECURE: --insecure-no-auth given: /api/v1/ routes accept requests WITHOUT a token")
+        }
+        if environment.role != "HEADQUARTERS" {
+            logger.warning("FACTORY_ROLE=\(environment.role): publishing routes will answer 403")
+        }
+        let gateway = Gateway(configuration: configuration, bus: try redis.bus(environment), logger: logger)
+        let address = configuration.host
+        try await gateway.run { boundPort in
+            logger.notice("listening on \(address):\(boundPort)")
+        }
+    }
+}

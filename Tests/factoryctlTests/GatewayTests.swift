@@ -1,0 +1,287 @@
+import FactoryKit
+import Foundation
+import Testing
+import TestSupport
+
+/// `factoryctl serve` as a child process on a free loopback port, with a real redis-server.
+final class GatewayProcess: @unchecked Sendable {
+    let process: ConsumerProcessLike
+    let port: Int
+
+    init(fleet: FleetWorld, environment: [String: String], arguments: [String] = []) throws {
+        let log = fleet.world.directory.join("serve-\(UUID().uuidString.prefix(6)).log")
+        let process = try ConsumerProcessLike(binary: Package.factoryctl,
+                                               arguments: ["serve", "--port", "0", "--redis-url", fleet.redis.url] + arguments,
+                                               environment: environment, log: log)
+        self.process = process
+        var found = 0
+        _ = eventually(timeout: 30) {
+            let output = process.output
+            if let range = output.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                found = Int(output[range].split(separator: ":").last ?? "") ?? 0
+            }
+            return found > 0 || process.status != nil
+        }
+        port = found
+    }
+
+    struct Reply {
+        let status: Int
+        let body: String
+        var json: [String: Any]? { try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] }
+    }
+
+    func request(_ method: String, _ path: String, body: String? = nil, token: String? = "test-ops-token") throws -> Reply {
+        var argv = ["curl", "-s", "-S", "-X", method, "-w", "\n%{http_code}", "--max-time", "10"]
+        if let token { argv += ["-H", "x-ua-ops-token: \(token)"] }
+        if body != nil { argv += ["-H", "Content-Type: application/json", "--data-binary", "@-"] }
+        argv.append("http://127.0.0.1:\(port)\(path)")
+        let result = try Command.run(argv, input: body)
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        return Reply(status: Int(lines.last ?? "") ?? -1, body: lines.dropLast().joined(separator: "\n"))
+    }
+}
+
+/// A child process with its output in a log file; stopped by pid.
+final class ConsumerProcessLike: @unchecked Sendable {
+    private let process = Process()
+    let log: String
+
+    init(binary: String, arguments: [String], environment: [String: String], log: String) throws {
+        self.log = log
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.environment = environment
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit { stop() }
+
+    var status: Int32? { process.isRunning ? nil : process.terminationStatus }
+    var output: String { FileManager.default.contents(atPath: log).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+
+    @discardableResult
+    func stop() -> Int32 {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            let deadline = Date().addingTimeInterval(10)
+            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+        return process.terminationStatus
+    }
+}
+
+@Suite struct GatewayTests {
+    func environment(_ fleet: FleetWorld, role: String = "HEADQUARTERS") -> [String: String] {
+        var env = fleet.environment
+        env["UA_OPS_TOKEN"] = "test-ops-token"
+        env["FACTORY_ROLE"] = role
+        return env
+    }
+
+    @Test func updateRoutePublishesTheMissionAConsumerRuns() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        defer { server.process.stop() }
+        #expect(server.port > 0, "\(server.process.output)")
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+
+        // Exactly the documented curl call.
+        let curl = try Command.run(["curl", "-s", "-X", "POST", "-H", "x-ua-ops-token: test-ops-token",
+                                    "-H", "Content-Type: application/json", "-d", #"{"branch": "main"}"#,
+                                    "http://127.0.0.1:\(server.port)/api/v1/ops/factory/update"])
+        let reply = try JSONSerialization.jsonObject(with: Data(curl.stdout.utf8)) as? [String: Any]
+        #expect(reply?["ok"] as? Bool == true)
+        #expect(reply?["branch"] as? String == "main")
+        #expect(reply?["target_factory_id"] is NSNull)
+        let jobID = try #require(reply?["job_id"] as? String)
+        #expect(jobID.hasPrefix("update-"))
+        #expect(Set(reply?.keys.map { $0 } ?? []) == ["ok", "job_id", "branch", "target_factory_id"])
+
+        #expect(consumer.waitForExit(timeout: 30) == 10)
+        #expect(try fleet.world.head(fleet.world.factory) == target)
+        let job = try server.request("GET", "/api/v1/ops/factory/jobs/\(jobID)")
+        #expect(job.status == 200)
+        let results = job.json?["results"] as? [[String: Any]]
+        #expect(results?.first?["status"] as? String == "SUCCESS")
+        #expect((results?.first?["result"] as? [String: Any])?["to_commit"] as? String == target)
+        #expect(!server.process.output.contains("test-ops-token"), "the token never reaches the log")
+        #expect(server.process.output.contains("POST /api/v1/ops/factory/update 200"))
+    }
+
+    @Test func everyAPIRouteNeedsTheToken() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        defer { server.process.stop() }
+        let routes = [("POST", "/api/v1/ops/factory/update"), ("POST", "/api/v1/ops/factory/control"),
+                      ("GET", "/api/v1/ops/factory/jobs/update-000000000000"), ("POST", "/api/v1/factory/registrations"),
+                      ("GET", "/api/v1/factory/registrations")]
+        for (method, path) in routes {
+            for token in [nil, "wrong", "test-ops-token-longer", ""] as [String?] {
+                let reply = try server.request(method, path, body: method == "POST" ? "{}" : nil, token: token)
+                #expect(reply.status == 401, "\(method) \(path) with \(token ?? "no token")")
+                #expect(reply.json?["error"] as? String == "missing or invalid x-ua-ops-token")
+            }
+        }
+        #expect(try server.request("GET", "/healthz", token: nil).status == 200)
+        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0", "nothing published")
+    }
+
+    @Test func refusesToStartWithoutATokenUnlessInsecure() throws {
+        let fleet = try FleetWorld()
+        var env = environment(fleet)
+        env.removeValue(forKey: "UA_OPS_TOKEN")
+        let refused = try Command.run([Package.factoryctl, "serve", "--port", "0", "--redis-url", fleet.redis.url], environment: env)
+        #expect(refused.status == 64)
+        #expect(refused.stderr.contains("UA_OPS_TOKEN"))
+        let insecure = try GatewayProcess(fleet: fleet, environment: env, arguments: ["--insecure-no-auth"])
+        defer { insecure.process.stop() }
+        #expect(insecure.process.output.contains("INSECURE"))
+        #expect(try insecure.request("GET", "/api/v1/factory/registrations", token: nil).status == 200)
+    }
+
+    @Test func publishingNeedsTheHeadquartersRole() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet, role: "LOCAL_WORKER"))
+        defer { server.process.stop() }
+        for (path, body) in [("/api/v1/ops/factory/update", #"{"branch": "main"}"#),
+                             ("/api/v1/ops/factory/control", #"{"target_factory_id": "f-1", "action": "pause"}"#)] {
+            let reply = try server.request("POST", path, body: body)
+            #expect(reply.status == 403)
+            #expect(reply.json?["error"] as? String == "delegation publish not allowed on this machine")
+        }
+        #expect(try server.request("GET", "/api/v1/factory/registrations").status == 200)
+        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0")
+    }
+
+    @Test func badInputIsRejectedNamingTheFieldAndPublishesNothing() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        defer { server.process.stop() }
+        let cases: [(String, String, Int, String)] = [
+            ("/api/v1/ops/factory/update", "{not json", 400, "body"),
+            ("/api/v1/ops/factory/update", "[1, 2]", 400, "body"),
+            ("/api/v1/ops/factory/update", #"{"branch": 7}"#, 422, "branch"),
+            ("/api/v1/ops/factory/update", #"{"branch": "-x"}"#, 422, "branch"),
+            ("/api/v1/ops/factory/update", #"{"branch": "a..b"}"#, 422, "branch"),
+            ("/api/v1/ops/factory/update", #"{"target_factory_id": 5}"#, 422, "target_factory_id"),
+            ("/api/v1/ops/factory/update", #"{"target_factory_id": "bad id"}"#, 422, "target_factory_id"),
+            ("/api/v1/ops/factory/update", #"{"force": "yes"}"#, 422, "force"),
+            ("/api/v1/ops/factory/control", #"{"target_factory_id": "f-1", "action": "reboot"}"#, 422, "action"),
+            ("/api/v1/ops/factory/control", #"{"target_factory_id": "f-1"}"#, 422, "action"),
+            ("/api/v1/ops/factory/control", #"{"action": "pause"}"#, 422, "target_factory_id"),
+            ("/api/v1/factory/registrations", #"{"factory_role": "X"}"#, 422, "factory_id"),
+            ("/api/v1/factory/registrations", #"{"factory_id": "f-1", "capabilities": "all"}"#, 422, "capabilities"),
+            ("/api/v1/factory/registrations", #"{"factory_id": "f-1", "metadata": []}"#, 422, "metadata"),
+            ("/api/v1/ops/factory/update", "{\"branch\": \"" + String(repeating: "x", count: 70_000) + "\"}", 400, "body"),
+        ]
+        for (path, body, status, field) in cases {
+            let reply = try server.request("POST", path, body: body)
+            #expect(reply.status == status, "\(path) \(body.prefix(60)) → \(reply.status) \(reply.body.prefix(200))")
+            #expect(reply.json?["field"] as? String == field, "\(path) \(body.prefix(60)): \(reply.body.prefix(200))")
+            #expect(reply.json?["ok"] as? Bool == false)
+        }
+        #expect(try server.request("GET", "/api/v1/ops/factory/jobs/bad%20id").status == 422)
+        #expect(try server.request("GET", "/api/v1/ops/factory/jobs/update-000000000000").status == 404)
+        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0", "nothing published")
+        #expect(server.process.status == nil, "the server is still running")
+    }
+
+    @Test func inFlightUpdateIsAConflictUnlessForced() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        defer { server.process.stop() }
+        // A live registration for f-1 that will not report (no consumer).
+        #expect(try server.request("POST", "/api/v1/factory/registrations", body: #"{"factory_id": "f-1"}"#).status == 200)
+        let first = try server.request("POST", "/api/v1/ops/factory/update", body: #"{"target_factory_id": "f-1"}"#)
+        #expect(first.status == 200)
+        let second = try server.request("POST", "/api/v1/ops/factory/update", body: #"{"target_factory_id": "f-1"}"#)
+        #expect(second.status == 409)
+        #expect(second.json?["inflight_job_id"] as? String == first.json?["job_id"] as? String)
+        let forced = try server.request("POST", "/api/v1/ops/factory/update", body: #"{"target_factory_id": "f-1", "force": true}"#)
+        #expect(forced.status == 200)
+        #expect(try fleet.redis.cli(["XLEN", "ua:missions:delegation"]) == "2")
+    }
+
+    @Test func controlRoutePausesAFactory() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        defer { server.process.stop() }
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let reply = try server.request("POST", "/api/v1/ops/factory/control", body: #"{"target_factory_id": "f-1", "action": "pause"}"#)
+        #expect(reply.status == 200)
+        #expect(reply.json?["action"] as? String == "pause")
+        #expect(try fleet.waitUntilRegistered("f-1", status: "paused"))
+    }
+
+    @Test func registrationsRoundTripIntoTheRegistryStatusReads() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        defer { server.process.stop() }
+        let body = #"{"factory_id": "legacy-1", "factory_role": "LOCAL_WORKER", "deployment_profile": "vps", "registration_status": "online", "capabilities": ["delegation_redis", "gpu"], "metadata": {"hostname": "box", "version": 3}}"#
+        let posted = try server.request("POST", "/api/v1/factory/registrations", body: body)
+        #expect(posted.status == 200, "\(posted.body)")
+        #expect(posted.json?["factory_id"] as? String == "legacy-1")
+        let listed = try server.request("GET", "/api/v1/factory/registrations")
+        let rows = listed.json?["registrations"] as? [[String: Any]]
+        let row = rows?.first { $0["factory_id"] as? String == "legacy-1" }
+        #expect(row?["deployment_profile"] as? String == "vps")
+        #expect(row?["capabilities"] as? [String] == ["delegation_redis", "gpu"])
+        #expect((row?["metadata"] as? [String: Any])?["version"] as? Int == 3)
+        #expect(row?["stale"] as? Bool == false)
+        let status = try fleet.factoryctl(["status", "--fleet", "--json"])
+        #expect(status.stdout.contains("legacy-1"))
+    }
+
+    @Test func redisOutageIs503AndTheServerRecovers() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        defer { server.process.stop() }
+        fleet.redis.stop()
+        let down = try server.request("POST", "/api/v1/ops/factory/update", body: #"{"branch": "main"}"#)
+        #expect(down.status == 503)
+        #expect((down.json?["error"] as? String)?.contains("Redis unavailable") == true)
+        #expect(try server.request("GET", "/api/v1/factory/registrations").status == 503)
+        #expect(try server.request("GET", "/healthz", token: nil).status == 200)
+        try fleet.redis.start()
+        let up = try server.request("POST", "/api/v1/ops/factory/update", body: #"{"branch": "main"}"#)
+        #expect(up.status == 200, "\(up.body)")
+    }
+
+    @Test func fleetPageListsFactoriesWithoutExternalAssets() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        defer { server.process.stop() }
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let stale = #"{"factory_id":"old-1","factory_role":"LOCAL_WORKER","deployment_profile":"x","registration_status":"online","capabilities":[],"metadata":{},"version":"","pid":0,"host":"h","started_at":1,"last_seen_at":1}"#
+        try fleet.redis.cli(["HSET", "factoryctl:registry", "old-1", stale])
+        let page = try server.request("GET", "/", token: nil)
+        #expect(page.status == 200)
+        #expect(page.body.contains("<td>f-1</td>"))
+        #expect(page.body.contains(String(try fleet.world.head(fleet.world.factory).prefix(7))))
+        #expect(page.body.contains("stale"))
+        #expect(page.body.contains("http-equiv=\"refresh\""))
+        #expect(!page.body.contains("src=\"http") && !page.body.contains("href=\"http"), "no external assets")
+    }
+
+    @Test func sigtermShutsDownGracefully() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        #expect(server.port > 0)
+        #expect(server.process.stop() == 0)
+    }
+}
