@@ -7,7 +7,7 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-packages=(libgit2-dev libhiredis-dev redis-server git pkg-config ca-certificates python3-pip)
+packages=(libgit2-dev libhiredis-dev redis-server git pkg-config ca-certificates curl python3-pip)
 command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)  # systemd-analyze verify for the unit test
 missing=()
 for package in "${packages[@]}"; do
@@ -23,7 +23,16 @@ if ! command -v uv >/dev/null 2>&1; then
     echo "==> pip install uv"
     python3 -m pip install --quiet uv 2>/dev/null \
         || python3 -m pip install --quiet --break-system-packages uv
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
     hash -r
+    if ! command -v uv >/dev/null 2>&1; then
+        # Make the next commands (the test suite, the demo) find it: link it onto the default PATH.
+        scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+        for candidate in "$scripts/uv" "$HOME/.local/bin/uv"; do
+            if [ -x "$candidate" ]; then as_root ln -sf "$candidate" /usr/local/bin/uv; break; fi
+        done
+        hash -r
+    fi
 fi
-command -v uv >/dev/null 2>&1 || { echo "uv is installed but not on PATH (try ~/.local/bin)" >&2; exit 1; }
+command -v uv >/dev/null 2>&1 || { echo "uv was installed but is not on PATH" >&2; exit 1; }
 echo "==> dependencies ready: $(pkg-config --modversion libgit2) libgit2, $(redis-server --version | cut -d' ' -f3), $(uv --version)"

@@ -73,6 +73,8 @@ public final class MissionConsumer {
     private var status = "online"
     private var lastPostedStatus: String?
     private var announcedWaitFor: String?
+    /// A finished update whose result or ack did not reach Redis; delivered after reconnecting.
+    private var unreported: (entry: StreamEntry, result: MissionResult, restart: Bool)?
 
     public init(configuration: ConsumerConfiguration, logger: Logger, stop: StopSignal) throws {
         self.configuration = configuration
@@ -115,7 +117,16 @@ public final class MissionConsumer {
                     connected = true
                     if backoff.attempt > 0 { logger.notice("Redis is back") }
                     backoff.reset()
-                    // Crash recovery: this consumer's own pending entries first.
+                    // Crash recovery: this consumer's own pending entries first. Deferred ones are
+                    // among them (never acked), so they are read again rather than kept twice.
+                    deferred = []
+                    if let owed = unreported {
+                        try bus.publishResult(owed.result)
+                        try bus.ack(group: group, [owed.entry.id])
+                        unreported = nil
+                        logger.notice("reported \(owed.result.jobID) after Redis came back")
+                        if owed.restart { return .restartRequested(jobID: owed.result.jobID) }
+                    }
                     if let exit = try handle(try bus.readPending(group: group, consumer: consumerName), recovering: true) {
                         return exit
                     }
@@ -251,6 +262,10 @@ public final class MissionConsumer {
             try bus.publishResult(result)
             try bus.ack(group: group, [entry.id])
             lastJob = (mission.jobID, result.status)
+            // This process ran it (Redis failed before the ack): it still owes systemd its restart.
+            if previous.succeeded, previous.changed, (previous.finishedAt ?? 0) >= startedAt.timeIntervalSince1970 {
+                return .restartRequested(jobID: mission.jobID)
+            }
             status = state.paused ? "paused" : "online"
             try register()
             return nil
@@ -274,9 +289,15 @@ public final class MissionConsumer {
 
         let result = missionResult(report, mission: mission, receivedAt: receivedAt)
         logger.notice("\(mission.jobID): \(result.status) \(report.shortFrom ?? "?") → \(report.shortTo ?? "?")\(report.error.map { ": \($0)" } ?? "")")
-        try bus.publishResult(result)
-        try bus.ack(group: group, [entry.id])
         lastJob = (mission.jobID, result.status)
+        do {
+            try bus.publishResult(result)
+            try bus.ack(group: group, [entry.id])
+        } catch {
+            // Kept until Redis is back; a redelivery meanwhile is caught by the history check.
+            unreported = (entry, result, report.succeeded && report.changed)
+            throw error
+        }
         if report.succeeded && report.changed {
             // Exit so systemd restarts the consumer, which registers again on the new commit.
             return .restartRequested(jobID: mission.jobID)

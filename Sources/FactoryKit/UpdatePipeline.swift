@@ -169,14 +169,14 @@ public struct UpdatePipeline {
             throw Stop(failure: .branchMissing, message: "\(remote) has no branch '\(branch)'; nothing was changed")
         }
         let localTip = try repository.resolve(reference: "refs/heads/\(branch)")
+        // Incoming commits: upstream's, measured from the local branch (or from HEAD for a new branch).
         let base = localTip ?? originalCommit
-        let (_, behind) = try repository.aheadBehind(local: base, upstream: upstream)
-        report.commitCount = localTip == nil ? try repository.aheadBehind(local: originalCommit, upstream: upstream).behind : behind
-        report.commits = try repository.commits(from: localTip ?? originalCommit, to: upstream, limit: 100).map(CommitLine.init)
+        let (ahead, behind) = try repository.aheadBehind(local: base, upstream: upstream)
+        report.commitCount = behind
+        report.commits = try repository.commits(from: base, to: upstream, limit: 100).map(CommitLine.init)
 
-        var target: ObjectID
+        let target: ObjectID
         if let localTip {
-            let (ahead, behind) = try repository.aheadBehind(local: localTip, upstream: upstream)
             switch (ahead, behind) {
             case (_, 0):
                 target = localTip
@@ -209,9 +209,8 @@ public struct UpdatePipeline {
             target = upstream
             report.integration = .created
         }
-        let switching = original.branchName != branch || {
-            if case .detached = original { return true } else { return false }
-        }()
+        let switching: Bool
+        if case .branch(let name, _) = original { switching = name != branch } else { switching = true }
         report.to = target.hex
         report.changed = switching || target != originalCommit
         if request.dryRun {

@@ -299,25 +299,19 @@ public final class Repository {
     /// untracked file would be overwritten; the paths in the way are listed in the error.
     /// Ignored files are never overwritten, and untracked files are never removed.
     public func checkoutTree(of commit: ObjectID, force: Bool = false) throws {
-        var oid = commit.raw
-        var object: OpaquePointer?
-        try check(git_object_lookup(&object, handle, &oid, GIT_OBJECT_COMMIT), "look up commit \(commit.short)")
-        defer { git_object_free(object) }
-
-        var options = git_checkout_options()
-        try check(git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "init checkout options")
-        let base = force ? GIT_CHECKOUT_FORCE.rawValue : GIT_CHECKOUT_SAFE.rawValue
-        options.checkout_strategy = base | GIT_CHECKOUT_DONT_OVERWRITE_IGNORED.rawValue
         let collector = PathCollector()
-        options.notify_flags = GIT_CHECKOUT_NOTIFY_CONFLICT.rawValue
-        options.notify_payload = Unmanaged.passUnretained(collector).toOpaque()
-        options.notify_cb = { _, path, _, _, _, payload in
-            if let payload, let path {
-                Unmanaged<PathCollector>.fromOpaque(payload).takeUnretainedValue().paths.append(String(cString: path))
+        let code = try withCommitObject(commit) { object in
+            var options = try checkoutOptions(force: force)
+            options.notify_flags = GIT_CHECKOUT_NOTIFY_CONFLICT.rawValue
+            options.notify_payload = Unmanaged.passUnretained(collector).toOpaque()
+            options.notify_cb = { _, path, _, _, _, payload in
+                if let payload, let path {
+                    Unmanaged<PathCollector>.fromOpaque(payload).takeUnretainedValue().paths.append(String(cString: path))
+                }
+                return 0
             }
-            return 0
+            return withExtendedLifetime(collector) { git_checkout_tree(handle, object, &options) }
         }
-        let code = withExtendedLifetime(collector) { git_checkout_tree(handle, object, &options) }
         if code == GIT_ECONFLICT.rawValue {
             let paths = collector.paths.isEmpty ? "" : ": " + collector.paths.joined(separator: ", ")
             throw GitError(operation: "checkout \(commit.short)", code: code, errorClass: 0,
@@ -329,14 +323,28 @@ public final class Repository {
     /// `git reset --hard <commit>` on the current HEAD: moves the current branch, resets index and work tree.
     /// Untracked files stay; ignored files are not overwritten.
     public func resetHard(to commit: ObjectID) throws {
+        let code = try withCommitObject(commit) { object in
+            var options = try checkoutOptions(force: true)
+            return git_reset(handle, object, GIT_RESET_HARD, &options)
+        }
+        try check(code, "reset to \(commit.short)")
+    }
+
+    private func withCommitObject<T>(_ commit: ObjectID, _ body: (OpaquePointer?) throws -> T) throws -> T {
         var oid = commit.raw
         var object: OpaquePointer?
         try check(git_object_lookup(&object, handle, &oid, GIT_OBJECT_COMMIT), "look up commit \(commit.short)")
         defer { git_object_free(object) }
+        return try body(object)
+    }
+
+    /// SAFE (refuse to overwrite anything not in the baseline) or FORCE; never overwrite ignored files.
+    private func checkoutOptions(force: Bool) throws -> git_checkout_options {
         var options = git_checkout_options()
         try check(git_checkout_options_init(&options, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "init checkout options")
-        options.checkout_strategy = GIT_CHECKOUT_FORCE.rawValue | GIT_CHECKOUT_DONT_OVERWRITE_IGNORED.rawValue
-        try check(git_reset(handle, object, GIT_RESET_HARD, &options), "reset to \(commit.short)")
+        let base = force ? GIT_CHECKOUT_FORCE.rawValue : GIT_CHECKOUT_SAFE.rawValue
+        options.checkout_strategy = base | GIT_CHECKOUT_DONT_OVERWRITE_IGNORED.rawValue
+        return options
     }
 
     /// The signature git would use for a commit made now (env, config, then a fallback).

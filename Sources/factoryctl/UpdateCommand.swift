@@ -137,7 +137,7 @@ struct UpdateSummary {
             break
         case .upToDate:
             lines.append(report.dryRun ? "\(report.branch) is up to date with origin/\(report.branch) at \(to)"
-                                       : "Already up to date: \(report.branch) at \(to)")
+                                       : "Already up to date: \(report.branch) at \(to) (nothing to sync or restart)")
         case .fastForward:
             lines.append("\(prefix.isEmpty ? "Fast-forwarded" : prefix + "fast-forward") \(report.branch) \(from) → \(to) (\(plural(report.commitCount, "commit")) pulled)")
         case .rebase:

@@ -61,6 +61,36 @@ import TestSupport
         #expect(throws: RedisError.self) { try RedisConnection(url: wrong) }
     }
 
+    @Test func connectsOverTCPWithPasswordAndDatabase() throws {
+        // A free loopback port: bind to 0, read it, release it for redis-server.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        close(fd)
+        let directory = TemporaryDirectory()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--requirepass", "tcp-secret",
+                            "--save", "", "--appendonly", "no", "--dir", directory.path, "--logfile", directory.join("log")]
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        let url = try RedisURL("redis://:tcp-secret@127.0.0.1:\(port)/5")
+        var connection: RedisConnection?
+        for _ in 0..<200 where connection == nil {
+            connection = try? RedisConnection(url: url)
+            if connection == nil { Thread.sleep(forTimeInterval: 0.02) }
+        }
+        let connected = try #require(connection)
+        _ = try connected.command(["SET", "k", "v"])
+        #expect(try connected.command(["CLIENT", "INFO"]).text?.contains("db=5") == true)
+        #expect(throws: RedisError.self) { try RedisConnection(url: RedisURL("redis://:wrong@127.0.0.1:\(port)/0")) }
+    }
+
     @Test func unreachableServerIsAConnectionError() {
         do {
             _ = try RedisConnection(url: RedisURL(endpoint: .unix(path: "/nonexistent/redis.sock")))

@@ -1,22 +1,27 @@
 import Foundation
 
-/// `factoryctl consume` as a child process, like systemd runs it. Stopped by pid (SIGTERM, then
-/// SIGKILL) when the test lets go.
+/// A child process (`factoryctl consume`, `factoryctl serve`) with its output in a log file.
+/// Stopped by pid (SIGTERM, then SIGKILL) when the test lets go.
 public final class ConsumerProcess: @unchecked Sendable {
-    public let factoryID: String
     public let log: String
     private let process = Process()
     private let exited = DispatchSemaphore(value: 0)
     private let lock = NSLock()
     private var exitCode: Int32?
 
-    public init(binary: String, factoryID: String, factoryDirectory: String, redisURL: String,
-                environment: [String: String], extraArguments: [String] = [], log: String) throws {
-        self.factoryID = factoryID
+    /// `factoryctl consume` for one factory, as systemd runs it.
+    public convenience init(binary: String, factoryID: String, factoryDirectory: String, redisURL: String,
+                            environment: [String: String], extraArguments: [String] = [], log: String) throws {
+        try self.init(binary: binary, arguments: [
+            "consume", "--factory-dir", factoryDirectory, "--redis-url", redisURL,
+            "--factory-id", factoryID, "--settle", "0", "--log-level", "debug",
+        ] + extraArguments, environment: environment, log: log)
+    }
+
+    public init(binary: String, arguments: [String], environment: [String: String], log: String) throws {
         self.log = log
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["consume", "--factory-dir", factoryDirectory, "--redis-url", redisURL,
-                             "--factory-id", factoryID, "--settle", "0", "--log-level", "debug"] + extraArguments
+        process.arguments = arguments
         process.environment = environment
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))

@@ -343,3 +343,29 @@ final class FleetWorld: @unchecked Sendable {
         #expect(try fleet.factoryctl(["status", "--job", "update-000000000000"]).status == 1)
     }
 }
+
+@Suite struct ConsumerRedisFailureTests {
+    @Test func resultLostToARedisOutageIsReportedWhenRedisReturnsThenTheConsumerRestarts() throws {
+        let fleet = try FleetWorld()
+        // The "sync" step takes Redis down (without saving), so the result cannot be written.
+        let script = fleet.world.directory.join("sync-kills-redis.sh")
+        try "#!/bin/sh\nredis-cli -s \(fleet.redis.socket) shutdown nosave >/dev/null 2>&1\nexit 0\n"
+            .write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        var environment = fleet.environment
+        environment["UA_FACTORY_SYNC_COMMAND"] = script
+        let consumer = try fleet.consumer("f-1", environment: environment)
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let job = try fleet.publish(["update"])
+        #expect(eventually { consumer.output.contains("Redis unavailable") })
+        fleet.redis.stop() // reap the server that shut itself down
+        #expect(consumer.status == nil, "waits for Redis instead of exiting with the result unreported")
+        try fleet.redis.start()
+        #expect(consumer.waitForExit(timeout: 30) == 10)
+        #expect(consumer.output.contains("reported \(job) after Redis came back"))
+        #expect(try fleet.results(job).first?["status"] as? String == "SUCCESS")
+        #expect(try fleet.world.head(fleet.world.factory) == target)
+    }
+}

@@ -5,12 +5,12 @@ import TestSupport
 
 /// `factoryctl serve` as a child process on a free loopback port, with a real redis-server.
 final class GatewayProcess: @unchecked Sendable {
-    let process: ConsumerProcessLike
+    let process: ConsumerProcess
     let port: Int
 
     init(fleet: FleetWorld, environment: [String: String], arguments: [String] = []) throws {
         let log = fleet.world.directory.join("serve-\(UUID().uuidString.prefix(6)).log")
-        let process = try ConsumerProcessLike(binary: Package.factoryctl,
+        let process = try ConsumerProcess(binary: Package.factoryctl,
                                                arguments: ["serve", "--port", "0", "--redis-url", fleet.redis.url] + arguments,
                                                environment: environment, log: log)
         self.process = process
@@ -39,42 +39,6 @@ final class GatewayProcess: @unchecked Sendable {
         let result = try Command.run(argv, input: body)
         let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         return Reply(status: Int(lines.last ?? "") ?? -1, body: lines.dropLast().joined(separator: "\n"))
-    }
-}
-
-/// A child process with its output in a log file; stopped by pid.
-final class ConsumerProcessLike: @unchecked Sendable {
-    private let process = Process()
-    let log: String
-
-    init(binary: String, arguments: [String], environment: [String: String], log: String) throws {
-        self.log = log
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.environment = environment
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-    }
-
-    deinit { stop() }
-
-    var status: Int32? { process.isRunning ? nil : process.terminationStatus }
-    var output: String { FileManager.default.contents(atPath: log).map { String(decoding: $0, as: UTF8.self) } ?? "" }
-
-    @discardableResult
-    func stop() -> Int32 {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGTERM)
-            let deadline = Date().addingTimeInterval(10)
-            while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-        }
-        return process.terminationStatus
     }
 }
 
@@ -276,6 +240,35 @@ final class ConsumerProcessLike: @unchecked Sendable {
         #expect(page.body.contains("stale"))
         #expect(page.body.contains("http-equiv=\"refresh\""))
         #expect(!page.body.contains("src=\"http") && !page.body.contains("href=\"http"), "no external assets")
+    }
+
+    @Test func consumerPostsItsRegistrationToHQWithTheOpsToken() throws {
+        let fleet = try FleetWorld()
+        // HQ has its own Redis: what arrives there came over HTTP.
+        let hqRedis = try RedisServer()
+        var hqEnvironment = environment(fleet)
+        hqEnvironment["UA_REDIS_URL"] = hqRedis.url
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment, arguments: ["--redis-url", hqRedis.url])
+        defer { server.process.stop() }
+        var factoryEnvironment = fleet.environment
+        factoryEnvironment["UA_HQ_BASE_URL"] = "http://127.0.0.1:\(server.port)"
+        factoryEnvironment["UA_OPS_TOKEN"] = "test-ops-token"
+        factoryEnvironment["UA_FACTORY_CAPABILITIES"] = "gpu, delegation_redis"
+        let consumer = try fleet.consumer("f-1", environment: factoryEnvironment)
+        defer { consumer.stop() }
+        #expect(try eventually { (try? hqRedis.cli(["HGET", "factoryctl:registry", "f-1"]))?.contains("gpu") == true })
+        #expect(server.process.output.contains("POST /api/v1/factory/registrations 200"))
+
+        // A wrong token is logged by the consumer and is not fatal.
+        factoryEnvironment["UA_OPS_TOKEN"] = "wrong-token"
+        let other = try ConsumerProcess(binary: Package.factoryctl, factoryID: "f-2", factoryDirectory: fleet.world.factory,
+                                        redisURL: fleet.redis.url, environment: factoryEnvironment,
+                                        extraArguments: ["--heartbeat", "1"], log: fleet.world.directory.join("f2.log"))
+        defer { other.stop() }
+        #expect(try fleet.waitUntilRegistered("f-2"))
+        #expect(eventually { other.output.contains("HQ registration POST failed: HTTP 401") })
+        #expect(other.status == nil)
+        #expect(!other.output.contains("wrong-token"), "the token is never logged")
     }
 
     @Test func sigtermShutsDownGracefully() throws {
