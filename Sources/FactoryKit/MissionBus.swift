@@ -71,6 +71,18 @@ public final class MissionBus {
         return entries
     }
 
+    /// The id of the newest entry on the results stream ("0-0" when empty).
+    public func lastResultID() throws(RedisError) -> String {
+        let reply = try redis.command(["XREVRANGE", resultsStream, "+", "-", "COUNT", "1"])
+        return reply.array?.first?.array?.first?.text ?? "0-0"
+    }
+
+    /// Blocks until a result newer than `id` arrives or `blockMilliseconds` pass; returns the newest id seen.
+    public func waitForResult(after id: String, blockMilliseconds: Int) throws(RedisError) -> String? {
+        let reply = try redis.command(["XREAD", "COUNT", "100", "BLOCK", String(blockMilliseconds), "STREAMS", resultsStream, id])
+        return reply.array?.first?.array?.last?.array?.last?.array?.first?.text
+    }
+
     public func ack(group: String, _ ids: [String]) throws(RedisError) {
         guard !ids.isEmpty else { return }
         try redis.command(["XACK", stream, group] + ids)
@@ -88,14 +100,15 @@ public final class MissionBus {
     }
 
     /// Writes a result to `<stream>:results` and to the job's record (for `status --job` and `--wait`).
+    /// The job record is written first, so a reader woken by the stream entry finds it.
     public func publishResult(_ result: MissionResult) throws(RedisError) {
-        try add(resultsStream, ["job_id": result.jobID, "status": result.status, "envelope": result.json.pythonJSON],
-                order: ["job_id", "status", "envelope"])
         if let factoryID = result.factoryID {
             let key = Self.jobKey(result.jobID)
             try redis.command(["HSET", key, "result:" + factoryID, result.json.pythonJSON])
             try redis.command(["EXPIRE", key, String(Self.jobRetention)])
         }
+        try add(resultsStream, ["job_id": result.jobID, "status": result.status, "envelope": result.json.pythonJSON],
+                order: ["job_id", "status", "envelope"])
     }
 
     /// Copies an entry to the dead-letter stream with the reason. A valid envelope gets

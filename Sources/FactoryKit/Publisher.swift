@@ -104,6 +104,7 @@ public struct Publisher {
         let deadline = Date().addingTimeInterval(timeout)
         let registry = FleetRegistry(redis: bus.redis)
         var seen = Set<String>()
+        var lastResult = try bus.lastResultID()
         while true {
             let results = try bus.job(outcome.jobID).results.filter { $0.factoryID.map(outcome.targeted.contains) ?? false }
             for result in results where seen.insert(result.factoryID ?? "").inserted { onResult(result) }
@@ -123,7 +124,14 @@ public struct Publisher {
                 return WaitSummary(jobID: outcome.jobID, targeted: outcome.targeted, results: results,
                                    pending: pending, timedOut: !pending.isEmpty && timedOut)
             }
-            Thread.sleep(forTimeInterval: 0.2)
+            // Wake on the next result (no polling); re-registrations are not on that stream, so
+            // while only those are awaited, look again every 200 ms.
+            let awaitingResults = pending.contains { id in !results.contains { $0.factoryID == id } }
+            let block = awaitingResults ? 1000 : 200
+            let remaining = Int(deadline.timeIntervalSinceNow * 1000)
+            if let newest = try bus.waitForResult(after: lastResult, blockMilliseconds: max(1, min(block, remaining))) {
+                lastResult = newest
+            }
         }
     }
 }
