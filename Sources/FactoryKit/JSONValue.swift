@@ -2,7 +2,7 @@ import Foundation
 
 /// A JSON value, decoded strictly (a bool is never a number) and encoded exactly as Python's
 /// `json.dumps(value, sort_keys=True)` writes it — the existing HQ's wire format: keys sorted,
-/// `", "` and `": "` separators, non-ASCII escaped as `\uXXXX`.
+/// `", "` and `": "` separators, non-ASCII escaped as `\u00e9`-style sequences.
 public enum JSONValue: Sendable, Equatable, Codable {
     case null
     case bool(Bool)

@@ -228,9 +228,14 @@ public struct UpdatePipeline {
         let rollback = Rollback(repository: repository, original: original, branch: branch, branchTipBefore: localTip)
         do {
             try repository.checkoutTree(of: target)
-        } catch let error as GitError {
+        } catch let error as GitError where error.kind == .conflict {
+            // libgit2 finds conflicts before writing anything.
             throw Stop(failure: .checkoutBlocked,
                        message: "cannot check out \(branch) at \(target.short): \(error.message); nothing was changed. Move the files out of the way and retry")
+        } catch {
+            // Anything else may have failed half-way through writing files.
+            try rollBack(rollback, &report, failure: .internalError, reason: "checkout of \(target.short) failed: \(error)",
+                         resync: false, restart: false)
         }
         do {
             try repository.setReference("refs/heads/\(branch)", to: target,
