@@ -8,22 +8,26 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run the HQ HTTP endpoint (publish updates, fleet registry, fleet page).",
         discussion: """
-        Routes (all /api/v1/ routes need the x-ua-ops-token header equal to UA_OPS_TOKEN):
-          POST /api/v1/ops/factory/update     {"target_factory_id": null|"id", "branch": "main", "force": false}
-          POST /api/v1/ops/factory/control    {"target_factory_id": "id", "action": "pause"|"resume"}
-          GET  /api/v1/ops/factory/jobs/{id}  per-factory results of one mission
-          POST /api/v1/factory/registrations  the fleet's registration API
+        Routes (every /api/v1/ route needs the header x-ua-ops-token: $UA_OPS_TOKEN):
+          POST /api/v1/ops/factory/update
+               {"target_factory_id": null|"id", "branch": "main", "force": false}
+          POST /api/v1/ops/factory/control
+               {"target_factory_id": "id", "action": "pause"|"resume"}
+          GET  /api/v1/ops/factory/jobs/{id}   per-factory results of one mission
+          POST /api/v1/factory/registrations   the fleet's registration API
           GET  /api/v1/factory/registrations
-          GET  /healthz                       liveness, no auth
-          GET  /                              fleet page (no auth: bind to loopback or put it behind HQ's proxy)
+          GET  /healthz                        liveness, no auth
+          GET  /                               fleet page, no auth (keep it on loopback)
 
-        Publishing routes need FACTORY_ROLE=HEADQUARTERS (else 403). The server refuses to start \
-        without UA_OPS_TOKEN unless --insecure-no-auth. SIGTERM shuts down gracefully.
+        Publishing routes need FACTORY_ROLE=HEADQUARTERS (else 403). The server refuses \
+        to start without UA_OPS_TOKEN unless --insecure-no-auth. SIGTERM shuts down \
+        gracefully.
 
         Example:
           UA_OPS_TOKEN=... FACTORY_ROLE=HEADQUARTERS factoryctl serve --port 8080
-          curl -X POST -H "x-ua-ops-token: $UA_OPS_TOKEN" -H "Content-Type: application/json" \\
-               -d '{"branch": "main"}' http://127.0.0.1:8080/api/v1/ops/factory/update
+          curl -X POST -H "x-ua-ops-token: $UA_OPS_TOKEN" \\
+               -H "Content-Type: application/json" -d '{"branch": "main"}' \\
+               http://127.0.0.1:8080/api/v1/ops/factory/update
         """
     )
 
