@@ -7,7 +7,8 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-packages=(libgit2-dev libhiredis-dev redis-server git pkg-config ca-certificates curl python3-pip)
+packages=(libgit2-dev libhiredis-dev redis-server git pkg-config ca-certificates curl python3-pip
+          openssh-server openssh-client)  # sshd: the SSH fetch tests
 command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)  # systemd-analyze verify for the unit test
 missing=()
 for package in "${packages[@]}"; do

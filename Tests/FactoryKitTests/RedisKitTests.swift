@@ -62,16 +62,7 @@ import TestSupport
     }
 
     @Test func connectsOverTCPWithPasswordAndDatabase() throws {
-        // A free loopback port: bind to 0, read it, release it for redis-server.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        let port = Int(UInt16(bigEndian: address.sin_port))
-        close(fd)
+        let port = freeLoopbackPort()
         let directory = TemporaryDirectory()
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
