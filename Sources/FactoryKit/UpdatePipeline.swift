@@ -282,11 +282,13 @@ public struct UpdatePipeline {
         if pastDeadline { throw Stop(failure: .cancelled, message: "the mission deadline passed before anything was changed") }
     }
 
-    private func runSync() -> (ok: Bool, message: String) {
+    /// Runs the dependency sync. The forward sync is bounded by the mission deadline; the one that
+    /// restores the previous environment during a rollback is not (only by `syncTimeout`).
+    private func runSync(withinDeadline: Bool = true) -> (ok: Bool, message: String) {
         let argv = request.syncCommand
         guard !argv.isEmpty else { return (true, "") }
         var timeout = request.syncTimeout
-        if let deadline = request.deadline { timeout = max(1, min(timeout, deadline.timeIntervalSinceNow)) }
+        if withinDeadline, let deadline = request.deadline { timeout = max(1, min(timeout, deadline.timeIntervalSinceNow)) }
         logger.info("running \(argv.joined(separator: " "))")
         do {
             let result = try ProcessRunner(environment: request.environment)
@@ -315,7 +317,7 @@ public struct UpdatePipeline {
         report.to = report.from
         var notes: [String] = []
         if resync && request.sync {
-            let result = runSync()
+            let result = runSync(withinDeadline: false)
             if !result.ok { notes.append("re-syncing the previous environment failed: \(result.message)") }
         }
         if restart {

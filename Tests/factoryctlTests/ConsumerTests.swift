@@ -300,6 +300,32 @@ final class FleetWorld: @unchecked Sendable {
         #expect(try fleet.pending("f-1") == 0, "acked before exiting")
     }
 
+    @Test func missionTimeoutIsTheDeadlineAndASyncPastItRollsBack() throws {
+        let fleet = try FleetWorld()
+        // A sync that hangs on the new code only; on the previous code (the rollback's re-sync) it is quick.
+        let script = fleet.world.directory.join("slow-sync.sh")
+        try "#!/bin/sh\ngrep -q v2 app.py && exec sleep 30\nexit 0\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        var environment = fleet.environment
+        environment["UA_FACTORY_SYNC_COMMAND"] = script
+        let consumer = try fleet.consumer("f-1", environment: environment)
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let before = try fleet.world.head(fleet.world.factory)
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let job = try fleet.publish(["update", "--mission-timeout", "2"])
+        #expect(try eventually(timeout: 30) { try fleet.results(job).count == 1 })
+        let result = try fleet.results(job).first
+        #expect(result?["status"] as? String == "FAILED")
+        let details = result?["result"] as? [String: Any]
+        #expect(details?["rolled_back"] as? Bool == true)
+        #expect(details?["failure"] as? String == "sync_failed")
+        #expect((result?["error"] as? String)?.contains("timed out") == true)
+        #expect((result?["error"] as? String)?.contains("re-syncing") == false, "the previous environment was synced again")
+        #expect(try fleet.world.head(fleet.world.factory) == before)
+        #expect(consumer.status == nil, "a rolled-back update keeps the consumer running")
+    }
+
     @Test func minimumIntervalDelaysTheNextUpdateInsteadOfDroppingIt() throws {
         let fleet = try FleetWorld()
         let supervisor = Supervisor()
