@@ -1,4 +1,5 @@
 import Foundation
+import GitKit
 
 /// The environment names the existing fleet already sets (see DESIGN.md), read from one dictionary
 /// so tests and the consumer can pass their own instead of mutating the process environment.
@@ -78,5 +79,13 @@ public enum BranchName {
             throw .invalidBranch(name, "it contains spaces or control characters")
         }
         guard GitNames.isValidBranchName(name) else { throw .invalidBranch(name, "git does not accept it as a branch name") }
+    }
+}
+
+/// git's own branch-name rules, for callers that do not import GitKit.
+public enum GitNames {
+    public static func isValidBranchName(_ name: String) -> Bool {
+        GitLibrary.initialize()
+        return Repository.isValidBranchName(name)
     }
 }

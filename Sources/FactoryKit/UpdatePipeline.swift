@@ -50,9 +50,9 @@ public struct UpdatePipeline {
         var report = UpdateReport(branch: request.branch, startedAt: started)
         report.dryRun = request.dryRun
         report.jobID = request.jobID
-        var gitDirectory: String?
+        var held: (lock: CheckoutLock, gitDirectory: String)?
         do {
-            try execute(&report, gitDirectory: &gitDirectory)
+            try execute(&report, held: &held)
         } catch let stop as Stop {
             report.status = .failed
             report.failure = stop.failure
@@ -66,13 +66,15 @@ public struct UpdatePipeline {
         let finished = Date()
         report.finishedAt = finished.timeIntervalSince1970
         report.durationMs = Int(finished.timeIntervalSince(started) * 1000)
-        if let gitDirectory, request.recordHistory, !request.dryRun, report.failure != .lockHeld {
+        // Recorded while the lock is still held, so two updates never interleave their writes.
+        if let held, request.recordHistory, !request.dryRun {
             do {
-                try UpdateHistory(gitDirectory: gitDirectory).append(report)
+                try UpdateHistory(gitDirectory: held.gitDirectory).append(report)
             } catch {
                 logger.warning("could not record the outcome in history: \(error)")
             }
         }
+        withExtendedLifetime(held?.lock) {}
         return report
     }
 
@@ -83,7 +85,7 @@ public struct UpdatePipeline {
         var paths: [String] = []
     }
 
-    private func execute(_ report: inout UpdateReport, gitDirectory: inout String?) throws {
+    private func execute(_ report: inout UpdateReport, held: inout (lock: CheckoutLock, gitDirectory: String)?) throws {
         let branch = request.branch
         do {
             try BranchName.validate(branch)
@@ -101,8 +103,6 @@ public struct UpdatePipeline {
         guard repository.workingDirectory != nil else {
             throw Stop(failure: .notARepository, message: "\(request.factoryDirectory) is a bare repository, not a checkout")
         }
-        gitDirectory = repository.gitDirectory
-
         // 1. Lock.
         let lock: CheckoutLock
         do {
@@ -118,9 +118,8 @@ public struct UpdatePipeline {
                 throw Stop(failure: .internalError, message: "cannot lock \(path): \(String(cString: strerror(code)))")
             }
         }
-        try withExtendedLifetime(lock) {
-            try update(repository, &report)
-        }
+        held = (lock, repository.gitDirectory)
+        try update(repository, &report)
     }
 
     private func update(_ repository: Repository, _ report: inout UpdateReport) throws {

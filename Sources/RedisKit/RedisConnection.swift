@@ -122,12 +122,8 @@ public final class RedisConnection {
             items.reserveCapacity(r.elements)
             for index in 0..<r.elements {
                 guard let element = r.element[index] else { items.append(.null); continue }
-                do {
-                    items.append(try convert(element))
-                } catch .reply(let message) {
-                    // An error inside an array (e.g. EXEC) is kept as data, not thrown.
-                    items.append(.status("ERR-REPLY " + message))
-                }
+                // An error nested in an array (EXEC) fails the whole command, like a top-level one.
+                items.append(try convert(element))
             }
             return .array(items)
         default:
