@@ -128,6 +128,7 @@ final class FleetWorld: @unchecked Sendable {
         #expect(dlq.contains("not valid JSON"))
         #expect(dlq.contains("starts with '-'"))
         #expect(dlq.contains("no envelope field"))
+        #expect(dlq.contains("something") && dlq.contains("else"), "raw fields of a non-envelope are kept")
         #expect(dlq.contains("unknown system mission kind"))
         #expect(dlq.contains("\"failure_error\": "), "a valid envelope gets failure_error inside it")
         #expect(try fleet.pending("f-1") == 0)
@@ -348,6 +349,22 @@ final class FleetWorld: @unchecked Sendable {
         if history.count == 2 {
             #expect(history[1].startedAt - (history[0].finishedAt ?? 0) >= 3, "second update started inside the interval")
         }
+    }
+
+    @Test func fleetStatusMarksStaleFactories() throws {
+        let fleet = try FleetWorld()
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let old = #"{"factory_id":"gone-1","factory_role":"LOCAL_WORKER","deployment_profile":"x","registration_status":"online","capabilities":[],"metadata":{},"version":"0.1.0","pid":1,"host":"h","started_at":1,"last_seen_at":1}"#
+        try fleet.redis.cli(["HSET", "factoryctl:registry", "gone-1", old])
+        let text = try fleet.factoryctl(["status", "--fleet"]).stdout
+        let lines = text.split(separator: "\n")
+        #expect(lines.first { $0.hasPrefix("gone-1") }?.contains("online (stale)") == true)
+        #expect(lines.first { $0.hasPrefix("f-1") }?.contains("stale") == false)
+        let json = try JSONSerialization.jsonObject(with: Data(try fleet.factoryctl(["status", "--fleet", "--json"]).stdout.utf8)) as? [[String: Any]]
+        #expect(json?.first { $0["factory_id"] as? String == "gone-1" }?["stale"] as? Bool == true)
+        #expect(json?.first { $0["factory_id"] as? String == "f-1" }?["stale"] as? Bool == false)
     }
 
     @Test func statusJobShowsPerFactoryResultsAndPendingFactories() throws {
