@@ -82,13 +82,13 @@ struct PublishCommand: ParsableCommand {
         let kind: Mission.Kind = switch action { case .update: .update; case .pause: .pause; case .resume: .resume }
         let outcome: Publisher.Outcome
         do {
-            outcome = try publisher.publish(kind: kind, target: try MissionTarget(arguments: target), branch: branch,
-                                            timeoutSeconds: Int64(missionTimeout), force: force)
-        } catch let error as Publisher.Refusal {
-            throw CommandFailure(code: .refused, message: error.description)
-        } catch {
-            try withRedis("publish") { throw error }
-            throw error
+            let target = try MissionTarget(arguments: target)
+            outcome = try withRedis("publish") {
+                try publisher.publish(kind: kind, target: target, branch: branch,
+                                      timeoutSeconds: Int64(missionTimeout), force: force)
+            }
+        } catch let refusal as Publisher.Refusal {
+            throw CommandFailure(code: .refused, message: refusal.description)
         }
         if !wait {
             if json { try printJSON(outcome) } else { say(outcome.jobID) }

@@ -216,6 +216,10 @@ final class FleetWorld: @unchecked Sendable {
         #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0")
         #expect(try fleet.factoryctl(["publish", "update", "--branch", "-x"]).status == 64)
         #expect(try fleet.factoryctl(["publish", "pause"]).status == 64, "pause needs --target")
+        let unreachable = try fleet.factoryctl(["publish", "update", "--redis-url", "unix:///nonexistent/redis.sock"])
+        #expect(unreachable.status == 7)
+        #expect(unreachable.stderr.contains("cannot connect"))
+        #expect(try fleet.factoryctl(["status", "--fleet", "--redis-url", "rediss://h:6379/0"]).status == 64)
     }
 
     @Test func pauseStopsUpdatesUntilResume() throws {
