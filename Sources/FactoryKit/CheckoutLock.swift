@@ -9,6 +9,7 @@ public final class CheckoutLock {
     public enum Failure: Error, Sendable {
         case held(path: String, pid: Int32?)
         case io(path: String, errno: Int32)
+        case cancelled
     }
 
     private init(descriptor: Int32, path: String) {
@@ -21,8 +22,10 @@ public final class CheckoutLock {
         close(descriptor)
     }
 
-    /// Takes the lock; with `wait`, blocks until the holder lets go (calling `onWait` first).
-    public static func acquire(gitDirectory: String, wait: Bool, onWait: (Int32?) -> Void = { _ in }) throws(Failure) -> CheckoutLock {
+    /// Takes the lock; with `wait`, waits until the holder lets go (calling `onWait` first),
+    /// giving up when `shouldCancel` says so.
+    public static func acquire(gitDirectory: String, wait: Bool, onWait: (Int32?) -> Void = { _ in },
+                               shouldCancel: () -> Bool = { false }) throws(Failure) -> CheckoutLock {
         let directory = gitDirectory + "/factoryctl"
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = directory + "/update.lock"
@@ -40,12 +43,17 @@ public final class CheckoutLock {
                 throw .held(path: path, pid: holder)
             }
             onWait(holder)
-            while flock(fd, LOCK_EX) != 0 {
-                if errno != EINTR {
-                    let code = errno
+            while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+                let code = errno
+                guard code == EWOULDBLOCK || code == EINTR else {
                     close(fd)
                     throw .io(path: path, errno: code)
                 }
+                if shouldCancel() {
+                    close(fd)
+                    throw .cancelled
+                }
+                usleep(50_000)
             }
         }
         let pid = "\(getpid())\n"

@@ -106,9 +106,10 @@ public struct UpdatePipeline {
         // 1. Lock.
         let lock: CheckoutLock
         do {
-            lock = try CheckoutLock.acquire(gitDirectory: repository.gitDirectory, wait: request.waitForLock) { holder in
-                logger.notice("waiting for the update lock held by pid \(holder.map(String.init) ?? "?")")
-            }
+            lock = try CheckoutLock.acquire(
+                gitDirectory: repository.gitDirectory, wait: request.waitForLock,
+                onWait: { holder in logger.notice("waiting for the update lock held by pid \(holder.map(String.init) ?? "?")") },
+                shouldCancel: { shouldCancel() || pastDeadline })
         } catch {
             switch error {
             case .held(_, let pid):
@@ -116,6 +117,8 @@ public struct UpdatePipeline {
                            message: "another update is running on this checkout (pid \(pid.map(String.init) ?? "unknown")); nothing was changed. Wait for it, or pass --wait-lock")
             case .io(let path, let code):
                 throw Stop(failure: .internalError, message: "cannot lock \(path): \(String(cString: strerror(code)))")
+            case .cancelled:
+                throw Stop(failure: .cancelled, message: "stopped while waiting for the update lock; nothing was changed")
             }
         }
         held = (lock, repository.gitDirectory)

@@ -81,7 +81,12 @@ struct UpdateCommand: ParsableCommand {
         request.settleSeconds = settle
         request.environment = environment.values
 
+        // Ctrl-C or SIGTERM stops the update only while nothing has changed yet; once the checkout
+        // moves, the pipeline finishes (or rolls back) rather than leave it half-updated.
+        let stop = StopSignal()
+        stop.installHandlers()
         var pipeline = UpdatePipeline(request: request, logger: global.logger("factoryctl.update"))
+        pipeline.shouldCancel = { stop.isSet }
         let meter = ProgressMeter(enabled: stderrIsTerminal)
         pipeline.progress = meter.show
         let report = pipeline.run()

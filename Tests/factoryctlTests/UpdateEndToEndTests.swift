@@ -76,6 +76,42 @@ import TestSupport
         #expect(notRepo.stderr.contains("not a git checkout"))
     }
 
+    @Test func interruptAfterTheCheckoutMovedFinishesTheUpdateInsteadOfLeavingItHalfDone() throws {
+        let world = try GitWorld()
+        let script = world.directory.join("slow-sync.sh")
+        try "#!/bin/sh\nsleep 2\nexit 0\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        var environment = world.environment
+        environment["UA_FACTORY_SYNC_COMMAND"] = script
+        let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let update = try ConsumerProcess(binary: Package.factoryctl,
+                                         arguments: ["update", "--factory-dir", world.factory, "--json"],
+                                         environment: environment, log: world.directory.join("update.log"))
+        #expect(eventually { update.output.contains("running \(script)") })
+        update.signal(SIGINT)
+        update.signal(SIGTERM)
+        #expect(update.waitForExit(timeout: 20) == 0)
+        #expect(try world.head(world.factory) == target)
+        #expect(UpdateHistory(gitDirectory: world.factory + "/.git").last?.succeeded == true)
+    }
+
+    @Test func interruptBeforeAnythingChangedStopsWithNothingChanged() throws {
+        let world = try GitWorld()
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let before = try world.head(world.factory)
+        // Hold the lock so the update waits (--wait-lock) before changing anything, then interrupt it.
+        let lock = try CheckoutLock.acquire(gitDirectory: world.factory + "/.git", wait: false)
+        let update = try ConsumerProcess(binary: Package.factoryctl,
+                                         arguments: ["update", "--factory-dir", world.factory, "--wait-lock", "--no-sync"],
+                                         environment: world.environment, log: world.directory.join("update.log"))
+        #expect(eventually { update.output.contains("waiting for the update lock") })
+        update.signal(SIGTERM)
+        #expect(update.waitForExit(timeout: 20) == 1, "stops waiting for the lock at once")
+        #expect(update.output.contains("stopped while waiting for the update lock"))
+        #expect(try world.head(world.factory) == before)
+        withExtendedLifetime(lock) {}
+    }
+
     @Test func dryRunSaysWhatWouldHappen() throws {
         let world = try GitWorld()
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
