@@ -154,11 +154,10 @@ public struct Gateway: Sendable {
             let (record, live) = try await redis.run { bus in
                 (try bus.job(jobID), try FleetRegistry(redis: bus.redis).liveFactoryIDs())
             }
-            guard record.meta != nil || !record.results.isEmpty else {
+            guard record.known else {
                 return jsonResponse(.notFound, ["ok": .bool(false), "error": .string("no record of job \(jobID)")])
             }
-            let reported = Set(record.results.compactMap(\.factoryID))
-            let pending = record.target.map { target in live.filter { target.matches($0) && !reported.contains($0) } } ?? []
+            let pending = record.pending(among: live)
             return jsonResponse(.ok, [
                 "ok": .bool(true), "job_id": .string(jobID), "meta": record.meta ?? .null,
                 "results": .array(record.results.map(\.json)), "pending": .array(pending.map(JSONValue.string)),

@@ -167,6 +167,15 @@ public final class MissionBus {
         public var meta: JSONValue?
         public var results: [MissionResult]
         public var target: MissionTarget? { meta?["target"].flatMap(MissionTarget.init(json:)) }
+        /// Published by factoryctl, or reported on by some factory.
+        public var known: Bool { meta != nil || !results.isEmpty }
+
+        /// The factories among `live` that the job targets and that have not reported yet.
+        public func pending(among live: [String]) -> [String] {
+            guard let target else { return [] }
+            let reported = Set(results.compactMap(\.factoryID))
+            return live.filter { target.matches($0) && !reported.contains($0) }
+        }
     }
 
     public func job(_ jobID: String) throws(RedisError) -> JobRecord {
@@ -187,9 +196,9 @@ public final class MissionBus {
                 continue
             }
             let expired = (meta["expires_at"]?.number ?? 0) <= now.timeIntervalSince1970
-            let reported = Set(try job(jobID).results.compactMap(\.factoryID))
-            let targeted = liveFactories.filter(other.matches)
-            let finished = !targeted.isEmpty && targeted.allSatisfy(reported.contains)
+            let results = try job(jobID).results
+            let finished = liveFactories.contains(where: other.matches)
+                && JobRecord(meta: meta, results: results).pending(among: liveFactories).isEmpty
             if expired || finished {
                 try redis.command(["HDEL", Self.inflightKey, jobID])
                 continue

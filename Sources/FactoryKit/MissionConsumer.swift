@@ -61,6 +61,8 @@ public final class MissionConsumer {
     let hq: HQRegistrationClient?
     let state: ConsumerState
     let history: UpdateHistory
+    /// The checkout, opened once; refs are re-read from disk on every `head()`.
+    let repository: Repository
     let startedAt = Date()
 
     private var group: String { MissionBus.groupName(factoryID: configuration.factoryID) }
@@ -81,7 +83,6 @@ public final class MissionConsumer {
         self.logger = logger
         self.stop = stop
         GitLibrary.initialize()
-        let repository: Repository
         do {
             repository = try Repository.open(at: configuration.factoryDirectory)
         } catch {
@@ -333,7 +334,7 @@ public final class MissionConsumer {
     // MARK: Registration
 
     private func register() throws {
-        let head = try? Repository.open(at: configuration.factoryDirectory).head()
+        let head = try? repository.head()
         var capabilities = configuration.capabilities
         capabilities += ["factoryctl", "factoryctl:\(configuration.version)", "system:update_factory",
                          "system:pause_factory", "system:resume_factory"]

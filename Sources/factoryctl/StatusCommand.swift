@@ -115,14 +115,13 @@ extension StatusCommand {
         let (record, live) = try withRedis("read job \(jobID)") {
             (try bus.job(jobID), try FleetRegistry(redis: bus.redis).liveFactoryIDs())
         }
-        let reported = Set(record.results.compactMap(\.factoryID))
-        let pending = record.target.map { target in live.filter { target.matches($0) && !reported.contains($0) } } ?? []
+        let pending = record.pending(among: live)
         if json {
-            try printJSON(JobStatus(jobID: jobID, known: record.meta != nil || !record.results.isEmpty,
+            try printJSON(JobStatus(jobID: jobID, known: record.known,
                                     meta: record.meta, results: record.results.map(\.json), pending: pending))
             return
         }
-        guard record.meta != nil || !record.results.isEmpty else {
+        guard record.known else {
             throw CommandFailure(code: .failedUnchanged, message: "no record of job \(jobID) (unknown, or older than 7 days)")
         }
         if let meta = record.meta {

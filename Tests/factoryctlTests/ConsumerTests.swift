@@ -109,6 +109,8 @@ final class FleetWorld: @unchecked Sendable {
         #expect(try eventually { try fleet.pending("f-1") == 0 && fleet.redis.cli(["XINFO", "GROUPS", "ua:missions:delegation"]).contains("factoryctl:f-1") })
         #expect(try fleet.world.head(fleet.factories["f-1"]!) == before)
         #expect(one.status == nil, "f-1 keeps consuming")
+        // f-2 reported, so its update is no longer in flight: a new one needs no --force.
+        #expect(try fleet.factoryctl(["publish", "update", "--target", "f-2"]).status == 0)
     }
 
     @Test func malformedEntriesGoToTheDeadLetterStreamAndTheConsumerLives() throws {
