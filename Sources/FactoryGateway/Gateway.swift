@@ -1,6 +1,7 @@
 import FactoryKit
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import RedisKit
 
@@ -14,6 +15,10 @@ public struct GatewayConfiguration: Sendable {
     /// `FACTORY_ROLE`: publishing routes need `HEADQUARTERS`.
     public var role: String
     public var maxBodyBytes = 64 * 1024
+    /// A connection that sends nothing for this long is closed (slow or stuck clients).
+    public var idleTimeoutSeconds: Int64 = 10
+    /// Connections accepted at once; more wait in the kernel's backlog.
+    public var maxConnections = 256
     public var missionTimeoutSeconds: Int64 = 300
 
     public init(role: String) {
@@ -33,17 +38,27 @@ public struct Gateway: Sendable {
         self.logger = logger
     }
 
+    /// The only routes served without the token: liveness, readiness and the fleet page.
+    public static let publicRoutes: Set<String> = ["GET /healthz", "GET /readyz", "GET /"]
+
+    /// Public routes on the router; everything else in the protected group. The router-wide
+    /// middleware denies any request that is not exactly a public route and has no valid token,
+    /// so a route added anywhere later is protected unless it is added to `publicRoutes` too.
     public func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
+        let token = configuration.insecureNoAuth ? nil : configuration.opsToken
         router.add(middleware: AccessLogMiddleware(logger: logger))
-        router.add(middleware: OpsTokenMiddleware(token: configuration.insecureNoAuth ? nil : configuration.opsToken))
+        router.add(middleware: OpsTokenMiddleware(token: token, publicRoutes: Self.publicRoutes))
         router.get("/healthz") { _, _ in jsonResponse(.ok, ["ok": .bool(true)]) }
+        router.get("/readyz") { _, _ in await self.readiness() }
         router.get("/") { _, _ in try await self.fleetPage() }
-        router.post("/api/v1/ops/factory/update") { request, context in try await self.update(request, context) }
-        router.post("/api/v1/ops/factory/control") { request, context in try await self.control(request, context) }
-        router.get("/api/v1/ops/factory/jobs/:job_id") { _, context in try await self.job(context.parameters.get("job_id") ?? "") }
-        router.post("/api/v1/factory/registrations") { request, context in try await self.register(request, context) }
-        router.get("/api/v1/factory/registrations") { _, _ in try await self.registrations() }
+
+        let api = router.group("api/v1").add(middleware: OpsTokenMiddleware(token: token))
+        api.post("ops/factory/update") { request, context in try await self.update(request, context) }
+        api.post("ops/factory/control") { request, context in try await self.control(request, context) }
+        api.get("ops/factory/jobs/:job_id") { _, context in try await self.job(context.parameters.get("job_id") ?? "") }
+        api.post("factory/registrations") { request, context in try await self.register(request, context) }
+        api.get("factory/registrations") { _, _ in try await self.registrations() }
         return router
     }
 
@@ -51,7 +66,9 @@ public struct Gateway: Sendable {
     public func run(onRunning: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         let app = Application(
             router: makeRouter(),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "factoryctl"),
+            server: .http1(configuration: .init(idleTimeout: .seconds(configuration.idleTimeoutSeconds))),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "factoryctl",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections)),
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
         try await app.runService()
@@ -148,6 +165,16 @@ public struct Gateway: Sendable {
 
     // MARK: Reading routes
 
+    /// 200 when Redis answers PING, else 503 (`/healthz` stays liveness only).
+    func readiness() async -> Response {
+        do {
+            _ = try await redis.run { bus in try bus.redis.command(["PING"]) }
+            return jsonResponse(.ok, ["ok": .bool(true), "redis": .string("ok")])
+        } catch {
+            return jsonResponse(.serviceUnavailable, ["ok": .bool(false), "redis": .string("unavailable")])
+        }
+    }
+
     func job(_ jobID: String) async throws -> Response {
         guard MissionID.isValid(jobID) else { return invalid("job_id", "'\(jobID.prefix(80))' is not a valid job id") }
         do {
@@ -217,7 +244,7 @@ public struct Gateway: Sendable {
                 try registry.register(registration)
                 return registration
             }
-            return jsonResponse(.ok, ["ok": .bool(true), "factory_id": .string(factoryID), "registration": try JSONValue.from(stored)])
+            return jsonResponse(.ok, ["ok": .bool(true), "factory_id": .string(factoryID), "registration": stored.json])
         } catch {
             return redisFailure(error)
         }
@@ -227,8 +254,8 @@ public struct Gateway: Sendable {
         do {
             let all = try await redis.run { bus in try FleetRegistry(redis: bus.redis).all() }
             let now = Date()
-            let rows = try all.map { registration -> JSONValue in
-                var object = try JSONValue.from(registration).object ?? [:]
+            let rows = all.map { registration -> JSONValue in
+                var object = registration.json.object ?? [:]
                 object["stale"] = .bool(registration.isStale(now: now, after: FleetRegistry.staleAfter))
                 return .object(object)
             }
@@ -271,10 +298,14 @@ public struct Gateway: Sendable {
             return .failure(jsonResponse(.badRequest, ["ok": .bool(false), "field": .string("body"),
                                                        "error": .string("request body is larger than \(configuration.maxBodyBytes) bytes")]))
         }
-        let text = String(buffer: buffer)
-        if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return .success([:]) }
-        guard let value = JSONValue.parse(text) else {
-            return .failure(jsonResponse(.badRequest, ["ok": .bool(false), "field": .string("body"), "error": .string("body is not valid JSON")]))
+        let bytes = buffer.readableBytesView
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return .success([:]) }
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(bytes: bytes)
+        } catch {
+            return .failure(jsonResponse(.badRequest, ["ok": .bool(false), "field": .string("body"),
+                                                       "error": .string("body is not valid JSON (\(error))")]))
         }
         guard let object = value.object else {
             return .failure(jsonResponse(.badRequest, ["ok": .bool(false), "field": .string("body"), "error": .string("body must be a JSON object")]))

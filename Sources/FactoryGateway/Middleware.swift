@@ -3,17 +3,25 @@ import Foundation
 import Hummingbird
 import Logging
 
-/// Every `/api/v1/` route needs `x-ua-ops-token` equal to the configured token (constant-time).
-/// A nil token means `--insecure-no-auth`.
+/// Deny by default: a request needs `x-ua-ops-token` equal to the configured token (constant-time)
+/// unless its method and raw path are exactly one of `publicRoutes`. The raw path is what the
+/// client sent, so spellings the router would fold together (`//api/v1/...`, `/api/./v1/...`,
+/// percent-encoding, a trailing slash) are never public. A nil token means `--insecure-no-auth`.
 struct OpsTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: [UInt8]?
+    /// `"GET /healthz"`-style keys.
+    let publicRoutes: Set<String>
 
-    init(token: String?) {
+    init(token: String?, publicRoutes: Set<String> = []) {
         self.token = token.map { Array($0.utf8) }
+        self.publicRoutes = publicRoutes
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let token, request.uri.path.hasPrefix("/api/v1/") else { return try await next(request, context) }
+        guard let token else { return try await next(request, context) }
+        if !publicRoutes.isEmpty, publicRoutes.contains("\(request.method.rawValue) \(request.uri.path)") {
+            return try await next(request, context)
+        }
         let given = request.headers.first { $0.name.canonicalName == "x-ua-ops-token" }.map { Array($0.value.utf8) } ?? []
         guard TokenCheck.equal(given, token) else {
             return jsonResponse(.unauthorized, ["ok": .bool(false), "error": .string("missing or invalid x-ua-ops-token")])

@@ -55,6 +55,42 @@ public struct Registration: Codable, Sendable, Equatable {
     public func isStale(now: Date = Date(), after seconds: Double) -> Bool {
         now.timeIntervalSince1970 - lastSeenAt > seconds
     }
+
+    /// The stored form. Written with the Python-exact writer and read with the strict parser, so
+    /// `metadata` numbers come back exactly as they were sent (`1.0` stays `1.0`).
+    public var json: JSONValue {
+        var object: [String: JSONValue] = [
+            "factory_id": .string(factoryID), "factory_role": .string(factoryRole),
+            "deployment_profile": .string(deploymentProfile), "registration_status": .string(registrationStatus),
+            "capabilities": .array(capabilities.map(JSONValue.string)), "metadata": .object(metadata),
+            "version": .string(version), "pid": .int(Int64(pid)), "host": .string(host),
+            "started_at": .double(startedAt), "last_seen_at": .double(lastSeenAt),
+        ]
+        for (key, value) in [("branch", branch), ("commit", commit), ("last_job_id", lastJobID), ("last_job_status", lastJobStatus)] {
+            if let value { object[key] = .string(value) }
+        }
+        return .object(object)
+    }
+
+    public init?(json: JSONValue) {
+        guard let factoryID = json["factory_id"]?.string, let role = json["factory_role"]?.string,
+              let status = json["registration_status"]?.string else { return nil }
+        self.init(factoryID: factoryID, factoryRole: role,
+                  deploymentProfile: json["deployment_profile"]?.string ?? "local_worker",
+                  registrationStatus: status,
+                  capabilities: json["capabilities"]?.array?.compactMap(\.string) ?? [],
+                  metadata: json["metadata"]?.object ?? [:],
+                  branch: json["branch"]?.string, commit: json["commit"]?.string,
+                  version: json["version"]?.string ?? "", pid: Int32(clamping: json["pid"]?.int ?? 0),
+                  host: json["host"]?.string ?? "",
+                  startedAt: json["started_at"]?.number ?? 0, lastSeenAt: json["last_seen_at"]?.number ?? 0,
+                  lastJobID: json["last_job_id"]?.string, lastJobStatus: json["last_job_status"]?.string)
+    }
+
+    init?(text: String) {
+        guard let value = JSONValue.parse(text) else { return nil }
+        self.init(json: value)
+    }
 }
 
 /// The fleet as registered in Redis.
@@ -69,25 +105,18 @@ public struct FleetRegistry {
     }
 
     public func register(_ registration: Registration) throws(RedisError) {
-        let text: String
-        do {
-            text = String(decoding: try JSONEncoder.factory.encode(registration), as: UTF8.self)
-        } catch {
-            throw .unexpectedReply("cannot encode registration: \(error)")
-        }
-        try redis.command(["HSET", Self.key, registration.factoryID, text])
+        try redis.command(["HSET", Self.key, registration.factoryID, registration.json.pythonJSON])
     }
 
     public func all() throws(RedisError) -> [Registration] {
         let map = try redis.command(["HGETALL", Self.key]).fieldMap ?? [:]
-        let decoder = JSONDecoder()
-        return map.values.compactMap { try? decoder.decode(Registration.self, from: Data($0.utf8)) }
+        return map.values.compactMap(Registration.init(text:))
             .sorted { $0.factoryID < $1.factoryID }
     }
 
     public func get(_ factoryID: String) throws(RedisError) -> Registration? {
         guard let text = try redis.command(["HGET", Self.key, factoryID]).text else { return nil }
-        return try? JSONDecoder().decode(Registration.self, from: Data(text.utf8))
+        return Registration(text: text)
     }
 
     /// Ids of registered factories that are not stale.
@@ -121,7 +150,7 @@ public struct HQRegistrationClient {
         request.timeoutInterval = timeout
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         if let token { request.setValue(token, forHTTPHeaderField: "x-ua-ops-token") }
-        request.httpBody = try? JSONEncoder.factory.encode(registration)
+        request.httpBody = Data(registration.json.pythonJSON.utf8)
         let box = ResponseBox()
         let done = DispatchSemaphore(value: 0)
         let task = URLSession.shared.dataTask(with: request) { _, response, error in

@@ -17,7 +17,13 @@ struct ServeCommand: AsyncParsableCommand {
           POST /api/v1/factory/registrations   the fleet's registration API
           GET  /api/v1/factory/registrations
           GET  /healthz                        liveness, no auth
+          GET  /readyz                         200 when Redis answers, else 503; no auth
           GET  /                               fleet page, no auth (keep it on loopback)
+
+        Every other request needs the token: only these three exact paths are public, so
+        spellings such as //api/v1/... or /api/./v1/... get 401. The fleet page shows ids,
+        commits, status and versions, never a token, password or .env value. A connection
+        idle for 10 s is closed; at most 256 are served at once.
 
         Publishing routes need FACTORY_ROLE=HEADQUARTERS (else 403). The server refuses \
         to start without UA_OPS_TOKEN unless --insecure-no-auth. SIGTERM shuts down \

@@ -32,7 +32,8 @@ final class GatewayProcess: @unchecked Sendable {
     }
 
     func request(_ method: String, _ path: String, body: String? = nil, token: String? = "test-ops-token") throws -> Reply {
-        var argv = ["curl", "-s", "-S", "-X", method, "-w", "\n%{http_code}", "--max-time", "10"]
+        // --path-as-is: send dot segments and slashes exactly as written.
+        var argv = ["curl", "-s", "-S", "--path-as-is", "-X", method, "-w", "\n%{http_code}", "--max-time", "10"]
         if let token { argv += ["-H", "x-ua-ops-token: \(token)"] }
         if body != nil { argv += ["-H", "Content-Type: application/json", "--data-binary", "@-"] }
         argv.append("http://127.0.0.1:\(port)\(path)")
@@ -99,6 +100,82 @@ final class GatewayProcess: @unchecked Sendable {
         }
         #expect(try server.request("GET", "/healthz", token: nil).status == 200)
         #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0", "nothing published")
+    }
+
+    /// Spellings of a path that a router may fold into a protected route.
+    static func spellings(of path: String) -> [String] {
+        let inner = String(path.dropFirst()) // "api/v1/..."
+        let segments = inner.split(separator: "/").map(String.init)
+        var variants = [
+            "/" + path, "//" + inner, "///" + segments.joined(separator: "///"),
+            "/" + segments.joined(separator: "//"), path + "/", path + "//", path + "/.",
+            "/./" + inner, "/" + segments[0] + "/./" + segments.dropFirst().joined(separator: "/"),
+            "/x/../" + inner, "/" + segments[0] + "/x/../" + segments.dropFirst().joined(separator: "/"),
+            "/%61pi/" + segments.dropFirst().joined(separator: "/"), "/api%2Fv1/" + segments.dropFirst(2).joined(separator: "/"),
+            "/%2F" + inner, path.uppercased(), "/API/" + segments.dropFirst().joined(separator: "/"),
+            path + "%20", path + ";x", path + "?", path + "#frag", path + "%00",
+        ]
+        variants.append("/" + inner.replacingOccurrences(of: "/", with: "%2F"))
+        return variants
+    }
+
+    @Test func noPathSpellingReachesAProtectedRouteWithoutTheToken() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        defer { server.process.stop() }
+        let routes = [("POST", "/api/v1/ops/factory/update", #"{"branch": "main"}"#),
+                      ("POST", "/api/v1/ops/factory/control", #"{"target_factory_id": "", "action": "pause"}"#),
+                      ("POST", "/api/v1/factory/registrations", #"{"factory_id": "intruder"}"#),
+                      ("GET", "/api/v1/factory/registrations", ""),
+                      ("GET", "/api/v1/ops/factory/jobs/update-000000000000", "")]
+        var tried = 0
+        for (method, path, body) in routes {
+            for spelling in [path] + Self.spellings(of: path) {
+                for token in (spelling == path ? [nil, "wrong", ""] : [nil]) as [String?] {
+                    let reply = try server.request(method, spelling, body: method == "POST" ? body : nil, token: token)
+                    tried += 1
+                    #expect(reply.status == 401 || reply.status == 404 || reply.status == 400,
+                            "\(method) \(spelling) without a valid token → \(reply.status) \(reply.body.prefix(120))")
+                    #expect(reply.json?["ok"] as? Bool != true, "\(method) \(spelling)")
+                }
+            }
+        }
+        #expect(tried > 100)
+        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0", "nothing published")
+        #expect(try fleet.redis.cli(["HEXISTS", "factoryctl:registry", "intruder"]) == "0", "nothing registered")
+        // The public list is exact: only GET of these three paths answers without a token.
+        for path in ["/healthz", "/readyz", "/"] {
+            #expect(try server.request("GET", path, token: nil).status == 200, "GET \(path)")
+            #expect(try server.request("POST", path, body: "{}", token: nil).status == 401, "POST \(path)")
+        }
+        #expect(try server.request("GET", "/nosuch", token: nil).status == 401, "unknown routes are denied too")
+        #expect(try server.request("GET", "/nosuch").status == 404)
+    }
+
+    @Test func invalidUTF8AndDeepNestingAreRejectedAndNumbersEchoExactly() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        defer { server.process.stop() }
+        let bodyFile = fleet.world.directory.join("bad-utf8.json")
+        try Data(#"{"branch": "ma"#.utf8 + [0xFF, 0xFE] + #"in"}"#.utf8).write(to: URL(fileURLWithPath: bodyFile))
+        let raw = try Command.run(["curl", "-s", "-X", "POST", "-w", "\n%{http_code}", "-H", "x-ua-ops-token: test-ops-token",
+                                   "--data-binary", "@" + bodyFile, "http://127.0.0.1:\(server.port)/api/v1/ops/factory/update"])
+        #expect(raw.stdout.hasSuffix("\n400"), "\(raw.stdout)")
+        #expect(raw.stdout.contains("invalid UTF-8"))
+        let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+        #expect(try server.request("POST", "/api/v1/ops/factory/update", body: deep).status == 400)
+        #expect(try server.request("POST", "/api/v1/ops/factory/update", body: #"{"branch": "\udcff"}"#).status == 400)
+        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0", "nothing published")
+        let body = #"{"factory_id": "n-1", "metadata": {"a": 1.0, "b": 1, "c": 2.5, "d": -0.0, "e": 1e3}}"#
+        let posted = try server.request("POST", "/api/v1/factory/registrations", body: body)
+        #expect(posted.status == 200, "\(posted.body)")
+        #expect(posted.body.contains(#""metadata": {"a": 1.0, "b": 1, "c": 2.5, "d": -0.0, "e": 1000.0}"#), "\(posted.body)")
+        let listed = try server.request("GET", "/api/v1/factory/registrations")
+        #expect(listed.body.contains(#""a": 1.0, "b": 1"#), "\(listed.body)")
+        #expect(try server.request("GET", "/readyz", token: nil).status == 200)
+        fleet.redis.stop()
+        #expect(try server.request("GET", "/readyz", token: nil).status == 503)
+        #expect(try server.request("GET", "/healthz", token: nil).status == 200)
     }
 
     @Test func refusesToStartWithoutATokenUnlessInsecure() throws {
@@ -240,6 +317,9 @@ final class GatewayProcess: @unchecked Sendable {
         #expect(page.body.contains("stale"))
         #expect(page.body.contains("http-equiv=\"refresh\""))
         #expect(!page.body.contains("src=\"http") && !page.body.contains("href=\"http"), "no external assets")
+        for secret in ["test-ops-token", "secret-token", "postgres://"] {
+            #expect(!page.body.contains(secret), "the public page shows no secret (\(secret))")
+        }
     }
 
     @Test func consumerPostsItsRegistrationToHQWithTheOpsToken() throws {
