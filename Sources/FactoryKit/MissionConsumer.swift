@@ -108,6 +108,10 @@ public final class MissionConsumer {
         var backoff = Backoff(initial: 0.5, cap: 30)
         var connected = false
         logger.info("consumer \(configuration.factoryID) starting (stream \(configuration.stream), group \(group), redis \(configuration.redisURL))")
+        // An update killed part-way (this consumer's own, or an operator's) is repaired first.
+        if let recovery = makePipeline(branch: "main").recoverInterruptedUpdate() {
+            logger.notice("\(recovery.recovery ?? recovery.error ?? "recovered an interrupted update")")
+        }
         while !stop.isSet {
             do {
                 if !connected {
@@ -241,7 +245,9 @@ public final class MissionConsumer {
     }
 
     private func intervalRemaining() -> Double? {
-        guard configuration.minimumInterval > 0, let last = history.last else { return nil }
+        // A crash repair is not an update: it does not start the interval.
+        guard configuration.minimumInterval > 0,
+              let last = history.entries().last(where: { $0.recovery == nil || $0.jobID != nil }) else { return nil }
         let finished = last.finishedAt ?? last.startedAt
         return configuration.minimumInterval - (Date().timeIntervalSince1970 - finished)
     }
@@ -274,18 +280,9 @@ public final class MissionConsumer {
         status = "updating"
         try register()
 
-        var request = UpdateRequest(factoryDirectory: configuration.factoryDirectory)
-        request.branch = mission.branch
-        request.restart = configuration.restart
-        request.services = configuration.services
-        request.sync = configuration.sync
-        request.syncCommand = configuration.syncCommand
-        request.settleSeconds = configuration.settleSeconds
-        request.deadline = receivedAt.addingTimeInterval(Double(mission.envelope.timeoutSeconds))
-        request.jobID = mission.jobID
-        request.environment = configuration.environment
-        var pipeline = UpdatePipeline(request: request, logger: logger)
-        pipeline.shouldCancel = { [stop] in stop.isSet }
+        var pipeline = makePipeline(branch: mission.branch)
+        pipeline.request.deadline = receivedAt.addingTimeInterval(Double(mission.envelope.timeoutSeconds))
+        pipeline.request.jobID = mission.jobID
         let report = pipeline.run()
 
         let result = missionResult(report, mission: mission, receivedAt: receivedAt)
@@ -308,6 +305,20 @@ public final class MissionConsumer {
         return nil
     }
 
+    private func makePipeline(branch: String) -> UpdatePipeline {
+        var request = UpdateRequest(factoryDirectory: configuration.factoryDirectory)
+        request.branch = branch
+        request.restart = configuration.restart
+        request.services = configuration.services
+        request.sync = configuration.sync
+        request.syncCommand = configuration.syncCommand
+        request.settleSeconds = configuration.settleSeconds
+        request.environment = configuration.environment
+        var pipeline = UpdatePipeline(request: request, logger: logger)
+        pipeline.shouldCancel = { [stop] in stop.isSet }
+        return pipeline
+    }
+
     private func missionResult(_ report: UpdateReport, mission: Mission, receivedAt: Date) -> MissionResult {
         var result: [String: JSONValue] = [
             "factory_id": .string(configuration.factoryID),
@@ -328,6 +339,7 @@ public final class MissionConsumer {
             "outcome": .string(report.succeeded ? (report.changed ? "updated" : "up_to_date") : (report.rolledBack ? "rolled_back" : "failed")),
         ]
         if let failure = report.failure { result["failure"] = .string(failure.rawValue) }
+        if let recovery = report.recovery { result["recovery"] = .string(recovery) }
         return MissionResult(jobID: mission.jobID, succeeded: report.succeeded, result: result, error: report.error)
     }
 

@@ -65,8 +65,12 @@ public struct ProcessRunner: Sendable {
     ///
     /// Spawned with posix_spawn: the child gets default signal dispositions and an empty signal
     /// mask, whatever the parent ignores or blocks (the consumer ignores SIGTERM itself), so a
-    /// timeout's SIGTERM reaches it. stdin is /dev/null; stdout and stderr share one pipe.
-    public func run(_ argv: [String], in directory: String? = nil, timeout: Double = 600) throws -> ProcessResult {
+    /// timeout's SIGTERM reaches it. It leads a process group of its own, and a timeout ends the
+    /// whole group, so grandchildren (a build backend under `uv sync`) cannot outlive it.
+    /// stdin is /dev/null; stdout and stderr share one pipe. `onSpawn` gets the child's pid (which
+    /// is also its process group id) as soon as it runs.
+    public func run(_ argv: [String], in directory: String? = nil, timeout: Double = 600,
+                    onSpawn: (pid_t) -> Void = { _ in }) throws -> ProcessResult {
         precondition(!argv.isEmpty, "empty argv")
         let executable = try resolve(argv[0])
         var pipeFDs: [Int32] = [-1, -1]
@@ -93,7 +97,8 @@ public struct ProcessRunner: Sendable {
         sigfillset(&allSignals)
         posix_spawnattr_setsigmask(&attributes, &noSignals)
         posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
 
         let arguments = argv.map { strdup($0) } + [nil]
         let environ = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -125,6 +130,7 @@ public struct ProcessRunner: Sendable {
         }
 
         let pid = spawnedPID
+        onSpawn(pid)
         let exit = ChildExit()
         let finished = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
@@ -136,11 +142,13 @@ public struct ProcessRunner: Sendable {
         var timedOut = false
         if finished.wait(timeout: .now() + timeout) == .timedOut {
             timedOut = true
-            kill(pid, SIGTERM)
+            kill(-pid, SIGTERM)
             if finished.wait(timeout: .now() + 5) == .timedOut {
-                kill(pid, SIGKILL)
+                kill(-pid, SIGKILL)
                 finished.wait()
             }
+            // Whatever of the group is still there (children that ignored SIGTERM) goes too.
+            kill(-pid, SIGKILL)
         }
         // Grandchildren may keep the pipe open; don't wait for them forever.
         _ = drained.wait(timeout: .now() + 2)
@@ -178,5 +186,21 @@ final class OutputTail: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// Ends a process group a dead factoryctl left running (recorded in its intent record), after
+/// checking that its leader is still the program that was started, so a reused pid is spared.
+enum OrphanGroup {
+    static func end(_ pgid: pid_t, program: String) -> Bool {
+        guard pgid > 1, kill(-pgid, 0) == 0 else { return false }
+        let cmdline = FileManager.default.contents(atPath: "/proc/\(pgid)/cmdline") ?? Data()
+        let argv0 = String(decoding: cmdline.split(separator: 0).first ?? Data(), as: UTF8.self)
+        let name = (program as NSString).lastPathComponent
+        // The leader may already be gone while its group lives on; then the group id is unused
+        // by anything else until every member has exited, so ending it is safe.
+        guard argv0.isEmpty || (argv0 as NSString).lastPathComponent == name else { return false }
+        kill(-pgid, SIGKILL)
+        return true
     }
 }

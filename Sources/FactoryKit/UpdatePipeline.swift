@@ -51,6 +51,7 @@ public struct UpdatePipeline {
         report.dryRun = request.dryRun
         report.jobID = request.jobID
         var held: (lock: CheckoutLock, gitDirectory: String)?
+        var keepJournal = false
         do {
             try execute(&report, held: &held)
         } catch let stop as Stop {
@@ -58,6 +59,8 @@ public struct UpdatePipeline {
             report.failure = stop.failure
             report.error = stop.message
             report.paths = stop.paths
+            // A failed repair or rollback keeps its record, so the next run tries again.
+            keepJournal = stop.failure == .rollbackFailed
         } catch {
             report.status = .failed
             report.failure = .internalError
@@ -66,13 +69,17 @@ public struct UpdatePipeline {
         let finished = Date()
         report.finishedAt = finished.timeIntervalSince1970
         report.durationMs = Int(finished.timeIntervalSince(started) * 1000)
-        // Recorded while the lock is still held, so two updates never interleave their writes.
-        if let held, request.recordHistory, !request.dryRun {
-            do {
-                try UpdateHistory(gitDirectory: held.gitDirectory).append(report)
-            } catch {
-                logger.warning("could not record the outcome in history: \(error)")
+        // Recorded while the lock is still held, so two updates never interleave their writes;
+        // the intent record goes only once the outcome is in the history.
+        if let held {
+            if request.recordHistory, !request.dryRun {
+                do {
+                    try UpdateHistory(gitDirectory: held.gitDirectory).append(report)
+                } catch {
+                    logger.warning("could not record the outcome in history: \(error)")
+                }
             }
+            if !keepJournal { ApplyJournal.remove(gitDirectory: held.gitDirectory) }
         }
         withExtendedLifetime(held?.lock) {}
         return report
@@ -122,6 +129,9 @@ public struct UpdatePipeline {
             }
         }
         held = (lock, repository.gitDirectory)
+        if let recovery = try recover(repository) {
+            report.recovery = recovery.message
+        }
         try update(repository, &report)
     }
 
@@ -151,7 +161,10 @@ public struct UpdatePipeline {
         }
         try checkCancelled()
 
-        // 3. Fetch.
+        // 3. Fetch. The record lets a later run remove lock files a killed fetch leaves behind.
+        let startedAt = report.startedAt
+        var journal = ApplyJournal(phase: .fetch, startedAt: startedAt, branch: branch, jobID: request.jobID)
+        try advance(&journal, to: .fetch, repository)
         logger.info("fetching \(remote)")
         do {
             try repository.fetch(remote: remote, options: FetchOptions(
@@ -229,6 +242,22 @@ public struct UpdatePipeline {
         // 4–5. Apply: work tree first (all-or-nothing), then the branch ref and HEAD.
         let rollback = Rollback(repository: repository, original: original, branch: branch, branchTipBefore: localTip)
         do {
+            // Refuse files in the way before the intent is recorded: a recovery may then treat
+            // every file at a path the target adds as one this update wrote.
+            try repository.checkoutTree(of: target, dryRun: true)
+        } catch let error as GitError where error.kind == .conflict {
+            throw Stop(failure: .checkoutBlocked,
+                       message: "cannot check out \(branch) at \(target.short): \(error.message); nothing was changed. Move the files out of the way and retry")
+        }
+        journal.from = originalCommit.hex
+        if case .branch(let name, _) = original { journal.previousBranch = name }
+        journal.to = target.hex
+        journal.branchTipBefore = localTip?.hex
+        journal.sync = request.sync
+        journal.restart = request.restart
+        journal.services = request.services
+        try advance(&journal, to: .checkout, repository)
+        do {
             try repository.checkoutTree(of: target)
         } catch let error as GitError where error.kind == .conflict {
             // libgit2 finds conflicts before writing anything.
@@ -248,18 +277,22 @@ public struct UpdatePipeline {
             try rollBack(rollback, &report, failure: .internalError, reason: "could not move \(branch): \(error)", resync: false, restart: false)
         }
         logger.info("\(branch) now at \(target.short) (\(report.integration.rawValue))")
+        try advance(&journal, to: .moved, repository)
 
         // 6. Dependencies.
         if request.sync {
-            let result = runSync()
+            try advance(&journal, to: .syncing, repository)
+            let result = runSync(journalIn: repository.gitDirectory)
             if !result.ok {
                 try rollBack(rollback, &report, failure: .syncFailed, reason: result.message, resync: true, restart: false)
             }
             report.synced = true
+            try advance(&journal, to: .synced, repository)
         }
 
         // 7. Services.
         if request.restart {
+            try advance(&journal, to: .restarting, repository)
             report.services = request.services
             let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
             let inactive = services.restart(request.services, settle: request.settleSeconds)
@@ -275,6 +308,19 @@ public struct UpdatePipeline {
 
     // MARK: Helpers
 
+    /// Moves the intent record to `phase`; if it cannot be written, stops (before the step runs).
+    private func advance(_ journal: inout ApplyJournal, to phase: ApplyJournal.Phase, _ repository: Repository) throws {
+        journal.phase = phase
+        do {
+            try journal.write(gitDirectory: repository.gitDirectory)
+        } catch {
+            if phase <= .checkout {
+                throw Stop(failure: .internalError, message: "cannot record the update's intent: \(error); nothing was changed")
+            }
+            logger.warning("cannot advance the update record to \(phase.rawValue): \(error)")
+        }
+    }
+
     private var pastDeadline: Bool {
         request.deadline.map { Date() >= $0 } ?? false
     }
@@ -286,7 +332,7 @@ public struct UpdatePipeline {
 
     /// Runs the dependency sync. The forward sync is bounded by the mission deadline; the one that
     /// restores the previous environment during a rollback is not (only by `syncTimeout`).
-    private func runSync(withinDeadline: Bool = true) -> (ok: Bool, message: String) {
+    func runSync(withinDeadline: Bool = true, journalIn gitDirectory: String) -> (ok: Bool, message: String) {
         let argv = request.syncCommand
         guard !argv.isEmpty else { return (true, "") }
         var timeout = request.syncTimeout
@@ -294,7 +340,13 @@ public struct UpdatePipeline {
         logger.info("running \(argv.joined(separator: " "))")
         do {
             let result = try ProcessRunner(environment: request.environment)
-                .run(argv, in: request.factoryDirectory, timeout: timeout)
+                .run(argv, in: request.factoryDirectory, timeout: timeout) { pid in
+                    // Remembered so a recovery can end it if this process dies mid-sync.
+                    guard var journal = ApplyJournal.load(gitDirectory: gitDirectory) else { return }
+                    journal.childGroup = pid
+                    journal.childProgram = argv[0]
+                    try? journal.write(gitDirectory: gitDirectory)
+                }
             if result.succeeded {
                 logger.info("\(argv.joined(separator: " ")) finished in \(String(format: "%.1f", result.duration)) s")
                 return (true, "")
@@ -309,6 +361,11 @@ public struct UpdatePipeline {
     private func rollBack(_ rollback: Rollback, _ report: inout UpdateReport, failure: UpdateFailure,
                           reason: String, resync: Bool, restart: Bool) throws -> Never {
         logger.error("\(reason); rolling back to \(rollback.original.commit?.short ?? "?")")
+        var journal = ApplyJournal.load(gitDirectory: rollback.repository.gitDirectory)
+        if journal != nil {
+            journal!.phase = .rollingBack
+            try? journal!.write(gitDirectory: rollback.repository.gitDirectory)
+        }
         do {
             try rollback.perform()
         } catch {
@@ -319,7 +376,7 @@ public struct UpdatePipeline {
         report.to = report.from
         var notes: [String] = []
         if resync && request.sync {
-            let result = runSync(withinDeadline: false)
+            let result = runSync(withinDeadline: false, journalIn: rollback.repository.gitDirectory)
             if !result.ok { notes.append("re-syncing the previous environment failed: \(result.message)") }
         }
         if restart {

@@ -62,6 +62,8 @@ public struct UpdateReport: Codable, Sendable {
     /// Modified tracked files, or conflicting paths, behind a failure.
     public var paths: [String] = []
     public var jobID: String?
+    /// What this run repaired first, when an earlier update had been killed part-way.
+    public var recovery: String?
     /// Epoch seconds.
     public var startedAt: Double
     public var finishedAt: Double?
@@ -75,6 +77,7 @@ public struct UpdateReport: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case status, failure, error, branch, from, to, commits, integration, changed, synced, restarted, services, paths
         case previousBranch = "previous_branch", commitCount = "commit_count", rebasedCommits = "rebased_commits"
+        case recovery
         case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
         case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms"
     }
@@ -106,6 +109,7 @@ public struct UpdateReport: Codable, Sendable {
         try c.encode(wouldConflict, forKey: .wouldConflict)
         try c.encode(paths, forKey: .paths)
         try c.encode(jobID, forKey: .jobID)
+        try c.encode(recovery, forKey: .recovery)
         try c.encode(startedAt, forKey: .startedAt)
         try c.encode(finishedAt, forKey: .finishedAt)
         try c.encode(durationMs, forKey: .durationMs)

@@ -298,10 +298,24 @@ public final class Repository {
     /// `safe` (the default) refuses before writing anything when a modified tracked file or an
     /// untracked file would be overwritten; the paths in the way are listed in the error.
     /// Ignored files are never overwritten, and untracked files are never removed.
-    public func checkoutTree(of commit: ObjectID, force: Bool = false) throws {
+    /// `dryRun` only checks (nothing is written). `baseline` names the commit the work tree is
+    /// believed to hold (default: the index) — crash recovery passes the commit an interrupted
+    /// checkout was writing, so files it had already written are recognised as its own.
+    public func checkoutTree(of commit: ObjectID, force: Bool = false, dryRun: Bool = false, baseline: ObjectID? = nil) throws {
         let collector = PathCollector()
+        var baselineTree: OpaquePointer?
+        defer { git_tree_free(baselineTree) }
+        if let baseline {
+            var oid = baseline.raw
+            var baselineCommit: OpaquePointer?
+            try check(git_commit_lookup(&baselineCommit, handle, &oid), "look up commit \(baseline.short)")
+            defer { git_commit_free(baselineCommit) }
+            try check(git_commit_tree(&baselineTree, baselineCommit), "read tree of \(baseline.short)")
+        }
         let code = try withCommitObject(commit) { object in
             var options = try checkoutOptions(force: force)
+            if dryRun { options.checkout_strategy |= GIT_CHECKOUT_DRY_RUN.rawValue }
+            options.baseline = baselineTree
             options.notify_flags = GIT_CHECKOUT_NOTIFY_CONFLICT.rawValue
             options.notify_payload = Unmanaged.passUnretained(collector).toOpaque()
             options.notify_cb = { _, path, _, _, _, payload in

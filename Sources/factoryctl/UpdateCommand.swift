@@ -137,6 +137,7 @@ struct UpdateSummary {
         let from = report.shortFrom ?? "?"
         let to = report.shortTo ?? "?"
         let prefix = report.dryRun ? "Would " : ""
+        if let recovery = report.recovery { lines.append("Recovered first: \(recovery)") }
         switch report.integration {
         case .none:
             break

@@ -1,0 +1,122 @@
+import Foundation
+
+/// The update's intent record, `.git/factoryctl/journal.json`: written before anything moves and
+/// advanced as each step completes, removed once the outcome is in the history. A record found
+/// by a run that holds the checkout lock was left by a process that died (the kernel dropped its
+/// flock), and is repaired before anything else (see `CrashRecovery`).
+///
+/// Written to a temp file and renamed, so a reader sees the old record or the new one, never a
+/// torn one. Not fsynced: `kill -9` loses nothing from the page cache; a power cut may lose the
+/// newest phase, as git's own refs (core.fsync off) would.
+public struct ApplyJournal: Codable, Sendable, Equatable {
+    /// Steps, in the order they happen.
+    public enum Phase: String, Codable, Sendable, Comparable {
+        /// Fetching: a kill may leave `.lock` files under `.git/refs`.
+        case fetch
+        /// About to write the work tree and index for `to`.
+        case checkout
+        /// Work tree, index, branch and HEAD are on `to`.
+        case moved
+        /// The dependency sync for `to` has started (the environment may be half-changed).
+        case syncing
+        case synced
+        /// Services are being restarted on `to`.
+        case restarting
+        /// Putting `from` back (code, environment, services).
+        case rollingBack = "rolling_back"
+
+        static let order: [Phase] = [.fetch, .checkout, .moved, .syncing, .synced, .restarting, .rollingBack]
+        public static func < (a: Phase, b: Phase) -> Bool {
+            order.firstIndex(of: a)! < order.firstIndex(of: b)!
+        }
+    }
+
+    public var phase: Phase
+    public var pid: Int32
+    /// Matches the history entry's `started_at`: a record whose run is already in the history
+    /// only missed being removed.
+    public var startedAt: Double
+    public var jobID: String?
+    /// The commit and branch HEAD was on before (nil branch: detached).
+    public var from: String?
+    public var previousBranch: String?
+    /// What the update is moving to, on which branch, and where that branch pointed before.
+    public var to: String?
+    public var branch: String
+    public var branchTipBefore: String?
+    public var sync = false
+    public var restart = false
+    public var services: [String] = []
+    /// The process group of the sync this update started (ended by a recovery if still alive).
+    public var childGroup: Int32?
+    public var childProgram: String?
+
+    enum CodingKeys: String, CodingKey {
+        case phase, pid, from, to, branch, sync, restart, services
+        case childGroup = "child_group", childProgram = "child_program"
+        case startedAt = "started_at", jobID = "job_id", previousBranch = "previous_branch"
+        case branchTipBefore = "branch_tip_before"
+    }
+
+    public init(phase: Phase, startedAt: Double, branch: String, jobID: String?) {
+        self.phase = phase
+        self.pid = getpid()
+        self.startedAt = startedAt
+        self.branch = branch
+        self.jobID = jobID
+    }
+
+    public static func path(gitDirectory: String) -> String {
+        gitDirectory + "/factoryctl/journal.json"
+    }
+
+    public static func load(gitDirectory: String) -> ApplyJournal? {
+        guard let data = FileManager.default.contents(atPath: path(gitDirectory: gitDirectory)) else { return nil }
+        return try? JSONDecoder().decode(ApplyJournal.self, from: data)
+    }
+
+    /// True when a record exists, even one that cannot be read (it is then treated as a fetch).
+    public static func exists(gitDirectory: String) -> Bool {
+        FileManager.default.fileExists(atPath: path(gitDirectory: gitDirectory))
+    }
+
+    public func write(gitDirectory: String) throws {
+        let path = Self.path(gitDirectory: gitDirectory)
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        let temporary = path + ".tmp"
+        try JSONEncoder.factory.encode(self).write(to: URL(fileURLWithPath: temporary))
+        guard rename(temporary, path) == 0 else {
+            let code = errno
+            unlink(temporary)
+            throw FactoryError.failed("could not write \(path): \(String(cString: strerror(code)))")
+        }
+    }
+
+    public static func remove(gitDirectory: String) {
+        unlink(path(gitDirectory: gitDirectory))
+    }
+}
+
+/// Lock files git and libgit2 create while writing, relative to `.git`. Under our checkout lock
+/// and with a journal left by a dead factoryctl, any of these is that process's leftover.
+enum StaleGitLocks {
+    static let fixed = ["index.lock", "HEAD.lock", "ORIG_HEAD.lock", "FETCH_HEAD.lock", "packed-refs.lock",
+                        "config.lock", "shallow.lock"]
+
+    /// Removes the lock files; returns the paths removed (relative to `.git`).
+    static func remove(gitDirectory: String) -> [String] {
+        var removed: [String] = []
+        for name in fixed where unlink(gitDirectory + "/" + name) == 0 {
+            removed.append(name)
+        }
+        let refs = gitDirectory + "/refs"
+        if let walker = FileManager.default.enumerator(atPath: refs) {
+            while let relative = walker.nextObject() as? String {
+                guard relative.hasSuffix(".lock") else { continue }
+                if unlink(refs + "/" + relative) == 0 { removed.append("refs/" + relative) }
+            }
+        }
+        return removed
+    }
+}
