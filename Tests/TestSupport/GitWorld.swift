@@ -179,32 +179,12 @@ public struct CheckoutSnapshot: Equatable, Sendable {
 /// `systemctl --user` stand-in: records argv in `calls.log` and keeps service state in files.
 /// `touch <state>/<svc>.fail-next-restart` makes the next restart leave the service failed.
 public enum FakeSystemctl {
-    public static let script = """
-    #!/bin/sh
-    # Test stand-in for `systemctl --user`: records argv, simulates service state.
-    dir="${FAKE_SYSTEMCTL_DIR:?FAKE_SYSTEMCTL_DIR not set}"
-    echo "$*" >> "$dir/calls.log"
-    if [ "$1" != "--user" ]; then echo "fake systemctl: only --user is simulated" >&2; exit 2; fi
-    verb="$2"; svc="$3"
-    case "$verb" in
-      restart|start)
-        if [ -e "$dir/$svc.fail-next-restart" ]; then
-          rm -f "$dir/$svc.fail-next-restart"; echo failed > "$dir/$svc.state"
-        else
-          echo active > "$dir/$svc.state"
-        fi ;;
-      stop) echo inactive > "$dir/$svc.state" ;;
-      is-active)
-        state=$(cat "$dir/$svc.state" 2>/dev/null || echo inactive)
-        echo "$state"
-        [ "$state" = active ] ;;
-      *) echo "fake systemctl: $verb is not simulated" >&2; exit 2 ;;
-    esac
-    """
+    /// The stand-in itself, shared with `scripts/faults.sh`.
+    public static let source = Package.root + "/Tests/fixtures/fake-systemctl"
 
     public static func install(in bin: String) throws {
         let path = bin + "/systemctl"
-        try Data(script.utf8).write(to: URL(fileURLWithPath: path))
+        try FileManager.default.copyItem(atPath: source, toPath: path)
         chmod(path, 0o755)
     }
 
