@@ -21,6 +21,15 @@ public struct FactoryEnvironment: Sendable {
         return value
     }
 
+    /// `FACTORYCTL_FETCH_TIMEOUT`: seconds a network fetch may go without progress (default 120).
+    public func fetchTimeout() throws(FactoryError) -> Double {
+        guard let raw = self["FACTORYCTL_FETCH_TIMEOUT"] else { return 120 }
+        guard let value = Double(raw), value > 0, value <= 86_400 else {
+            throw .invalidArgument("FACTORYCTL_FETCH_TIMEOUT must be a number of seconds between 0 and 86400, not '\(raw.prefix(40))'")
+        }
+        return value
+    }
+
     /// `UA_FACTORY_DIR`, else nil (callers default to the current directory).
     public var factoryDirectory: String? { self["UA_FACTORY_DIR"] }
 

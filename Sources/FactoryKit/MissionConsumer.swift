@@ -23,6 +23,8 @@ public struct ConsumerConfiguration: Sendable {
     /// Minimum seconds between two updates of this factory (remembered in the update history).
     public var minimumInterval: Double = 10
     public var settleSeconds: Double = 3
+    /// Longest a network fetch may go without progress.
+    public var fetchTimeout: Double = 120
     public var maxStreamLength = 10_000
     public var hqBaseURL: String?
     public var opsToken: String?
@@ -313,6 +315,7 @@ public final class MissionConsumer {
         request.sync = configuration.sync
         request.syncCommand = configuration.syncCommand
         request.settleSeconds = configuration.settleSeconds
+        request.fetchTimeout = configuration.fetchTimeout
         request.environment = configuration.environment
         var pipeline = UpdatePipeline(request: request, logger: logger)
         pipeline.shouldCancel = { [stop] in stop.isSet }

@@ -195,11 +195,12 @@ enum OrphanGroup {
     static func end(_ pgid: pid_t, program: String) -> Bool {
         guard pgid > 1, kill(-pgid, 0) == 0 else { return false }
         let cmdline = FileManager.default.contents(atPath: "/proc/\(pgid)/cmdline") ?? Data()
-        let argv0 = String(decoding: cmdline.split(separator: 0).first ?? Data(), as: UTF8.self)
+        // The program is argv[0], or argv[1] under an interpreter (a script's `#!`).
+        let leading = cmdline.split(separator: 0).prefix(2).map { (String(decoding: $0, as: UTF8.self) as NSString).lastPathComponent }
         let name = (program as NSString).lastPathComponent
         // The leader may already be gone while its group lives on; then the group id is unused
         // by anything else until every member has exited, so ending it is safe.
-        guard argv0.isEmpty || (argv0 as NSString).lastPathComponent == name else { return false }
+        guard leading.isEmpty || leading.contains(name) else { return false }
         kill(-pgid, SIGKILL)
         return true
     }

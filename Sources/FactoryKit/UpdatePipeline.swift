@@ -17,6 +17,11 @@ public struct UpdateRequest: Sendable {
     public var settleSeconds: Double = 3
     /// Longest a single `uv sync` may run.
     public var syncTimeout: Double = 600
+    /// Longest a network fetch may go without progress (connect, read) before it is ended
+    /// (`--fetch-timeout`, `FACTORYCTL_FETCH_TIMEOUT`).
+    public var fetchTimeout: Double = 120
+    /// How to start `factoryctl fetch-helper` for network remotes; nil fetches in-process.
+    public var fetchHelper: [String]? = IsolatedFetch.defaultHelper
     /// Whole-update deadline (the mission's `timeout_seconds`); nil for none.
     public var deadline: Date?
     public var jobID: String?
@@ -166,17 +171,7 @@ public struct UpdatePipeline {
         var journal = ApplyJournal(phase: .fetch, startedAt: startedAt, branch: branch, jobID: request.jobID)
         try advance(&journal, to: .fetch, repository)
         logger.info("fetching \(remote)")
-        do {
-            try repository.fetch(remote: remote, options: FetchOptions(
-                environment: request.environment, progress: progress, shouldCancel: { shouldCancel() || pastDeadline }))
-        } catch let error as GitError {
-            if shouldCancel() || pastDeadline {
-                throw Stop(failure: .cancelled, message: "the fetch was cancelled; nothing was changed")
-            }
-            let url = repository.remoteURL(remote).map(Self.redact) ?? remote
-            throw Stop(failure: .remoteUnreachable,
-                       message: "could not fetch \(remote) (\(url)): \(error.message); nothing was changed")
-        }
+        try fetch(repository, remote: remote, journal: &journal)
         try checkCancelled()
 
         // 4–5. Plan: which commit the branch should end on.
@@ -304,6 +299,62 @@ public struct UpdatePipeline {
             }
         }
         report.status = .success
+    }
+
+    /// Fetches `remote`: in-process for a local path, else in a killable helper process.
+    private func fetch(_ repository: Repository, remote: String, journal: inout ApplyJournal) throws {
+        let rawURL = repository.remoteURL(remote)
+        let url = rawURL.map(Self.redact) ?? remote
+        let cancelled = { shouldCancel() || pastDeadline }
+        guard let helper = request.fetchHelper, let rawURL, !IsolatedFetch.isLocal(rawURL) else {
+            do {
+                try repository.fetch(remote: remote, options: FetchOptions(
+                    environment: request.environment, progress: progress, shouldCancel: cancelled))
+            } catch let error as GitError {
+                if cancelled() { throw Stop(failure: .cancelled, message: "the fetch was cancelled; nothing was changed") }
+                if error.kind == .locked || error.message.contains(".lock") {
+                    throw Stop(failure: .remoteUnreachable,
+                               message: "could not fetch \(remote): \(error.message). A git process is writing there, or one died and left its lock file; if no git is running on this checkout, remove that file. Nothing was changed")
+                }
+                throw Stop(failure: .remoteUnreachable,
+                           message: "could not fetch \(remote) (\(url)): \(error.message); nothing was changed")
+            }
+            return
+        }
+        let gitDirectory = repository.gitDirectory
+        var recorded = journal
+        do {
+            try IsolatedFetch.fetch(helper: helper, gitDirectory: gitDirectory, remote: remote,
+                                    environment: request.environment, timeout: request.fetchTimeout,
+                                    shouldCancel: cancelled, progress: progress) { pid in
+                recorded.childGroup = pid
+                recorded.childProgram = helper[0]
+                try? recorded.write(gitDirectory: gitDirectory)
+            }
+        } catch {
+            // The helper is gone; ref locks it held are its leftovers (we hold the checkout lock).
+            let removed = StaleGitLocks.remove(gitDirectory: gitDirectory)
+            if !removed.isEmpty { logger.notice("removed lock files the stopped fetch left: \(removed.joined(separator: ", "))") }
+            switch error {
+            case .noProgress(let seconds):
+                throw Stop(failure: .remoteUnreachable,
+                           message: "fetching \(remote) (\(url)) made no progress for \(Self.seconds(seconds)); stopped it. Nothing was changed. Check the remote, or raise --fetch-timeout")
+            case .cancelled:
+                throw Stop(failure: .cancelled, message: pastDeadline ? "the mission deadline passed during the fetch; nothing was changed"
+                                                                       : "the fetch was cancelled; nothing was changed")
+            case .failed(let message):
+                throw Stop(failure: .remoteUnreachable, message: "could not fetch \(remote) (\(url)): \(message); nothing was changed")
+            case .launch(let message):
+                throw Stop(failure: .internalError, message: "could not start the fetch: \(message); nothing was changed")
+            }
+        }
+        recorded.childGroup = nil
+        recorded.childProgram = nil
+        journal = recorded
+    }
+
+    private static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
     }
 
     // MARK: Helpers

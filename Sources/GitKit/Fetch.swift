@@ -7,6 +7,13 @@ public struct FetchProgress: Sendable {
     public let indexedObjects: Int
     public let totalObjects: Int
     public let receivedBytes: Int
+
+    public init(receivedObjects: Int, indexedObjects: Int, totalObjects: Int, receivedBytes: Int) {
+        self.receivedObjects = receivedObjects
+        self.indexedObjects = indexedObjects
+        self.totalObjects = totalObjects
+        self.receivedBytes = receivedBytes
+    }
 }
 
 /// How to authenticate and report while fetching.
@@ -18,13 +25,18 @@ public struct FetchOptions {
     public var progress: ((FetchProgress) -> Void)?
     /// Polled during the transfer; returning true cancels the fetch.
     public var shouldCancel: (() -> Bool)?
+    /// Called when the remote shows life other than pack data (server messages, a credential
+    /// request): a watchdog counts it as progress.
+    public var activity: (() -> Void)?
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment,
                 progress: ((FetchProgress) -> Void)? = nil,
-                shouldCancel: (() -> Bool)? = nil) {
+                shouldCancel: (() -> Bool)? = nil,
+                activity: (() -> Void)? = nil) {
         self.environment = environment
         self.progress = progress
         self.shouldCancel = shouldCancel
+        self.activity = activity
     }
 }
 
@@ -96,6 +108,7 @@ extension Repository {
         fetchOptions.callbacks.credentials = { out, url, username, allowed, payload in
             guard let out, let payload else { return -1 }
             let context = Unmanaged<FetchContext>.fromOpaque(payload).takeUnretainedValue()
+            context.options.activity?()
             let urlText = url.map { String(cString: $0) } ?? ""
             if let credential = context.credential(
                 url: urlText, usernameFromURL: username.map { String(cString: $0) }, allowed: allowed
@@ -120,6 +133,7 @@ extension Repository {
         fetchOptions.callbacks.sideband_progress = { _, _, payload in
             guard let payload else { return 0 }
             let context = Unmanaged<FetchContext>.fromOpaque(payload).takeUnretainedValue()
+            context.options.activity?()
             return context.options.shouldCancel?() == true ? -1 : 0
         }
         fetchOptions.prune = GIT_FETCH_PRUNE_UNSPECIFIED

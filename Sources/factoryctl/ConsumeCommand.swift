@@ -79,6 +79,11 @@ struct ConsumeCommand: ParsableCommand {
         configuration.capabilities = environment.capabilities
         configuration.heartbeatSeconds = heartbeat
         configuration.settleSeconds = settle
+        do {
+            configuration.fetchTimeout = try environment.fetchTimeout()
+        } catch {
+            throw CommandFailure(code: .usage, message: "\(error)")
+        }
         configuration.minimumInterval = minInterval ?? environment["UA_FACTORY_MIN_UPDATE_INTERVAL"].flatMap(Double.init) ?? 10
         configuration.blockMilliseconds = min(2000, Int(heartbeat * 1000))
         configuration.hqBaseURL = environment.hqBaseURL

@@ -31,7 +31,8 @@ struct Factoryctl: AsyncParsableCommand {
           64  usage error
         """,
         version: version,
-        subcommands: [UpdateCommand.self, PublishCommand.self, ConsumeCommand.self, StatusCommand.self, ServeCommand.self]
+        subcommands: [UpdateCommand.self, PublishCommand.self, ConsumeCommand.self, StatusCommand.self, ServeCommand.self,
+                      FetchHelperCommand.self]
     )
 
     static func main() async {

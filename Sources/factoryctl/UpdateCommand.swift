@@ -23,7 +23,15 @@ struct UpdateCommand: ParsableCommand {
 
         Environment: UA_FACTORY_DIR, UA_FACTORY_SERVICE (comma-separated), \
         UA_FACTORY_SYNC_COMMAND (default "uv sync"), FACTORYCTL_SSH_KEY, \
-        FACTORYCTL_SSH_PASSPHRASE, FACTORYCTL_GIT_TOKEN. Exit codes: see `factoryctl --help`.
+        FACTORYCTL_SSH_PASSPHRASE, FACTORYCTL_GIT_TOKEN, FACTORYCTL_FETCH_TIMEOUT. \
+        Exit codes: see `factoryctl --help`.
+
+        A network fetch runs in a child process: when the remote sends nothing for \
+        --fetch-timeout seconds, or on Ctrl-C/SIGTERM, the child is ended, the lock is \
+        released and the update exits 5 (or 1 when cancelled) with nothing changed. An update \
+        killed part-way (kill -9, power loss) leaves an intent record in .git/factoryctl/; the \
+        next update or consumer undoes what it left (stale git locks, a half-written work tree, \
+        an environment synced for another commit), says so, then updates as usual.
         """
     )
 
@@ -53,6 +61,11 @@ struct UpdateCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds to wait after a restart before checking the services.", valueName: "seconds"))
     var settle: Double = 3
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Longest a network fetch may wait without progress (connect or read) before it is stopped (env FACTORYCTL_FETCH_TIMEOUT; default 120).",
+        valueName: "seconds"))
+    var fetchTimeout: Double?
+
     @Flag(name: .long, help: "Print one JSON object instead of the summary.")
     var json = false
 
@@ -66,6 +79,9 @@ struct UpdateCommand: ParsableCommand {
             throw ValidationError("invalid service name '\(name)'")
         }
         guard settle >= 0, settle <= 600 else { throw ValidationError("--settle must be between 0 and 600 seconds") }
+        if let fetchTimeout, !(fetchTimeout > 0 && fetchTimeout <= 86_400) {
+            throw ValidationError("--fetch-timeout must be between 0 and 86400 seconds")
+        }
     }
 
     func run() throws {
@@ -79,6 +95,11 @@ struct UpdateCommand: ParsableCommand {
         request.syncCommand = environment.syncCommand
         request.waitForLock = waitLock
         request.settleSeconds = settle
+        do {
+            request.fetchTimeout = try fetchTimeout ?? environment.fetchTimeout()
+        } catch {
+            throw CommandFailure(code: .usage, message: "\(error)")
+        }
         request.environment = environment.values
 
         // Ctrl-C or SIGTERM stops the update only while nothing has changed yet; once the checkout

@@ -38,6 +38,6 @@ import Testing
 
     @Test func subcommandsAreRegistered() throws {
         let names = Factoryctl.configuration.subcommands.map { $0.configuration.commandName }
-        #expect(names == ["update", "publish", "consume", "status", "serve"])
+        #expect(names == ["update", "publish", "consume", "status", "serve", "fetch-helper"])
     }
 }

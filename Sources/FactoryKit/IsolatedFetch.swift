@@ -1,0 +1,216 @@
+import Foundation
+import GitKit
+
+/// Fetching a network remote in a child process that can be killed.
+///
+/// libgit2 1.5 has no connect or read timeout, and its SSH transport reads the raw socket, so a
+/// remote that accepts the connection and never answers blocks `git_remote_fetch` for ever, with
+/// no callback in which to give up. The fetch therefore runs in `factoryctl fetch-helper`, a
+/// child in its own process group that reports progress on a pipe. The parent ends the group
+/// when no progress came for `fetchTimeout` seconds, or at once on SIGTERM/SIGINT or a mission
+/// deadline. Local remotes (a path or file://) are fetched in-process: nothing there can hang
+/// on a network.
+public enum IsolatedFetch {
+    /// The helper's argv prefix: this executable when it is factoryctl, else nil (then network
+    /// fetches run in-process, without the timeout; tests pass the built binary instead).
+    public static let defaultHelper: [String]? = {
+        guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
+              (path as NSString).lastPathComponent == "factoryctl" else { return nil }
+        return [path]
+    }()
+
+    public static let subcommand = "fetch-helper"
+
+    /// True for a remote that is a path on this machine.
+    public static func isLocal(_ url: String) -> Bool {
+        if url.hasPrefix("file://") { return true }
+        if url.contains("://") { return false }
+        // scp-like `user@host:path` (a colon before the first slash) is SSH.
+        if let colon = url.firstIndex(of: ":") {
+            let slash = url.firstIndex(of: "/") ?? url.endIndex
+            if colon < slash { return false }
+        }
+        return true
+    }
+
+    /// The child's side: fetch `remote` of the repository at `gitDirectory`, write
+    /// `progress <received> <indexed> <total> <bytes>` lines to stdout as the transfer moves, and
+    /// `error <message>` before a non-zero exit. Returns the exit code.
+    public static func runHelper(gitDirectory: String, remote: String, environment: [String: String]) -> Int32 {
+        GitLibrary.initialize()
+        let output = LineWriter(fd: 1)
+        do {
+            let repository = try Repository.open(at: gitDirectory)
+            output.write("progress 0 0 0 0") // connected to our parent, about to contact the remote
+            var last = Date.distantPast
+            try repository.fetch(remote: remote, options: FetchOptions(environment: environment, progress: { progress in
+                let now = Date()
+                let complete = progress.totalObjects > 0 && progress.indexedObjects == progress.totalObjects
+                guard complete || now.timeIntervalSince(last) >= 0.1 else { return }
+                last = now
+                output.write("progress \(progress.receivedObjects) \(progress.indexedObjects) \(progress.totalObjects) \(progress.receivedBytes)")
+            }, activity: {
+                let now = Date()
+                guard now.timeIntervalSince(last) >= 0.1 else { return }
+                last = now
+                output.write("alive")
+            }))
+            return 0
+        } catch let error as GitError {
+            output.write("error " + error.message.replacingOccurrences(of: "\n", with: " "))
+            return 1
+        } catch {
+            output.write("error \(error)".replacingOccurrences(of: "\n", with: " "))
+            return 1
+        }
+    }
+
+    /// Why an isolated fetch failed.
+    public enum Failure: Error, Sendable {
+        case noProgress(seconds: Double)
+        case cancelled
+        case failed(String)
+        case launch(String)
+    }
+
+    /// The parent's side. `onSpawn` gets the child's process group (for the intent record).
+    static func fetch(helper: [String], gitDirectory: String, remote: String, environment: [String: String],
+                      timeout: Double, shouldCancel: @escaping () -> Bool,
+                      progress: ((FetchProgress) -> Void)?, onSpawn: (pid_t) -> Void) throws(Failure) {
+        var error: String?
+        let outcome: StreamingOutcome
+        do {
+            outcome = try ProcessRunner(environment: environment).runStreaming(
+                helper + [subcommand, "--git-dir", gitDirectory, "--remote", remote],
+                silenceTimeout: timeout, shouldCancel: shouldCancel, onSpawn: onSpawn
+            ) { line in
+                if line.hasPrefix("error ") { error = String(line.dropFirst(6)); return }
+                let fields = line.split(separator: " ")
+                if fields.first == "progress", fields.count == 5, let progress,
+                   let received = Int(fields[1]), let indexed = Int(fields[2]), let total = Int(fields[3]), let bytes = Int(fields[4]),
+                   total > 0 {
+                    progress(FetchProgress(receivedObjects: received, indexedObjects: indexed, totalObjects: total, receivedBytes: bytes))
+                }
+            }
+        } catch let launch {
+            throw .launch("\(launch)")
+        }
+        switch outcome {
+        case .exited(0): return
+        case .exited(let code): throw .failed(error ?? "the fetch helper exited with \(code)")
+        case .silent: throw .noProgress(seconds: timeout)
+        case .cancelled: throw .cancelled
+        }
+    }
+}
+
+/// Writes whole lines to a file descriptor with one write(2) each.
+final class LineWriter {
+    let fd: Int32
+    init(fd: Int32) { self.fd = fd }
+
+    func write(_ line: String) {
+        var bytes = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 { return }
+            offset += written
+        }
+    }
+}
+
+/// How a streamed child ended.
+enum StreamingOutcome: Equatable {
+    case exited(Int32)
+    /// Printed nothing for the silence timeout; its group was killed.
+    case silent
+    /// `shouldCancel` said so; its group was killed.
+    case cancelled
+}
+
+extension ProcessRunner {
+    /// Runs `argv` in a process group of its own, handing each line it prints (stdout; stderr is
+    /// discarded) to `onLine`. Kills the group with SIGKILL when it prints nothing for
+    /// `silenceTimeout` seconds or when `shouldCancel` returns true (checked every 100 ms).
+    func runStreaming(_ argv: [String], silenceTimeout: Double, shouldCancel: () -> Bool,
+                      onSpawn: (pid_t) -> Void, onLine: (String) -> Void) throws -> StreamingOutcome {
+        let executable = try resolve(argv[0])
+        var pipeFDs: [Int32] = [-1, -1]
+        guard pipe(&pipeFDs) == 0 else {
+            throw ProcessRunnerError.launchFailed(argv[0], String(cString: strerror(errno)))
+        }
+        // Close-on-exec: other children spawned meanwhile must not hold this pipe open.
+        for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let (readEnd, writeEnd) = (pipeFDs[0], pipeFDs[1])
+        defer { close(readEnd) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t(), allSignals = sigset_t()
+        sigemptyset(&noSignals)
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        let arguments = argv.map { strdup($0) } + [nil]
+        let environ = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            arguments.forEach { free($0) }
+            environ.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, &attributes, arguments, environ)
+        close(writeEnd)
+        guard spawned == 0 else { throw ProcessRunnerError.launchFailed(argv[0], String(cString: strerror(spawned))) }
+        onSpawn(pid)
+
+        var ended: StreamingOutcome?
+        var lastOutput = Date()
+        var pending: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var open = true
+        while open {
+            var poller = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, 100)
+            if ready > 0 {
+                let count = read(readEnd, &buffer, buffer.count)
+                if count > 0 {
+                    lastOutput = Date()
+                    pending += buffer[0..<count]
+                    while let newline = pending.firstIndex(of: 10) {
+                        onLine(String(decoding: pending[..<newline], as: UTF8.self))
+                        pending.removeSubrange(...newline)
+                    }
+                    if pending.count > 65536 { pending.removeAll() }
+                    continue
+                }
+                if count < 0 && errno == EINTR { continue }
+                open = false // EOF: the child (and anything it started) closed the pipe
+            } else if ready < 0 && errno != EINTR {
+                open = false
+            }
+            if open, shouldCancel() { ended = .cancelled }
+            if open, ended == nil, Date().timeIntervalSince(lastOutput) >= silenceTimeout { ended = .silent }
+            if ended != nil {
+                kill(-pid, SIGKILL)
+                open = false
+            }
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        // Nothing of the group may outlive the fetch (it could write refs under our lock).
+        kill(-pid, SIGKILL)
+        if let ended { return ended }
+        let signal = status & 0x7f
+        return .exited(signal == 0 ? (status >> 8) & 0xff : 128 + signal)
+    }
+}

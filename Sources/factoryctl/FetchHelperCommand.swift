@@ -1,0 +1,25 @@
+import ArgumentParser
+import FactoryKit
+import Foundation
+
+/// The child `update` and `consume` start to fetch a network remote, so that a remote that
+/// stops answering can be ended (see `IsolatedFetch`). Not for people: hidden from help.
+struct FetchHelperCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: IsolatedFetch.subcommand,
+        abstract: "Internal: fetch one remote, reporting progress on stdout (started by update and consume).",
+        shouldDisplay: false
+    )
+
+    @Option(name: .long, help: "The repository's .git directory.")
+    var gitDir: String
+
+    @Option(name: .long, help: "The remote to fetch.")
+    var remote = "origin"
+
+    func run() throws {
+        let code = IsolatedFetch.runHelper(gitDirectory: gitDir, remote: remote,
+                                           environment: ProcessInfo.processInfo.environment)
+        if code != 0 { throw CommandFailure(code: .remoteUnreachable, message: "") }
+    }
+}
