@@ -65,11 +65,13 @@ public struct FactoryEnvironment: Sendable {
     /// `UA_REDIS_DB` and `REDIS_PASSWORD`.
     public var redisURL: String {
         if let url = self["UA_REDIS_URL"] { return url }
-        let host = self["UA_REDIS_HOST"] ?? "127.0.0.1"
+        var host = self["UA_REDIS_HOST"] ?? "127.0.0.1"
+        // An IPv6 address goes in brackets, or its colons read as a port.
+        if host.contains(":"), !host.hasPrefix("[") { host = "[\(host)]" }
         let port = self["UA_REDIS_PORT"] ?? "6379"
         let db = self["UA_REDIS_DB"] ?? "0"
         if let password = self["REDIS_PASSWORD"] {
-            let escaped = password.addingPercentEncoding(withAllowedCharacters: .urlUserAllowed) ?? password
+            let escaped = password.addingPercentEncoding(withAllowedCharacters: .urlPasswordAllowed) ?? password
             return "redis://:\(escaped)@\(host):\(port)/\(db)"
         }
         return "redis://\(host):\(port)/\(db)"

@@ -5,7 +5,45 @@ import RedisKit
 public struct StreamEntry: Sendable, Equatable {
     public let id: String
     /// nil when the entry was trimmed from the stream while still pending.
+    /// A field larger than `maxFieldBytes` is cut to its first KiB here (see `problems`).
     public let fields: [String: String]?
+    /// Why the entry cannot be read as text at all (invalid UTF-8, oversized fields): such an
+    /// entry is dead-lettered without parsing.
+    public var problems: [String] = []
+
+    public init(id: String, fields: [String: String]?, problems: [String] = []) {
+        self.id = id
+        self.fields = fields
+        self.problems = problems
+    }
+
+    /// The largest field factoryctl reads; an envelope is a few hundred bytes.
+    public static let maxFieldBytes = 64 * 1024
+
+    /// Decodes raw field pairs strictly, noting what is wrong instead of guessing.
+    init(id: String, raw: [RedisReply]) {
+        var fields: [String: String] = [:]
+        var problems: [String] = []
+        for index in stride(from: 0, to: raw.count - 1, by: 2) {
+            guard case .string(let nameData) = raw[index], case .string(let valueData) = raw[index + 1] else { continue }
+            let name = String(validating: nameData.prefix(256), as: UTF8.self) ?? String(decoding: nameData.prefix(256), as: UTF8.self)
+            if nameData.count > 256 || String(validating: nameData, as: UTF8.self) == nil {
+                problems.append("a field name is not valid UTF-8 or longer than 256 bytes")
+            }
+            if valueData.count > Self.maxFieldBytes {
+                problems.append("field \(name) is \(valueData.count) bytes (the limit is \(Self.maxFieldBytes))")
+                fields[name] = String(decoding: valueData.prefix(1024), as: UTF8.self) + "… (\(valueData.count) bytes, cut)"
+                continue
+            }
+            if let text = String(validating: valueData, as: UTF8.self) {
+                fields[name] = text
+            } else {
+                problems.append("field \(name) is not valid UTF-8")
+                fields[name] = String(decoding: valueData, as: UTF8.self)
+            }
+        }
+        self.init(id: id, fields: fields, problems: problems)
+    }
 }
 
 /// The Redis side of missions: the mission stream, its results and dead-letter streams, consumer
@@ -49,7 +87,7 @@ public final class MissionBus {
     }
 
     /// New entries, blocking up to `blockMilliseconds` (the socket timeout must be longer).
-    public func readNew(group: String, consumer: String, count: Int = 50, blockMilliseconds: Int) throws(RedisError) -> [StreamEntry] {
+    public func readNew(group: String, consumer: String, count: Int = 10, blockMilliseconds: Int) throws(RedisError) -> [StreamEntry] {
         try read(group: group, consumer: consumer, id: ">", count: count, blockMilliseconds: blockMilliseconds)
     }
 
@@ -65,7 +103,11 @@ public final class MissionBus {
             guard let pair = streamReply.array, pair.count == 2, let items = pair[1].array else { continue }
             for item in items {
                 guard let parts = item.array, parts.count == 2, let entryID = parts[0].text else { continue }
-                entries.append(StreamEntry(id: entryID, fields: parts[1].isNull ? nil : parts[1].fieldMap))
+                if parts[1].isNull {
+                    entries.append(StreamEntry(id: entryID, fields: nil))
+                } else {
+                    entries.append(StreamEntry(id: entryID, raw: parts[1].array ?? []))
+                }
             }
         }
         return entries
@@ -90,14 +132,30 @@ public final class MissionBus {
 
     // MARK: Writing
 
-    /// XADD with the existing HQ's fields; returns the entry id.
+    /// Adds the mission (the existing HQ's fields) and its job record in one server-side script:
+    /// the XADD runs first, so when it fails (wrong key type, out of memory, ACL) nothing is
+    /// recorded and no phantom job is left in flight; once it succeeds, the record follows in the
+    /// same atomic step, so no reader sees one without the other. Returns the entry id.
     @discardableResult
-    public func publish(_ mission: Mission) throws(RedisError) -> String {
+    public func publish(_ mission: Mission, publishedAt: Date = Date()) throws(RedisError) -> String {
         let envelope = mission.envelope
-        return try add(stream, [
-            "job_id": envelope.jobID, "idempotency_key": envelope.idempotencyKey, "envelope": envelope.json.pythonJSON,
-        ], order: ["job_id", "idempotency_key", "envelope"])
+        let meta = Self.jobMeta(mission, publishedAt: publishedAt)
+        let reply = try redis.command([
+            "EVAL", Self.publishScript, "3", stream, Self.jobKey(mission.jobID), Self.inflightKey,
+            String(maxLength), envelope.jobID, envelope.idempotencyKey, envelope.json.pythonJSON,
+            meta.pythonJSON, String(Self.jobRetention), mission.kind == .update ? "1" : "0",
+        ])
+        guard let id = reply.text else { throw .unexpectedReply("publish returned \(reply)") }
+        return id
     }
+
+    static let publishScript = """
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'job_id', ARGV[2], 'idempotency_key', ARGV[3], 'envelope', ARGV[4])
+    redis.call('HSET', KEYS[2], 'meta', ARGV[5])
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+    if ARGV[7] == '1' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[5]) end
+    return id
+    """
 
     /// Writes a result to `<stream>:results` and to the job's record (for `status --job` and `--wait`).
     /// The job record is written first, so a reader woken by the stream entry finds it.
@@ -148,19 +206,13 @@ public final class MissionBus {
 
     // MARK: Job records
 
-    /// Records a published job (targets, branch, deadline) and marks it in flight.
-    public func recordJob(_ mission: Mission, publishedAt: Date = Date()) throws(RedisError) {
-        let meta: JSONValue = .object([
+    /// A published job's record: targets, branch, deadline.
+    static func jobMeta(_ mission: Mission, publishedAt: Date) -> JSONValue {
+        .object([
             "job_id": .string(mission.jobID), "kind": .string(mission.kind.rawValue), "branch": .string(mission.branch),
             "target": mission.target.json, "published_at": .double(publishedAt.timeIntervalSince1970),
             "expires_at": .double(publishedAt.timeIntervalSince1970 + Double(mission.envelope.timeoutSeconds)),
         ])
-        let key = Self.jobKey(mission.jobID)
-        try redis.command(["HSET", key, "meta", meta.pythonJSON])
-        try redis.command(["EXPIRE", key, String(Self.jobRetention)])
-        if mission.kind == .update {
-            try redis.command(["HSET", Self.inflightKey, mission.jobID, meta.pythonJSON])
-        }
     }
 
     public struct JobRecord: Sendable {

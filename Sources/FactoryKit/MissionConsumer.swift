@@ -1,3 +1,4 @@
+import CSupport
 import Foundation
 import GitKit
 import Logging
@@ -165,10 +166,21 @@ public final class MissionConsumer {
 
     private func handle(_ entries: [StreamEntry], recovering: Bool) throws -> ConsumerExit? {
         guard !entries.isEmpty else { return nil }
+        // A batch of large (hostile) entries must not leave its memory behind: once handled,
+        // give the freed heap back so the consumer returns to its idle footprint.
+        let size = entries.reduce(0) { total, entry in total + (entry.fields?.values.reduce(0) { $0 + $1.utf8.count } ?? 0) }
+        defer { if size > 256 * 1024 || entries.contains(where: { !$0.problems.isEmpty }) { _ = factoryctl_malloc_trim() } }
         var updates: [(entry: StreamEntry, mission: Mission, receivedAt: Date)] = []
         for entry in entries {
             guard let fields = entry.fields else {
                 logger.warning("pending entry \(entry.id) was trimmed from the stream; acking it")
+                try bus.ack(group: group, [entry.id])
+                continue
+            }
+            guard entry.problems.isEmpty else {
+                let reason = entry.problems.joined(separator: "; ")
+                logger.error("dead-lettering entry \(entry.id): \(reason)")
+                try bus.deadLetter(entry, reason: reason)
                 try bus.ack(group: group, [entry.id])
                 continue
             }
@@ -205,17 +217,27 @@ public final class MissionConsumer {
 
     private func control(_ mission: Mission, entry: StreamEntry) throws {
         let pause = mission.kind == .pause
-        state.paused = pause
-        status = pause ? "paused" : "online"
-        logger.notice("\(pause ? "paused" : "resumed") by \(mission.jobID)")
         let now = Date().timeIntervalSince1970
-        try bus.publishResult(MissionResult(jobID: mission.jobID, succeeded: true, result: [
+        var result: [String: JSONValue] = [
             "factory_id": .string(configuration.factoryID), "mission_kind": .string(mission.kind.rawValue),
             "outcome": .string(pause ? "paused" : "resumed"), "changed": .bool(false),
             "received_at": .double(now), "finished_at": .double(now),
-        ], error: nil))
+        ]
+        var failure: String?
+        do {
+            // Saved first: a pause that would not survive a restart is not reported as done.
+            try state.setPaused(pause)
+            status = pause ? "paused" : "online"
+            logger.notice("\(pause ? "paused" : "resumed") by \(mission.jobID)")
+        } catch {
+            failure = "could not save the \(pause ? "pause" : "resume") (\(error)); the factory is still \(state.paused ? "paused" : "running")"
+            logger.error("\(mission.jobID): \(failure!)")
+            result["outcome"] = .string("failed")
+            result["failure"] = .string("state_not_saved")
+        }
+        try bus.publishResult(MissionResult(jobID: mission.jobID, succeeded: failure == nil, result: result, error: failure))
         try bus.ack(group: group, [entry.id])
-        lastJob = (mission.jobID, "SUCCESS")
+        lastJob = (mission.jobID, failure == nil ? "SUCCESS" : "FAILED")
         try register()
     }
 
@@ -285,7 +307,11 @@ public final class MissionConsumer {
         var pipeline = makePipeline(branch: mission.branch)
         pipeline.request.deadline = receivedAt.addingTimeInterval(Double(mission.envelope.timeoutSeconds))
         pipeline.request.jobID = mission.jobID
+        // The registry keeps hearing from this factory ("updating") while a long sync runs.
+        let heartbeat = UpdateHeartbeat(url: configuration.redisURL, registration: currentRegistration(),
+                                        interval: configuration.heartbeatSeconds, logger: logger)
         let report = pipeline.run()
+        heartbeat.finish()
 
         let result = missionResult(report, mission: mission, receivedAt: receivedAt)
         logger.notice("\(mission.jobID): \(result.status) \(report.shortFrom ?? "?") → \(report.shortTo ?? "?")\(report.error.map { ": \($0)" } ?? "")")
@@ -349,6 +375,17 @@ public final class MissionConsumer {
     // MARK: Registration
 
     private func register() throws {
+        let registration = currentRegistration()
+        try registry.register(registration)
+        lastHeartbeat = Date(timeIntervalSince1970: registration.lastSeenAt)
+        if let hq, Date().timeIntervalSince(lastHQPost) >= 60 || status != lastPostedStatus {
+            lastHQPost = Date()
+            lastPostedStatus = status
+            hq.post(registration)
+        }
+    }
+
+    private func currentRegistration() -> Registration {
         let head = try? repository.head()
         var capabilities = configuration.capabilities
         capabilities += ["factoryctl", "factoryctl:\(configuration.version)", "system:update_factory",
@@ -363,13 +400,7 @@ public final class MissionConsumer {
             pid: getpid(), host: ProcessInfo.processInfo.hostName,
             startedAt: startedAt.timeIntervalSince1970, lastSeenAt: now.timeIntervalSince1970,
             lastJobID: lastJob?.id, lastJobStatus: lastJob?.status)
-        try registry.register(registration)
-        lastHeartbeat = now
-        if let hq, now.timeIntervalSince(lastHQPost) >= 60 || status != lastPostedStatus {
-            lastHQPost = now
-            lastPostedStatus = status
-            hq.post(registration)
-        }
+        return registration
     }
 }
 
@@ -383,17 +414,46 @@ final class ConsumerState {
     }
 
     var paused: Bool {
-        get {
-            if let cached { return cached }
-            let value = FileManager.default.contents(atPath: path).flatMap { try? JSONDecoder().decode([String: Bool].self, from: $0) }?["paused"] ?? false
-            cached = value
-            return value
+        if let cached { return cached }
+        let value = FileManager.default.contents(atPath: path).flatMap { try? JSONValue.parse(bytes: $0) }?["paused"]?.bool ?? false
+        cached = value
+        return value
+    }
+
+    /// Saves the flag (temp file, then rename); the in-memory value changes only once it is on disk.
+    func setPaused(_ value: Bool) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try Data(JSONValue.object(["paused": .bool(value)]).pythonJSON.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        cached = value
+    }
+}
+
+/// Re-registers a fixed registration (status "updating") every `interval` seconds on its own
+/// thread and Redis connection while the pipeline runs on the consumer's thread.
+final class UpdateHeartbeat: @unchecked Sendable {
+    private let stopRequested = DispatchSemaphore(value: 0)
+    private let stopped = DispatchSemaphore(value: 0)
+
+    init(url: RedisURL, registration: Registration, interval: Double, logger: Logger) {
+        Thread.detachNewThread { [stopRequested, stopped] in
+            let registry = FleetRegistry(redis: RedisClient(url: url, connectTimeout: 2, commandTimeout: 5))
+            var registration = registration
+            while stopRequested.wait(timeout: .now() + interval) == .timedOut {
+                registration.lastSeenAt = Date().timeIntervalSince1970
+                do {
+                    try registry.register(registration)
+                } catch {
+                    logger.debug("heartbeat during the update failed: \(error)")
+                }
+            }
+            stopped.signal()
         }
-        set {
-            cached = newValue
-            let directory = (path as NSString).deletingLastPathComponent
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            try? JSONEncoder().encode(["paused": newValue]).write(to: URL(fileURLWithPath: path), options: .atomic)
-        }
+    }
+
+    /// Stops the heartbeat and waits for its thread (at most one Redis command's timeout).
+    func finish() {
+        stopRequested.signal()
+        stopped.wait()
     }
 }

@@ -47,8 +47,7 @@ public struct Publisher {
         }
         let mission = Mission.make(kind: kind, target: target, branch: branch, timeoutSeconds: timeoutSeconds)
         let now = Date()
-        try bus.recordJob(mission, publishedAt: now)
-        let entryID = try bus.publish(mission)
+        let entryID = try bus.publish(mission, publishedAt: now)
         logger.info("published \(mission.jobID) (\(kind.rawValue), \(target), branch \(branch)) as \(entryID)")
         return Outcome(jobID: mission.jobID, kind: kind.rawValue, branch: branch,
                        targetFactoryID: mission.envelope.context["target_factory_id"]?.string ?? "",
