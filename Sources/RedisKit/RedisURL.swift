@@ -1,6 +1,7 @@
 import Foundation
 
-/// Where a Redis server is: `redis://[:password@]host:port/db` or `unix:///path.sock[?db=N]`.
+/// Where a Redis server is: `redis://[[user]:password@]host:port/db` (an IPv6 host in brackets)
+/// or `unix://[[user]:password@]/path.sock[?db=N]`. A user name authenticates as that ACL user.
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public enum Endpoint: Sendable, Equatable {
         case tcp(host: String, port: Int)
@@ -29,7 +30,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         case "rediss":
             throw .invalidURL("rediss:// (TLS) is not supported: this build's hiredis has no TLS. Use redis:// over a trusted network or a tunnel")
         case "redis":
-            guard let host = components.host, !host.isEmpty else { throw .invalidURL("no host in \(Self.redacted(text))") }
+            guard var host = components.host, !host.isEmpty else { throw .invalidURL("no host in \(Self.redacted(text))") }
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
             let port = components.port ?? 6379
             guard (1...65535).contains(port) else { throw .invalidURL("bad port \(port)") }
             let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
@@ -56,10 +58,12 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 
     /// The URL with any password replaced by `***`: safe for logs.
     public var description: String {
-        let auth = password == nil ? "" : ":***@"
+        let auth = password == nil ? (username.map { "\($0)@" } ?? "") : "\(username ?? ""):***@"
         switch endpoint {
-        case .tcp(let host, let port): return "redis://\(auth)\(host):\(port)/\(database)"
-        case .unix(let path): return "unix://\(path)" + (database == 0 ? "" : "?db=\(database)")
+        case .tcp(let host, let port):
+            let shown = host.contains(":") ? "[\(host)]" : host
+            return "redis://\(auth)\(shown):\(port)/\(database)"
+        case .unix(let path): return "unix://\(auth)\(path)" + (database == 0 ? "" : "?db=\(database)")
         }
     }
 

@@ -5,12 +5,23 @@ public final class RedisServer: @unchecked Sendable {
     public let directory: TemporaryDirectory
     public let socket: String
     public let password: String?
+    /// With an ACL file: the user redis-cli logs in as (password in `password`).
+    public let user: String?
+    public let aclFile: String?
     private var process: Process?
 
-    public init(password: String? = nil) throws {
+    public init(password: String? = nil, aclFile: String? = nil, user: String? = nil) throws {
         directory = TemporaryDirectory("factoryctl-redis")
         socket = directory.join("redis.sock")
         self.password = password
+        self.user = user
+        if let aclFile {
+            let copy = directory.join("users.acl")
+            try FileManager.default.copyItem(atPath: aclFile, toPath: copy)
+            self.aclFile = copy
+        } else {
+            self.aclFile = nil
+        }
         try start()
     }
 
@@ -27,7 +38,11 @@ public final class RedisServer: @unchecked Sendable {
         var arguments = ["redis-server", "--port", "0", "--unixsocket", socket, "--unixsocketperm", "700",
                          "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", directory.path,
                          "--logfile", directory.join("redis.log")]
-        if let password { arguments += ["--requirepass", password] }
+        if let aclFile {
+            arguments += ["--aclfile", aclFile]
+        } else if let password {
+            arguments += ["--requirepass", password]
+        }
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -56,6 +71,7 @@ public final class RedisServer: @unchecked Sendable {
     @discardableResult
     public func cli(_ arguments: [String]) throws -> String {
         var argv = ["redis-cli", "-s", socket]
+        if let user { argv += ["--user", user] }
         if let password { argv += ["--no-auth-warning", "-a", password] }
         let result = try Command.run(argv + arguments)
         guard result.status == 0, !result.stdout.hasPrefix("Could not connect") else {

@@ -1,4 +1,5 @@
 import FactoryKit
+import RedisKit
 import Foundation
 import Testing
 import TestSupport
@@ -149,5 +150,129 @@ import TestSupport
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("removed stale lock files it left: refs/remotes/origin/main.lock"), "\(result.stdout)")
         #expect(try world.head(world.factory) == target)
+    }
+}
+
+/// Redis-side hardening: least-privilege ACL users, atomic publish, heartbeats during updates,
+/// saved pause state, hostile stream entries. Real redis-server and consumer processes.
+@Suite struct RedisHardeningTests {
+    @Test func aFactoryACLUserConsumesButCannotAddMissions() throws {
+        let world = try GitWorld()
+        let redis = try RedisServer(password: "change-me-hq", aclFile: Package.root + "/deploy/redis-users.acl", user: "hq")
+        let hqURL = "unix://hq:change-me-hq@\(redis.socket)"
+        let factoryURL = "unix://factory:change-me-factory@\(redis.socket)"
+        var hq = world.environment
+        hq["FACTORY_ROLE"] = "HEADQUARTERS"
+        hq["UA_REDIS_URL"] = hqURL
+        var factory = hq
+        factory["UA_REDIS_URL"] = factoryURL
+
+        // The factory user may not add missions, neither by hand nor through publish.
+        let xadd = try Command.run(["redis-cli", "-s", redis.socket, "--no-auth-warning", "--user", "factory",
+                                    "--pass", "change-me-factory", "XADD", "ua:missions:delegation", "*", "job_id", "x"])
+        #expect(xadd.stdout.contains("NOPERM"), "\(xadd.stdout)")
+        let sneaky = try Command.run([Package.factoryctl, "publish", "update", "--force"], environment: factory)
+        #expect(sneaky.status != 0)
+        #expect(sneaky.stderr.contains("NOPERM"), "\(sneaky.stderr)")
+        #expect(try redis.cli(["XLEN", "ua:missions:delegation"]) == "0")
+        #expect(try redis.cli(["PING"]) == "PONG")
+        let anonymous = try Command.run(["redis-cli", "-s", redis.socket, "PING"])
+        #expect(anonymous.stdout.contains("NOAUTH"), "the default user is off")
+
+        // A consumer logged in as the factory user runs what HQ publishes and reports it.
+        let consumer = try ConsumerProcess(binary: Package.factoryctl, factoryID: "f-1", factoryDirectory: world.factory,
+                                           redisURL: factoryURL, environment: factory,
+                                           extraArguments: ["--min-interval", "0", "--heartbeat", "1"],
+                                           log: world.directory.join("consume.log"))
+        defer { consumer.stop() }
+        #expect(eventually { (try? redis.cli(["HGET", "factoryctl:registry", "f-1"]))?.contains("online") == true }, "\(consumer.output)")
+        try redis.cli(["XADD", "ua:missions:delegation", "*", "job_id", "junk", "envelope", "{not json"])
+        let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let published = try Command.run([Package.factoryctl, "publish", "update", "--target", "f-1", "--log-level", "error"], environment: hq)
+        #expect(published.status == 0, "\(published.stderr)")
+        #expect(consumer.waitForExit(timeout: 60) == 10, "\(consumer.output)")
+        #expect(try world.head(world.factory) == target)
+        let job = published.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let status = try Command.run([Package.factoryctl, "status", "--job", job, "--json"], environment: hq)
+        #expect(status.stdout.contains("\"SUCCESS\""), "\(status.stdout)")
+        #expect(try redis.cli(["XLEN", "ua:missions:dlq"]) == "1", "the factory user wrote the dead letter")
+        #expect(!consumer.output.contains("NOPERM"), "\(consumer.output)")
+    }
+
+    @Test func aFailedXADDLeavesNoPhantomJobInFlight() throws {
+        let fleet = try FleetWorld()
+        try fleet.redis.cli(["SET", "ua:missions:delegation", "not a stream"])
+        let failed = try fleet.factoryctl(["publish", "update", "--target", "f-1"])
+        #expect(failed.status != 0)
+        #expect(failed.stderr.contains("WRONGTYPE"), "\(failed.stderr)")
+        #expect(try fleet.redis.cli(["EXISTS", "factoryctl:inflight"]) == "0")
+        #expect(try fleet.redis.cli(["KEYS", "factoryctl:job:*"]).isEmpty)
+        try fleet.redis.cli(["DEL", "ua:missions:delegation"])
+        // A live registration for f-1, so an in-flight job would block this publish.
+        try fleet.redis.cli(["HSET", "factoryctl:registry", "f-1", #"{"factory_id": "f-1", "factory_role": "LOCAL_WORKER", "registration_status": "online", "last_seen_at": \#(Date().timeIntervalSince1970)}"#])
+        #expect(try fleet.factoryctl(["publish", "update", "--target", "f-1"]).status == 0, "not refused as in flight")
+        #expect(try fleet.redis.cli(["XLEN", "ua:missions:delegation"]) == "1")
+    }
+
+    @Test func theRegistryHearsFromAFactoryDuringALongUpdate() throws {
+        let fleet = try FleetWorld()
+        let script = fleet.world.directory.join("bin/slow-sync")
+        try Data("#!/bin/sh\nsleep 4\nexec uv sync --offline --quiet\n".utf8).write(to: URL(fileURLWithPath: script))
+        chmod(script, 0o755)
+        var env = fleet.environment
+        env["UA_FACTORY_SYNC_COMMAND"] = script
+        let consumer = try fleet.consumer("f-1", environment: env)
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        _ = try fleet.publish(["update"])
+        #expect(try fleet.waitUntilRegistered("f-1", status: "updating"))
+        let first = try fleet.registration("f-1")?["last_seen_at"] as? Double ?? 0
+        #expect(eventually(timeout: 10) {
+            let row = try? fleet.registration("f-1")
+            return row?["registration_status"] as? String == "updating" && (row?["last_seen_at"] as? Double ?? 0) > first + 1
+        }, "last_seen_at advances while the sync runs")
+        #expect(consumer.waitForExit(timeout: 60) == 10)
+    }
+
+    @Test func aPauseThatCannotBeSavedIsReportedFailed() throws {
+        let fleet = try FleetWorld()
+        // The state file's place is taken by a directory: the write fails.
+        try FileManager.default.createDirectory(atPath: fleet.world.factory + "/.git/factoryctl/consumer.json/x",
+                                                withIntermediateDirectories: true)
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let job = try fleet.publish(["pause", "--target", "f-1"])
+        #expect(eventually { ((try? fleet.results(job)) ?? []).count == 1 })
+        let result = try fleet.results(job).first
+        #expect(result?["status"] as? String == "FAILED")
+        #expect((result?["error"] as? String)?.contains("could not save the pause") == true, "\(String(describing: result))")
+        #expect(try fleet.registration("f-1")?["registration_status"] as? String == "online")
+    }
+
+    @Test func entriesThatAreNotUTF8OrTooLargeAreDeadLetteredUnparsed() throws {
+        let fleet = try FleetWorld()
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let before = try fleet.world.head(fleet.world.factory)
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        // A valid envelope whose branch is \xff\xfe, written byte for byte.
+        let envelope = Mission.make(kind: .update, target: .all, branch: "PLACEHOLDER").envelope.json.pythonJSON
+        let parts = envelope.components(separatedBy: "PLACEHOLDER")
+        let bad = Data(parts[0].utf8) + Data([0xFF, 0xFE]) + Data(parts[1].utf8)
+        let client = RedisClient(url: try RedisURL(fleet.redis.url))
+        try client.command([Data("XADD".utf8), Data("ua:missions:delegation".utf8), Data("*".utf8),
+                            Data("job_id".utf8), Data("update-0000000000ff".utf8), Data("envelope".utf8), bad])
+        try client.command(["XADD", "ua:missions:delegation", "*", "job_id", "update-big", "envelope",
+                            String(repeating: "x", count: 1 << 20)])
+        #expect(eventually { (try? fleet.redis.cli(["XLEN", "ua:missions:dlq"])) == "2" }, "\(consumer.output)")
+        let dead = try fleet.redis.cli(["XRANGE", "ua:missions:dlq", "-", "+"])
+        #expect(dead.contains("is not valid UTF-8"))
+        #expect(dead.contains("bytes (the limit is 65536)"))
+        #expect(try fleet.world.head(fleet.world.factory) == before, "nothing ran")
+        #expect(consumer.status == nil, "the consumer lives")
+        #expect(try fleet.pending("f-1") == 0)
     }
 }
