@@ -188,7 +188,7 @@ _factoryctl_update() {
     repeating_flags=()
     non_repeating_flags=(--restart --dry-run --no-sync --wait-lock --json --version -h --help)
     repeating_options=(--service)
-    non_repeating_options=(--log-level --factory-dir --branch --settle)
+    non_repeating_options=(--log-level --factory-dir --branch --settle --fetch-timeout)
     __factoryctl_offer_flags_options 0
 
     # Offer option value completions
@@ -208,6 +208,9 @@ _factoryctl_update() {
         return
         ;;
     '--settle')
+        return
+        ;;
+    '--fetch-timeout')
         return
         ;;
     esac

@@ -23,7 +23,7 @@ function __factoryctl_parse_tokens -S
         __factoryctl_parse_subcommand 0 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'update'
-            __factoryctl_parse_subcommand 0 'log-level=' 'factory-dir=' 'branch=' 'restart' 'service=+' 'dry-run' 'no-sync' 'wait-lock' 'settle=' 'json' 'version' 'h/help'
+            __factoryctl_parse_subcommand 0 'log-level=' 'factory-dir=' 'branch=' 'restart' 'service=+' 'dry-run' 'no-sync' 'wait-lock' 'settle=' 'fetch-timeout=' 'json' 'version' 'h/help'
         case 'publish'
             __factoryctl_parse_subcommand 1 'log-level=' 'redis-url=' 'stream=' 'target=+' 'branch=' 'force' 'mission-timeout=' 'max-length=' 'wait' 'timeout=' 'json' 'version' 'h/help'
         case 'consume'
@@ -104,6 +104,7 @@ complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" no-sync' -l 'no-sync' -d 'Do not run the dependency sync (uv sync).'
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" wait-lock' -l 'wait-lock' -d 'Wait for another update\'s lock instead of failing at once.'
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" settle' -l 'settle' -d 'Seconds to wait after a restart before checking the services.' -rfka ''
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" fetch-timeout' -l 'fetch-timeout' -d 'Longest a network fetch may wait without progress (connect or read) before it is stopped (env FACTORYCTL_FETCH_TIMEOUT; default 120).' -rfka ''
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" json' -l 'json' -d 'Print one JSON object instead of the summary.'
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" version' -l 'version' -d 'Show the version.'
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" h help' -s 'h' -l 'help' -d 'Show help information.'
