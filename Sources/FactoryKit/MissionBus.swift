@@ -157,17 +157,30 @@ public final class MissionBus {
     return id
     """
 
-    /// Writes a result to `<stream>:results` and to the job's record (for `status --job` and `--wait`).
-    /// The job record is written first, so a reader woken by the stream entry finds it.
-    public func publishResult(_ result: MissionResult) throws(RedisError) {
-        if let factoryID = result.factoryID {
-            let key = Self.jobKey(result.jobID)
-            try redis.command(["HSET", key, "result:" + factoryID, result.json.pythonJSON])
-            try redis.command(["EXPIRE", key, String(Self.jobRetention)])
-        }
-        try add(resultsStream, ["job_id": result.jobID, "status": result.status, "envelope": result.json.pythonJSON],
-                order: ["job_id", "status", "envelope"])
+    /// Writes a result to the job's record and to `<stream>:results`, once per job and factory,
+    /// in one server-side script: a consumer killed after reporting and before acking reports
+    /// nothing twice when the mission is delivered again, and no reader sees the record without
+    /// the stream entry. The record is written first, so a reader woken by the entry finds it.
+    /// Returns false when this factory had already reported this job.
+    @discardableResult
+    public func publishResult(_ result: MissionResult) throws(RedisError) -> Bool {
+        let json = result.json.pythonJSON
+        let reply = try redis.command([
+            "EVAL", Self.resultScript, "2", Self.jobKey(result.jobID), resultsStream,
+            result.factoryID.map { "result:" + $0 } ?? "", json, String(Self.jobRetention), String(maxLength),
+            result.jobID, result.status,
+        ])
+        return reply.integer == 1
     }
+
+    static let resultScript = """
+    if ARGV[1] ~= '' then
+      if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+      redis.call('EXPIRE', KEYS[1], ARGV[3])
+    end
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'job_id', ARGV[5], 'status', ARGV[6], 'envelope', ARGV[2])
+    return 1
+    """
 
     /// Copies an entry to the dead-letter stream with the reason. A valid envelope gets
     /// `failure_error` and `retry_count` added; anything else keeps its raw fields.

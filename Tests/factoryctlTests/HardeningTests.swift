@@ -171,6 +171,13 @@ import TestSupport
         let xadd = try Command.run(["redis-cli", "-s", redis.socket, "--no-auth-warning", "--user", "factory",
                                     "--pass", "change-me-factory", "XADD", "ua:missions:delegation", "*", "job_id", "x"])
         #expect(xadd.stdout.contains("NOPERM"), "\(xadd.stdout)")
+        for keys in ["ua:missions:delegation", "ua:missions:delegation:results"] {
+            // Not through a script either, whatever keys the script declares.
+            let script = try Command.run(["redis-cli", "-s", redis.socket, "--no-auth-warning", "--user", "factory",
+                                          "--pass", "change-me-factory", "EVAL",
+                                          "return redis.call('XADD', 'ua:missions:delegation', '*', 'job_id', 'x')", "1", keys])
+            #expect(script.stdout.contains("NOPERM") || script.stdout.contains("can't access"), "\(script.stdout)")
+        }
         let sneaky = try Command.run([Package.factoryctl, "publish", "update", "--force"], environment: factory)
         #expect(sneaky.status != 0)
         #expect(sneaky.stderr.contains("NOPERM"), "\(sneaky.stderr)")
