@@ -149,6 +149,333 @@ scenario_kill_update() {
     summary kill-update "$violations" "runs=$runs kills_in_git_window=$in_git (<=${git_window} ms of ${total} ms) left_a_record=$left_journal recovered=$recovered"
 }
 
+# ---------------------------------------------------------------------------------------------
+# Redis on a unix socket in $WORK, append-only (a production server persists its streams).
+start_redis() { # dir
+    local d=$1
+    mkdir -p "$d"
+    redis-server --port 0 --unixsocket "$d/redis.sock" --unixsocketperm 700 --dir "$d" --save "" \
+        --appendonly yes --appendfsync always --daemonize yes --pidfile "$d/redis.pid" --logfile "$d/redis.log"
+    for _ in $(seq 1 200); do redis-cli -s "$d/redis.sock" PING >/dev/null 2>&1 && break; sleep 0.05; done
+    cp "$d/redis.pid" "$WORK/redis.pid"
+}
+stop_redis() { # dir (SIGKILL, as a crash would)
+    local pid; pid=$(cat "$1/redis.pid" 2>/dev/null) || return 0
+    kill -9 "$pid" 2>/dev/null
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
+    rm -f "$1/redis.pid" "$WORK/redis.pid"
+}
+rcli() { redis-cli -s "$REDIS_SOCK" "$@"; }
+
+# `factoryctl consume` in a restart loop, as systemd runs it (RestartSec shortened to 0.1 s).
+start_supervisor() { # factory dir, id, log
+    local dir=$1 id=$2 log=$3
+    (
+        while [ ! -e "$WORK/stop-$id" ]; do
+            "$BIN" consume --factory-dir "$dir" --redis-url "unix://$REDIS_SOCK" --factory-id "$id" --settle 0 \
+                --min-interval 0 --heartbeat 1 --log-level info >>"$log" 2>&1 &
+            echo $! > "$WORK/consumer-$id.pid"
+            wait $!
+            echo "exit=$? at $(now_ms)" >> "$WORK/exits-$id.log"
+            sleep 0.1
+        done
+    ) &
+    SUPERVISOR=$!
+    PIDS+=("$SUPERVISOR")
+}
+stop_supervisor() { # id
+    touch "$WORK/stop-$1"
+    kill -TERM "$(cat "$WORK/consumer-$1.pid" 2>/dev/null)" 2>/dev/null
+    wait "$SUPERVISOR" 2>/dev/null
+    rm -f "$WORK/stop-$1"
+}
+registration_field() { # id, python expression over the registration dict r
+    rcli HGET factoryctl:registry "$1" | python3 -c "import json,sys
+t=sys.stdin.read().strip()
+r=json.loads(t) if t else {}
+print($2)" 2>/dev/null
+}
+wait_for() { # timeout seconds, command...
+    local deadline=$(( $(now_ms) + $1 * 1000 )); shift
+    while [ "$(now_ms)" -lt "$deadline" ]; do "$@" && return 0; sleep 0.05; done
+    return 1
+}
+job_results() { rcli XRANGE ua:missions:delegation:results - + | grep -cx "$1"; }
+hq() { FACTORY_ROLE=HEADQUARTERS UA_REDIS_URL="unix://$REDIS_SOCK" "$BIN" "$@"; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+
+# ---------------------------------------------------------------------------------------------
+# 2. `consume` killed at random moments of a mission (restart loop as systemd would run it).
+scenario_kill_consume() {
+    local runs=50; [ $QUICK = 1 ] && runs=8
+    local w="$WORK/kill-consume" violations=0 killed_mid=0
+    make_world "$w"
+    start_redis "$w/redis"; REDIS_SOCK="$w/redis/redis.sock"
+    export FAKE_SYSTEMCTL_WORKDIR="$w/factory"
+    start_supervisor "$w/factory" f-1 "$w/consume.log"
+    wait_for 30 test "$(registration_field f-1 "r.get('registration_status')")" = online
+    local t0 total
+    push_commits "$w" 3 warm
+    t0=$(now_ms); hq publish update --target f-1 --force --wait --timeout 60 >/dev/null 2>&1; total=$(( $(now_ms) - t0 ))
+    for i in $(seq 1 "$runs"); do
+        wait_for 30 test "$(registration_field f-1 "r.get('pid')")" = "$(cat "$WORK/consumer-f-1.pid")"
+        push_commits "$w" 3 "c$i"
+        local target job delay
+        target=$(git -C "$w/origin.git" rev-parse main)
+        job=$(hq publish update --target f-1 --force --log-level error)
+        delay=$(rand_ms "$total")
+        sleep_ms "$delay"
+        kill -9 "$(cat "$WORK/consumer-f-1.pid")" 2>/dev/null
+        [ -f "$w/factory/.git/factoryctl/journal.json" ] && killed_mid=$((killed_mid + 1))
+        local why=""
+        wait_for 90 test "$(registration_field f-1 "r.get('commit')")" = "$target" || why+=" not-re-registered-on-target"
+        wait_for 30 test "$(rcli HLEN "factoryctl:job:$job")" -ge 2 || why+=" no-result"
+        sleep 0.3 # a duplicate report would arrive now
+        local results; results=$(rcli XRANGE ua:missions:delegation:results - + | grep -c "\"job_id\": \"$job\"")
+        [ "$results" = 1 ] || why+=" results=$results"
+        rcli HGET "factoryctl:job:$job" result:f-1 | grep -q '"status": "SUCCESS"' || why+=" not-success"
+        local runs_of_job; runs_of_job=$(grep -c "\"job_id\":\"$job\"" "$w/factory/.git/factoryctl/history.jsonl")
+        [ "$runs_of_job" = 1 ] || why+=" ran=$runs_of_job"
+        [ "$(git -C "$w/factory" rev-parse HEAD)" = "$target" ] || why+=" head"
+        [ "$(cat "$w/factory/.venv/synced-commit" 2>/dev/null)" = "$target" ] || why+=" env-not-synced"
+        [ "$(cat "$FAKE_SYSTEMCTL_DIR/universal-agent-local-factory.commit" 2>/dev/null)" = "$target" ] || why+=" service-not-restarted-on-target"
+        (cd "$w/factory" && sha256sum --quiet -c "$w/protected.sha" >/dev/null 2>&1) || why+=" protected-files-changed"
+        if [ -n "$why" ]; then
+            violations=$((violations + 1))
+            echo "  run $i (kill after ${delay} ms, job $job):$why" >&2
+        fi
+    done
+    stop_supervisor f-1
+    unset FAKE_SYSTEMCTL_WORKDIR
+    stop_redis "$w/redis"
+    summary kill-consume "$violations" "runs=$runs kills_mid_update=$killed_mid (mission ${total} ms end to end)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 3. redis-server killed and restarted under a running consumer.
+scenario_redis_restart() {
+    local runs=10; [ $QUICK = 1 ] && runs=3
+    local w="$WORK/redis-restart" violations=0 lost=0 worst=0 sum=0
+    make_world "$w"
+    start_redis "$w/redis"; REDIS_SOCK="$w/redis/redis.sock"
+    start_supervisor "$w/factory" f-1 "$w/consume.log"
+    wait_for 30 test "$(registration_field f-1 "r.get('registration_status')")" = online
+    for i in $(seq 1 "$runs"); do
+        push_commits "$w" 1 "redis$i"
+        local target job
+        target=$(git -C "$w/origin.git" rev-parse main)
+        job=$(hq publish update --target f-1 --force --log-level error)   # published while Redis is up
+        stop_redis "$w/redis"
+        sleep_ms "$(rand_ms 1500)"
+        local restarted; restarted=$(now_ms)
+        start_redis "$w/redis"
+        # Usable again: the consumer has registered on this server since it came back.
+        if wait_for 60 python3 -c "import sys; sys.exit(0 if float('$(registration_field f-1 "r.get('last_seen_at', 0)")' or 0) * 1000 > $restarted else 1)"; then
+            local took=$(( $(now_ms) - restarted )); sum=$((sum + took)); [ $took -gt $worst ] && worst=$took
+        else
+            violations=$((violations + 1)); echo "  run $i: consumer did not come back" >&2
+        fi
+        if ! wait_for 90 test "$(registration_field f-1 "r.get('commit')")" = "$target"; then
+            lost=$((lost + 1)); violations=$((violations + 1)); echo "  run $i: mission $job lost (not applied)" >&2
+        fi
+        wait_for 30 test "$(rcli HEXISTS "factoryctl:job:$job" result:f-1)" = 1 || { violations=$((violations + 1)); echo "  run $i: no result for $job" >&2; }
+    done
+    stop_supervisor f-1
+    stop_redis "$w/redis"
+    summary redis-restart "$violations" "restarts=$runs missions_lost=$lost usable_again_mean=$((sum / runs)) ms worst=${worst} ms"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 4. 10,000 hostile stream entries, then one valid mission.
+scenario_hostile_entries() {
+    local count=10000; [ $QUICK = 1 ] && count=1000
+    local w="$WORK/hostile-entries" violations=0
+    make_world "$w"
+    start_redis "$w/redis"; REDIS_SOCK="$w/redis/redis.sock"
+    start_supervisor "$w/factory" f-1 "$w/consume.log"
+    wait_for 30 test "$(registration_field f-1 "r.get('registration_status')")" = online
+    local pid; pid=$(cat "$WORK/consumer-f-1.pid")
+    sleep 2
+    local idle_before; idle_before=$(rss_kb "$pid")
+    local before_head; before_head=$(git -C "$w/factory" rev-parse HEAD)
+    # RESP for XADD commands, written by python3 (binary-safe: NUL bytes, invalid UTF-8).
+    python3 - "$count" "$w/pwned" > "$w/hostile.resp" 2> "$w/hostile.expected" <<'PY'
+import json, sys
+count, canary = int(sys.argv[1]), sys.argv[2]
+def resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else a.encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+def env(context, **over):
+    e = {"idempotency_key": "k", "job_id": "update-bad", "max_retries": 0, "priority": 10, "timeout_seconds": 300,
+         "payload": {"task": "Update factory to latest code", "context": context}}
+    e.update(over)
+    return json.dumps(e, sort_keys=True)
+upd = lambda **c: dict({"mission_kind": "system:update_factory", "target_factory_id": ""}, **c)
+kinds = [
+    lambda i: [b"envelope", b"{not json"],
+    lambda i: [b"envelope", env(upd(), timeout_seconds="300").encode()],
+    lambda i: [b"envelope", json.dumps({"job_id": "x"}).encode()],
+    lambda i: [b"job_id", b"no-envelope"],
+    lambda i: [b"envelope", env({"mission_kind": "system:format_disk"}).encode()],
+    lambda i: [b"envelope", env(upd(branch="--upload-pack=touch " + canary)).encode()],
+    lambda i: [b"envelope", env(upd(branch="../../../etc/passwd")).encode()],
+    lambda i: [b"envelope", env(upd(branch="$(touch " + canary + ")")).encode()],
+    lambda i: [b"envelope", env(upd(branch="main"), job_id="update-\x00nul").encode()],
+    lambda i: [b"envelope", env(upd(branch="PLACE")).encode().replace(b"PLACE", b"\xff\xfe")],
+    lambda i: [b"envelope", (b"[" * 10000) + (b"]" * 10000)],
+    lambda i: [b"envelope", env(upd(branch="main", target_factory_id=123)).encode()],
+    lambda i: [b"envelope", env(upd(branch="main", target_factory_ids=["f-1", "bad id!"])).encode()],
+    lambda i: [b"envelope", b"x" * (1 << 20)] if i % 200 == 0 else [b"envelope", b"null"],
+]
+malformed = 0
+others = 0
+w = sys.stdout.buffer
+for i in range(count):
+    if i % 15 == 14:
+        # A valid mission for another factory: acked and ignored, not a dead letter.
+        fields = [b"job_id", b"update-%012x" % i, b"idempotency_key", b"k",
+                  b"envelope", env(upd(branch="main", target_factory_id="f-other"), job_id="update-%012x" % i).encode()]
+        others += 1
+    else:
+        fields = kinds[i % len(kinds)](i)
+        malformed += 1
+    w.write(resp(b"XADD", b"ua:missions:delegation", b"*", *fields))
+print(malformed, others, file=sys.stderr)
+PY
+    read -r malformed others < "$w/hostile.expected"
+    local t0; t0=$(now_ms)
+    rcli --pipe < "$w/hostile.resp" > "$w/pipe.log" 2>&1
+    push_commits "$w" 1 valid
+    local target; target=$(git -C "$w/origin.git" rev-parse main)
+    local job; job=$(hq publish update --target f-1 --force --log-level error)
+    local peak=0 rss
+    while [ "$(now_ms)" -lt $(( t0 + 300000 )) ]; do
+        rss=$(hwm_kb "$(cat "$WORK/consumer-f-1.pid")"); [ -n "$rss" ] && [ "$rss" -gt "$peak" ] && peak=$rss
+        [ "$(git -C "$w/factory" rev-parse HEAD)" = "$target" ] && [ "$(rcli HEXISTS "factoryctl:job:$job" result:f-1)" = 1 ] && break
+        sleep 0.1
+    done
+    local drained=$(( $(now_ms) - t0 ))
+    local dlq; dlq=$(rcli XLEN ua:missions:dlq)
+    [ "$dlq" = "$malformed" ] || { violations=$((violations + 1)); echo "  dead letters $dlq, expected $malformed" >&2; }
+    [ "$(git -C "$w/factory" rev-parse HEAD)" = "$target" ] || { violations=$((violations + 1)); echo "  the valid mission did not run" >&2; }
+    local updates; updates=$(grep -c '"job_id":"update-' "$w/factory/.git/factoryctl/history.jsonl")
+    [ "$updates" = 1 ] || { violations=$((violations + 1)); echo "  $updates updates ran (expected 1: the valid one)" >&2; }
+    [ ! -e "$w/pwned" ] || { violations=$((violations + 1)); echo "  a hostile branch name was executed" >&2; }
+    # The valid mission made the consumer exit for a restart; the new one must be idle and small.
+    wait_for 30 test "$(registration_field f-1 "r.get('commit')")" = "$target"
+    sleep 3
+    local after; after=$(rss_kb "$(cat "$WORK/consumer-f-1.pid")")
+    stop_supervisor f-1
+    stop_redis "$w/redis"
+    summary hostile-entries "$violations" "entries=$count dead_letters=$dlq/$malformed other_targets_ignored=$others drain=${drained} ms peak_rss=$((peak / 1024)) MB idle_rss_before=$((idle_before / 1024)) MB idle_rss_after=$((after / 1024)) MB updates_run=$updates"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 5. The gateway under hostile HTTP.
+scenario_hostile_http() {
+    local w="$WORK/hostile-http" violations=0 concurrent=1000; [ $QUICK = 1 ] && concurrent=200
+    mkdir -p "$w"
+    start_redis "$w/redis"; REDIS_SOCK="$w/redis/redis.sock"
+    local token="faults-token-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    UA_OPS_TOKEN="$token" FACTORY_ROLE=HEADQUARTERS "$BIN" serve --port 0 --redis-url "unix://$REDIS_SOCK" > "$w/serve.log" 2>&1 &
+    local serve=$!; PIDS+=("$serve")
+    wait_for 30 grep -q "listening on" "$w/serve.log"
+    local port; port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$w/serve.log" | head -1 | cut -d: -f2)
+    local base="http://127.0.0.1:$port" bad=0 tried=0 code
+    # Missing and wrong tokens, path spellings, on every protected route.
+    for route in "POST /api/v1/ops/factory/update" "POST /api/v1/ops/factory/control" "POST /api/v1/factory/registrations" \
+                 "GET /api/v1/factory/registrations" "GET /api/v1/ops/factory/jobs/update-000000000000"; do
+        local method=${route% *} path=${route#* } inner
+        inner=${path#/}
+        for spelling in "$path" "/$path" "//$inner" "/${inner//\//\/\/}" "$path/" "/./$inner" "/x/../$inner" "/%61${inner#a}" \
+                        "/${inner//\//%2F}" "${path^^}" "$path;x" "$path%00"; do
+            for header in "" "x-ua-ops-token: wrong" "x-ua-ops-token: ${token}x" "x-ua-ops-token:"; do
+                code=$(curl -s --path-as-is -o /dev/null -w '%{http_code}' -X "$method" ${header:+-H "$header"} \
+                       -H 'Content-Type: application/json' --data '{"branch": "main"}' "$base$spelling")
+                tried=$((tried + 1))
+                case "$code" in 401|404|400) ;; *) bad=$((bad + 1)); echo "  $method $spelling [$header] -> $code" >&2 ;; esac
+            done
+        done
+    done
+    [ "$bad" = 0 ] || violations=$((violations + bad))
+    # 10 MB bodies and malformed JSON with a valid token.
+    head -c 10485760 /dev/zero | tr '\0' 'a' > "$w/big.json"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "x-ua-ops-token: $token" --data-binary @"$w/big.json" "$base/api/v1/ops/factory/update")
+    [ "$code" = 400 ] || [ "$code" = 413 ] || { violations=$((violations + 1)); echo "  10 MB body -> $code" >&2; }
+    for body in '{not json' '[1,2]' '{"branch": 7}' '{"branch": "--upload-pack=x"}' "$(python3 -c 'print("["*10000 + "]"*10000)')"; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "x-ua-ops-token: $token" --data-binary "$body" "$base/api/v1/ops/factory/update")
+        case "$code" in 400|422) ;; *) violations=$((violations + 1)); echo "  body ${body:0:30} -> $code" >&2 ;; esac
+    done
+    # 1,000 concurrent bad requests.
+    : > "$w/parallel.cfg"
+    for i in $(seq 1 "$concurrent"); do
+        printf 'url = "%s/api//v1/ops/factory/update"\nrequest = "POST"\nheader = "x-ua-ops-token: wrong-%s"\ndata = "{}"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' "$base" "$i" >> "$w/parallel.cfg"
+    done
+    local t0; t0=$(now_ms)
+    curl -s --no-progress-meter --parallel --parallel-max 100 -K "$w/parallel.cfg" > "$w/parallel.out"
+    local burst=$(( $(now_ms) - t0 ))
+    local not401; not401=$(grep -vc '^401$' "$w/parallel.out")
+    [ "$not401" = 0 ] || { violations=$((violations + 1)); echo "  $not401 of $concurrent concurrent bad requests were not 401" >&2; }
+    # 300 slow clients that never finish their headers; a valid request must still answer.
+    python3 - "$port" 300 > "$w/slow.out" 2>&1 <<'PY' &
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+socks = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port)); s.sendall(b"POST /api/v1/ops/factory/update HTTP/1.1\r\nHost: x\r\n"); socks.append(s)
+print("open", len(socks), flush=True)
+time.sleep(14)
+closed = 0
+for s in socks:
+    s.settimeout(0.2)
+    try:
+        if s.recv(1) == b"": closed += 1
+    except socket.timeout: pass
+    except OSError: closed += 1
+print("closed_after_14s", closed, flush=True)
+PY
+    local slow=$!
+    wait_for 20 grep -q "^open" "$w/slow.out"
+    t0=$(now_ms)
+    code=$(curl -s -o "$w/valid.json" -w '%{http_code}' --max-time 10 -X POST -H "x-ua-ops-token: $token" --data '{"branch": "main"}' "$base/api/v1/ops/factory/update")
+    local answered=$(( $(now_ms) - t0 ))
+    [ "$code" = 200 ] || { violations=$((violations + 1)); echo "  valid request with 300 slow clients -> $code" >&2; }
+    wait "$slow"
+    local closed; closed=$(awk '/closed_after/ {print $2}' "$w/slow.out")
+    [ "${closed:-0}" -ge 300 ] || { violations=$((violations + 1)); echo "  only ${closed:-0} of 300 slow connections were closed" >&2; }
+    # Clients that send a head and then trickle the body: answered 408 and closed.
+    local trickled; trickled=$(python3 - "$port" 20 "$token" <<'PY'
+import socket, sys, time
+port, n, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+socks = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(("POST /api/v1/ops/factory/update HTTP/1.1\r\nHost: x\r\nx-ua-ops-token: %s\r\nContent-Length: 100\r\n\r\n{" % token).encode())
+    socks.append(s)
+time.sleep(12)
+answered = 0
+for s in socks:
+    s.settimeout(1)
+    try:
+        if b" 408 " in s.recv(4096): answered += 1
+    except (socket.timeout, OSError):
+        pass
+print(answered)
+PY
+)
+    [ "${trickled:-0}" = 20 ] || { violations=$((violations + 1)); echo "  only ${trickled:-0} of 20 body tricklers got 408" >&2; }
+    local published; published=$(rcli XLEN ua:missions:delegation)
+    [ "$published" = 1 ] || { violations=$((violations + 1)); echo "  $published missions published (expected 1: the valid one)" >&2; }
+    grep -q "$token" "$w/serve.log" && { violations=$((violations + 1)); echo "  the token reached the log" >&2; }
+    kill -TERM "$serve"; wait "$serve" 2>/dev/null
+    stop_redis "$w/redis"
+    summary hostile-http "$violations" "unauthenticated_tries=$tried let_through=$bad concurrent_bad=$concurrent in ${burst} ms valid_with_300_slow=${answered} ms slow_closed=${closed:-0}/300 body_tricklers_408=${trickled:-0}/20 published=$published"
+}
+
 for scenario in "${SCENARIOS[@]}"; do
     fn="scenario_${scenario//-/_}"
     if declare -F "$fn" >/dev/null; then "$fn"; else echo "faults: unknown scenario $scenario" >&2; exit 2; fi

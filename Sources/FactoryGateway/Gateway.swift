@@ -2,6 +2,7 @@ import FactoryKit
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import NIOCore
 import Logging
 import RedisKit
 
@@ -15,10 +16,15 @@ public struct GatewayConfiguration: Sendable {
     /// `FACTORY_ROLE`: publishing routes need `HEADQUARTERS`.
     public var role: String
     public var maxBodyBytes = 64 * 1024
-    /// A connection that sends nothing for this long is closed (slow or stuck clients).
+    /// A connection whose request head has not arrived this long after it opened (or after the
+    /// previous response) is closed: trickling header bytes does not extend it.
     public var idleTimeoutSeconds: Int64 = 10
-    /// Connections accepted at once; more wait in the kernel's backlog.
-    public var maxConnections = 256
+    /// The longest a request body may take to arrive once its head is in (answered 408, before
+    /// the connection's own 10 s limit closes it without an answer).
+    public var bodyTimeoutSeconds: Int64 = 5
+    /// Connections served at once; more wait in the kernel's backlog. High enough that a few
+    /// hundred stuck clients cannot crowd out HQ before the timeouts close them.
+    public var maxConnections = 1000
     public var missionTimeoutSeconds: Int64 = 300
 
     public init(role: String) {
@@ -64,6 +70,7 @@ public struct Gateway: Sendable {
 
     /// Runs until SIGTERM/SIGINT (graceful shutdown). `onRunning` gets the bound port.
     public func run(onRunning: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+        Self.raiseOpenFileLimit(to: UInt(configuration.maxConnections) + 64)
         let app = Application(
             router: makeRouter(),
             server: .http1(configuration: .init(idleTimeout: .seconds(configuration.idleTimeoutSeconds))),
@@ -72,6 +79,14 @@ public struct Gateway: Sendable {
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
         try await app.runService()
+    }
+
+    /// Each connection is a descriptor: lift the soft limit (often 1,024) toward the hard one.
+    static func raiseOpenFileLimit(to wanted: UInt) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < wanted else { return }
+        limit.rlim_cur = min(wanted, limit.rlim_max)
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
 
     // MARK: Publishing routes
@@ -285,6 +300,8 @@ public struct Gateway: Sendable {
         return jsonResponse(.forbidden, ["ok": .bool(false), "error": .string("delegation publish not allowed on this machine")])
     }
 
+    private struct BodyTimeout: Error {}
+
     private enum BodyResult {
         case success([String: JSONValue])
         case failure(Response)
@@ -293,10 +310,29 @@ public struct Gateway: Sendable {
     private func readObject(_ request: Request) async -> BodyResult {
         let buffer: ByteBuffer
         do {
-            buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
-        } catch {
+            let limit = configuration.maxBodyBytes
+            let body = request.body
+            buffer = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+                group.addTask { try await body.collect(upTo: limit) }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(configuration.bodyTimeoutSeconds))
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let collected = first else {
+                    throw BodyTimeout()
+                }
+                return collected
+            }
+        } catch is BodyTimeout {
+            return .failure(jsonResponse(.requestTimeout, ["ok": .bool(false), "field": .string("body"),
+                                                           "error": .string("the request body did not arrive within \(configuration.bodyTimeoutSeconds) s")]))
+        } catch is NIOTooManyBytesError {
             return .failure(jsonResponse(.badRequest, ["ok": .bool(false), "field": .string("body"),
                                                        "error": .string("request body is larger than \(configuration.maxBodyBytes) bytes")]))
+        } catch {
+            return .failure(jsonResponse(.badRequest, ["ok": .bool(false), "field": .string("body"),
+                                                       "error": .string("the request body could not be read: \(error)")]))
         }
         let bytes = buffer.readableBytesView
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return .success([:]) }

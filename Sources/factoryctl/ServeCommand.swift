@@ -23,7 +23,9 @@ struct ServeCommand: AsyncParsableCommand {
         Every other request needs the token: only these three exact paths are public, so
         spellings such as //api/v1/... or /api/./v1/... get 401. The fleet page shows ids,
         commits, status and versions, never a token, password or .env value. A connection
-        idle for 10 s is closed; at most 256 are served at once.
+        whose request has not arrived within 10 s is closed, a body must arrive within
+        5 s (else 408), bodies over 64 KiB get 400, and at most 1,000 connections are served
+        at once.
 
         Publishing routes need FACTORY_ROLE=HEADQUARTERS (else 403). The server refuses \
         to start without UA_OPS_TOKEN unless --insecure-no-auth. SIGTERM shuts down \
