@@ -179,7 +179,7 @@ start_supervisor() { # factory dir, id, log
             echo "exit=$? at $(now_ms)" >> "$WORK/exits-$id.log"
             sleep 0.1
         done
-    ) &
+    ) 2>/dev/null &
     SUPERVISOR=$!
     PIDS+=("$SUPERVISOR")
 }
@@ -195,7 +195,10 @@ t=sys.stdin.read().strip()
 r=json.loads(t) if t else {}
 print($2)" 2>/dev/null
 }
-wait_for() { # timeout seconds, command...
+registered_as() { # id, field, value: the registration's field has that value now
+    [ "$(registration_field "$1" "r.get('$2')")" = "$3" ]
+}
+wait_for() { # timeout seconds, command... (the command is run again on every try)
     local deadline=$(( $(now_ms) + $1 * 1000 )); shift
     while [ "$(now_ms)" -lt "$deadline" ]; do "$@" && return 0; sleep 0.05; done
     return 1
@@ -214,12 +217,12 @@ scenario_kill_consume() {
     start_redis "$w/redis"; REDIS_SOCK="$w/redis/redis.sock"
     export FAKE_SYSTEMCTL_WORKDIR="$w/factory"
     start_supervisor "$w/factory" f-1 "$w/consume.log"
-    wait_for 30 test "$(registration_field f-1 "r.get('registration_status')")" = online
+    wait_for 30 registered_as f-1 registration_status online
     local t0 total
     push_commits "$w" 3 warm
     t0=$(now_ms); hq publish update --target f-1 --force --wait --timeout 60 >/dev/null 2>&1; total=$(( $(now_ms) - t0 ))
     for i in $(seq 1 "$runs"); do
-        wait_for 30 test "$(registration_field f-1 "r.get('pid')")" = "$(cat "$WORK/consumer-f-1.pid")"
+        wait_for 30 eval 'registered_as f-1 pid "$(cat "$WORK/consumer-f-1.pid")"'
         push_commits "$w" 3 "c$i"
         local target job delay
         target=$(git -C "$w/origin.git" rev-parse main)
@@ -229,8 +232,8 @@ scenario_kill_consume() {
         kill -9 "$(cat "$WORK/consumer-f-1.pid")" 2>/dev/null
         [ -f "$w/factory/.git/factoryctl/journal.json" ] && killed_mid=$((killed_mid + 1))
         local why=""
-        wait_for 90 test "$(registration_field f-1 "r.get('commit')")" = "$target" || why+=" not-re-registered-on-target"
-        wait_for 30 test "$(rcli HLEN "factoryctl:job:$job")" -ge 2 || why+=" no-result"
+        wait_for 90 registered_as f-1 commit "$target" || why+=" not-re-registered-on-target"
+        wait_for 30 eval '[ "$(rcli HLEN "factoryctl:job:$job")" -ge 2 ]' || why+=" no-result"
         sleep 0.3 # a duplicate report would arrive now
         local results; results=$(rcli XRANGE ua:missions:delegation:results - + | grep -c "\"job_id\": \"$job\"")
         [ "$results" = 1 ] || why+=" results=$results"
@@ -260,7 +263,7 @@ scenario_redis_restart() {
     make_world "$w"
     start_redis "$w/redis"; REDIS_SOCK="$w/redis/redis.sock"
     start_supervisor "$w/factory" f-1 "$w/consume.log"
-    wait_for 30 test "$(registration_field f-1 "r.get('registration_status')")" = online
+    wait_for 30 registered_as f-1 registration_status online
     for i in $(seq 1 "$runs"); do
         push_commits "$w" 1 "redis$i"
         local target job
@@ -271,15 +274,15 @@ scenario_redis_restart() {
         local restarted; restarted=$(now_ms)
         start_redis "$w/redis"
         # Usable again: the consumer has registered on this server since it came back.
-        if wait_for 60 python3 -c "import sys; sys.exit(0 if float('$(registration_field f-1 "r.get('last_seen_at', 0)")' or 0) * 1000 > $restarted else 1)"; then
+        if wait_for 60 eval '[ "$(registration_field f-1 "int(r.get(\"last_seen_at\", 0) * 1000)")" -gt "$restarted" ]'; then
             local took=$(( $(now_ms) - restarted )); sum=$((sum + took)); [ $took -gt $worst ] && worst=$took
         else
             violations=$((violations + 1)); echo "  run $i: consumer did not come back" >&2
         fi
-        if ! wait_for 90 test "$(registration_field f-1 "r.get('commit')")" = "$target"; then
+        if ! wait_for 90 registered_as f-1 commit "$target"; then
             lost=$((lost + 1)); violations=$((violations + 1)); echo "  run $i: mission $job lost (not applied)" >&2
         fi
-        wait_for 30 test "$(rcli HEXISTS "factoryctl:job:$job" result:f-1)" = 1 || { violations=$((violations + 1)); echo "  run $i: no result for $job" >&2; }
+        wait_for 30 eval '[ "$(rcli HEXISTS "factoryctl:job:$job" result:f-1)" = 1 ]' || { violations=$((violations + 1)); echo "  run $i: no result for $job" >&2; }
     done
     stop_supervisor f-1
     stop_redis "$w/redis"
@@ -294,7 +297,7 @@ scenario_hostile_entries() {
     make_world "$w"
     start_redis "$w/redis"; REDIS_SOCK="$w/redis/redis.sock"
     start_supervisor "$w/factory" f-1 "$w/consume.log"
-    wait_for 30 test "$(registration_field f-1 "r.get('registration_status')")" = online
+    wait_for 30 registered_as f-1 registration_status online
     local pid; pid=$(cat "$WORK/consumer-f-1.pid")
     sleep 2
     local idle_before; idle_before=$(rss_kb "$pid")
@@ -366,7 +369,7 @@ PY
     [ "$updates" = 1 ] || { violations=$((violations + 1)); echo "  $updates updates ran (expected 1: the valid one)" >&2; }
     [ ! -e "$w/pwned" ] || { violations=$((violations + 1)); echo "  a hostile branch name was executed" >&2; }
     # The valid mission made the consumer exit for a restart; the new one must be idle and small.
-    wait_for 30 test "$(registration_field f-1 "r.get('commit')")" = "$target"
+    wait_for 30 registered_as f-1 commit "$target"
     sleep 3
     local after; after=$(rss_kb "$(cat "$WORK/consumer-f-1.pid")")
     stop_supervisor f-1

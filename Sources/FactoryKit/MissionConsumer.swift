@@ -112,8 +112,8 @@ public final class MissionConsumer {
         var connected = false
         logger.info("consumer \(configuration.factoryID) starting (stream \(configuration.stream), group \(group), redis \(configuration.redisURL))")
         // An update killed part-way (this consumer's own, or an operator's) is repaired first.
-        if let recovery = makePipeline(branch: "main").recoverInterruptedUpdate() {
-            logger.notice("\(recovery.recovery ?? recovery.error ?? "recovered an interrupted update")")
+        if let recovery = makePipeline(branch: "main").recoverInterruptedUpdate(), let error = recovery.error {
+            logger.error("\(error)") // a successful repair has logged what it did
         }
         while !stop.isSet {
             do {
