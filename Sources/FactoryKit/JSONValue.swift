@@ -352,7 +352,11 @@ struct JSONParser {
             guard digits(&self) > 0 else { throw fail("bad number") }
         }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
-        if isInteger, let value = Int64(text) { return .int(value) }
+        if isInteger {
+            // Python would keep a bigger integer exactly; rather than change it, refuse it.
+            guard let value = Int64(text) else { throw fail("integer out of range (more than 64 bits)") }
+            return .int(value)
+        }
         guard let value = Double(text), value.isFinite else { throw fail("number out of range") }
         return .double(value)
     }
