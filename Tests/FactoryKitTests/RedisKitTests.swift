@@ -1,3 +1,4 @@
+import FactoryKit
 import Foundation
 import RedisKit
 import Testing
@@ -15,6 +16,32 @@ import TestSupport
         #expect(unix.endpoint == .unix(path: "/run/redis.sock"))
         #expect(unix.database == 3)
         #expect(try RedisURL("redis://user:p%40ss@h:1/0").password == "p@ss")
+        let acl = try RedisURL("unix://factory:p%40ss@/run/redis/redis.sock?db=2")
+        #expect(acl.endpoint == .unix(path: "/run/redis/redis.sock"))
+        #expect(acl.username == "factory" && acl.password == "p@ss" && acl.database == 2)
+        #expect(acl.description == "unix://factory:***@/run/redis/redis.sock?db=2")
+        let v6 = try RedisURL("redis://hq:pw@[::1]:6380/1")
+        #expect(v6.endpoint == .tcp(host: "::1", port: 6380))
+        #expect(v6.description == "redis://hq:***@[::1]:6380/1")
+    }
+
+    @Test func anIPv6HostFromTheEnvironmentIsBracketed() throws {
+        let url = FactoryEnvironment(["UA_REDIS_HOST": "::1", "UA_REDIS_PORT": "6390", "REDIS_PASSWORD": "a:b@c"]).redisURL
+        #expect(url == "redis://:a:b%40c@[::1]:6390/0" || url == "redis://:a%3Ab%40c@[::1]:6390/0", "\(url)")
+        let parsed = try RedisURL(url)
+        #expect(parsed.endpoint == .tcp(host: "::1", port: 6390))
+        #expect(parsed.password == "a:b@c")
+    }
+
+    @Test func anIPv6RedisAnswers() throws {
+        // A real server on ::1, reached through UA_REDIS_HOST without brackets.
+        let server = try RedisServer()
+        let port = 20000 + Int.random(in: 0..<20000)
+        guard (try? server.cli(["CONFIG", "SET", "bind", "::1"])) != nil,
+              (try? server.cli(["CONFIG", "SET", "port", String(port)])) != nil else { return } // no IPv6 here
+        let url = FactoryEnvironment(["UA_REDIS_HOST": "::1", "UA_REDIS_PORT": String(port)]).redisURL
+        let connection = try RedisConnection(url: RedisURL(url))
+        #expect(try connection.command(["PING"]) == .status("PONG"))
     }
 
     @Test(arguments: ["rediss://h:6379/0", "http://h", "redis://h:6379/x", "redis://:pw@/0", "nonsense"])
