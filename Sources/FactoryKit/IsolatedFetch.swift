@@ -136,41 +136,8 @@ extension ProcessRunner {
     /// `silenceTimeout` seconds or when `shouldCancel` returns true (checked every 100 ms).
     func runStreaming(_ argv: [String], silenceTimeout: Double, shouldCancel: () -> Bool,
                       onSpawn: (pid_t) -> Void, onLine: (String) -> Void) throws -> StreamingOutcome {
-        let executable = try resolve(argv[0])
-        var pipeFDs: [Int32] = [-1, -1]
-        guard pipe(&pipeFDs) == 0 else {
-            throw ProcessRunnerError.launchFailed(argv[0], String(cString: strerror(errno)))
-        }
-        // Close-on-exec: other children spawned meanwhile must not hold this pipe open.
-        for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        let (readEnd, writeEnd) = (pipeFDs[0], pipeFDs[1])
+        let (pid, readEnd) = try spawn(argv, stderrToPipe: false)
         defer { close(readEnd) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t(), allSignals = sigset_t()
-        sigemptyset(&noSignals)
-        sigfillset(&allSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        let arguments = argv.map { strdup($0) } + [nil]
-        let environ = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            arguments.forEach { free($0) }
-            environ.forEach { free($0) }
-        }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, executable, &actions, &attributes, arguments, environ)
-        close(writeEnd)
-        guard spawned == 0 else { throw ProcessRunnerError.launchFailed(argv[0], String(cString: strerror(spawned))) }
         onSpawn(pid)
 
         var ended: StreamingOutcome?
@@ -210,7 +177,8 @@ extension ProcessRunner {
         // Nothing of the group may outlive the fetch (it could write refs under our lock).
         kill(-pid, SIGKILL)
         if let ended { return ended }
-        let signal = status & 0x7f
-        return .exited(signal == 0 ? (status >> 8) & 0xff : 128 + signal)
+        let exit = ChildExit()
+        exit.status = status
+        return .exited(exit.exitCode)
     }
 }

@@ -61,16 +61,11 @@ public struct ProcessRunner: Sendable {
         throw ProcessRunnerError.notFound(program, searched: searchPath)
     }
 
-    /// Runs `argv` in `directory` and waits up to `timeout` seconds (then SIGTERM, then SIGKILL).
-    ///
-    /// Spawned with posix_spawn: the child gets default signal dispositions and an empty signal
-    /// mask, whatever the parent ignores or blocks (the consumer ignores SIGTERM itself), so a
-    /// timeout's SIGTERM reaches it. It leads a process group of its own, and a timeout ends the
-    /// whole group, so grandchildren (a build backend under `uv sync`) cannot outlive it.
-    /// stdin is /dev/null; stdout and stderr share one pipe. `onSpawn` gets the child's pid (which
-    /// is also its process group id) as soon as it runs.
-    public func run(_ argv: [String], in directory: String? = nil, timeout: Double = 600,
-                    onSpawn: (pid_t) -> Void = { _ in }) throws -> ProcessResult {
+    /// Starts `argv` with posix_spawn in a process group of its own (its pid is the group id):
+    /// stdin /dev/null, stdout (and stderr when `stderrToPipe`, else /dev/null) into a new pipe,
+    /// default signal dispositions and an empty signal mask. Returns the pid and the pipe's read
+    /// end, which the caller closes.
+    func spawn(_ argv: [String], in directory: String? = nil, stderrToPipe: Bool) throws -> (pid: pid_t, output: Int32) {
         precondition(!argv.isEmpty, "empty argv")
         let executable = try resolve(argv[0])
         var pipeFDs: [Int32] = [-1, -1]
@@ -86,7 +81,11 @@ public struct ProcessRunner: Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
+        if stderrToPipe {
+            posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        }
         if let directory { factoryctl_spawn_addchdir(&actions, directory) }
 
         var attributes = posix_spawnattr_t()
@@ -106,14 +105,28 @@ public struct ProcessRunner: Sendable {
             arguments.forEach { free($0) }
             environ.forEach { free($0) }
         }
-        let start = Date()
-        var spawnedPID: pid_t = 0
-        let spawned = posix_spawn(&spawnedPID, executable, &actions, &attributes, arguments, environ)
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, &attributes, arguments, environ)
         close(writeEnd)
         guard spawned == 0 else {
             close(readEnd)
             throw ProcessRunnerError.launchFailed(argv[0], String(cString: strerror(spawned)))
         }
+        return (pid, readEnd)
+    }
+
+    /// Runs `argv` in `directory` and waits up to `timeout` seconds (then SIGTERM, then SIGKILL).
+    ///
+    /// Spawned with posix_spawn: the child gets default signal dispositions and an empty signal
+    /// mask, whatever the parent ignores or blocks (the consumer ignores SIGTERM itself), so a
+    /// timeout's SIGTERM reaches it. It leads a process group of its own, and a timeout ends the
+    /// whole group, so grandchildren (a build backend under `uv sync`) cannot outlive it.
+    /// stdin is /dev/null; stdout and stderr share one pipe. `onSpawn` gets the child's pid (which
+    /// is also its process group id) as soon as it runs.
+    public func run(_ argv: [String], in directory: String? = nil, timeout: Double = 600,
+                    onSpawn: (pid_t) -> Void = { _ in }) throws -> ProcessResult {
+        let start = Date()
+        let (spawnedPID, readEnd) = try spawn(argv, in: directory, stderrToPipe: true)
 
         let output = OutputTail()
         let drained = DispatchSemaphore(value: 0)
