@@ -230,6 +230,11 @@ scenario_kill_consume() {
         target=$(git -C "$w/origin.git" rev-parse main)
         job=$(hq publish update --target f-1 --force --log-level error)
         delay=$(rand_ms "$window")
+        if [ $((i % 2)) -eq 0 ]; then
+            # Half the kills land inside the pipeline: from the moment its intent record appears.
+            wait_for 10 test -e "$w/factory/.git/factoryctl/journal.json"
+            delay=$(rand_ms $((window / 2)))
+        fi
         sleep_ms "$delay"
         kill -9 "$(cat "$WORK/consumer-f-1.pid")" 2>/dev/null
         [ -f "$w/factory/.git/factoryctl/journal.json" ] && killed_mid=$((killed_mid + 1))
@@ -418,7 +423,8 @@ scenario_hostile_http() {
     # 1,000 concurrent bad requests.
     : > "$w/parallel.cfg"
     for i in $(seq 1 "$concurrent"); do
-        printf 'url = "%s/api//v1/ops/factory/update"\nrequest = "POST"\nheader = "x-ua-ops-token: wrong-%s"\ndata = "{}"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' "$base" "$i" >> "$w/parallel.cfg"
+        # `next`: each request has its own header and body (curl's config otherwise accumulates them).
+        printf 'url = "%s/api//v1/ops/factory/update"\nrequest = "POST"\nheader = "x-ua-ops-token: wrong-%s"\ndata = "{}"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\nnext\n' "$base" "$i" >> "$w/parallel.cfg"
     done
     local t0; t0=$(now_ms)
     curl -s --no-progress-meter --parallel --parallel-max 100 -K "$w/parallel.cfg" > "$w/parallel.out"

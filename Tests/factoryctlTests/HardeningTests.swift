@@ -68,6 +68,32 @@ import TestSupport
         #expect(try factoryctl(world, ["update", "--no-sync"]).status == 0, "the lock is free")
     }
 
+    @Test func theMissionDeadlineEndsAHungFetchAndTheConsumerCarriesOn() throws {
+        let fleet = try FleetWorld()
+        let silent = try SilentServer()
+        let factory = fleet.world.factory
+        try fleet.world.git(["remote", "set-url", "origin", "http://127.0.0.1:\(silent.port)/factory.git"], in: factory)
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let before = try fleet.world.checkoutSnapshot()
+        let job = try fleet.publish(["update", "--target", "f-1", "--mission-timeout", "2"])
+        #expect(eventually(timeout: 30) { ((try? fleet.results(job)) ?? []).count == 1 }, "\(consumer.output)")
+        let result = try fleet.results(job).first
+        #expect(result?["status"] as? String == "FAILED")
+        #expect((result?["result"] as? [String: Any])?["failure"] as? String == "cancelled")
+        #expect((result?["error"] as? String)?.contains("deadline passed during the fetch") == true, "\(String(describing: result))")
+        #expect(try fleet.world.checkoutSnapshot() == before)
+        #expect(consumer.status == nil, "the consumer carries on")
+        #expect(try Command.run(["pgrep", "-f", "fetch-helper --git-dir \(factory)"]).status == 1, "no helper left")
+        // The lock is free and the consumer healthy: with the remote back, the next mission runs.
+        try fleet.world.git(["remote", "set-url", "origin", fleet.world.origin], in: factory)
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        _ = try fleet.publish(["update", "--target", "f-1"])
+        #expect(consumer.waitForExit(timeout: 60) == 10, "\(consumer.output)")
+        #expect(try fleet.world.head(factory) == target)
+    }
+
     @Test func aKillDuringTheSyncIsUndoneAndTheNextUpdateSyncsForItsCommit() throws {
         let world = try GitWorld()
         let slow = try stampingSync(world, sleepFirst: 30)
