@@ -67,7 +67,7 @@ summary() { # name, violations, details
 }
 now_ms() { date +%s%3N; }
 rand_ms() { echo $(( (RANDOM * 32768 + RANDOM) % ($1 + 1) )); }
-sleep_ms() { python3 -c "import time,sys; time.sleep(int(sys.argv[1])/1000)" "$1"; }
+sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 
 # A world: bare origin, a seed clone for pushing, a factory clone with .env, untracked and ignored files.
 make_world() { # dir
@@ -232,7 +232,7 @@ scenario_kill_consume() {
         delay=$(rand_ms "$window")
         if [ $((i % 2)) -eq 0 ]; then
             # Half the kills land inside the pipeline: from the moment its intent record appears.
-            wait_for 10 test -e "$w/factory/.git/factoryctl/journal.json"
+            for _ in $(seq 1 2000); do [ -e "$w/factory/.git/factoryctl/journal.json" ] && break; sleep 0.005; done
             delay=$(rand_ms $((window / 2)))
         fi
         sleep_ms "$delay"
@@ -424,7 +424,8 @@ scenario_hostile_http() {
     : > "$w/parallel.cfg"
     for i in $(seq 1 "$concurrent"); do
         # `next`: each request has its own header and body (curl's config otherwise accumulates them).
-        printf 'url = "%s/api//v1/ops/factory/update"\nrequest = "POST"\nheader = "x-ua-ops-token: wrong-%s"\ndata = "{}"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\nnext\n' "$base" "$i" >> "$w/parallel.cfg"
+        [ "$i" -gt 1 ] && echo next >> "$w/parallel.cfg"
+        printf 'url = "%s/api//v1/ops/factory/update"\nrequest = "POST"\nheader = "x-ua-ops-token: wrong-%s"\ndata = "{}"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' "$base" "$i" >> "$w/parallel.cfg"
     done
     local t0; t0=$(now_ms)
     curl -s --no-progress-meter --parallel --parallel-max 100 -K "$w/parallel.cfg" > "$w/parallel.out"
