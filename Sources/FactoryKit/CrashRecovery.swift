@@ -20,14 +20,14 @@ extension UpdatePipeline {
         public let restoredCode: Bool
     }
 
-    /// Takes the checkout lock (waiting for a holder) and repairs a left-over intent record.
+    /// Takes the checkout lock (unless another update holds it) and repairs a left-over intent record.
     /// Returns nil when there was nothing to repair. The repair is recorded in the history.
     public func recoverInterruptedUpdate() -> UpdateReport? {
         GitLibrary.initialize()
         guard let repository = try? Repository.open(at: request.factoryDirectory),
               ApplyJournal.exists(gitDirectory: repository.gitDirectory) else { return nil }
-        guard let lock = try? CheckoutLock.acquire(gitDirectory: repository.gitDirectory, wait: true,
-                                                   shouldCancel: { shouldCancel() }) else { return nil }
+        // A holder is alive (an operator's update): then the record is its own, not a crash's.
+        guard let lock = try? CheckoutLock.acquire(gitDirectory: repository.gitDirectory, wait: false) else { return nil }
         defer { withExtendedLifetime(lock) {} }
         var report = UpdateReport(branch: request.branch)
         do {

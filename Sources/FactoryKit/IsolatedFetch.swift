@@ -1,3 +1,4 @@
+import CSupport
 import Foundation
 import GitKit
 
@@ -36,7 +37,10 @@ public enum IsolatedFetch {
     /// The child's side: fetch `remote` of the repository at `gitDirectory`, write
     /// `progress <received> <indexed> <total> <bytes>` lines to stdout as the transfer moves, and
     /// `error <message>` before a non-zero exit. Returns the exit code.
-    public static func runHelper(gitDirectory: String, remote: String, environment: [String: String]) -> Int32 {
+    public static func runHelper(gitDirectory: String, remote: String, parent: Int32?,
+                                 environment: [String: String]) -> Int32 {
+        // A fetch nobody waits for must not go on writing refs: die with the parent.
+        if let parent, factoryctl_die_with_parent(parent) != 0 { return 1 }
         GitLibrary.initialize()
         let output = LineWriter(fd: 1)
         do {
@@ -81,7 +85,7 @@ public enum IsolatedFetch {
         let outcome: StreamingOutcome
         do {
             outcome = try ProcessRunner(environment: environment).runStreaming(
-                helper + [subcommand, "--git-dir", gitDirectory, "--remote", remote],
+                helper + [subcommand, "--git-dir", gitDirectory, "--remote", remote, "--parent-pid", String(getpid())],
                 silenceTimeout: timeout, shouldCancel: shouldCancel, onSpawn: onSpawn
             ) { line in
                 if line.hasPrefix("error ") { error = String(line.dropFirst(6)); return }

@@ -17,8 +17,11 @@ struct FetchHelperCommand: ParsableCommand {
     @Option(name: .long, help: "The remote to fetch.")
     var remote = "origin"
 
+    @Option(name: .long, help: "Die with this process (the update that started the helper).")
+    var parentPid: Int32?
+
     func run() throws {
-        let code = IsolatedFetch.runHelper(gitDirectory: gitDir, remote: remote,
+        let code = IsolatedFetch.runHelper(gitDirectory: gitDir, remote: remote, parent: parentPid,
                                            environment: ProcessInfo.processInfo.environment)
         if code != 0 { throw CommandFailure(code: .remoteUnreachable, message: "") }
     }

@@ -68,6 +68,26 @@ import TestSupport
         #expect(try factoryctl(world, ["update", "--no-sync"]).status == 0, "the lock is free")
     }
 
+    @Test func aFetchHelperDiesWithAKilledUpdate() throws {
+        let world = try GitWorld()
+        let silent = try SilentServer()
+        try world.git(["remote", "set-url", "origin", "ssh://git@127.0.0.1:\(silent.port)/factory.git"], in: world.factory)
+        let update = try ConsumerProcess(binary: Package.factoryctl, arguments: ["update", "--factory-dir", world.factory],
+                                         environment: world.environment, log: world.directory.join("update.log"))
+        defer { update.stop() }
+        let helper = ["pgrep", "-f", "fetch-helper --git-dir \(world.factory)"]
+        #expect(eventually(timeout: 20) { (try? Command.run(helper).status) == 0 })
+        update.signal(SIGKILL)
+        _ = update.waitForExit(timeout: 10)
+        #expect(eventually(timeout: 5) { (try? Command.run(helper).status) == 1 }, "the helper went with its parent")
+        try world.git(["remote", "set-url", "origin", world.origin], in: world.factory)
+        let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let next = try factoryctl(world, ["update", "--no-sync"])
+        #expect(next.status == 0, "\(next.stderr)")
+        #expect(next.stdout.contains("was killed while fetching; nothing to undo"), "\(next.stdout)")
+        #expect(try world.head(world.factory) == target)
+    }
+
     @Test func theMissionDeadlineEndsAHungFetchAndTheConsumerCarriesOn() throws {
         let fleet = try FleetWorld()
         let silent = try SilentServer()
