@@ -258,6 +258,29 @@ import TestSupport
         #expect(from != good)
     }
 
+    @Test func aSyncPastItsTimeoutIsEndedWithItsChildrenAndRolledBack() throws {
+        let world = try GitWorld()
+        let marker = "factoryctl-orphan-\(UUID().uuidString.prefix(8))"
+        let script = world.directory.join("bin/forking-sync")
+        // A sync that starts a grandchild (as a build backend would), then hangs.
+        let started = world.directory.join("grandchild-started")
+        try Data("#!/bin/sh\nsh -c 'touch \(started); sleep 300 # \(marker)' &\nsleep 300\n".utf8).write(to: URL(fileURLWithPath: script))
+        chmod(script, 0o755)
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let before = try world.head(world.factory)
+        let report = update(world) {
+            $0.syncCommand = [script]
+            $0.syncTimeout = 1
+        }
+        #expect(report.failure == .syncFailed)
+        #expect(report.rolledBack)
+        #expect(report.error?.contains("timed out") == true, "\(report.error ?? "")")
+        #expect(try world.head(world.factory) == before)
+        #expect(FileManager.default.fileExists(atPath: started), "the grandchild ran")
+        #expect(eventually(timeout: 10) { (try? Command.run(["pgrep", "-f", marker]).status) == 1 },
+                "the grandchild was ended with its group")
+    }
+
     @Test func restartRestartsAndChecksEachService() throws {
         let world = try GitWorld()
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
