@@ -44,6 +44,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# No detached `git gc --auto` (thousands of commits are made here): it would outlive the run.
+export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=gc.auto GIT_CONFIG_VALUE_0=0
 export GIT_CONFIG_NOSYSTEM=1 GIT_TERMINAL_PROMPT=0 UV_OFFLINE=1 UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1
 export GIT_AUTHOR_NAME=faults GIT_AUTHOR_EMAIL=faults@example.com GIT_COMMITTER_NAME=faults GIT_COMMITTER_EMAIL=faults@example.com
 mkdir -p "$WORK/bin" "$WORK/systemctl"
