@@ -18,3 +18,11 @@ int factoryctl_die_with_parent(int expected_parent) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return -1;
     return getppid() == expected_parent ? 0 : -1;
 }
+
+#ifndef FACTORYCTL_COMMIT
+#define FACTORYCTL_COMMIT ""
+#endif
+
+const char *factoryctl_build_commit(void) {
+    return FACTORYCTL_COMMIT;
+}

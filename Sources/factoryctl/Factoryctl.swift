@@ -5,7 +5,7 @@ import GitKit
 
 @main
 struct Factoryctl: AsyncParsableCommand {
-    static let version = "0.1.0"
+    static let version = FactoryctlVersion.full
 
     static let configuration = CommandConfiguration(
         commandName: "factoryctl",

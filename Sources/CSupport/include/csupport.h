@@ -13,4 +13,7 @@ int factoryctl_malloc_trim(void);
    -1 when the parent is already gone (re-parented to `expected_parent` no longer). */
 int factoryctl_die_with_parent(int expected_parent);
 
+/* The git commit this binary was built from (-DFACTORYCTL_COMMIT="..."), or "". */
+const char *factoryctl_build_commit(void);
+
 #endif
