@@ -71,6 +71,14 @@ echo "SECRET=1" > "$w/factory/.env"
 target=$(git -C "$w/origin.git" rev-parse main)
 check "update --restart pulls, syncs with uv and restarts" sh -c "'$BIN' update --factory-dir '$w/factory' --restart --settle 0 | grep -q 'Factory updated to ${target:0:7}' && [ \"\$(git -C '$w/factory' rev-parse HEAD)\" = '$target' ] && [ -d '$w/factory/.venv' ] && grep -q SECRET=1 '$w/factory/.env'"
 check "log timestamps follow TZ (zoneinfo found)" sh -c "TZ=Asia/Kolkata '$BIN' update --factory-dir '$w/factory' --no-sync 2>&1 | grep -q '+0530'"
+# A network remote goes through the fetch helper (the binary itself): a silent one ends at the timeout.
+python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(30)" > "$WORK/silent.port" &
+silent=$!
+for _ in $(seq 1 100); do [ -s "$WORK/silent.port" ] && break; sleep 0.05; done
+git clone -q "$w/origin.git" "$w/remote-test" 2>/dev/null
+git -C "$w/remote-test" remote set-url origin "ssh://git@127.0.0.1:$(cat "$WORK/silent.port")/x.git"
+check "a hung SSH remote ends at --fetch-timeout through the fetch helper" sh -c "'$BIN' update --factory-dir '$w/remote-test' --no-sync --fetch-timeout 1 2>'$WORK/hung.err'; [ \$? = 5 ] && grep -q 'made no progress for 1 s' '$WORK/hung.err'"
+kill "$silent" 2>/dev/null; wait "$silent" 2>/dev/null
 check "status --json" sh -c "'$BIN' status --factory-dir '$w/factory' --json | grep -q '$target'"
 
 # Redis, a consumer and publish.
@@ -82,7 +90,9 @@ consumer=$!
 for _ in $(seq 1 200); do redis-cli -s "$WORK/redis.sock" HEXISTS factoryctl:registry pkg-1 | grep -q 1 && break; sleep 0.05; done
 (cd "$w/seed" && echo "print(3)" > app.py && git commit -qam "Ship v3" && git push -q origin main)
 target=$(git -C "$w/origin.git" rev-parse main)
-check "publish --wait: the consumer updates, exits 10 and reports" sh -c "FACTORY_ROLE=HEADQUARTERS '$BIN' publish update --target pkg-1 --wait --timeout 60 --json > '$WORK/wait.json'; wait $consumer; [ \$? = 10 ] && grep -q '\"status\": \"SUCCESS\"' '$WORK/wait.json' && [ \"\$(git -C '$w/factory' rev-parse HEAD)\" = '$target' ]"
+job=$(FACTORY_ROLE=HEADQUARTERS "$BIN" publish update --target pkg-1 --log-level error)
+wait "$consumer"; consumer_exit=$?
+check "publish: the consumer updates, reports SUCCESS and exits 10 for its restart" sh -c "[ $consumer_exit = 10 ] && '$BIN' status --job '$job' --json | grep -q '\"SUCCESS\"' && [ \"\$(git -C '$w/factory' rev-parse HEAD)\" = '$target' ]"
 check "the registry carries the version with its commit" sh -c "redis-cli -s '$WORK/redis.sock' HGET factoryctl:registry pkg-1 | grep -Eq '\"version\": \"$VERSION\\+[0-9a-f]{12}'"
 check "status --fleet" sh -c "'$BIN' status --fleet | grep -q pkg-1"
 

@@ -17,5 +17,6 @@ swift package --allow-writing-to-package-directory generate-manual \
     --configuration debug --date "$(date -u +%F)" --authors "factoryctl developers" >/dev/null
 generated=$(find .build/plugins/GenerateManual/outputs -name factoryctl.1 | head -n 1)
 digest=$("$bin" --experimental-dump-help | sha256sum | cut -d' ' -f1)
-{ sed -e '$a\' "$generated"; printf '.\\" factoryctl-help-sha256: %s\n' "$digest"; } > man/factoryctl.1
+# Blank lines are not roff: make them paragraph breaks (groff and lintian complain otherwise).
+{ sed -e 's/^$/.Pp/' "$generated" | sed -e '$a\'; printf '.\\" factoryctl-help-sha256: %s\n' "$digest"; } > man/factoryctl.1
 echo "updated completions/ and man/factoryctl.1 (help digest $digest)"
