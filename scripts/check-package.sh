@@ -94,7 +94,7 @@ job=$(FACTORY_ROLE=HEADQUARTERS "$BIN" publish update --target pkg-1 --log-level
 wait "$consumer"; consumer_exit=$?
 check "publish: the consumer updates, reports SUCCESS and exits 10 for its restart" sh -c "[ $consumer_exit = 10 ] && '$BIN' status --job '$job' --json | grep -q '\"SUCCESS\"' && [ \"\$(git -C '$w/factory' rev-parse HEAD)\" = '$target' ]"
 check "the registry carries the version with its commit" sh -c "redis-cli -s '$WORK/redis.sock' HGET factoryctl:registry pkg-1 | grep -Eq '\"version\": \"$VERSION\\+[0-9a-f]{12}'"
-check "status --fleet" sh -c "'$BIN' status --fleet | grep -q pkg-1"
+check "status --fleet shows the factory with its factoryctl version" sh -c "'$BIN' status --fleet | grep pkg-1 | grep -Eq '$VERSION\+[0-9a-f]{12}'"
 
 # serve: /healthz, /readyz, an authenticated publish.
 UA_OPS_TOKEN=package-check-token-0123 FACTORY_ROLE=HEADQUARTERS "$BIN" serve --port 0 > "$WORK/serve.log" 2>&1 &

@@ -102,10 +102,11 @@ extension StatusCommand {
         let rows = registrations.map { FleetRow(registration: $0, now: now) }
         if json { try printJSON(rows); return }
         if rows.isEmpty { say("No factory has registered yet."); return }
-        let header = ["FACTORY", "STATUS", "BRANCH", "COMMIT", "LAST SEEN", "LAST JOB", "RESULT"]
+        let header = ["FACTORY", "STATUS", "BRANCH", "COMMIT", "LAST SEEN", "LAST JOB", "RESULT", "FACTORYCTL"]
         let table = rows.map { row in
             [row.factoryID, row.stale ? "\(row.status) (stale)" : row.status, row.branch ?? "-",
-             row.commit.map { String($0.prefix(7)) } ?? "-", age(row.lastSeenSeconds), row.lastJobID ?? "-", row.lastJobStatus ?? "-"]
+             row.commit.map { String($0.prefix(7)) } ?? "-", age(row.lastSeenSeconds), row.lastJobID ?? "-", row.lastJobStatus ?? "-",
+             row.version.isEmpty ? "-" : row.version]
         }
         render([header] + table).forEach(say)
     }
@@ -170,6 +171,8 @@ struct FleetRow: Encodable {
     let capabilities: [String]
     let host: String
     let pid: Int32
+    /// factoryctl's version on that factory (`0.2.0+<commit>` for packaged builds).
+    let version: String
 
     init(registration: Registration, now: Date) {
         factoryID = registration.factoryID
@@ -184,10 +187,11 @@ struct FleetRow: Encodable {
         capabilities = registration.capabilities
         host = registration.host
         pid = registration.pid
+        version = registration.version
     }
 
     enum CodingKeys: String, CodingKey {
-        case status, stale, branch, commit, capabilities, host, pid
+        case status, stale, branch, commit, capabilities, host, pid, version
         case factoryID = "factory_id", lastSeenAt = "last_seen_at", lastSeenSeconds = "last_seen_seconds"
         case lastJobID = "last_job_id", lastJobStatus = "last_job_status"
     }
