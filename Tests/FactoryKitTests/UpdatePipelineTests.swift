@@ -261,11 +261,9 @@ import TestSupport
     @Test func aSyncPastItsTimeoutIsEndedWithItsChildrenAndRolledBack() throws {
         let world = try GitWorld()
         let marker = "factoryctl-orphan-\(UUID().uuidString.prefix(8))"
-        let script = world.directory.join("bin/forking-sync")
         // A sync that starts a grandchild (as a build backend would), then hangs.
         let started = world.directory.join("grandchild-started")
-        try Data("#!/bin/sh\nsh -c 'touch \(started); sleep 300 # \(marker)' &\nsleep 300\n".utf8).write(to: URL(fileURLWithPath: script))
-        chmod(script, 0o755)
+        let script = try world.script("forking-sync", "sh -c 'touch \(started); sleep 300 # \(marker)' &\nsleep 300\n")
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
         let before = try world.head(world.factory)
         let report = update(world) {

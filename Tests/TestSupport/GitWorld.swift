@@ -46,6 +46,15 @@ public final class GitWorld: @unchecked Sendable {
         try Data((0...255).map { UInt8($0) }).write(to: URL(fileURLWithPath: factory + "/cache/ignored.bin"))
     }
 
+    /// Writes an executable `#!/bin/sh` script into the world's bin directory; returns its path.
+    /// For sync commands that stamp, stall or fork.
+    public func script(_ name: String, _ body: String) throws -> String {
+        let path = bin + "/" + name
+        try Data(("#!/bin/sh\n" + body).utf8).write(to: URL(fileURLWithPath: path))
+        chmod(path, 0o755)
+        return path
+    }
+
     /// Another factory cloned from the same origin, with its own `.env`.
     public func addFactory(_ name: String) throws -> String {
         let path = directory.join(name)

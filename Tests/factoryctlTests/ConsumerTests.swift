@@ -310,9 +310,7 @@ final class FleetWorld: @unchecked Sendable {
     @Test func missionTimeoutIsTheDeadlineAndASyncPastItRollsBack() throws {
         let fleet = try FleetWorld()
         // A sync that hangs on the new code only; on the previous code (the rollback's re-sync) it is quick.
-        let script = fleet.world.directory.join("slow-sync.sh")
-        try "#!/bin/sh\ngrep -q v2 app.py && exec sleep 30\nexit 0\n".write(toFile: script, atomically: true, encoding: .utf8)
-        chmod(script, 0o755)
+        let script = try fleet.world.script("slow-sync.sh", "grep -q v2 app.py && exec sleep 30\nexit 0\n")
         var environment = fleet.environment
         environment["UA_FACTORY_SYNC_COMMAND"] = script
         let consumer = try fleet.consumer("f-1", environment: environment)

@@ -14,16 +14,13 @@ import TestSupport
 
     /// A sync command that runs `uv sync`, then stamps the commit the environment is for.
     func stampingSync(_ world: GitWorld, sleepFirst seconds: Int = 0) throws -> String {
-        let path = world.directory.join("bin/stamp-sync-\(seconds)")
-        try Data("""
-        #!/bin/sh
+        try world.script("stamp-sync-\(seconds)", """
         set -e
         sleep \(seconds)
         uv sync --offline --quiet
         git rev-parse HEAD > .venv/synced-commit
-        """.utf8).write(to: URL(fileURLWithPath: path))
-        chmod(path, 0o755)
-        return path
+
+        """)
     }
 
     @Test(arguments: ["http", "ssh"])
@@ -269,9 +266,7 @@ import TestSupport
 
     @Test func theRegistryHearsFromAFactoryDuringALongUpdate() throws {
         let fleet = try FleetWorld()
-        let script = fleet.world.directory.join("bin/slow-sync")
-        try Data("#!/bin/sh\nsleep 4\nexec uv sync --offline --quiet\n".utf8).write(to: URL(fileURLWithPath: script))
-        chmod(script, 0o755)
+        let script = try fleet.world.script("slow-sync", "sleep 4\nexec uv sync --offline --quiet\n")
         var env = fleet.environment
         env["UA_FACTORY_SYNC_COMMAND"] = script
         let consumer = try fleet.consumer("f-1", environment: env)
