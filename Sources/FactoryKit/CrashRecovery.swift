@@ -70,7 +70,9 @@ extension UpdatePipeline {
         if let group = journal.childGroup, OrphanGroup.end(group, program: journal.childProgram ?? "") {
             logger.notice("ended process group \(group) (\(journal.childProgram ?? "sync")) left running by \(who)")
         }
-        if UpdateHistory(gitDirectory: gitDirectory).last?.startedAt == journal.startedAt || journal.phase == .fetch {
+        let recorded = UpdateHistory(gitDirectory: gitDirectory).last?.startedAt == journal.startedAt
+        // A rollback that could not restore the environment keeps its record on purpose.
+        if (recorded && journal.phase != .rollingBack) || journal.phase == .fetch {
             // Finished (its outcome is in the history) or killed before anything moved.
             ApplyJournal.remove(gitDirectory: gitDirectory)
             let what = journal.phase == .fetch ? "was killed while fetching" : "had finished"

@@ -65,7 +65,7 @@ public struct UpdatePipeline {
             report.error = stop.message
             report.paths = stop.paths
             // A failed repair or rollback keeps its record, so the next run tries again.
-            keepJournal = stop.failure == .rollbackFailed
+            keepJournal = stop.failure == .rollbackFailed || stop.keepJournal
         } catch {
             report.status = .failed
             report.failure = .internalError
@@ -95,6 +95,8 @@ public struct UpdatePipeline {
         let failure: UpdateFailure
         let message: String
         var paths: [String] = []
+        /// Leave the intent record in place: the next run must finish what this one could not.
+        var keepJournal = false
     }
 
     private func execute(_ report: inout UpdateReport, held: inout (lock: CheckoutLock, gitDirectory: String)?) throws {
@@ -426,9 +428,13 @@ public struct UpdatePipeline {
         report.rolledBack = true
         report.to = report.from
         var notes: [String] = []
+        var environmentRestored = true
         if resync && request.sync {
             let result = runSync(withinDeadline: false, journalIn: rollback.repository.gitDirectory)
-            if !result.ok { notes.append("re-syncing the previous environment failed: \(result.message)") }
+            if !result.ok {
+                environmentRestored = false
+                notes.append("re-syncing the previous environment failed: \(result.message); the next update syncs it again first")
+            }
         }
         if restart {
             let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
@@ -436,7 +442,8 @@ public struct UpdatePipeline {
             if !inactive.isEmpty { notes.append("after rollback still not active: \(inactive.joined(separator: ", "))") }
         }
         let suffix = notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"
-        throw Stop(failure: failure, message: "\(reason); rolled back to \(report.shortFrom ?? "?")\(suffix)")
+        throw Stop(failure: failure, message: "\(reason); rolled back to \(report.shortFrom ?? "?")\(suffix)",
+                   keepJournal: !environmentRestored)
     }
 
     private func abortHint(_ state: RepositoryState) -> String {
