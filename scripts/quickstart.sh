@@ -10,8 +10,10 @@ as_root() {
 
 ./scripts/install-deps.sh
 
-echo "==> swift build -c release"
-swift build -c release --product factoryctl
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || true)
+echo "==> swift build -c release (commit ${commit:-unknown})"
+# The commit goes into `factoryctl --version` and the registry's version field.
+swift build -c release --product factoryctl ${commit:+-Xcc "-DFACTORYCTL_COMMIT=\"$commit\""}
 bin="$(swift build -c release --show-bin-path)/factoryctl"
 
 prefix="${PREFIX:-/usr/local}"
