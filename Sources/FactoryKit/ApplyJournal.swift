@@ -22,10 +22,8 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
         case synced
         /// Services are being restarted on `to`.
         case restarting
-        /// Putting `from` back (code, environment, services).
-        case rollingBack = "rolling_back"
 
-        static let order: [Phase] = [.fetch, .checkout, .moved, .syncing, .synced, .restarting, .rollingBack]
+        static let order: [Phase] = [.fetch, .checkout, .moved, .syncing, .synced, .restarting]
         public static func < (a: Phase, b: Phase) -> Bool {
             order.firstIndex(of: a)! < order.firstIndex(of: b)!
         }
@@ -47,12 +45,16 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
     public var sync = false
     public var restart = false
     public var services: [String] = []
+    /// A rollback to `from` has begun (or could not restore the environment). `phase` keeps the
+    /// furthest step the forward update reached, which says what a repair must redo.
+    public var rollingBack = false
     /// The process group of the sync this update started (ended by a recovery if still alive).
     public var childGroup: Int32?
     public var childProgram: String?
 
     enum CodingKeys: String, CodingKey {
         case phase, pid, from, to, branch, sync, restart, services
+        case rollingBack = "rolling_back"
         case childGroup = "child_group", childProgram = "child_program"
         case startedAt = "started_at", jobID = "job_id", previousBranch = "previous_branch"
         case branchTipBefore = "branch_tip_before"
@@ -64,6 +66,11 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
         self.startedAt = startedAt
         self.branch = branch
         self.jobID = jobID
+    }
+
+    /// "syncing", or "rolling back after syncing": for messages.
+    public var stage: String {
+        rollingBack ? "rolling back after \(phase.rawValue)" : phase.rawValue
     }
 
     public static func path(gitDirectory: String) -> String {

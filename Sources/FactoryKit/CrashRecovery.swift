@@ -72,7 +72,7 @@ extension UpdatePipeline {
         }
         let recorded = UpdateHistory(gitDirectory: gitDirectory).last?.startedAt == journal.startedAt
         // A rollback that could not restore the environment keeps its record on purpose.
-        if (recorded && journal.phase != .rollingBack) || journal.phase == .fetch {
+        if (recorded && !journal.rollingBack) || journal.phase == .fetch {
             // Finished (its outcome is in the history) or killed before anything moved.
             ApplyJournal.remove(gitDirectory: gitDirectory)
             let what = journal.phase == .fetch ? "was killed while fetching" : "had finished"
@@ -84,7 +84,7 @@ extension UpdatePipeline {
             throw Stop(failure: .rollbackFailed, message: "the record of an interrupted update (\(who)) has no starting commit; check `git status` and remove \(ApplyJournal.path(gitDirectory: gitDirectory)) by hand")
         }
         let interruptedTarget = journal.to.flatMap(ObjectID.init(hex:))
-        logger.warning("an update (\(who)) was interrupted during \(journal.phase.rawValue) (\(from.short) → \(interruptedTarget?.short ?? "?")); putting \(from.short) back")
+        logger.warning("an update (\(who)) was interrupted during \(journal.stage) (\(from.short) → \(interruptedTarget?.short ?? "?")); putting \(from.short) back")
         do {
             try repository.checkoutTree(of: from, force: true, baseline: interruptedTarget)
             if let previous = journal.previousBranch {
@@ -118,7 +118,7 @@ extension UpdatePipeline {
                                          : "restarted, but not active: \(inactive.joined(separator: ", "))")
         }
         ApplyJournal.remove(gitDirectory: gitDirectory)
-        let message = "undid an update interrupted during \(journal.phase.rawValue) (\(who), \(from.short) → \(interruptedTarget?.short ?? "?")): \(done.joined(separator: ", "))\(locksNote)"
+        let message = "undid an update interrupted during \(journal.stage) (\(who), \(from.short) → \(interruptedTarget?.short ?? "?")): \(done.joined(separator: ", "))\(locksNote)"
         logger.notice("\(message)")
         return Recovery(journal: journal, message: message, restoredCode: true)
     }

@@ -314,12 +314,7 @@ public struct UpdatePipeline {
                     environment: request.environment, progress: progress, shouldCancel: cancelled))
             } catch let error as GitError {
                 if cancelled() { throw Stop(failure: .cancelled, message: "the fetch was cancelled; nothing was changed") }
-                if error.kind == .locked || error.message.contains(".lock") {
-                    throw Stop(failure: .remoteUnreachable,
-                               message: "could not fetch \(remote): \(error.message). A git process is writing there, or one died and left its lock file; if no git is running on this checkout, remove that file. Nothing was changed")
-                }
-                throw Stop(failure: .remoteUnreachable,
-                           message: "could not fetch \(remote) (\(url)): \(error.message); nothing was changed")
+                throw Self.fetchFailed(remote: remote, url: url, message: error.message)
             }
             return
         }
@@ -345,7 +340,7 @@ public struct UpdatePipeline {
                 throw Stop(failure: .cancelled, message: pastDeadline ? "the mission deadline passed during the fetch; nothing was changed"
                                                                        : "the fetch was cancelled; nothing was changed")
             case .failed(let message):
-                throw Stop(failure: .remoteUnreachable, message: "could not fetch \(remote) (\(url)): \(message); nothing was changed")
+                throw Self.fetchFailed(remote: remote, url: url, message: message)
             case .launch(let message):
                 throw Stop(failure: .internalError, message: "could not start the fetch: \(message); nothing was changed")
             }
@@ -353,6 +348,16 @@ public struct UpdatePipeline {
         recorded.childGroup = nil
         recorded.childProgram = nil
         journal = recorded
+    }
+
+    /// A failed fetch, in- or out-of-process; a lock file in the way is named as such, not as a
+    /// network problem.
+    private static func fetchFailed(remote: String, url: String, message: String) -> Stop {
+        if message.contains(".lock") {
+            return Stop(failure: .remoteUnreachable,
+                        message: "could not fetch \(remote): \(message). A git process is writing there, or one died and left its lock file; if no git is running on this checkout, remove that file. Nothing was changed")
+        }
+        return Stop(failure: .remoteUnreachable, message: "could not fetch \(remote) (\(url)): \(message); nothing was changed")
     }
 
     private static func seconds(_ value: Double) -> String {
@@ -416,7 +421,7 @@ public struct UpdatePipeline {
         logger.error("\(reason); rolling back to \(rollback.original.commit?.short ?? "?")")
         var journal = ApplyJournal.load(gitDirectory: rollback.repository.gitDirectory)
         if journal != nil {
-            journal!.phase = .rollingBack
+            journal!.rollingBack = true
             try? journal!.write(gitDirectory: rollback.repository.gitDirectory)
         }
         do {

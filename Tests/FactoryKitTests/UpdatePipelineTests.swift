@@ -284,15 +284,25 @@ import TestSupport
         let broken = try world.script("broken-sync", "echo 'resolver exploded' >&2\nexit 1\n")
         let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
         let before = try world.head(world.factory)
-        let failed = update(world) { $0.syncCommand = [broken] }
+        let failed = update(world) {
+            $0.syncCommand = [broken]
+            $0.restart = true
+        }
         #expect(failed.rolledBack)
         #expect(failed.error?.contains("the next update syncs it again first") == true, "\(failed.error ?? "")")
         #expect(try world.head(world.factory) == before)
         #expect(FileManager.default.fileExists(atPath: world.factory + "/.git/factoryctl/journal.json"), "kept for the next run")
         let stamp = try world.script("stamp-sync", "uv sync --offline --quiet && git rev-parse HEAD > .venv/synced-commit\n")
-        let next = update(world) { $0.syncCommand = [stamp] }
+        let next = update(world) {
+            $0.syncCommand = [stamp]
+            $0.restart = true
+        }
         #expect(next.succeeded, "\(next.error ?? "")")
+        #expect(next.recovery?.contains("rolling back after syncing") == true, "\(next.recovery ?? "none")")
         #expect(next.recovery?.contains("re-synced the environment") == true, "\(next.recovery ?? "none")")
+        // The dead-ended run never reached its restart, so the repair restarts nothing.
+        #expect(next.recovery?.contains("restarted") == false, "\(next.recovery ?? "none")")
+        #expect(next.restarted)
         #expect(try world.head(world.factory) == target)
         #expect(world.read(world.factory, ".venv/synced-commit")?.trimmingCharacters(in: .whitespacesAndNewlines) == target)
         #expect(!FileManager.default.fileExists(atPath: world.factory + "/.git/factoryctl/journal.json"))
