@@ -18,7 +18,7 @@ let package = Package(
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
 
         // Swift owners of the C handles.
-        .target(name: "GitKit", dependencies: ["CGit2"]),
+        .target(name: "GitKit", dependencies: ["CGit2", "CSupport"]),
         .target(name: "RedisKit", dependencies: ["CHiredis"]),
 
         // glibc helpers Swift cannot see (posix_spawn chdir).

@@ -1,9 +1,7 @@
+import CSupport
 import Foundation
 import Logging
 import RedisKit
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// What a factory says about itself; stored in the Redis hash `factoryctl:registry`.
 /// The first six fields are those of the existing HQ's registration API.
@@ -143,37 +141,41 @@ public struct HQRegistrationClient {
     }
 
     /// Sends the registration; returns the HTTP status, or nil when the request failed.
+    ///
+    /// libcurl is loaded on the first POST (not at start-up), so a consumer without HQ never maps it.
     @discardableResult
     public func post(_ registration: Registration) -> Int? {
-        var request = URLRequest(url: baseURL.appendingPathComponent("api/v1/factory/registrations"))
-        request.httpMethod = "POST"
-        request.timeoutInterval = timeout
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        if let token { request.setValue(token, forHTTPHeaderField: "x-ua-ops-token") }
-        request.httpBody = Data(registration.json.pythonJSON.utf8)
-        let box = ResponseBox()
-        let done = DispatchSemaphore(value: 0)
-        let task = URLSession.shared.dataTask(with: request) { _, response, error in
-            box.status = (response as? HTTPURLResponse)?.statusCode
-            box.error = error.map { "\($0.localizedDescription)" }
-            done.signal()
+        let url = baseURL.appendingPathComponent("api/v1/factory/registrations").absoluteString
+        var headers = ["Content-Type: application/json", "Expect:"]
+        if let token { headers.append("x-ua-ops-token: \(token)") }
+        let body = Array(registration.json.pythonJSON.utf8)
+        var status = 0
+        var error = [CChar](repeating: 0, count: 512)
+        let code = withCStrings(headers) { headerPointers in
+            body.withUnsafeBufferPointer { bodyBytes in
+                bodyBytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: body.count) { bodyPointer in
+                    factoryctl_http_post(url, headerPointers, Int32(headers.count), bodyPointer, body.count,
+                                         Int(timeout * 1000), &status, &error, Int32(error.count))
+                }
+            }
         }
-        task.resume()
-        if done.wait(timeout: .now() + timeout + 1) == .timedOut {
-            task.cancel()
-            logger.warning("HQ registration POST to \(baseURL.host ?? "HQ") timed out")
+        if code != 0 {
+            let message = String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            logger.warning("HQ registration POST to \(baseURL.host ?? "HQ") failed: \(message)")
             return nil
         }
-        if let status = box.status, (200..<300).contains(status) {
+        if (200..<300).contains(status) {
             logger.debug("registered with HQ (\(status))")
         } else {
-            logger.warning("HQ registration POST failed: \(box.status.map { "HTTP \($0)" } ?? box.error ?? "no response")")
+            logger.warning("HQ registration POST failed: HTTP \(status)")
         }
-        return box.status
+        return status
     }
 }
 
-final class ResponseBox: @unchecked Sendable {
-    var status: Int?
-    var error: String?
+/// Calls `body` with a C array of NUL-terminated copies of `strings` (valid only during the call).
+func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+    let copies = strings.map { strdup($0) }
+    defer { copies.forEach { free($0) } }
+    return body(copies.map { UnsafePointer($0) })
 }

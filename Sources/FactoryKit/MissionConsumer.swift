@@ -18,8 +18,10 @@ public struct ConsumerConfiguration: Sendable {
     /// Restart `services` after an update (off for a factory whose app is not a systemd service).
     public var restart = true
     public var capabilities: [String] = []
-    /// Longest a blocking read waits; bounds how long SIGTERM takes to be noticed.
-    public var blockMilliseconds = 2000
+    /// Longest a blocking read waits. The read ends early for the next heartbeat, a deferred
+    /// update coming due, or a stop request (which shuts the socket down), so an idle consumer
+    /// wakes only to heartbeat.
+    public var blockMilliseconds = 15_000
     public var heartbeatSeconds: Double = 15
     /// Minimum seconds between two updates of this factory (remembered in the update history).
     public var minimumInterval: Double = 10
@@ -67,6 +69,9 @@ public final class MissionConsumer {
     /// The checkout, opened once; refs are re-read from disk on every `head()`.
     let repository: Repository
     let startedAt = Date()
+    /// Set while the consumer is (about to be) blocked reading the stream: only that read is
+    /// interrupted by a stop; a running update finishes and reports first.
+    let reading = Flag()
 
     private var group: String { MissionBus.groupName(factoryID: configuration.factoryID) }
     private var consumerName: String { configuration.factoryID }
@@ -101,6 +106,11 @@ public final class MissionConsumer {
                          maxLength: configuration.maxStreamLength)
         registry = FleetRegistry(redis: redis)
         hq = HQRegistrationClient(baseURL: configuration.hqBaseURL, token: configuration.opsToken, logger: logger)
+        // A stop request ends the blocking read at once instead of being polled for.
+        let interrupt = redis.interrupter
+        stop.onSet { [reading] in
+            if reading.isSet { interrupt() }
+        }
         if let last = history.entries().last(where: { $0.jobID != nil }), let job = last.jobID {
             lastJob = (job, last.succeeded ? "SUCCESS" : "FAILED")
         }
@@ -141,10 +151,17 @@ public final class MissionConsumer {
                 }
                 if Date().timeIntervalSince(lastHeartbeat) >= configuration.heartbeatSeconds { try register() }
                 if let exit = try runDeferredIfDue() { return exit }
+                // The flag goes up before the last stop check: a stop either is seen here or
+                // finds the flag up and interrupts the read.
+                reading.set(true)
+                defer { reading.set(false) }
+                if stop.isSet { break }
                 let entries = try bus.readNew(group: group, consumer: consumerName, blockMilliseconds: blockTime())
+                reading.set(false)
                 if let exit = try handle(entries, recovering: false) { return exit }
             } catch let error as RedisError {
                 connected = false
+                if stop.isSet { break }
                 redis.disconnect()
                 let delay = backoff.next()
                 logger.warning("Redis unavailable (\(error)); retrying in \(String(format: "%.1f", delay)) s")
@@ -158,6 +175,7 @@ public final class MissionConsumer {
         }
         logger.notice("stopping on request")
         status = "offline"
+        redis.resume()
         try? register()
         return .stopped
     }
@@ -276,12 +294,14 @@ public final class MissionConsumer {
         return configuration.minimumInterval - (Date().timeIntervalSince1970 - finished)
     }
 
+    /// Until the next heartbeat is due (or a deferred update is), capped by `blockMilliseconds`.
     private func blockTime() -> Int {
         var block = configuration.blockMilliseconds
         if !deferred.isEmpty, !state.paused, let wait = intervalRemaining(), wait > 0 {
             block = min(block, max(1, Int(wait * 1000) + 1))
         }
-        return min(block, max(1, Int(configuration.heartbeatSeconds * 1000)))
+        let untilHeartbeat = configuration.heartbeatSeconds - Date().timeIntervalSince(lastHeartbeat)
+        return min(block, max(1, Int((untilHeartbeat * 1000).rounded(.up))))
     }
 
     private func runUpdate(_ entry: StreamEntry, _ mission: Mission, receivedAt: Date) throws -> ConsumerExit? {
@@ -401,6 +421,24 @@ public final class MissionConsumer {
             startedAt: startedAt.timeIntervalSince1970, lastSeenAt: now.timeIntervalSince1970,
             lastJobID: lastJob?.id, lastJobStatus: lastJob?.status)
         return registration
+    }
+}
+
+/// A boolean shared between threads.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+
+    func set(_ newValue: Bool) {
+        lock.lock()
+        value = newValue
+        lock.unlock()
     }
 }
 

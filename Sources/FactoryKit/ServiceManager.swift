@@ -1,17 +1,30 @@
 import Foundation
 import Logging
 
-/// Restarts app services with `systemctl --user` (argv, no shell) and checks they came up.
+/// Restarts app services with `systemctl --user` (argv, no shell) and watches them come up.
 public struct ServiceManager {
     public let runner: ProcessRunner
     public let logger: Logger
+    /// How often the service state is read while watching.
+    public var pollInterval: Double = 0.05
 
     public init(runner: ProcessRunner, logger: Logger) {
         self.runner = runner
         self.logger = logger
     }
 
-    /// Restarts each service, waits `settle` seconds, and returns the ones that are not active.
+    /// Restarts each service and returns the ones that did not come up.
+    ///
+    /// Instead of sleeping a fixed time and asking `is-active` once, each service's state is read
+    /// (`systemctl --user show`) every `pollInterval` until it is known:
+    /// - failed, inactive, or back in `activating` for an automatic restart (a crash loop):
+    ///   not up, at once;
+    /// - active, for a unit that tells systemd when it is ready (Type=notify, notify-reload,
+    ///   dbus, forking, oneshot): up, at once — `systemctl restart` returned after readiness;
+    /// - active, for a unit that does not (Type=simple, exec, idle): up once it has stayed active
+    ///   with the same main process for `settle` seconds;
+    /// - still activating after `settle` seconds (or 30, if larger): not up.
+    /// Where `show` is not available, falls back to waiting `settle` and asking `is-active`.
     public func restart(_ services: [String], settle: Double) -> [String] {
         var failed: [String] = []
         for service in services {
@@ -27,9 +40,91 @@ public struct ServiceManager {
                 failed.append(service)
             }
         }
-        if settle > 0 { Thread.sleep(forTimeInterval: settle) }
-        for service in services where !failed.contains(service) {
-            if !isActive(service) { failed.append(service) }
+        let watched = services.filter { !failed.contains($0) }
+        failed += watch(watched, settle: settle)
+        return failed
+    }
+
+    /// The properties `show` is asked for.
+    static let properties = "Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic"
+
+    struct UnitState: Equatable {
+        var type: String
+        var active: String
+        var sub: String
+        var restarts: String
+        var mainPID: String
+        var started: String
+
+        init?(showOutput: String) {
+            var values: [String: String] = [:]
+            for line in showOutput.split(separator: "\n") {
+                guard let equals = line.firstIndex(of: "=") else { continue }
+                values[String(line[..<equals])] = String(line[line.index(after: equals)...])
+            }
+            guard let active = values["ActiveState"], !active.isEmpty else { return nil }
+            self.active = active
+            type = values["Type"] ?? "simple"
+            sub = values["SubState"] ?? ""
+            restarts = values["NRestarts"] ?? ""
+            mainPID = values["MainPID"] ?? ""
+            started = values["ExecMainStartTimestampMonotonic"] ?? ""
+        }
+
+        /// systemd itself waited for readiness before `restart` returned.
+        var reportsReadiness: Bool { ["notify", "notify-reload", "dbus", "forking", "oneshot"].contains(type) }
+        /// The same run of the service (no restart in between).
+        func sameRun(as other: UnitState) -> Bool {
+            restarts == other.restarts && mainPID == other.mainPID && started == other.started
+        }
+    }
+
+    func state(of service: String) -> UnitState? {
+        guard let result = try? runner.run(["systemctl", "--user", "show", "--property=\(Self.properties)", service],
+                                           timeout: 30), result.succeeded else { return nil }
+        return UnitState(showOutput: result.outputTail)
+    }
+
+    private func watch(_ services: [String], settle: Double) -> [String] {
+        var failed: [String] = []
+        var pending = services
+        var stableSince: [String: (state: UnitState, at: Date)] = [:]
+        let start = Date()
+        let activatingLimit = max(settle, 30)
+        while !pending.isEmpty {
+            for service in pending {
+                guard let state = state(of: service) else {
+                    // No `show` (an old or minimal systemctl): the old way.
+                    pending.removeAll { $0 == service }
+                    let waited = Date().timeIntervalSince(start)
+                    if settle > waited { Thread.sleep(forTimeInterval: settle - waited) }
+                    if !isActive(service) { failed.append(service) }
+                    continue
+                }
+                switch state.active {
+                case "active" where state.reportsReadiness:
+                    pending.removeAll { $0 == service }
+                case "active", "reloading":
+                    if let since = stableSince[service], since.state.sameRun(as: state) {
+                        if Date().timeIntervalSince(since.at) >= settle { pending.removeAll { $0 == service } }
+                    } else {
+                        if stableSince[service] != nil { logger.warning("\(service) restarted again while being watched") }
+                        stableSince[service] = (state, Date())
+                        if settle <= 0 { pending.removeAll { $0 == service } }
+                    }
+                case "activating" where state.sub == "auto-restart", "failed", "inactive", "deactivating":
+                    logger.warning("\(service) is \(state.active)\(state.sub.isEmpty ? "" : " (\(state.sub))") after the restart")
+                    pending.removeAll { $0 == service }
+                    failed.append(service)
+                default: // activating: not known yet
+                    if Date().timeIntervalSince(start) >= activatingLimit {
+                        logger.warning("\(service) is still \(state.active) after \(Int(activatingLimit)) s")
+                        pending.removeAll { $0 == service }
+                        failed.append(service)
+                    }
+                }
+            }
+            if !pending.isEmpty { Thread.sleep(forTimeInterval: pollInterval) }
         }
         return failed
     }

@@ -2,22 +2,40 @@ import Foundation
 
 /// Set once when the process is asked to stop (SIGTERM/SIGINT); read from any thread.
 public final class StopSignal: @unchecked Sendable {
-    private let lock = NSLock()
+    private let condition = NSCondition()
     private var stopped = false
     private var sources: [DispatchSourceSignal] = []
+    private var handlers: [@Sendable () -> Void] = []
 
     public init() {}
 
     public var isSet: Bool {
-        lock.lock()
-        defer { lock.unlock() }
+        condition.lock()
+        defer { condition.unlock() }
         return stopped
     }
 
     public func set() {
-        lock.lock()
+        condition.lock()
+        let first = !stopped
         stopped = true
-        lock.unlock()
+        let run = first ? handlers : []
+        condition.broadcast()
+        condition.unlock()
+        for handler in run { handler() }
+    }
+
+    /// Runs `handler` once when the signal is set (at once if it already is), on the setting
+    /// thread. Used to interrupt a blocking read, so that nothing has to poll for the stop.
+    public func onSet(_ handler: @escaping @Sendable () -> Void) {
+        condition.lock()
+        if stopped {
+            condition.unlock()
+            handler()
+            return
+        }
+        handlers.append(handler)
+        condition.unlock()
     }
 
     /// Routes SIGTERM and SIGINT here (handled on a dispatch queue, not in signal context).
@@ -31,14 +49,15 @@ public final class StopSignal: @unchecked Sendable {
         }
     }
 
-    /// Sleeps up to `seconds`, waking early when stopped. Returns false if stopped.
+    /// Sleeps up to `seconds` (in the kernel, no polling), waking early when stopped.
+    /// Returns false if stopped.
     @discardableResult
     public func sleep(_ seconds: Double) -> Bool {
         let end = Date().addingTimeInterval(seconds)
-        while !isSet {
-            let left = end.timeIntervalSinceNow
-            if left <= 0 { return true }
-            Thread.sleep(forTimeInterval: min(left, 0.1))
+        condition.lock()
+        defer { condition.unlock() }
+        while !stopped {
+            if !condition.wait(until: end) { return !stopped }
         }
         return false
     }

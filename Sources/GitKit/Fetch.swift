@@ -100,6 +100,9 @@ extension Repository {
         var remote: OpaquePointer?
         try check(git_remote_lookup(&remote, handle, name), "look up remote \(name)")
         defer { git_remote_free(remote) }
+        if let url = git_remote_url(remote).map({ String(cString: $0) }), url.lowercased().hasPrefix("https:") {
+            GitLibrary.loadCertificates()
+        }
 
         var fetchOptions = git_fetch_options()
         try check(git_fetch_options_init(&fetchOptions, UInt32(GIT_FETCH_OPTIONS_VERSION)), "init fetch options")

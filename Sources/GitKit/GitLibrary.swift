@@ -1,6 +1,8 @@
 import CGit2
+import CSupport
 
-/// libgit2's process-wide state. Call `initialize()` once at start-up, before any `Repository`.
+/// libgit2's process-wide state. `initialize()` runs on first use (commands that never touch git,
+/// like `--version` or `publish`, never pay for it); `Repository.open` calls it.
 public enum GitLibrary {
     private static let initialization: Int32 = git_libgit2_init()
 
@@ -10,6 +12,19 @@ public enum GitLibrary {
         precondition(initialization >= 0, "git_libgit2_init failed")
         return version
     }
+
+    /// Loads the CA certificates libgit2's HTTPS transport verifies servers with. Deferred at
+    /// initialization (parsing the system bundle costs milliseconds that local, SSH and HTTP
+    /// remotes never need); call before talking HTTPS. Idempotent. Returns false when a bundle
+    /// failed to load (HTTPS servers will then fail verification, which libgit2 reports).
+    @discardableResult
+    public static func loadCertificates() -> Bool {
+        initialize()
+        return factoryctl_load_ca_certificates() >= 0
+    }
+
+    /// CA bundle loads still deferred (for tests and diagnostics).
+    public static var deferredCertificateLoads: Int { Int(factoryctl_deferred_ca_loads()) }
 
     public static var version: String {
         var major: Int32 = 0, minor: Int32 = 0, patch: Int32 = 0

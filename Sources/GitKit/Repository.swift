@@ -82,6 +82,7 @@ public final class Repository {
 
     /// Opens the repository whose work tree (or `.git`) is exactly `path`.
     public static func open(at path: String) throws -> Repository {
+        GitLibrary.initialize()
         var pointer: OpaquePointer?
         let flags = UInt32(GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue)
         let code = git_repository_open_ext(&pointer, path, flags, nil)

@@ -8,6 +8,9 @@ public final class RedisClient {
     public let connectTimeout: Double
     public let commandTimeout: Double
     private var connection: RedisConnection?
+    /// Guards `connection` replacement and `interrupted` against `interrupt()` from another thread.
+    private let lock = NSLock()
+    private var interrupted = false
 
     public init(url: RedisURL, connectTimeout: Double = 5, commandTimeout: Double = 10) {
         self.url = url
@@ -17,15 +20,50 @@ public final class RedisClient {
 
     public var isConnected: Bool { connection.map { !$0.isBroken } ?? false }
 
-    /// Connects now if not connected.
+    /// Connects now if not connected. Refused after `interrupt()` until `resume()`.
     public func connect() throws(RedisError) {
         if let connection, !connection.isBroken { return }
-        connection = nil
-        connection = try RedisConnection(url: url, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
+        setConnection(nil)
+        let made = try RedisConnection(url: url, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
+        lock.lock()
+        defer { lock.unlock() }
+        if interrupted { throw .connection("interrupted") }
+        connection = made
     }
 
     public func disconnect() {
-        connection = nil
+        setConnection(nil)
+    }
+
+    /// Safe from any thread: ends a command blocked on the socket (a long `BLOCK` read) with a
+    /// connection error, and refuses new connections until `resume()`. This is how a stop
+    /// request reaches a consumer that blocks until its next heartbeat instead of polling.
+    public func interrupt() {
+        lock.lock()
+        defer { lock.unlock() }
+        interrupted = true
+        connection?.shutdownSocket()
+    }
+
+    /// `interrupt()` as a closure another thread may hold (only `interrupt` is thread-safe).
+    public var interrupter: @Sendable () -> Void {
+        nonisolated(unsafe) let client = self
+        return { client.interrupt() }
+    }
+
+    /// Allows connections again after `interrupt()` (for a last command before exiting).
+    public func resume() {
+        lock.lock()
+        interrupted = false
+        lock.unlock()
+    }
+
+    private func setConnection(_ value: RedisConnection?) {
+        lock.lock()
+        let old = connection
+        connection = value
+        lock.unlock()
+        _ = old // freed here, outside the lock is fine: interrupt() can no longer reach it
     }
 
     @discardableResult
@@ -39,7 +77,7 @@ public final class RedisClient {
         do {
             return try connection!.command(arguments)
         } catch {
-            if error.isConnectionError || connection?.isBroken == true { connection = nil }
+            if error.isConnectionError || connection?.isBroken == true { setConnection(nil) }
             throw error
         }
     }

@@ -61,6 +61,12 @@ public final class RedisConnection {
         }
     }
 
+    /// Shuts the socket down so that a read blocked on it (another thread's `BLOCK`) returns at
+    /// once with an error. The context stays allocated; the connection is broken afterwards.
+    public func shutdownSocket() {
+        _ = shutdown(context.pointee.fd, Int32(SHUT_RDWR))
+    }
+
     /// True once hiredis has seen an I/O or protocol error; the connection is then unusable.
     public var isBroken: Bool { factoryctl_redis_err(context) != 0 }
 

@@ -43,7 +43,7 @@ struct ConsumeCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds between registry heartbeats.", valueName: "seconds"))
     var heartbeat: Double = 15
 
-    @Option(name: .long, help: ArgumentHelp("Seconds to wait after a restart before checking the services.", valueName: "seconds"))
+    @Option(name: .long, help: ArgumentHelp("Seconds a restarted service of Type=simple/exec must stay up before it counts as started (units that report readiness, Type=notify, are known at once).", valueName: "seconds"))
     var settle: Double = 3
 
     @Flag(name: .long, help: "Do not run the dependency sync (uv sync) after updates.")
@@ -85,7 +85,7 @@ struct ConsumeCommand: ParsableCommand {
             throw CommandFailure(code: .usage, message: "\(error)")
         }
         configuration.minimumInterval = minInterval ?? environment["UA_FACTORY_MIN_UPDATE_INTERVAL"].flatMap(Double.init) ?? 10
-        configuration.blockMilliseconds = min(2000, Int(heartbeat * 1000))
+        configuration.blockMilliseconds = Int(heartbeat * 1000)
         configuration.hqBaseURL = environment.hqBaseURL
         configuration.opsToken = environment.opsToken
 

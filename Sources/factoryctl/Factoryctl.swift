@@ -1,7 +1,6 @@
 import ArgumentParser
 import FactoryKit
 import Foundation
-import GitKit
 
 @main
 struct Factoryctl: AsyncParsableCommand {
@@ -37,7 +36,6 @@ struct Factoryctl: AsyncParsableCommand {
 
     static func main() async {
         signal(SIGPIPE, SIG_IGN) // broken sockets and pipes become errors, not a dead process
-        GitLibrary.initialize()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

@@ -58,7 +58,7 @@ struct UpdateCommand: ParsableCommand {
     @Flag(name: .long, help: "Wait for another update's lock instead of failing at once.")
     var waitLock = false
 
-    @Option(name: .long, help: ArgumentHelp("Seconds to wait after a restart before checking the services.", valueName: "seconds"))
+    @Option(name: .long, help: ArgumentHelp("Seconds a restarted service of Type=simple/exec must stay up before it counts as started (units that report readiness, Type=notify, are known at once).", valueName: "seconds"))
     var settle: Double = 3
 
     @Option(name: .long, help: ArgumentHelp(

@@ -315,7 +315,7 @@ import TestSupport
         #expect(report.succeeded, "\(report.error ?? "")")
         #expect(report.restarted)
         #expect(FakeSystemctl.calls(world.systemctlState) == [
-            "--user restart app-a", "--user restart app-b", "--user is-active app-a", "--user is-active app-b",
+            "--user restart app-a", "--user restart app-b", "--user show --property=Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic app-a", "--user show --property=Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic app-b",
         ])
     }
 
@@ -335,7 +335,7 @@ import TestSupport
         try expectSame(world.checkoutSnapshot(), before, exactIndex: false)
         #expect(world.protectedSnapshot() == protected)
         #expect(FakeSystemctl.calls(world.systemctlState) == [
-            "--user restart app", "--user is-active app", "--user restart app", "--user is-active app",
+            "--user restart app", "--user show --property=Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic app", "--user restart app", "--user show --property=Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic app",
         ])
     }
 

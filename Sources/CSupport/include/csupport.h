@@ -16,4 +16,22 @@ int factoryctl_die_with_parent(int expected_parent);
 /* The git commit this binary was built from (-DFACTORYCTL_COMMIT="..."), or "". */
 const char *factoryctl_build_commit(void);
 
+/* CA certificates for libgit2's HTTPS transport, loaded only when an HTTPS remote is used.
+   libgit2 (built with mbedTLS, as Debian's is) parses the whole CA bundle inside
+   git_libgit2_init; this library defines mbedtls_x509_crt_parse_file so that the call made
+   during init is recorded instead of run. factoryctl_load_ca_certificates() runs the recorded
+   calls (once); every later call goes straight to mbedTLS. Returns the number of deferred
+   loads run now, or -1 when one failed. */
+int factoryctl_load_ca_certificates(void);
+/* How many CA bundle loads are waiting (0 once loaded, or when libgit2 does not use mbedTLS). */
+int factoryctl_deferred_ca_loads(void);
+
+/* An HTTP(S) POST through libcurl, loaded with dlopen on first use so that processes that never
+   POST do not map libcurl and its dependencies. headers are "Name: value" strings. Returns 0 and
+   sets *status when a response arrived; -1 with a message in error (NUL-terminated) otherwise.
+   No redirects are followed; only http and https are allowed. */
+int factoryctl_http_post(const char *url, const char *const *headers, int header_count,
+                         const char *body, long body_length, long timeout_ms,
+                         long *status, char *error, int error_length);
+
 #endif
