@@ -91,13 +91,7 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
         let path = Self.path(gitDirectory: gitDirectory)
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                 withIntermediateDirectories: true)
-        let temporary = path + ".tmp"
-        try JSONEncoder.factory.encode(self).write(to: URL(fileURLWithPath: temporary))
-        guard rename(temporary, path) == 0 else {
-            let code = errno
-            unlink(temporary)
-            throw FactoryError.failed("could not write \(path): \(String(cString: strerror(code)))")
-        }
+        try FileWriting.replace(path, with: Array(try JSONEncoder.factory.encode(self)))
     }
 
     public static func remove(gitDirectory: String) {

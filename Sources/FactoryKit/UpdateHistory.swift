@@ -24,25 +24,37 @@ public struct UpdateHistory: Sendable {
         entries().last { $0.jobID == jobID }
     }
 
-    /// Appends `report`, trimming old entries; written to a temp file then renamed.
+    /// Appends `report` as one line (one `write` on an O_APPEND descriptor: no rewrite of the
+    /// file per update). Once the file passes `trimSize`, it is rewritten with the newest
+    /// `limit` entries (temp file, then rename). A torn last line (a kill mid-write) is skipped
+    /// by `entries()`.
     public func append(_ report: UpdateReport) throws {
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var lines = (FileManager.default.contents(atPath: path) ?? Data())
-            .split(separator: UInt8(ascii: "\n")).map { Data($0) }
-        lines.append(try JSONEncoder.factory.encode(report))
-        if lines.count > limit { lines.removeFirst(lines.count - limit) }
-        var data = Data()
-        for line in lines {
-            data.append(line)
-            data.append(UInt8(ascii: "\n"))
+        var line = Array(try JSONEncoder.factory.encode(report))
+        line.append(UInt8(ascii: "\n"))
+        // A torn line left by a killed writer must not swallow this one.
+        if let last = lastByte(), last != UInt8(ascii: "\n") { line.insert(UInt8(ascii: "\n"), at: 0) }
+        let size = try FileWriting.append(path, line)
+        guard size > trimSize else { return }
+        let lines = (FileManager.default.contents(atPath: path) ?? Data()).split(separator: UInt8(ascii: "\n"))
+        var kept: [UInt8] = []
+        for line in lines.suffix(limit) {
+            kept += line
+            kept.append(UInt8(ascii: "\n"))
         }
-        let temporary = path + ".tmp.\(getpid())"
-        try data.write(to: URL(fileURLWithPath: temporary))
-        guard rename(temporary, path) == 0 else {
-            let code = errno
-            unlink(temporary)
-            throw FactoryError.failed("could not write \(path): \(String(cString: strerror(code)))")
-        }
+        try FileWriting.replace(path, with: kept)
+    }
+
+    /// Rewrite-and-trim threshold: about `limit` entries of a few hundred bytes, twice over.
+    var trimSize: Int { limit * 1024 }
+
+    private func lastByte() -> UInt8? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var byte: UInt8 = 0
+        guard lseek(fd, -1, SEEK_END) >= 0, read(fd, &byte, 1) == 1 else { return nil }
+        return byte
     }
 }
