@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -10,7 +10,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        // No default traits: "FullFoundation" and "ConfigurationSupport" import Foundation proper
+        // (ICU and all), which would undo keeping factoryctl on FoundationEssentials.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
     ],
     targets: [
         // C libraries from Debian (libgit2-dev, libhiredis-dev).
@@ -18,8 +20,12 @@ let package = Package(
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
 
         // Swift owners of the C handles.
-        .target(name: "GitKit", dependencies: ["CGit2", "CSupport"]),
-        .target(name: "RedisKit", dependencies: ["CHiredis"]),
+        .target(name: "GitKit", dependencies: ["CGit2", "CSupport", "FactoryBasics"]),
+        .target(name: "RedisKit", dependencies: ["CHiredis", "FactoryBasics"]),
+
+        // Locks, threads and string helpers, so no module needs Foundation proper (only
+        // FoundationEssentials): see Sources/FactoryBasics/Basics.swift.
+        .target(name: "FactoryBasics"),
 
         // glibc helpers Swift cannot see (posix_spawn chdir).
         .target(name: "CSupport"),
@@ -31,6 +37,7 @@ let package = Package(
                 "GitKit",
                 "RedisKit",
                 "CSupport",
+                "FactoryBasics",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -40,6 +47,7 @@ let package = Package(
             name: "FactoryGateway",
             dependencies: [
                 "FactoryKit",
+                "FactoryBasics",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -52,6 +60,7 @@ let package = Package(
             dependencies: [
                 "FactoryKit",
                 "FactoryGateway",
+                "FactoryBasics",
                 "RedisKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

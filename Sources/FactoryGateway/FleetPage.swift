@@ -1,5 +1,8 @@
 import FactoryKit
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 /// The fleet page for HQ operators: one row per factory, refreshing itself, no external assets.
 struct FleetPage {

@@ -1,5 +1,8 @@
 import FactoryKit
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import Hummingbird
 import HummingbirdCore
 import NIOCore

@@ -1,5 +1,8 @@
 import FactoryKit
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import Hummingbird
 import Logging
 
@@ -66,6 +69,6 @@ struct AccessLogMiddleware<Context: RequestContext>: RouterMiddleware {
     private func log(_ request: Request, _ status: Int, _ start: ContinuousClock.Instant) {
         let elapsed = ContinuousClock.now - start
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-        logger.info("\(request.method.rawValue) \(request.uri.path) \(status) \(String(format: "%.1f", ms)) ms")
+        logger.info("\(request.method.rawValue) \(request.uri.path) \(status) \(ms.fixed(1)) ms")
     }
 }

@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 /// The update's intent record, `.git/factoryctl/journal.json`: written before anything moves and
 /// advanced as each step completes, removed once the outcome is in the history. A record found
@@ -89,7 +92,7 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
 
     public func write(gitDirectory: String) throws {
         let path = Self.path(gitDirectory: gitDirectory)
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+        try FileManager.default.createDirectory(atPath: path.deletingLastPathComponent,
                                                 withIntermediateDirectories: true)
         try FileWriting.replace(path, with: Array(try JSONEncoder.factory.encode(self)))
     }
@@ -112,11 +115,8 @@ enum StaleGitLocks {
             removed.append(name)
         }
         let refs = gitDirectory + "/refs"
-        if let walker = FileManager.default.enumerator(atPath: refs) {
-            while let relative = walker.nextObject() as? String {
-                guard relative.hasSuffix(".lock") else { continue }
-                if unlink(refs + "/" + relative) == 0 { removed.append("refs/" + relative) }
-            }
+        for relative in (try? FileManager.default.subpathsOfDirectory(atPath: refs)) ?? [] where relative.hasSuffix(".lock") {
+            if unlink(refs + "/" + relative) == 0 { removed.append("refs/" + relative) }
         }
         return removed
     }

@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 /// An exclusive `flock(2)` on `.git/factoryctl/update.lock`. The kernel drops it when the holder
 /// exits, so a crashed update never leaves a stale lock; the file holds the holder's pid for messages.
@@ -66,6 +69,6 @@ public final class CheckoutLock {
         var buffer = [UInt8](repeating: 0, count: 32)
         let count = pread(fd, &buffer, 31, 0)
         guard count > 0 else { return nil }
-        return Int32(String(decoding: buffer.prefix(count), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        return Int32(String(decoding: buffer.prefix(count), as: UTF8.self).trimmed)
     }
 }

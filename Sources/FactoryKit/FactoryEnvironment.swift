@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import GitKit
 
 /// The environment names the existing fleet already sets (see DESIGN.md), read from one dictionary
@@ -17,7 +20,7 @@ public struct FactoryEnvironment: Sendable {
     public static var current: FactoryEnvironment { FactoryEnvironment() }
 
     public subscript(name: String) -> String? {
-        guard let value = values[name]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        guard let value = values[name]?.trimmed, !value.isEmpty else { return nil }
         return value
     }
 
@@ -58,7 +61,7 @@ public struct FactoryEnvironment: Sendable {
     public var hqBaseURL: String? { self["UA_HQ_BASE_URL"] }
     public var capabilities: [String] {
         (self["UA_FACTORY_CAPABILITIES"] ?? "").split(separator: ",")
-            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            .map { $0.trimmed }.filter { !$0.isEmpty }
     }
 
     /// The Redis URL: `UA_REDIS_URL`, else built from `UA_REDIS_HOST`, `UA_REDIS_PORT`,
@@ -71,7 +74,7 @@ public struct FactoryEnvironment: Sendable {
         let port = self["UA_REDIS_PORT"] ?? "6379"
         let db = self["UA_REDIS_DB"] ?? "0"
         if let password = self["REDIS_PASSWORD"] {
-            let escaped = password.addingPercentEncoding(withAllowedCharacters: .urlPasswordAllowed) ?? password
+            let escaped = password.percentEncodedStrict
             return "redis://:\(escaped)@\(host):\(port)/\(db)"
         }
         return "redis://\(host):\(port)/\(db)"

@@ -12,6 +12,6 @@ public enum FactoryError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     private func quoted(_ name: String) -> String {
-        "'" + name.replacingOccurrences(of: "\n", with: "\\n").prefix(80) + "'"
+        "'" + name.replacing("\n", with: "\\n").prefix(80) + "'"
     }
 }

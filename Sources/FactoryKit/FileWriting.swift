@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 /// Small file writes with plain POSIX calls. Foundation's `Data.write(to:)` fsyncs every file;
 /// the journal and history are written on every update and must survive a killed process (the

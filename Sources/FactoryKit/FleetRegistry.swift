@@ -1,5 +1,8 @@
 import CSupport
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import Logging
 import RedisKit
 

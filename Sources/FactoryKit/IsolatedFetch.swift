@@ -1,5 +1,8 @@
 import CSupport
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import GitKit
 
 /// Fetching a network remote in a child process that can be killed.
@@ -16,7 +19,7 @@ public enum IsolatedFetch {
     /// fetches run in-process, without the timeout; tests pass the built binary instead).
     public static let defaultHelper: [String]? = {
         guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
-              (path as NSString).lastPathComponent == "factoryctl" else { return nil }
+              path.lastPathComponent == "factoryctl" else { return nil }
         return [path]
     }()
 
@@ -61,10 +64,10 @@ public enum IsolatedFetch {
             }))
             return 0
         } catch let error as GitError {
-            output.write("error " + error.message.replacingOccurrences(of: "\n", with: " "))
+            output.write("error " + error.message.replacing("\n", with: " "))
             return 1
         } catch {
-            output.write("error \(error)".replacingOccurrences(of: "\n", with: " "))
+            output.write("error \(error)".replacing("\n", with: " "))
             return 1
         }
     }

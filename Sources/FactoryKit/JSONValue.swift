@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 /// A JSON value, decoded strictly (a bool is never a number) and encoded exactly as Python's
 /// `json.dumps(value, sort_keys=True)` writes it — the existing HQ's wire format: keys sorted,
@@ -97,7 +100,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
     private static func pythonFloat(_ value: Double) -> String {
         if value.isNaN { return "NaN" }
         if value.isInfinite { return value > 0 ? "Infinity" : "-Infinity" }
-        if value == value.rounded(), abs(value) < 1e16 { return String(format: "%.1f", value) }
+        if value == value.rounded(), abs(value) < 1e16 { return value.fixed(1) }
         return "\(value)"
     }
 
@@ -116,9 +119,9 @@ public enum JSONValue: Sendable, Equatable, Codable {
                 if scalar.value < 0x20 || scalar.value > 0x7E {
                     if scalar.value > 0xFFFF {
                         let v = scalar.value - 0x10000
-                        out += String(format: "\\u%04x\\u%04x", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF))
+                        out += "\\u" + hex4(0xD800 + (v >> 10)) + "\\u" + hex4(0xDC00 + (v & 0x3FF))
                     } else {
-                        out += String(format: "\\u%04x", scalar.value)
+                        out += "\\u" + hex4(scalar.value)
                     }
                 } else {
                     out.unicodeScalars.append(scalar)

@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 /// The mission envelope of the existing HQ (`universal_agent.delegation.schema.MissionEnvelope`):
 /// `{"idempotency_key", "job_id", "max_retries", "payload": {"context", "task"}, "priority", "timeout_seconds"}`.
@@ -79,7 +82,7 @@ public enum MissionID {
     public static func make(prefix: String) -> String {
         var bytes = [UInt8](repeating: 0, count: 6)
         for index in bytes.indices { bytes[index] = UInt8.random(in: 0...255) }
-        return prefix + "-" + bytes.map { String(format: "%02x", $0) }.joined()
+        return prefix + "-" + bytes.map(hex2).joined()
     }
 }
 

@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import RedisKit
 
 /// One entry read from a stream.

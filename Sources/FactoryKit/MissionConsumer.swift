@@ -1,5 +1,8 @@
 import CSupport
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import GitKit
 import Logging
 import RedisKit
@@ -164,7 +167,7 @@ public final class MissionConsumer {
                 if stop.isSet { break }
                 redis.disconnect()
                 let delay = backoff.next()
-                logger.warning("Redis unavailable (\(error)); retrying in \(String(format: "%.1f", delay)) s")
+                logger.warning("Redis unavailable (\(error)); retrying in \(delay.fixed(1)) s")
                 stop.sleep(delay)
             } catch {
                 logger.error("unexpected error: \(error)")
@@ -266,7 +269,7 @@ public final class MissionConsumer {
         if let wait = intervalRemaining(), wait > 0 {
             if announcedWaitFor != deferred.last?.mission.jobID {
                 announcedWaitFor = deferred.last?.mission.jobID
-                logger.notice("waiting \(String(format: "%.1f", wait)) s (minimum interval between updates) before \(deferred.last!.mission.jobID)")
+                logger.notice("waiting \(wait.fixed(1)) s (minimum interval between updates) before \(deferred.last!.mission.jobID)")
             }
             return nil
         }
@@ -426,7 +429,7 @@ public final class MissionConsumer {
 
 /// A boolean shared between threads.
 final class Flag: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var value = false
 
     var isSet: Bool {
@@ -460,7 +463,7 @@ final class ConsumerState {
 
     /// Saves the flag (temp file, then rename); the in-memory value changes only once it is on disk.
     func setPaused(_ value: Bool) throws {
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = path.deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try Data(JSONValue.object(["paused": .bool(value)]).pythonJSON.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
         cached = value
@@ -474,7 +477,7 @@ final class UpdateHeartbeat: @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
 
     init(url: RedisURL, registration: Registration, interval: Double, logger: Logger) {
-        Thread.detachNewThread { [stopRequested, stopped] in
+        detachThread { [stopRequested, stopped] in
             let registry = FleetRegistry(redis: RedisClient(url: url, connectTimeout: 2, commandTimeout: 5))
             var registration = registration
             while stopRequested.wait(timeout: .now() + interval) == .timedOut {

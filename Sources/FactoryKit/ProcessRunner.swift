@@ -1,5 +1,8 @@
 import CSupport
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 /// The result of one child process.
 public struct ProcessResult: Sendable {
@@ -45,7 +48,7 @@ public struct ProcessRunner: Sendable {
     /// Directories searched for a bare program name: `PATH`, then where uv and friends usually live,
     /// since `systemd --user` starts services with a minimal PATH.
     public var searchPath: [String] {
-        let home = environment["HOME"] ?? NSHomeDirectory()
+        let home = homeDirectory(environment: environment)
         let path = (environment["PATH"] ?? "").split(separator: ":").map(String.init)
         var seen = Set<String>()
         return (path + ["\(home)/.local/bin", "\(home)/.cargo/bin", "/usr/local/bin", "/usr/bin", "/bin"])
@@ -130,7 +133,7 @@ public struct ProcessRunner: Sendable {
 
         let output = OutputTail()
         let drained = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
+        detachThread {
             var buffer = [UInt8](repeating: 0, count: 4096)
             while true {
                 let count = read(readEnd, &buffer, buffer.count)
@@ -146,7 +149,7 @@ public struct ProcessRunner: Sendable {
         onSpawn(pid)
         let exit = ChildExit()
         let finished = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
+        detachThread {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
             exit.status = status
@@ -184,7 +187,7 @@ final class ChildExit: @unchecked Sendable {
 
 /// Keeps the last 8 KiB of a child's output.
 final class OutputTail: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var data = Data()
     private let limit = 8192
 
@@ -209,8 +212,8 @@ enum OrphanGroup {
         guard pgid > 1, kill(-pgid, 0) == 0 else { return false }
         let cmdline = FileManager.default.contents(atPath: "/proc/\(pgid)/cmdline") ?? Data()
         // The program is argv[0], or argv[1] under an interpreter (a script's `#!`).
-        let leading = cmdline.split(separator: 0).prefix(2).map { (String(decoding: $0, as: UTF8.self) as NSString).lastPathComponent }
-        let name = (program as NSString).lastPathComponent
+        let leading = cmdline.split(separator: 0).prefix(2).map { String(decoding: $0, as: UTF8.self).lastPathComponent }
+        let name = program.lastPathComponent
         // The leader may already be gone while its group lives on; then the group id is unused
         // by anything else until every member has exited, so ending it is safe.
         guard leading.isEmpty || leading.contains(name) else { return false }

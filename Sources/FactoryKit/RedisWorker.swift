@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import RedisKit
 
 /// Serves async callers from one Redis connection on its own serial queue, so blocking hiredis

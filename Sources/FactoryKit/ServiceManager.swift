@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import Logging
 
 /// Restarts app services with `systemctl --user` (argv, no shell) and watches them come up.
@@ -97,7 +100,7 @@ public struct ServiceManager {
                     // No `show` (an old or minimal systemctl): the old way.
                     pending.removeAll { $0 == service }
                     let waited = Date().timeIntervalSince(start)
-                    if settle > waited { Thread.sleep(forTimeInterval: settle - waited) }
+                    if settle > waited { sleep(seconds: settle - waited) }
                     if !isActive(service) { failed.append(service) }
                     continue
                 }
@@ -124,14 +127,14 @@ public struct ServiceManager {
                     }
                 }
             }
-            if !pending.isEmpty { Thread.sleep(forTimeInterval: pollInterval) }
+            if !pending.isEmpty { sleep(seconds: pollInterval) }
         }
         return failed
     }
 
     public func isActive(_ service: String) -> Bool {
         guard let result = try? runner.run(["systemctl", "--user", "is-active", service], timeout: 30) else { return false }
-        let state = result.outputTail.trimmingCharacters(in: .whitespacesAndNewlines)
+        let state = result.outputTail.trimmed
         if !result.succeeded { logger.warning("\(service) is \(state.isEmpty ? "not active" : state)") }
         return result.succeeded && state == "active"
     }

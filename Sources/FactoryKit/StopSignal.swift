@@ -1,8 +1,11 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 /// Set once when the process is asked to stop (SIGTERM/SIGINT); read from any thread.
 public final class StopSignal: @unchecked Sendable {
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var stopped = false
     private var sources: [DispatchSourceSignal] = []
     private var handlers: [@Sendable () -> Void] = []
@@ -53,7 +56,7 @@ public final class StopSignal: @unchecked Sendable {
     /// Returns false if stopped.
     @discardableResult
     public func sleep(_ seconds: Double) -> Bool {
-        let end = Date().addingTimeInterval(seconds)
+        let end = Monotonic.now + seconds
         condition.lock()
         defer { condition.unlock() }
         while !stopped {

@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 /// The outcomes of past updates, one JSON object a line in `.git/factoryctl/history.jsonl`
 /// (inside `.git`, never in the work tree). Keeps the newest `limit` entries.
@@ -29,7 +32,7 @@ public struct UpdateHistory: Sendable {
     /// `limit` entries (temp file, then rename). A torn last line (a kill mid-write) is skipped
     /// by `entries()`.
     public func append(_ report: UpdateReport) throws {
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = path.deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var line = Array(try JSONEncoder.factory.encode(report))
         line.append(UInt8(ascii: "\n"))

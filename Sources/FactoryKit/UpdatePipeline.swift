@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import GitKit
 import Logging
 
@@ -361,7 +364,7 @@ public struct UpdatePipeline {
     }
 
     private static func seconds(_ value: Double) -> String {
-        value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
+        value == value.rounded() ? "\(Int(value)) s" : value.fixed(1) + " s"
     }
 
     // MARK: Helpers
@@ -406,7 +409,7 @@ public struct UpdatePipeline {
                     try? journal.write(gitDirectory: gitDirectory)
                 }
             if result.succeeded {
-                logger.info("\(argv.joined(separator: " ")) finished in \(String(format: "%.1f", result.duration)) s")
+                logger.info("\(argv.joined(separator: " ")) finished in \(result.duration.fixed(1)) s")
                 return (true, "")
             }
             return (false, result.failureSummary)
@@ -464,7 +467,7 @@ public struct UpdatePipeline {
 
     /// Drops credentials from a URL before it reaches a message.
     static func redact(_ url: String) -> String {
-        guard let scheme = url.range(of: "://"), let at = url.range(of: "@", range: scheme.upperBound..<url.endIndex) else {
+        guard let scheme = url.firstRange(of: "://"), let at = url[scheme.upperBound...].firstRange(of: "@") else {
             return url
         }
         return String(url[..<scheme.upperBound]) + "***@" + String(url[at.upperBound...])

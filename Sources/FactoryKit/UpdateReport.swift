@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import GitKit
 
 /// Why an update failed. Each kind maps to one exit code of `factoryctl update`.

@@ -1,5 +1,6 @@
 import CGit2
-import Foundation
+import FoundationEssentials
+import FactoryBasics
 
 /// Progress of a fetch, as libgit2 reports it.
 public struct FetchProgress: Sendable {
@@ -52,7 +53,7 @@ final class FetchContext {
     init(options: FetchOptions) {
         self.options = options
         let env = options.environment
-        let home = env["HOME"] ?? NSHomeDirectory()
+        let home = homeDirectory(environment: env)
         var keys: [String] = []
         if let named = env["FACTORYCTL_SSH_KEY"], !named.isEmpty { keys.append(named) }
         keys += ["\(home)/.ssh/id_ed25519", "\(home)/.ssh/id_rsa"]

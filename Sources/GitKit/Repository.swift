@@ -1,5 +1,5 @@
 import CGit2
-import Foundation
+import FoundationEssentials
 
 /// The state a repository is left in by an unfinished operation.
 public enum RepositoryState: String, Sendable {

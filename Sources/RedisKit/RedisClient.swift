@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import FactoryBasics
 
 /// A Redis connection that reconnects on demand: a command on a broken link throws
 /// `.connection`, drops the link, and the next command connects again. Callers decide whether a
@@ -9,7 +10,7 @@ public final class RedisClient {
     public let commandTimeout: Double
     private var connection: RedisConnection?
     /// Guards `connection` replacement and `interrupted` against `interrupt()` from another thread.
-    private let lock = NSLock()
+    private let lock = Lock()
     private var interrupted = false
 
     public init(url: RedisURL, connectTimeout: Double = 5, commandTimeout: Double = 10) {
@@ -95,7 +96,7 @@ public struct Backoff: Sendable {
     }
 
     public mutating func next() -> Double {
-        let base = min(cap, initial * pow(2, Double(min(attempt, 20))))
+        let base = min(cap, initial * Double(1 << min(attempt, 20)))
         attempt += 1
         return base * Double.random(in: 0.8...1.0)
     }

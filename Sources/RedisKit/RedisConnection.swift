@@ -1,5 +1,6 @@
 import CHiredis
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The sole owner of a hiredis `redisContext`. Blocking; not Sendable: keep it on one thread
 /// (never on the cooperative pool while a `BLOCK` read is running).

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A typed Redis reply. Error replies are thrown as `RedisError.reply`, never returned.
 public enum RedisReply: Sendable, Equatable {

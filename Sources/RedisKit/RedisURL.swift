@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import FactoryBasics
 
 /// Where a Redis server is: `redis://[[user]:password@]host:port/db` (an IPv6 host in brackets)
 /// or `unix://[[user]:password@]/path.sock[?db=N]`. A user name authenticates as that ACL user.
@@ -34,7 +35,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
             let port = components.port ?? 6379
             guard (1...65535).contains(port) else { throw .invalidURL("bad port \(port)") }
-            let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+            let path = components.path.trimming("/")
             if !path.isEmpty {
                 guard let db = Int(path), db >= 0 else { throw .invalidURL("bad database '\(path)' in \(Self.redacted(text))") }
                 database = db
@@ -68,7 +69,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     }
 
     static func redacted(_ text: String) -> String {
-        guard let at = text.lastIndex(of: "@"), let scheme = text.range(of: "://") else { return text }
+        guard let at = text.lastIndex(of: "@"), let scheme = text.firstRange(of: "://") else { return text }
         return String(text[..<scheme.upperBound]) + "***" + String(text[at...])
     }
 }

@@ -1,6 +1,9 @@
 import ArgumentParser
 import FactoryKit
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 struct ConsumeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

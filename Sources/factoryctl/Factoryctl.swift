@@ -1,6 +1,9 @@
 import ArgumentParser
 import FactoryKit
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 @main
 struct Factoryctl: AsyncParsableCommand {
@@ -45,9 +48,9 @@ struct Factoryctl: AsyncParsableCommand {
             }
         } catch let failure as CommandFailure {
             if !failure.message.isEmpty {
-                FileHandle.standardError.write(Data("factoryctl: \(failure.message)\n".utf8))
+                StandardStream.error("factoryctl: \(failure.message)\n")
             }
-            Foundation.exit(failure.code.rawValue)
+            Glibc.exit(failure.code.rawValue)
         } catch {
             exit(withError: error)
         }

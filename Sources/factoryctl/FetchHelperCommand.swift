@@ -1,6 +1,9 @@
 import ArgumentParser
 import FactoryKit
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 /// The child `update` and `consume` start to fetch a network remote, so that a remote that
 /// stops answering can be ended (see `IsolatedFetch`). Not for people: hidden from help.

@@ -1,6 +1,9 @@
 import ArgumentParser
 import FactoryKit
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import Logging
 
 /// Options every subcommand takes.
@@ -38,12 +41,12 @@ struct FactoryDirectoryOption: ParsableArguments {
 func printJSON<T: Encodable>(_ value: T) throws {
     var data = try JSONEncoder.factory.encode(value)
     data.append(UInt8(ascii: "\n"))
-    FileHandle.standardOutput.write(data)
+    StandardStream.output(bytes: Array(data))
 }
 
 /// Lines for humans to stdout.
 func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    StandardStream.output(line + "\n")
 }
 
 var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }

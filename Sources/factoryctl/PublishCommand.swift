@@ -1,6 +1,9 @@
 import ArgumentParser
 import FactoryKit
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 struct PublishCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -99,7 +102,7 @@ struct PublishCommand: ParsableCommand {
             guard !json else { return }
             let r = result.result
             let commits = "\(r["from_commit"]?.string?.prefix(7) ?? "?") → \(r["to_commit"]?.string?.prefix(7) ?? "?")"
-            FileHandle.standardError.write(Data("  \(result.factoryID ?? "?"): \(result.status) \(commits)\(result.error.map { " (\($0))" } ?? "")\n".utf8))
+            StandardStream.error("  \(result.factoryID ?? "?"): \(result.status) \(commits)\(result.error.map { " (\($0))" } ?? "")\n")
         }
         let summary = try withRedis("wait for results") {
             try publisher.wait(for: outcome, timeout: timeout, stop: StopSignal(), onResult: progress)

@@ -1,7 +1,10 @@
 import ArgumentParser
 import FactoryGateway
 import FactoryKit
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

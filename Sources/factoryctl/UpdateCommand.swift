@@ -1,6 +1,9 @@
 import ArgumentParser
 import FactoryKit
-import Foundation
+import FoundationEssentials
+import Dispatch
+import FactoryBasics
+import Glibc
 import GitKit
 
 struct UpdateCommand: ParsableCommand {
@@ -140,12 +143,12 @@ final class ProgressMeter {
         lastPercent = percent
         shown = true
         let kib = progress.receivedBytes / 1024
-        FileHandle.standardError.write(Data(
-            "\rReceiving objects: \(percent)% (\(progress.receivedObjects)/\(progress.totalObjects)), \(kib) KiB".utf8))
+        StandardStream.error(
+            "\rReceiving objects: \(percent)% (\(progress.receivedObjects)/\(progress.totalObjects)), \(kib) KiB")
     }
 
     func finish() {
-        if shown { FileHandle.standardError.write(Data("\n".utf8)) }
+        if shown { StandardStream.error("\n") }
     }
 }
 
