@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <dlfcn.h>
 #include <pthread.h>
@@ -182,4 +183,42 @@ int factoryctl_http_post(const char *url, const char *const *headers, int header
     curl_api.easy_cleanup(curl);
     curl_api.slist_free_all(list);
     return result;
+}
+
+/* ---- Returning clean pages (see csupport.h) ---- */
+
+long factoryctl_release_clean_pages(void) {
+    FILE *smaps = fopen("/proc/self/smaps", "re");
+    if (!smaps) return -1;
+    char line[512];
+    unsigned long start = 0, end = 0;
+    int candidate = 0;
+    long rss = 0, dirty = 0, anonymous = 0, released = 0;
+    int have_mapping = 0;
+#define FINISH_MAPPING() do { \
+        if (have_mapping && candidate && dirty == 0 && anonymous == 0 && rss > 0) { \
+            if (madvise((void *)start, end - start, MADV_DONTNEED) == 0) released += rss; \
+        } } while (0)
+    while (fgets(line, sizeof line, smaps)) {
+        unsigned long a, b;
+        char perms[8] = {0};
+        char path[256] = {0};
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %255s", &a, &b, perms, path) >= 3 && strchr(line, '-') == line + strspn(line, "0123456789abcdef")) {
+            FINISH_MAPPING();
+            have_mapping = 1;
+            start = a; end = b;
+            rss = dirty = anonymous = 0;
+            /* File-backed, private, never writable: code and read-only data. */
+            candidate = path[0] == '/' && perms[1] != 'w' && perms[3] == 'p';
+            continue;
+        }
+        long value;
+        if (sscanf(line, "Rss: %ld kB", &value) == 1) rss = value;
+        else if (sscanf(line, "Private_Dirty: %ld kB", &value) == 1) dirty = value;
+        else if (sscanf(line, "Anonymous: %ld kB", &value) == 1) anonymous = value;
+    }
+    FINISH_MAPPING();
+#undef FINISH_MAPPING
+    fclose(smaps);
+    return released;
 }

@@ -122,10 +122,21 @@ public final class MissionBus {
         return reply.array?.first?.array?.first?.text ?? "0-0"
     }
 
-    /// Blocks until a result newer than `id` arrives or `blockMilliseconds` pass; returns the newest id seen.
-    public func waitForResult(after id: String, blockMilliseconds: Int) throws(RedisError) -> String? {
-        let reply = try redis.command(["XREAD", "COUNT", "100", "BLOCK", String(blockMilliseconds), "STREAMS", resultsStream, id])
-        return reply.array?.first?.array?.last?.array?.last?.array?.first?.text
+    /// Blocks until results newer than `id` arrive or `blockMilliseconds` pass; returns the newest
+    /// entry id seen (`id` when none) and the results of `jobID` among the new entries. Only new
+    /// entries cross the wire, so a waiter's cost per round is what arrived, not the whole job.
+    public func readResults(after id: String, jobID: String, blockMilliseconds: Int) throws(RedisError) -> (lastID: String, results: [MissionResult]) {
+        let reply = try redis.command(["XREAD", "COUNT", "1000", "BLOCK", String(blockMilliseconds), "STREAMS", resultsStream, id])
+        var last = id
+        var results: [MissionResult] = []
+        for entry in reply.array?.first?.array?.last?.array ?? [] {
+            guard let pair = entry.array, let entryID = pair.first?.text else { continue }
+            last = entryID
+            guard let fields = pair.last?.fieldMap, fields["job_id"] == jobID,
+                  let result = fields["envelope"].flatMap(JSONValue.parse).flatMap(MissionResult.init(json:)) else { continue }
+            results.append(result)
+        }
+        return (last, results)
     }
 
     public func ack(group: String, _ ids: [String]) throws(RedisError) {

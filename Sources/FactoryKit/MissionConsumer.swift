@@ -81,6 +81,8 @@ public final class MissionConsumer {
     /// Update missions read but not yet run (paused, or waiting out the minimum interval); un-acked.
     private var deferred: [(entry: StreamEntry, mission: Mission, receivedAt: Date)] = []
     private var lastHeartbeat = Date.distantPast
+    /// Set after start-up and after handling entries: trim memory before the next idle block.
+    private var idleTrimDue = true
     private var lastHQPost = Date.distantPast
     private var lastJob: (id: String, status: String)?
     private var status = "online"
@@ -159,8 +161,17 @@ public final class MissionConsumer {
                 reading.set(true)
                 defer { reading.set(false) }
                 if stop.isSet { break }
+                if idleTrimDue {
+                    // About to idle after work: hand back freed heap, and the clean code and
+                    // data pages start-up or the mission touched (re-read from the page cache
+                    // if needed again), so an idle consumer holds only what idling uses.
+                    idleTrimDue = false
+                    _ = factoryctl_malloc_trim()
+                    _ = factoryctl_release_clean_pages()
+                }
                 let entries = try bus.readNew(group: group, consumer: consumerName, blockMilliseconds: blockTime())
                 reading.set(false)
+                if !entries.isEmpty { idleTrimDue = true }
                 if let exit = try handle(entries, recovering: false) { return exit }
             } catch let error as RedisError {
                 connected = false

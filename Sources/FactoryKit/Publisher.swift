@@ -101,39 +101,60 @@ public struct Publisher {
 
     /// Follows the job until every targeted factory has reported — and, where the update changed
     /// the checkout, re-registered on the new commit — or until `timeout`.
+    ///
+    /// Cost per round is O(what changed): results come from the results stream after the last
+    /// entry seen (the job record is read once, at the start), and re-registrations are checked
+    /// with one HMGET of just the factories still restarting.
     public func wait(for outcome: Outcome, timeout: Double, stop: StopSignal,
                      onResult: (MissionResult) -> Void = { _ in }) throws -> WaitSummary {
         let deadline = Date().addingTimeInterval(timeout)
-        let registry = FleetRegistry(redis: bus.redis)
-        var seen = Set<String>()
-        var lastResult = try bus.lastResultID()
-        while true {
-            let results = try bus.job(outcome.jobID).results.filter { $0.factoryID.map(outcome.targeted.contains) ?? false }
-            for result in results where seen.insert(result.factoryID ?? "").inserted { onResult(result) }
-            var pending: [String] = []
-            for id in outcome.targeted {
-                guard let result = results.first(where: { $0.factoryID == id }) else { pending.append(id); continue }
+        let targeted = Set(outcome.targeted)
+        var lastEntry = try bus.lastResultID()
+        var results: [String: MissionResult] = [:]
+        var order: [String] = []
+        /// Reported a changed checkout; waiting for its consumer to come back on the new commit.
+        var restarting: [String: (commit: String?, finishedAt: Double)] = [:]
+        var awaiting = targeted
+
+        func take(_ incoming: [MissionResult]) {
+            for result in incoming {
+                guard let id = result.factoryID, targeted.contains(id), results[id] == nil else { continue }
+                results[id] = result
+                order.append(id)
+                onResult(result)
+                awaiting.remove(id)
                 if result.succeeded, result.result["restart_requested"]?.bool == true {
-                    let registration = try registry.get(id)
-                    let finished = result.result["finished_at"]?.number ?? 0
-                    if registration?.commit != result.result["to_commit"]?.string || (registration?.startedAt ?? 0) < finished {
-                        pending.append(id) // not yet back on the new commit
+                    restarting[id] = (result.result["to_commit"]?.string, result.result["finished_at"]?.number ?? 0)
+                }
+            }
+        }
+
+        take(try bus.job(outcome.jobID).results)
+        while true {
+            if !restarting.isEmpty {
+                let ids = restarting.keys.sorted()
+                let reply = try bus.redis.command(["HMGET", FleetRegistry.key] + ids)
+                for (id, value) in zip(ids, reply.array ?? []) {
+                    guard let registration = value.text.flatMap(Registration.init(text:)),
+                          let expected = restarting[id] else { continue }
+                    if registration.commit == expected.commit, registration.startedAt >= expected.finishedAt {
+                        restarting[id] = nil
                     }
                 }
             }
+            let pending = outcome.targeted.filter { awaiting.contains($0) || restarting[$0] != nil }
             let timedOut = Date() >= deadline || stop.isSet
             if pending.isEmpty || timedOut {
-                return WaitSummary(jobID: outcome.jobID, targeted: outcome.targeted, results: results,
+                return WaitSummary(jobID: outcome.jobID, targeted: outcome.targeted, results: order.compactMap { results[$0] },
                                    pending: pending, timedOut: !pending.isEmpty && timedOut)
             }
             // Wake on the next result (no polling); re-registrations are not on that stream, so
-            // while only those are awaited, look again every 200 ms.
-            let awaitingResults = pending.contains { id in !results.contains { $0.factoryID == id } }
-            let block = awaitingResults ? 1000 : 200
+            // while only those are awaited, look again every 50 ms.
+            let block = awaiting.isEmpty ? 50 : 1000
             let remaining = Int(deadline.timeIntervalSinceNow * 1000)
-            if let newest = try bus.waitForResult(after: lastResult, blockMilliseconds: max(1, min(block, remaining))) {
-                lastResult = newest
-            }
+            let read = try bus.readResults(after: lastEntry, jobID: outcome.jobID, blockMilliseconds: max(1, min(block, remaining)))
+            lastEntry = read.lastID
+            take(read.results)
         }
     }
 }

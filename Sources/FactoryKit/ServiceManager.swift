@@ -8,8 +8,11 @@ import Logging
 public struct ServiceManager {
     public let runner: ProcessRunner
     public let logger: Logger
-    /// How often the service state is read while watching.
+    /// The first pause between two reads of the service state; it doubles up to
+    /// `maxPollInterval` (a crash is seen within half a second, and a 3 s window costs about ten
+    /// `systemctl show` calls, not sixty).
     public var pollInterval: Double = 0.05
+    public var maxPollInterval: Double = 0.5
 
     public init(runner: ProcessRunner, logger: Logger) {
         self.runner = runner
@@ -19,7 +22,7 @@ public struct ServiceManager {
     /// Restarts each service and returns the ones that did not come up.
     ///
     /// Instead of sleeping a fixed time and asking `is-active` once, each service's state is read
-    /// (`systemctl --user show`) every `pollInterval` until it is known:
+    /// (`systemctl --user show`), first after 50 ms and then less often, until it is known:
     /// - failed, inactive, or back in `activating` for an automatic restart (a crash loop):
     ///   not up, at once;
     /// - active, for a unit that tells systemd when it is ready (Type=notify, notify-reload,
@@ -94,6 +97,7 @@ public struct ServiceManager {
         var stableSince: [String: (state: UnitState, at: Date)] = [:]
         let start = Date()
         let activatingLimit = max(settle, 30)
+        var interval = pollInterval
         while !pending.isEmpty {
             for service in pending {
                 guard let state = state(of: service) else {
@@ -127,7 +131,12 @@ public struct ServiceManager {
                     }
                 }
             }
-            if !pending.isEmpty { sleep(seconds: pollInterval) }
+            guard !pending.isEmpty else { break }
+            // Never sleep past the moment a watched window completes.
+            let now = Date()
+            let untilWindowEnds = pending.compactMap { stableSince[$0].map { settle - now.timeIntervalSince($0.at) } }.filter { $0 > 0 }.min()
+            sleep(seconds: min(interval, untilWindowEnds.map { $0 + 0.001 } ?? interval))
+            interval = min(interval * 2, maxPollInterval)
         }
         return failed
     }

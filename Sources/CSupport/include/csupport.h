@@ -16,6 +16,12 @@ int factoryctl_die_with_parent(int expected_parent);
 /* The git commit this binary was built from (-DFACTORYCTL_COMMIT="..."), or "". */
 const char *factoryctl_build_commit(void);
 
+/* Drops this process's page-table entries for clean, read-only, file-backed mappings (its own
+   code and read-only data, and those of shared libraries) with MADV_DONTNEED. Nothing is lost:
+   such pages are re-read from the page cache when touched again. Mappings with any private
+   dirty page (relocated RELRO data) are left alone. Returns the kB released from RSS, or -1. */
+long factoryctl_release_clean_pages(void);
+
 /* CA certificates for libgit2's HTTPS transport, loaded only when an HTTPS remote is used.
    libgit2 (built with mbedTLS, as Debian's is) parses the whole CA bundle inside
    git_libgit2_init; this library defines mbedtls_x509_crt_parse_file so that the call made
