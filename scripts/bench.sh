@@ -1,82 +1,204 @@
 #!/usr/bin/env bash
-# Benchmarks (printed as a table; nothing here is asserted by the test suite):
-#   - `factoryctl update` wall time: fast-forward of 50 commits, and an up-to-date run (fetch only)
-#   - peak RSS of `factoryctl update`
-#   - mission pickup latency: publish → consumer received (from the result's received_at)
-#   - publish → result round trip for a no-change update, and the consumer's RSS after it
-# usage: scripts/bench.sh            (FACTORYCTL=path to choose the binary; default: a release build)
+# The benchmark suite: every performance figure of factoryctl next to its reference, measured in
+# the same run on this machine, printed as one table (BENCHMARKS.md records a run).
+# Nothing here is asserted by the test suite: timings are measured, never tested.
+#
+#   scripts/bench.sh
+#
+# env: FACTORYCTL=path   the binary to measure (default: the shipped build, static stdlib, made
+#                        here in .build-static exactly as scripts/package.sh makes it)
+#      FLEET_SIZES="10 50 100"  IDLE_SECONDS=30  PICKUP_MISSIONS=200  RUNS=30
+#      BENCH_QUICK=1     small sizes (FLEET_SIZES=5, IDLE_SECONDS=10, PICKUP_MISSIONS=20, RUNS=5)
+# Needs: hyperfine, redis-server/redis-cli, git, uv, python3 (redis-py is put in a throwaway venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${FACTORYCTL:-}" ]; then
-    swift build -c release --product factoryctl >/dev/null
-    FACTORYCTL="$(swift build -c release --show-bin-path)/factoryctl"
+root=$PWD
+if [ -n "${BENCH_QUICK:-}" ]; then
+    : "${FLEET_SIZES:=5}" "${IDLE_SECONDS:=10}" "${PICKUP_MISSIONS:=20}" "${RUNS:=5}"
 fi
-factoryctl="$FACTORYCTL"
+: "${FLEET_SIZES:=10 50 100}" "${IDLE_SECONDS:=30}" "${PICKUP_MISSIONS:=200}" "${RUNS:=30}"
+for tool in hyperfine redis-server redis-cli git uv python3; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install hyperfine redis-server; pip install uv)" >&2; exit 2; }
+done
+if [ -z "${FACTORYCTL:-}" ]; then
+    echo "==> building the shipped configuration (release, --static-swift-stdlib)" >&2
+    commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+    swift build -c release --product factoryctl --scratch-path .build-static --static-swift-stdlib \
+        -Xcc "-DFACTORYCTL_COMMIT=\"$commit\"" >&2
+    FACTORYCTL="$root/.build-static/release/factoryctl"
+fi
+export FACTORYCTL
 work="$(mktemp -d "${TMPDIR:-/tmp}/factoryctl-bench.XXXXXX")"
 redis_pid=""; consumer_pid=""
 cleanup() {
-    [ -n "$consumer_pid" ] && kill "$consumer_pid" 2>/dev/null && wait "$consumer_pid" 2>/dev/null
-    [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+    [ -n "$consumer_pid" ] && kill "$consumer_pid" 2>/dev/null && wait "$consumer_pid" 2>/dev/null || true
+    [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
-export GIT_CONFIG_NOSYSTEM=1 UV_OFFLINE=1 UV_PYTHON_DOWNLOADS=never
+export GIT_CONFIG_NOSYSTEM=1 UV_OFFLINE=1 UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1
+unset UA_FACTORY_DIR UA_FACTORY_SERVICE UA_FACTORY_SYNC_COMMAND UA_REDIS_URL FACTORY_ROLE UA_FACTORY_ID
 id=(-c user.name=Bench -c user.email=bench@example.com)
+say() { echo "==> $*" >&2; }
+now() { python3 -c 'import time; print(time.time())'; }
+median_ms() { # hyperfine JSON → the median of command $2, in ms
+    python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]["median"] * 1000))' "$1" "$2"
+}
+rows=()
+row() { rows+=("$1|$2|$3|$4|$5|$6"); } # figure | factoryctl | reference | ratio | goal | met
 
+# --- The app: a uv project of 200 files (virtual: no build system, syncs offline). ---------------
+say "setting up a 200-file uv project, its bare origin and clones in $work"
 git init -q --bare --initial-branch=main "$work/origin.git"
 git clone -q "$work/origin.git" "$work/hq" 2>/dev/null
-printf '[project]\nname = "bench"\nversion = "0.1.0"\nrequires-python = ">=3.8"\ndependencies = []\n' > "$work/hq/pyproject.toml"
-echo 0 > "$work/hq/app.py"
-(cd "$work/hq" && uv lock --offline --quiet && git add -A && git "${id[@]}" commit -qm init && git push -q origin main)
+(
+    cd "$work/hq"
+    printf '[project]\nname = "bench"\nversion = "0.1.0"\nrequires-python = ">=3.8"\ndependencies = []\n' > pyproject.toml
+    printf '.venv/\n__pycache__/\n' > .gitignore
+    mkdir -p pkg
+    for i in $(seq 196); do printf 'VALUE_%d = %d\n\ndef f_%d():\n    return VALUE_%d\n' "$i" "$i" "$i" "$i" > "pkg/m$i.py"; done
+    echo "VERSION = 0" > pkg/version.py
+    echo "print('bench')" > app.py
+    uv lock --offline --quiet
+    git add -A && git "${id[@]}" commit -qm init && git push -q origin main
+)
 git clone -q "$work/origin.git" "$work/factory"
+(cd "$work/factory" && uv sync --offline --quiet)
+git clone -q "$work/origin.git" "$work/template"           # for the fleet: a synced clone to copy
+(cd "$work/template" && uv sync --offline --quiet)
+git clone -q "$work/origin.git" "$work/ahead50"            # stays on this commit: 50 behind later
+mkdir -p "$work/bin" "$work/systemctl"
+cp Tests/fixtures/fake-systemctl "$work/bin/systemctl"; chmod +x "$work/bin/systemctl"
 
-stats() { # prints median p95 max of numbers on stdin (ms)
-    python3 -c 'import sys,statistics as s; v=sorted(float(x) for x in sys.stdin if x.strip()); print("%.1f %.1f %.1f %d" % (s.median(v), v[max(0,int(len(v)*0.95)-1)], v[-1], len(v)))'
-}
-now_ms() { local ns; ns=$(date +%s%N); echo "$((ns / 1000000)).$(( (ns / 1000) % 1000 ))"; }
+# --- 1. start-up --------------------------------------------------------------------------------
+say "start-up: factoryctl --version vs git --version"
+hyperfine -N --warmup 5 --runs $((RUNS * 3)) --export-json "$work/h-version.json" \
+    "$FACTORYCTL --version" "git --version" >/dev/null 2>&1
+a=$(median_ms "$work/h-version.json" 0); b=$(median_ms "$work/h-version.json" 1)
+row "factoryctl --version" "$a ms" "git --version $b ms" "$(python3 -c "print('%.1f×' % ($a/$b))")" "≤ 3×" "$(python3 -c "print('yes' if $a <= 3*$b else 'no')")"
 
-ff=()
-for run in 1 2 3 4 5; do
-    for i in $(seq 50); do echo "$run.$i" > "$work/hq/app.py"; (cd "$work/hq" && git "${id[@]}" commit -qam "c$run.$i"); done
-    (cd "$work/hq" && git push -q origin main)
-    start=$(now_ms); "$factoryctl" update --factory-dir "$work/factory" --no-sync --log-level error >/dev/null; end=$(now_ms)
-    ff+=("$(python3 -c "print($end-$start)")")
-done
-noop=()
-for run in $(seq 10); do
-    start=$(now_ms); "$factoryctl" update --factory-dir "$work/factory" --no-sync --log-level error >/dev/null; end=$(now_ms)
-    noop+=("$(python3 -c "print($end-$start)")")
-done
-rss=$(python3 -c 'import resource,subprocess,sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' \
-    "$factoryctl" update --factory-dir "$work/factory" --log-level error)
+# --- 2. update with nothing new, vs the original bash script's steps ----------------------------
+cat > "$work/legacy-update.sh" <<'EOF'
+set -e
+cd "$1"
+git fetch -q origin
+git checkout -q main
+git pull -q --rebase
+uv sync -q
+EOF
+say "update, nothing new: factoryctl update vs the bash script's fetch/checkout/pull --rebase/uv sync"
+hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$work/h-noop.json" \
+    "$FACTORYCTL update --factory-dir $work/factory --log-level error" "bash $work/legacy-update.sh $work/factory" >/dev/null 2>&1
+a=$(median_ms "$work/h-noop.json" 0); b=$(median_ms "$work/h-noop.json" 1)
+row "update, nothing new (200-file uv project)" "$a ms" "bash script's steps $b ms" "$(python3 -c "print('%.2f×' % ($a/$b))")" "≤ 0.3×" "$(python3 -c "print('yes' if $a <= 0.3*$b else 'no')")"
 
+# --- 3. update --no-sync with 50 new commits, vs the git CLI ------------------------------------
+say "pushing 50 commits; update --no-sync vs git fetch; checkout; pull --rebase (each run from a copy 50 behind)"
+(cd "$work/hq" && for i in $(seq 50); do echo "VALUE_$i = $i + 1" >> "pkg/m$i.py"; git "${id[@]}" commit -qam "change $i"; done && git push -q origin main)
+cat > "$work/gitcli-update.sh" <<'EOF'
+set -e
+git -C "$1" fetch -q origin
+git -C "$1" checkout -q main
+git -C "$1" pull -q --rebase
+EOF
+printf 'rm -rf "$1/run50" && cp -a "$1/ahead50" "$1/run50"\n' > "$work/prepare50.sh"
+hyperfine -N --warmup 2 --runs "$RUNS" --export-json "$work/h-50.json" --prepare "bash $work/prepare50.sh $work" \
+    "$FACTORYCTL update --factory-dir $work/run50 --no-sync --log-level error" "bash $work/gitcli-update.sh $work/run50" >"$work/h-50.log" 2>&1 || { cat "$work/h-50.log" >&2; exit 1; }
+a=$(median_ms "$work/h-50.json" 0); b=$(median_ms "$work/h-50.json" 1)
+[ "$(git -C "$work/run50" rev-parse HEAD)" = "$(git -C "$work/hq" rev-parse HEAD)" ] || { echo "bench: the 50-commit run did not end on origin's head" >&2; exit 1; }
+row "update --no-sync, 50 new commits" "$a ms" "git CLI $b ms" "$(python3 -c "print('%.2f×' % ($a/$b))")" "≤ 0.4×" "$(python3 -c "print('yes' if $a <= 0.4*$b else 'no')")"
+(cd "$work/factory" && "$FACTORYCTL" update --factory-dir . --log-level error >/dev/null)   # back on the head
+
+# --- Redis for the rest ---------------------------------------------------------------------------
 redis-server --port 0 --unixsocket "$work/redis.sock" --save "" --appendonly no --dir "$work" --logfile "$work/redis.log" &
 redis_pid=$!
 for _ in $(seq 100); do [ -S "$work/redis.sock" ] && break; sleep 0.05; done
-export UA_REDIS_URL="unix://$work/redis.sock" FACTORY_ROLE=HEADQUARTERS
-UA_FACTORY_ID=bench-1 "$factoryctl" consume --factory-dir "$work/factory" --no-restart --no-sync --min-interval 0 \
-    --log-level error 2>"$work/consume.log" &
+export REDIS_SOCK="$work/redis.sock"
+rcli() { redis-cli -s "$REDIS_SOCK" "$@"; }
+
+# --- 4. status --fleet with 1,000 registrations vs redis-cli HGETALL ------------------------------
+say "status --fleet with 1,000 registrations vs redis-cli HGETALL"
+python3 - "$work/registry.resp" <<'EOF'
+import json, sys, time
+now = time.time()
+out = open(sys.argv[1], "wb")
+for i in range(1000):
+    reg = {"factory_id": "fleet-%04d" % i, "factory_role": "LOCAL_WORKER", "deployment_profile": "local_worker",
+           "registration_status": "online", "capabilities": ["factoryctl", "factoryctl:0.2.0", "system:update_factory",
+           "system:pause_factory", "system:resume_factory", "commit:0123456"], "metadata": {"factory_dir": "/srv/factory",
+           "consumer_group": "factoryctl:fleet-%04d" % i}, "branch": "main", "commit": "0123456789abcdef0123456789abcdef01234567",
+           "version": "0.2.0", "pid": 1000 + i, "host": "host-%04d" % i, "started_at": now - 3600, "last_seen_at": now - i % 60,
+           "last_job_id": "update-0123456789ab", "last_job_status": "SUCCESS"}
+    args = [b"HSET", b"factoryctl:registry", reg["factory_id"].encode(), json.dumps(reg, separators=(", ", ": ")).encode()]
+    out.write(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+EOF
+rcli --pipe < "$work/registry.resp" >/dev/null
+hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$work/h-fleet.json" \
+    "env UA_REDIS_URL=unix://$REDIS_SOCK $FACTORYCTL status --fleet" "env redis-cli -s $REDIS_SOCK HGETALL factoryctl:registry" >/dev/null 2>&1
+a=$(median_ms "$work/h-fleet.json" 0); b=$(median_ms "$work/h-fleet.json" 1)
+row "status --fleet, 1,000 registrations" "$a ms" "redis-cli HGETALL $b ms" "$(python3 -c "print('%.2f×' % ($a/$b))")" "≤ 2×" "$(python3 -c "print('yes' if $a <= 2*$b else 'no')")"
+rcli DEL factoryctl:registry >/dev/null
+
+# --- 5. the idle consumer: RSS and wake-ups -------------------------------------------------------
+say "idle consumer: RSS and wake-ups over $IDLE_SECONDS s (heartbeat 15 s)"
+UA_REDIS_URL="unix://$REDIS_SOCK" UA_FACTORY_ID=bench-1 "$FACTORYCTL" consume --factory-dir "$work/factory" \
+    --no-restart --no-sync --min-interval 0 --log-level warning 2>"$work/consume.log" &
 consumer_pid=$!
-for _ in $(seq 100); do "$factoryctl" status --fleet 2>/dev/null | grep -q bench-1 && break; sleep 0.05; done
+for _ in $(seq 100); do rcli HEXISTS factoryctl:registry bench-1 | grep -q 1 && break; sleep 0.05; done
+sleep 3
+switches() { cat /proc/"$consumer_pid"/task/*/status | awk '/^(voluntary|nonvoluntary)_ctxt_switches/ {s += $2} END {print s}'; }
+before=$(switches); sleep "$IDLE_SECONDS"; after=$(switches)
+wakeups=$((after - before))
+rss=$(awk '/^VmRSS/ {print $2}' /proc/"$consumer_pid"/status)
+anon=$(awk '/^Anonymous/ {print $2}' /proc/"$consumer_pid"/smaps_rollup)
+threads=$(ls /proc/"$consumer_pid"/task | wc -l)
+row "consumer idle RSS" "$(python3 -c "print('%.1f MB' % ($rss/1024))")" "(anonymous $(python3 -c "print('%.1f' % ($anon/1024))") MB, $threads threads)" "" "≤ 10 MB" "$(python3 -c "print('yes' if $rss <= 10*1024 else 'no')")"
+row "consumer idle wake-ups, all threads, ${IDLE_SECONDS} s" "$wakeups" "" "" "≤ $((IDLE_SECONDS / 15))" "$([ "$wakeups" -le $((IDLE_SECONDS / 15)) ] && echo yes || echo no)"
 
-pickup=(); roundtrip=()
-for run in $(seq 20); do
-    start=$(now_ms)
-    out=$("$factoryctl" publish update --force --wait --timeout 30 --json --log-level error)
-    end=$(now_ms)
-    job=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_id"])' "$out")
-    published=$(redis-cli -s "$work/redis.sock" HGET "factoryctl:job:$job" meta | python3 -c 'import json,sys; print(json.load(sys.stdin)["published_at"])')
-    received=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["results"][0]["result"]["received_at"])' "$out")
-    pickup+=("$(python3 -c "print(($received-$published)*1000)")")
-    roundtrip+=("$(python3 -c "print($end-$start)")")
+# --- 6. mission pickup: factoryctl consume vs a plain redis-py BLOCK consumer ----------------------
+say "mission pickup, $PICKUP_MISSIONS missions: factoryctl consume vs redis-py"
+(unset UV_OFFLINE; uv venv -q "$work/py" && VIRTUAL_ENV="$work/py" uv pip install -q redis) >&2
+"$work/py/bin/python" scripts/bench/pickup.py "$REDIS_SOCK" "$FACTORYCTL" bench-1 "$PICKUP_MISSIONS" "$work/pickup.json"
+read -r o50 o99 t50 t99 < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.3f %.3f %.3f %.3f" % (d["factoryctl"]["p50"], d["factoryctl"]["p99"], d["reference"]["p50"], d["reference"]["p99"]))' "$work/pickup.json")
+row "mission pickup p50 ($PICKUP_MISSIONS missions)" "$o50 ms" "redis-py $t50 ms" "$(python3 -c "print('%.2f×' % ($o50/$t50))")" "≤ 0.3×" "$(python3 -c "print('yes' if $o50 <= 0.3*$t50 else 'no')")"
+row "mission pickup p99" "$o99 ms" "redis-py $t99 ms" "$(python3 -c "print('%.2f×' % ($o99/$t99))")" "≤ 0.5×" "$(python3 -c "print('yes' if $o99 <= 0.5*$t99 else 'no')")"
+kill "$consumer_pid"; wait "$consumer_pid" 2>/dev/null || true; consumer_pid=""
+
+# --- 7. the fleet ---------------------------------------------------------------------------------
+say "one factory's own update --restart (3 runs, a new commit each)"
+git clone -q "$work/origin.git" "$work/single" && (cd "$work/single" && uv sync --offline --quiet)
+singles=()
+for run in 1 2 3; do
+    (cd "$work/hq" && echo "VERSION = single.$run" > pkg/version.py && git "${id[@]}" commit -qam "single $run" && git push -q origin main)
+    t0=$(now)
+    PATH="$work/bin:$PATH" FAKE_SYSTEMCTL_DIR="$work/systemctl" "$FACTORYCTL" update --factory-dir "$work/single" --restart --service app --log-level error >/dev/null
+    singles+=("$(python3 -c "print($(now) - $t0)")")
 done
-consumer_rss=$(awk '/VmRSS/ {print $2}' "/proc/$consumer_pid/status")
+single=$(printf '%s\n' "${singles[@]}" | python3 -c 'import sys,statistics; print("%.2f" % statistics.median(float(x) for x in sys.stdin))')
+export BENCH_WORK="$work" BENCH_BIN="$work/bin"
+fleet_notes=()
+for n in $FLEET_SIZES; do
+    say "fleet of $n consumers: publish update --wait"
+    bash scripts/bench/fleet.sh "$n" "$work/fleet-$n.json"
+    read -r ok reg success registered pickup upd50 updmax back < <(python3 -c '
+import json,sys; d=json.load(open(sys.argv[1]))
+f=lambda v: "%.2f" % v if v is not None else "-"
+print(d["succeeded"], d["re_registered"], f(d["all_success_s"]), f(d["all_registered_s"]), f(d["pickup_max_s"]), f(d["update_p50_s"]), f(d["update_max_s"]), f(d["restart_to_registered_max_s"]))' "$work/fleet-$n.json")
+    goal="≤ 1.5×"
+    row "fleet N=$n: all SUCCESS / all re-registered ($ok, $reg of $n)" "$success s / $registered s" "one update --restart $single s" \
+        "$(python3 -c "print('%.2f×' % ($registered/$single))")" "$goal" "$(python3 -c "print('yes' if $registered <= 1.5*$single and $reg == $n else 'no')")"
+    fleet_notes+=("N=$n: last pickup $pickup s after publish; update (pipeline) p50 $upd50 s, max $updmax s; exit → re-registered max $back s")
+done
 
-printf '\n%-52s %10s %10s %10s %5s\n' "benchmark ($(nproc) cores, $(uname -m))" "median" "p95" "max" "n"
-printf '%-52s %10s %10s %10s %5s\n' "$(printf '%.0s-' {1..52})" "----------" "----------" "----------" "-----"
-read -r m p x n <<< "$(printf '%s\n' "${ff[@]}" | stats)";        printf '%-52s %8s ms %8s ms %8s ms %5s\n' "update: fast-forward 50 commits (no sync)" "$m" "$p" "$x" "$n"
-read -r m p x n <<< "$(printf '%s\n' "${noop[@]}" | stats)";      printf '%-52s %8s ms %8s ms %8s ms %5s\n' "update: already up to date (fetch + checks)" "$m" "$p" "$x" "$n"
-read -r m p x n <<< "$(printf '%s\n' "${pickup[@]}" | stats)";    printf '%-52s %8s ms %8s ms %8s ms %5s\n' "consume: publish → mission picked up" "$m" "$p" "$x" "$n"
-read -r m p x n <<< "$(printf '%s\n' "${roundtrip[@]}" | stats)"; printf '%-52s %8s ms %8s ms %8s ms %5s\n' "publish --wait round trip (no-change update)" "$m" "$p" "$x" "$n"
-printf '%-52s %10s\n' "update: peak RSS" "$((rss / 1024)) MiB"
-printf '%-52s %10s\n' "consume: RSS after 20 missions" "$((consumer_rss / 1024)) MiB"
+# --- The table ------------------------------------------------------------------------------------
+echo
+echo "factoryctl $("$FACTORYCTL" --version) on $(nproc) cores, $(uname -m), $(. /etc/os-release && echo "$PRETTY_NAME"); $(date -u +%Y-%m-%d)"
+echo
+echo "| figure | factoryctl | reference, same run | ratio | goal | met |"
+echo "|---|---|---|---|---|---|"
+for r in "${rows[@]}"; do
+    IFS='|' read -r f a b c g m <<< "$r"
+    echo "| $f | $a | $b | $c | $g | $m |"
+done
+echo
+for note in "${fleet_notes[@]}"; do echo "- $note"; done
