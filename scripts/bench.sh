@@ -101,7 +101,9 @@ git -C "$1" fetch -q origin
 git -C "$1" checkout -q main
 git -C "$1" pull -q --rebase
 EOF
-printf 'rm -rf "$1/run50" && cp -a "$1/ahead50" "$1/run50"\n' > "$work/prepare50.sh"
+# The copy has new inodes and ctimes, so its index no longer matches the files' stat data; a
+# factory's own checkout does. Refresh it (untimed) so both tools start from a real factory's state.
+printf 'rm -rf "$1/run50" && cp -a "$1/ahead50" "$1/run50" && git -C "$1/run50" update-index -q --refresh\n' > "$work/prepare50.sh"
 hyperfine -N --warmup 2 --runs "$RUNS" --export-json "$work/h-50.json" --prepare "bash $work/prepare50.sh $work" \
     "$FACTORYCTL update --factory-dir $work/run50 --no-sync --log-level error" "bash $work/gitcli-update.sh $work/run50" >"$work/h-50.log" 2>&1 || { cat "$work/h-50.log" >&2; exit 1; }
 a=$(median_ms "$work/h-50.json" 0); b=$(median_ms "$work/h-50.json" 1)

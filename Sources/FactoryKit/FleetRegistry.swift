@@ -120,9 +120,24 @@ public struct FleetRegistry {
         return Registration(text: text)
     }
 
+    /// The fleet as the table shows it, read in one pass per registration (`FleetEntry`),
+    /// sorted by factory id.
+    public func entries() throws(RedisError) -> [FleetEntry] {
+        let reply = try redis.command(["HGETALL", Self.key])
+        guard let items = reply.array else { return [] }
+        var entries: [FleetEntry] = []
+        entries.reserveCapacity(items.count / 2)
+        var index = 1
+        while index < items.count {
+            if case .string(let data) = items[index], let entry = FleetEntry.read(Array(data)) { entries.append(entry) }
+            index += 2
+        }
+        return entries.sorted { $0.factoryID < $1.factoryID }
+    }
+
     /// Ids of registered factories that are not stale.
     public func liveFactoryIDs(now: Date = Date()) throws(RedisError) -> [String] {
-        try all().filter { !$0.isStale(now: now, after: Self.staleAfter) }.map(\.factoryID)
+        try entries().filter { !$0.isStale(now: now, after: Self.staleAfter) }.map(\.factoryID)
     }
 }
 

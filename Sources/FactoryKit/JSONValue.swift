@@ -172,7 +172,7 @@ struct JSONParser {
     }
 
     mutating func parseDocument() throws(JSONValue.ParseError) -> JSONValue {
-        guard String(validating: bytes, as: UTF8.self) != nil else {
+        guard bytes.withUnsafeBufferPointer(isValidUTF8) else {
             throw JSONValue.ParseError(message: "invalid UTF-8", offset: 0)
         }
         skipWhitespace()
@@ -253,38 +253,46 @@ struct JSONParser {
 
     private mutating func parseString() throws(JSONValue.ParseError) -> String {
         index += 1
-        var scalars = String.UnicodeScalarView()
-        var runStart = index
-        func flush(_ parser: JSONParser, _ end: Int, into scalars: inout String.UnicodeScalarView) {
-            if end > runStart {
-                // The whole document was validated as UTF-8 up front.
-                scalars.append(contentsOf: String(decoding: parser.bytes[runStart..<end], as: UTF8.self).unicodeScalars)
+        let start = index
+        // Fast path: no escape. The whole document was validated as UTF-8 up front, so the run
+        // of bytes becomes the String in one step.
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                return String(decoding: bytes[start..<(index - 1)], as: UTF8.self)
             }
+            if byte == UInt8(ascii: "\\") { break }
+            if byte < 0x20 { throw fail("control character in string") }
+            index += 1
         }
+        guard index < bytes.count else { throw fail("unterminated string") }
+        // With escapes: collect UTF-8 bytes, escapes encoded in place.
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(index - start + 16)
+        buffer.append(contentsOf: bytes[start..<index])
         while true {
             guard index < bytes.count else { throw fail("unterminated string") }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
-                flush(self, index, into: &scalars)
                 index += 1
-                return String(scalars)
+                return String(decoding: buffer, as: UTF8.self)
             }
             if byte < 0x20 { throw fail("control character in string") }
-            if byte != UInt8(ascii: "\\") { index += 1; continue }
-            flush(self, index, into: &scalars)
+            if byte != UInt8(ascii: "\\") { buffer.append(byte); index += 1; continue }
             index += 1
             guard index < bytes.count else { throw fail("unterminated string") }
             let escape = bytes[index]
             index += 1
             switch escape {
-            case UInt8(ascii: "\""): scalars.append("\"")
-            case UInt8(ascii: "\\"): scalars.append("\\")
-            case UInt8(ascii: "/"): scalars.append("/")
-            case UInt8(ascii: "b"): scalars.append("\u{08}")
-            case UInt8(ascii: "f"): scalars.append("\u{0C}")
-            case UInt8(ascii: "n"): scalars.append("\n")
-            case UInt8(ascii: "r"): scalars.append("\r")
-            case UInt8(ascii: "t"): scalars.append("\t")
+            case UInt8(ascii: "\""): buffer.append(UInt8(ascii: "\""))
+            case UInt8(ascii: "\\"): buffer.append(UInt8(ascii: "\\"))
+            case UInt8(ascii: "/"): buffer.append(UInt8(ascii: "/"))
+            case UInt8(ascii: "b"): buffer.append(0x08)
+            case UInt8(ascii: "f"): buffer.append(0x0C)
+            case UInt8(ascii: "n"): buffer.append(0x0A)
+            case UInt8(ascii: "r"): buffer.append(0x0D)
+            case UInt8(ascii: "t"): buffer.append(0x09)
             case UInt8(ascii: "u"):
                 let high = try hex4()
                 var value = high
@@ -300,11 +308,10 @@ struct JSONParser {
                     throw fail("lone surrogate escape in string")
                 }
                 guard let scalar = Unicode.Scalar(value) else { throw fail("invalid escape") }
-                scalars.append(scalar)
+                buffer.append(contentsOf: UTF8.encode(scalar)!)
             default:
                 throw fail("invalid escape")
             }
-            runStart = index
         }
     }
 

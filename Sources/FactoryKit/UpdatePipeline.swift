@@ -241,10 +241,15 @@ public struct UpdatePipeline {
 
         // 4–5. Apply: work tree first (all-or-nothing), then the branch ref and HEAD.
         let rollback = Rollback(repository: repository, original: original, branch: branch, branchTipBefore: localTip)
+        // Only the paths that differ between what is checked out and the target are examined and
+        // written (the status check above found no tracked change anywhere). A very large change
+        // is checked out as a whole tree, which is cheaper than a huge path list.
+        let changed = try repository.changedPaths(from: originalCommit, to: target)
+        let paths: [String]? = changed.count <= 2000 ? changed : nil
         do {
             // Refuse files in the way before the intent is recorded: a recovery may then treat
             // every file at a path the target adds as one this update wrote.
-            try repository.checkoutTree(of: target, dryRun: true)
+            try repository.checkoutTree(of: target, dryRun: true, paths: paths)
         } catch let error as GitError where error.kind == .conflict {
             throw Stop(failure: .checkoutBlocked,
                        message: "cannot check out \(branch) at \(target.short): \(error.message); nothing was changed. Move the files out of the way and retry")
@@ -258,7 +263,7 @@ public struct UpdatePipeline {
         journal.services = request.services
         try advance(&journal, to: .checkout, repository)
         do {
-            try repository.checkoutTree(of: target)
+            try repository.checkoutTree(of: target, paths: paths)
         } catch let error as GitError where error.kind == .conflict {
             // libgit2 finds conflicts before writing anything.
             throw Stop(failure: .checkoutBlocked,

@@ -1,5 +1,6 @@
 import CGit2
 import FoundationEssentials
+import Glibc
 
 /// The state a repository is left in by an unfinished operation.
 public enum RepositoryState: String, Sendable {
@@ -302,7 +303,12 @@ public final class Repository {
     /// `dryRun` only checks (nothing is written). `baseline` names the commit the work tree is
     /// believed to hold (default: the index) — crash recovery passes the commit an interrupted
     /// checkout was writing, so files it had already written are recognised as its own.
-    public func checkoutTree(of commit: ObjectID, force: Bool = false, dryRun: Bool = false, baseline: ObjectID? = nil) throws {
+    ///
+    /// `paths` limits the checkout to exactly those paths (no pattern matching): with the paths
+    /// that differ between the checked-out commit and `commit` (`changedPaths`), only those files
+    /// are examined and written, instead of every file of the work tree.
+    public func checkoutTree(of commit: ObjectID, force: Bool = false, dryRun: Bool = false, baseline: ObjectID? = nil,
+                             paths: [String]? = nil) throws {
         let collector = PathCollector()
         var baselineTree: OpaquePointer?
         defer { git_tree_free(baselineTree) }
@@ -325,7 +331,16 @@ public final class Repository {
                 }
                 return 0
             }
-            return withExtendedLifetime(collector) { git_checkout_tree(handle, object, &options) }
+            guard let paths else {
+                return withExtendedLifetime(collector) { git_checkout_tree(handle, object, &options) }
+            }
+            options.checkout_strategy |= GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH.rawValue
+            let copies = paths.map { strdup($0) }
+            defer { copies.forEach { free($0) } }
+            return copies.withUnsafeBufferPointer { buffer in
+                options.paths = git_strarray(strings: UnsafeMutablePointer(mutating: buffer.baseAddress), count: buffer.count)
+                return withExtendedLifetime(collector) { git_checkout_tree(handle, object, &options) }
+            }
         }
         if code == GIT_ECONFLICT.rawValue {
             let paths = collector.paths.isEmpty ? "" : ": " + collector.paths.joined(separator: ", ")
@@ -333,6 +348,38 @@ public final class Repository {
                            message: "files in the way would be overwritten\(paths)")
         }
         try check(code, "checkout \(commit.short)")
+    }
+
+    /// The paths whose content, mode or existence differs between the trees of two commits
+    /// (a tree-to-tree diff: the work tree is not read). Renames appear as both paths.
+    public func changedPaths(from old: ObjectID, to new: ObjectID) throws -> [String] {
+        func tree(_ id: ObjectID) throws -> OpaquePointer? {
+            var oid = id.raw
+            var commit: OpaquePointer?
+            try check(git_commit_lookup(&commit, handle, &oid), "look up commit \(id.short)")
+            defer { git_commit_free(commit) }
+            var tree: OpaquePointer?
+            try check(git_commit_tree(&tree, commit), "read tree of \(id.short)")
+            return tree
+        }
+        let oldTree = try tree(old)
+        defer { git_tree_free(oldTree) }
+        let newTree = try tree(new)
+        defer { git_tree_free(newTree) }
+        var diff: OpaquePointer?
+        try check(git_diff_tree_to_tree(&diff, handle, oldTree, newTree, nil), "diff \(old.short)..\(new.short)")
+        defer { git_diff_free(diff) }
+        var paths: [String] = []
+        var seen = Set<String>()
+        for index in 0..<git_diff_num_deltas(diff) {
+            guard let delta = git_diff_get_delta(diff, index)?.pointee else { continue }
+            for pointer in [delta.old_file.path, delta.new_file.path] {
+                guard let pointer else { continue }
+                let path = String(cString: pointer)
+                if seen.insert(path).inserted { paths.append(path) }
+            }
+        }
+        return paths
     }
 
     /// `git reset --hard <commit>` on the current HEAD: moves the current branch, resets index and work tree.

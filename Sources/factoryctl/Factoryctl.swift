@@ -39,6 +39,11 @@ struct Factoryctl: AsyncParsableCommand {
 
     static func main() async {
         signal(SIGPIPE, SIG_IGN) // broken sockets and pipes become errors, not a dead process
+        // The one invocation scripts run to probe the binary answers without building the parser.
+        if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "--version" {
+            StandardStream.output(version + "\n")
+            return
+        }
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

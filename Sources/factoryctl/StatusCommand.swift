@@ -100,9 +100,9 @@ struct LocalStatusText {
 extension StatusCommand {
     func showFleet(_ environment: FactoryEnvironment) throws {
         let bus = try redis.bus(environment)
-        let registrations = try withRedis("read the fleet registry") { try FleetRegistry(redis: bus.redis).all() }
+        let entries = try withRedis("read the fleet registry") { try FleetRegistry(redis: bus.redis).entries() }
         let now = Date()
-        let rows = registrations.map { FleetRow(registration: $0, now: now) }
+        let rows = entries.map { FleetRow(entry: $0, now: now) }
         if json { try printJSON(rows); return }
         if rows.isEmpty { say("No factory has registered yet."); return }
         let header = ["FACTORY", "STATUS", "BRANCH", "COMMIT", "LAST SEEN", "LAST JOB", "RESULT", "FACTORYCTL"]
@@ -177,9 +177,9 @@ struct FleetRow: Encodable {
     /// factoryctl's version on that factory (`0.2.0+<commit>` for packaged builds).
     let version: String
 
-    init(registration: Registration, now: Date) {
+    init(entry registration: FleetEntry, now: Date) {
         factoryID = registration.factoryID
-        status = registration.registrationStatus
+        status = registration.status
         stale = registration.isStale(now: now, after: FleetRegistry.staleAfter)
         branch = registration.branch
         commit = registration.commit

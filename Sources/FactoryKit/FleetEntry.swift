@@ -1,0 +1,256 @@
+import FoundationEssentials
+
+/// The fields of a registration that the fleet table, `status --fleet --json` and the live-factory
+/// scan use, read in one pass over the stored JSON without building the whole document: keys
+/// that are not needed (`metadata`, ...) are skipped without allocating. Every value it returns is
+/// checked as strictly as `JSONValue.parse` would (the whole text must be UTF-8); only inside the
+/// values it skips is it lenient about JSON details. A registration whose needed fields cannot
+/// be read this way (an escape in one of them, an unexpected shape) is read with the strict
+/// parser instead.
+public struct FleetEntry: Sendable, Equatable {
+    public var factoryID: String
+    public var status: String
+    public var branch: String?
+    public var commit: String?
+    public var version: String = ""
+    public var host: String = ""
+    public var pid: Int32 = 0
+    public var lastSeenAt: Double = 0
+    public var lastJobID: String?
+    public var lastJobStatus: String?
+    public var capabilities: [String] = []
+
+    public init(_ registration: Registration) {
+        factoryID = registration.factoryID
+        status = registration.registrationStatus
+        branch = registration.branch
+        commit = registration.commit
+        version = registration.version
+        host = registration.host
+        pid = registration.pid
+        lastSeenAt = registration.lastSeenAt
+        lastJobID = registration.lastJobID
+        lastJobStatus = registration.lastJobStatus
+        capabilities = registration.capabilities
+    }
+
+    init(factoryID: String, status: String) {
+        self.factoryID = factoryID
+        self.status = status
+    }
+
+    public func isStale(now: Date = Date(), after seconds: Double) -> Bool {
+        now.timeIntervalSince1970 - lastSeenAt > seconds
+    }
+
+    /// Reads a stored registration; nil when it is not one (the strict parser's verdict).
+    public static func read(_ bytes: [UInt8]) -> FleetEntry? {
+        if let entry = bytes.withUnsafeBufferPointer({ buffer -> FleetEntry? in
+            guard isValidUTF8(buffer) else { return nil }
+            var scanner = FleetScanner(bytes: buffer)
+            return scanner.scan()
+        }) { return entry }
+        guard let value = try? JSONValue.parse(bytes: bytes), let registration = Registration(json: value) else { return nil }
+        return FleetEntry(registration)
+    }
+}
+
+/// The one-pass reader behind `FleetEntry.read`. Returns nil whenever it is not sure, and the
+/// caller falls back to the strict parser.
+private struct FleetScanner {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var index = 0
+
+    init(bytes: UnsafeBufferPointer<UInt8>) {
+        self.bytes = bytes
+    }
+
+    mutating func scan() -> FleetEntry? {
+        skipSpace()
+        guard take(UInt8(ascii: "{")) else { return nil }
+        var id: String?, status: String?
+        var entry = FleetEntry(factoryID: "", status: "")
+        skipSpace()
+        if take(UInt8(ascii: "}")) { return nil }
+        while true {
+            skipSpace()
+            guard let key = plainString() else { return nil }
+            skipSpace()
+            guard take(UInt8(ascii: ":")) else { return nil }
+            skipSpace()
+            switch key {
+            case "factory_id": guard let v = plainString() else { return nil }; id = v
+            case "registration_status": guard let v = plainString() else { return nil }; status = v
+            case "branch": guard let v = optionalString() else { return nil }; entry.branch = v
+            case "commit": guard let v = optionalString() else { return nil }; entry.commit = v
+            case "version": guard let v = plainString() else { return nil }; entry.version = v
+            case "host": guard let v = plainString() else { return nil }; entry.host = v
+            case "last_job_id": guard let v = optionalString() else { return nil }; entry.lastJobID = v
+            case "last_job_status": guard let v = optionalString() else { return nil }; entry.lastJobStatus = v
+            case "pid":
+                guard let v = number(), let pid = Int64(exactly: v.rounded(.towardZero)) else { return nil }
+                entry.pid = Int32(clamping: pid)
+            case "last_seen_at": guard let v = number() else { return nil }; entry.lastSeenAt = v
+            case "capabilities": guard let v = stringArray() else { return nil }; entry.capabilities = v
+            default: guard skipValue(depth: 0) else { return nil }
+            }
+            skipSpace()
+            if take(UInt8(ascii: ",")) { continue }
+            guard take(UInt8(ascii: "}")) else { return nil }
+            skipSpace()
+            guard index == bytes.count, let id, let status else { return nil }
+            entry.factoryID = id
+            entry.status = status
+            return entry
+        }
+    }
+
+    private mutating func take(_ byte: UInt8) -> Bool {
+        guard index < bytes.count, bytes[index] == byte else { return false }
+        index += 1
+        return true
+    }
+
+    private mutating func skipSpace() {
+        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 {
+            index += 1
+        }
+    }
+
+    /// A string without escapes or control characters, valid UTF-8; nil otherwise.
+    private mutating func plainString() -> String? {
+        guard take(UInt8(ascii: "\"")) else { return nil }
+        let start = index
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                // The whole text was validated as UTF-8 before the scan.
+                return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<(index - 1)]), as: UTF8.self)
+            }
+            if byte == UInt8(ascii: "\\") || byte < 0x20 { return nil }
+            index += 1
+        }
+        return nil
+    }
+
+    /// `.some(nil)` for JSON null, `.some(text)` for a plain string, nil when unsure.
+    private mutating func optionalString() -> String?? {
+        if literal("null") { return .some(nil) }
+        return plainString().map { .some($0) }
+    }
+
+    private mutating func literal(_ word: StaticString) -> Bool {
+        let count = word.utf8CodeUnitCount
+        guard index + count <= bytes.count else { return false }
+        for offset in 0..<count where bytes[index + offset] != word.utf8Start[offset] { return false }
+        index += count
+        return true
+    }
+
+    private mutating func number() -> Double? {
+        let start = index
+        while index < bytes.count, let byte = Optional(bytes[index]),
+              (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+")
+              || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") {
+            index += 1
+        }
+        guard index > start else { return nil }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        guard let value = Double(text), value.isFinite else { return nil }
+        return value
+    }
+
+    private mutating func stringArray() -> [String]? {
+        guard take(UInt8(ascii: "[")) else { return nil }
+        var items: [String] = []
+        skipSpace()
+        if take(UInt8(ascii: "]")) { return items }
+        while true {
+            skipSpace()
+            guard let item = plainString() else { return nil }
+            items.append(item)
+            skipSpace()
+            if take(UInt8(ascii: ",")) { continue }
+            return take(UInt8(ascii: "]")) ? items : nil
+        }
+    }
+
+    /// Skips any JSON value (nested up to the strict parser's depth); false when malformed.
+    private mutating func skipValue(depth: Int) -> Bool {
+        guard depth < 200, index < bytes.count else { return false }
+        switch bytes[index] {
+        case UInt8(ascii: "\""):
+            index += 1
+            while index < bytes.count {
+                let byte = bytes[index]
+                if byte == UInt8(ascii: "\\") { index += 2; continue }
+                if byte < 0x20 { return false }
+                index += 1
+                if byte == UInt8(ascii: "\"") { return true }
+            }
+            return false
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let close = bytes[index] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            let isObject = close == UInt8(ascii: "}")
+            index += 1
+            skipSpace()
+            if take(close) { return true }
+            while true {
+                skipSpace()
+                if isObject {
+                    guard index < bytes.count, bytes[index] == UInt8(ascii: "\""), skipValue(depth: depth + 1) else { return false }
+                    skipSpace()
+                    guard take(UInt8(ascii: ":")) else { return false }
+                    skipSpace()
+                }
+                guard skipValue(depth: depth + 1) else { return false }
+                skipSpace()
+                if take(UInt8(ascii: ",")) { continue }
+                return take(close)
+            }
+        case UInt8(ascii: "t"): return literal("true")
+        case UInt8(ascii: "f"): return literal("false")
+        case UInt8(ascii: "n"): return literal("null")
+        default: return number() != nil
+        }
+    }
+}
+
+/// UTF-8 validity (the rules `String(validating:)` applies: no overlongs, no surrogates, nothing
+/// above U+10FFFF) without building a String; ASCII runs are checked eight bytes at a time.
+extension FleetEntry {
+    public static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool { FactoryKit.isValidUTF8(bytes) }
+}
+
+func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    var index = 0
+    let count = bytes.count
+    guard let base = bytes.baseAddress else { return true }
+    while index < count {
+        if index + 8 <= count, UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
+            index += 8
+            continue
+        }
+        let lead = bytes[index]
+        if lead < 0x80 { index += 1; continue }
+        let length: Int
+        var lower: UInt8 = 0x80, upper: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; lower = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; upper = 0x9F
+        case 0xF0: length = 4; lower = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; upper = 0x8F
+        default: return false
+        }
+        guard index + length <= count else { return false }
+        let second = bytes[index + 1]
+        guard second >= lower, second <= upper else { return false }
+        for offset in 2..<max(2, length) where bytes[index + offset] & 0xC0 != 0x80 { return false }
+        index += length
+    }
+    return true
+}
