@@ -16,11 +16,13 @@ let package = Package(
     ],
     targets: [
         // C libraries from Debian (libgit2-dev, libhiredis-dev).
-        .systemLibrary(name: "CGit2", pkgConfig: "libgit2", providers: [.apt(["libgit2-dev"])]),
+        // libgit2's headers only: the library itself is loaded on first use (CGit2Loader).
+        .systemLibrary(name: "CGit2", providers: [.apt(["libgit2-dev"])]),
+        .target(name: "CGit2Loader", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
 
         // Swift owners of the C handles.
-        .target(name: "GitKit", dependencies: ["CGit2", "CSupport", "FactoryBasics"]),
+        .target(name: "GitKit", dependencies: ["CGit2", "CGit2Loader", "CSupport", "FactoryBasics"]),
         .target(name: "RedisKit", dependencies: ["CHiredis", "FactoryBasics"]),
 
         // Locks, threads and string helpers, so no module needs Foundation proper (only
@@ -28,7 +30,11 @@ let package = Package(
         .target(name: "FactoryBasics"),
 
         // glibc helpers Swift cannot see (posix_spawn chdir).
-        .target(name: "CSupport"),
+        // mbedtls_x509_crt_parse_file is exported so that it interposes the one libgit2 calls
+        // (libgit2 is dlopen'ed, so nothing at link time asks for the export).
+        .target(name: "CSupport", linkerSettings: [
+            .unsafeFlags(["-Xlinker", "--export-dynamic-symbol=mbedtls_x509_crt_parse_file"]),
+        ]),
 
         // The domain: configuration, update pipeline, missions, consumer, registry.
         .target(

@@ -153,8 +153,10 @@ before=$(switches); sleep "$IDLE_SECONDS"; after=$(switches)
 wakeups=$((after - before))
 rss=$(awk '/^VmRSS/ {print $2}' /proc/"$consumer_pid"/status)
 anon=$(awk '/^Anonymous/ {print $2}' /proc/"$consumer_pid"/smaps_rollup)
+clean=$(awk '/^(Private|Shared)_Clean/ {s += $2} END {print s}' /proc/"$consumer_pid"/smaps_rollup)
+cp /proc/"$consumer_pid"/smaps "$work/consumer.smaps" 2>/dev/null || true
 threads=$(ls /proc/"$consumer_pid"/task | wc -l)
-row "consumer idle RSS" "$(python3 -c "print('%.1f MB' % ($rss/1024))")" "(anonymous $(python3 -c "print('%.1f' % ($anon/1024))") MB, $threads threads)" "" "≤ 10 MB" "$(python3 -c "print('yes' if $rss <= 10*1024 else 'no')")"
+row "consumer idle RSS" "$(python3 -c "print('%.1f MB' % ($rss/1024))")" "(anonymous $(python3 -c "print('%.1f' % ($anon/1024))") MB, clean file pages $(python3 -c "print('%.1f' % ($clean/1024))") MB, $threads threads)" "" "≤ 10 MB" "$(python3 -c "print('yes' if $rss <= 10*1024 else 'no')")"
 row "consumer idle wake-ups, all threads, ${IDLE_SECONDS} s" "$wakeups" "" "" "≤ $((IDLE_SECONDS / 15))" "$([ "$wakeups" -le $((IDLE_SECONDS / 15)) ] && echo yes || echo no)"
 
 # --- 6. mission pickup: factoryctl consume vs a plain redis-py BLOCK consumer ----------------------

@@ -48,6 +48,12 @@ static char *ca_deferred_path[MAX_DEFERRED];
 static parse_file_fn real_parse_file(void) {
     static parse_file_fn real = NULL;
     if (!real) real = (parse_file_fn)dlsym(RTLD_NEXT, "mbedtls_x509_crt_parse_file");
+    if (!real) {
+        /* libgit2 is dlopen'ed with RTLD_LOCAL: its mbedTLS is not in the global scope that
+           RTLD_NEXT searches. Ask the already loaded library itself. */
+        void *x509 = dlopen("libmbedx509.so.1", RTLD_NOLOAD | RTLD_LAZY);
+        if (x509) real = (parse_file_fn)dlsym(x509, "mbedtls_x509_crt_parse_file");
+    }
     return real;
 }
 
@@ -86,6 +92,13 @@ int factoryctl_load_ca_certificates(void) {
     }
     pthread_mutex_unlock(&ca_lock);
     return failed ? -1 : ran;
+}
+
+int factoryctl_ca_loaded(void) {
+    pthread_mutex_lock(&ca_lock);
+    int loaded = ca_loaded;
+    pthread_mutex_unlock(&ca_lock);
+    return loaded;
 }
 
 int factoryctl_deferred_ca_loads(void) {

@@ -1,4 +1,5 @@
 import CGit2
+import CGit2Loader
 import CSupport
 
 /// libgit2's process-wide state. `initialize()` runs on first use (commands that never touch git,
@@ -22,6 +23,12 @@ public enum GitLibrary {
         initialize()
         return factoryctl_load_ca_certificates() >= 0
     }
+
+    /// Whether `loadCertificates()` has run.
+    public static var certificatesLoaded: Bool { factoryctl_ca_loaded() != 0 }
+
+    /// Whether libgit2 has been loaded into this process (it is loaded on first use).
+    public static var isLoaded: Bool { factoryctl_git2_loaded() != 0 }
 
     /// CA bundle loads still deferred (for tests and diagnostics).
     public static var deferredCertificateLoads: Int { Int(factoryctl_deferred_ca_loads()) }

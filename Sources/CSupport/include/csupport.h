@@ -31,6 +31,8 @@ long factoryctl_release_clean_pages(void);
 int factoryctl_load_ca_certificates(void);
 /* How many CA bundle loads are waiting (0 once loaded, or when libgit2 does not use mbedTLS). */
 int factoryctl_deferred_ca_loads(void);
+/* 1 once factoryctl_load_ca_certificates has run. */
+int factoryctl_ca_loaded(void);
 
 /* An HTTP(S) POST through libcurl, loaded with dlopen on first use so that processes that never
    POST do not map libcurl and its dependencies. headers are "Name: value" strings. Returns 0 and
