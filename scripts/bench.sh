@@ -162,11 +162,11 @@ row "consumer idle wake-ups, all threads, ${IDLE_SECONDS} s" "$wakeups" "" "" "�
 # --- 6. mission pickup: factoryctl consume vs a plain redis-py BLOCK consumer ----------------------
 say "mission pickup, $PICKUP_MISSIONS missions: factoryctl consume vs redis-py"
 (unset UV_OFFLINE; uv venv -q "$work/py" && VIRTUAL_ENV="$work/py" uv pip install -q redis) >&2
-"$work/py/bin/python" scripts/bench/pickup.py "$REDIS_SOCK" "$FACTORYCTL" bench-1 "$PICKUP_MISSIONS" "$work/pickup.json"
+"$work/py/bin/python" scripts/bench/pickup.py "$REDIS_SOCK" "$FACTORYCTL" bench-1 "$consumer_pid" "$PICKUP_MISSIONS" "$work/pickup.json"
 read -r o50 o99 t50 t99 < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.3f %.3f %.3f %.3f" % (d["factoryctl"]["p50"], d["factoryctl"]["p99"], d["reference"]["p50"], d["reference"]["p99"]))' "$work/pickup.json")
 row "mission pickup p50 ($PICKUP_MISSIONS missions)" "$o50 ms" "redis-py $t50 ms" "$(python3 -c "print('%.2f×' % ($o50/$t50))")" "≤ 0.3×" "$(python3 -c "print('yes' if $o50 <= 0.3*$t50 else 'no')")"
 row "mission pickup p99" "$o99 ms" "redis-py $t99 ms" "$(python3 -c "print('%.2f×' % ($o99/$t99))")" "≤ 0.5×" "$(python3 -c "print('yes' if $o99 <= 0.5*$t99 else 'no')")"
-kill "$consumer_pid"; wait "$consumer_pid" 2>/dev/null || true; consumer_pid=""
+wait "$consumer_pid" 2>/dev/null || true; consumer_pid=""   # stopped by pickup.py before its phase 2
 
 # --- 7. the fleet ---------------------------------------------------------------------------------
 say "one factory's own update --restart (3 runs, a new commit each)"

@@ -53,6 +53,8 @@ export PATH="$WORK/bin:$PATH" FAKE_SYSTEMCTL_DIR="$WORK/systemctl"
 
 check "the toolchain is hidden" sh -c "[ -z \"\$(ls -A '$TOOLCHAIN')\" ] && ! command -v swift"
 check "ldd lists nothing missing and nothing from the toolchain" sh -c "! ldd '$BIN' | grep -e 'not found' -e '$TOOLCHAIN' -e libswift -e libFoundation"
+check "libgit2 is loaded on first use: not for --version, yes for status" sh -c "! LD_DEBUG=libs '$BIN' --version 2>&1 | grep -q 'libgit2' && LD_DEBUG=libs '$BIN' status --factory-dir / 2>&1 | grep -q 'calling init: .*libgit2'"
+check "mbedTLS's CA loader is interposed (exported), so the CA bundle loads only for HTTPS" sh -c "readelf --dyn-syms -W '$BIN' | grep -q ' mbedtls_x509_crt_parse_file$'"
 check "--version names the version and commit" sh -c "'$BIN' --version | grep -Eq '^$VERSION\\+[0-9a-f]{12}(-dirty)?\$'"
 check "--help and every subcommand's --help" sh -c "for c in '' update publish consume status serve; do '$BIN' \$c --help >/dev/null || exit 1; done"
 check "the man page and completions are installed" sh -c "zcat '$INST/usr/share/man/man1/factoryctl.1.gz' | grep -q 'EXIT CODES' && [ -s '$INST/usr/share/bash-completion/completions/factoryctl' ] && [ -s '$INST/usr/share/zsh/vendor-completions/_factoryctl' ] && [ -s '$INST/usr/share/fish/vendor_completions.d/factoryctl.fish' ]"

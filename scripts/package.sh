@@ -3,7 +3,8 @@
 #   dist/factoryctl_<version>_<arch>.deb       (dpkg-deb; Depends computed by dpkg-shlibdeps)
 #   dist/factoryctl_<version>_<arch>.tar.gz    (the same files under usr/, for non-Debian systems)
 # The binary links the Swift runtime and Foundation statically (--static-swift-stdlib): it needs
-# only Debian 12's own libraries (libgit2-1.5, libhiredis0.14, libcurl, libc, ...), no toolchain.
+# only Debian 12's own libraries (libhiredis0.14, libc, ...; libgit2-1.5 and libcurl4 are loaded
+# on first use), no toolchain.
 #
 #   scripts/package.sh            build and package
 #   SKIP_BUILD=1 scripts/package.sh   package the binary already in .build-static
@@ -20,9 +21,8 @@ scratch=.build-static
 
 if [ -z "${SKIP_BUILD:-}" ]; then
     echo "==> swift build -c release --static-swift-stdlib (factoryctl $version, commit $commit)"
-    # FoundationNetworking (the HQ registration POST) needs libcurl named explicitly when static.
     swift build -c release --product factoryctl --scratch-path "$scratch" \
-        --static-swift-stdlib -Xlinker -lcurl -Xcc "-DFACTORYCTL_COMMIT=\"$commit\""
+        --static-swift-stdlib -Xcc "-DFACTORYCTL_COMMIT=\"$commit\""
 fi
 bin="$scratch/release/factoryctl"
 [ -x "$bin" ] || { echo "package: $bin is missing; run without SKIP_BUILD" >&2; exit 1; }
@@ -82,9 +82,10 @@ mkdir -p "$stage/debian"
 printf 'Source: factoryctl\n\nPackage: factoryctl\nArchitecture: any\n' > "$stage/debian/control"
 shlibs=$(cd "$stage" && dpkg-shlibdeps -O -e"root/usr/bin/factoryctl" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] || { echo "package: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
-# At run time, not link time: CA certificates for HTTPS (git fetch, the HQ POST), time zones for
-# log timestamps, and the git CLI nowhere (libgit2 is native).
-depends="$shlibs, ca-certificates, tzdata"
+# Loaded with dlopen on first use, so not in NEEDED: libgit2 (every git operation) and libcurl
+# (the HQ registration POST). At run time too: CA certificates for HTTPS (git fetch, the HQ
+# POST), time zones for log timestamps; the git CLI nowhere (libgit2 is native).
+depends="$shlibs, libgit2-1.5, libcurl4, ca-certificates, tzdata"
 installed_size=$(du -sk "$root" | cut -f1)
 
 mkdir -p "$root/DEBIAN"

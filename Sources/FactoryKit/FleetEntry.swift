@@ -44,14 +44,20 @@ public struct FleetEntry: Sendable, Equatable {
     }
 
     /// Reads a stored registration; nil when it is not one (the strict parser's verdict).
-    public static func read(_ bytes: [UInt8]) -> FleetEntry? {
-        if let entry = bytes.withUnsafeBufferPointer({ buffer -> FleetEntry? in
-            guard isValidUTF8(buffer) else { return nil }
-            var scanner = FleetScanner(bytes: buffer)
-            return scanner.scan()
-        }) { return entry }
-        guard let value = try? JSONValue.parse(bytes: bytes), let registration = Registration(json: value) else { return nil }
-        return FleetEntry(registration)
+    /// Without `capabilities`, that list is skipped (the fleet table does not show it).
+    public static func read(_ bytes: UnsafeBufferPointer<UInt8>, capabilities: Bool = true) -> FleetEntry? {
+        if isValidUTF8(bytes) {
+            var scanner = FleetScanner(bytes: bytes, capabilities: capabilities)
+            if let entry = scanner.scan() { return entry }
+        }
+        guard let value = try? JSONValue.parse(bytes: Array(bytes)), let registration = Registration(json: value) else { return nil }
+        var entry = FleetEntry(registration)
+        if !capabilities { entry.capabilities = [] }
+        return entry
+    }
+
+    public static func read(_ bytes: [UInt8], capabilities: Bool = true) -> FleetEntry? {
+        bytes.withUnsafeBufferPointer { read($0, capabilities: capabilities) }
     }
 }
 
@@ -59,10 +65,12 @@ public struct FleetEntry: Sendable, Equatable {
 /// caller falls back to the strict parser.
 private struct FleetScanner {
     let bytes: UnsafeBufferPointer<UInt8>
+    let capabilities: Bool
     var index = 0
 
-    init(bytes: UnsafeBufferPointer<UInt8>) {
+    init(bytes: UnsafeBufferPointer<UInt8>, capabilities: Bool) {
         self.bytes = bytes
+        self.capabilities = capabilities
     }
 
     mutating func scan() -> FleetEntry? {
@@ -91,7 +99,8 @@ private struct FleetScanner {
                 guard let v = number(), let pid = Int64(exactly: v.rounded(.towardZero)) else { return nil }
                 entry.pid = Int32(clamping: pid)
             case "last_seen_at": guard let v = number() else { return nil }; entry.lastSeenAt = v
-            case "capabilities": guard let v = stringArray() else { return nil }; entry.capabilities = v
+            case "capabilities" where capabilities: guard let v = stringArray() else { return nil }; entry.capabilities = v
+            case "capabilities": guard skipStringArray() else { return nil }
             default: guard skipValue(depth: 0) else { return nil }
             }
             skipSpace()
@@ -173,6 +182,25 @@ private struct FleetScanner {
             skipSpace()
             if take(UInt8(ascii: ",")) { continue }
             return take(UInt8(ascii: "]")) ? items : nil
+        }
+    }
+
+    /// Skips an array of plain strings (what `stringArray` would accept) without building it.
+    private mutating func skipStringArray() -> Bool {
+        guard take(UInt8(ascii: "[")) else { return false }
+        skipSpace()
+        if take(UInt8(ascii: "]")) { return true }
+        while true {
+            skipSpace()
+            guard take(UInt8(ascii: "\"")) else { return false }
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                if bytes[index] == UInt8(ascii: "\\") || bytes[index] < 0x20 { return false }
+                index += 1
+            }
+            guard take(UInt8(ascii: "\"")) else { return false }
+            skipSpace()
+            if take(UInt8(ascii: ",")) { continue }
+            return take(UInt8(ascii: "]"))
         }
     }
 

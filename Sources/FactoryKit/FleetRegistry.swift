@@ -106,7 +106,12 @@ public struct FleetRegistry {
     }
 
     public func register(_ registration: Registration) throws(RedisError) {
-        try redis.command(["HSET", Self.key, registration.factoryID, registration.json.pythonJSON])
+        try redis.command(Self.registerCommand(registration))
+    }
+
+    /// The command `register` sends (for sending it along with another one).
+    public static func registerCommand(_ registration: Registration) -> [String] {
+        ["HSET", key, registration.factoryID, registration.json.pythonJSON]
     }
 
     public func all() throws(RedisError) -> [Registration] {
@@ -122,14 +127,17 @@ public struct FleetRegistry {
 
     /// The fleet as the table shows it, read in one pass per registration (`FleetEntry`),
     /// sorted by factory id.
-    public func entries() throws(RedisError) -> [FleetEntry] {
+    public func entries(capabilities: Bool = true) throws(RedisError) -> [FleetEntry] {
         let reply = try redis.command(["HGETALL", Self.key])
         guard let items = reply.array else { return [] }
         var entries: [FleetEntry] = []
         entries.reserveCapacity(items.count / 2)
         var index = 1
         while index < items.count {
-            if case .string(let data) = items[index], let entry = FleetEntry.read(Array(data)) { entries.append(entry) }
+            if case .string(let data) = items[index],
+               let entry = data.withUnsafeBytes({ FleetEntry.read($0.bindMemory(to: UInt8.self), capabilities: capabilities) }) {
+                entries.append(entry)
+            }
             index += 2
         }
         return entries.sorted { $0.factoryID < $1.factoryID }
@@ -137,7 +145,7 @@ public struct FleetRegistry {
 
     /// Ids of registered factories that are not stale.
     public func liveFactoryIDs(now: Date = Date()) throws(RedisError) -> [String] {
-        try entries().filter { !$0.isStale(now: now, after: Self.staleAfter) }.map(\.factoryID)
+        try entries(capabilities: false).filter { !$0.isStale(now: now, after: Self.staleAfter) }.map(\.factoryID)
     }
 }
 

@@ -87,6 +87,8 @@ public final class MissionConsumer {
     private var lastJob: (id: String, status: String)?
     private var status = "online"
     private var lastPostedStatus: String?
+    /// The status of the last registration sent with a reply (a silent heartbeat only repeats it).
+    private var lastRegisteredStatus: String?
     private var announcedWaitFor: String?
     /// A finished update whose result or ack did not reach Redis; delivered after reconnecting.
     private var unreported: (entry: StreamEntry, result: MissionResult, restart: Bool)?
@@ -154,7 +156,18 @@ public final class MissionConsumer {
                         return exit
                     }
                 }
-                if Date().timeIntervalSince(lastHeartbeat) >= configuration.heartbeatSeconds { try register() }
+                // A heartbeat that changes nothing but last_seen_at rides on the next blocking read
+                // (its reply suppressed): an idle consumer wakes once per heartbeat, not twice.
+                var silently: [[String]] = []
+                if Date().timeIntervalSince(lastHeartbeat) >= configuration.heartbeatSeconds {
+                    if status == lastRegisteredStatus, !hqPostDue, try redis.canSkipReplies() {
+                        let registration = currentRegistration()
+                        silently = [FleetRegistry.registerCommand(registration)]
+                        lastHeartbeat = Date(timeIntervalSince1970: registration.lastSeenAt)
+                    } else {
+                        try register()
+                    }
+                }
                 if let exit = try runDeferredIfDue() { return exit }
                 // The flag goes up before the last stop check: a stop either is seen here or
                 // finds the flag up and interrupts the read.
@@ -169,7 +182,7 @@ public final class MissionConsumer {
                     _ = factoryctl_malloc_trim()
                     _ = factoryctl_release_clean_pages()
                 }
-                let entries = try bus.readNew(group: group, consumer: consumerName, blockMilliseconds: blockTime())
+                let entries = try bus.readNew(group: group, consumer: consumerName, blockMilliseconds: blockTime(), silently: silently)
                 reading.set(false)
                 if !entries.isEmpty { idleTrimDue = true }
                 if let exit = try handle(entries, recovering: false) { return exit }
@@ -408,11 +421,17 @@ public final class MissionConsumer {
 
     // MARK: Registration
 
+    /// A registration to HQ is owed (every 60 s, and on every status change).
+    private var hqPostDue: Bool {
+        hq != nil && (Date().timeIntervalSince(lastHQPost) >= 60 || status != lastPostedStatus)
+    }
+
     private func register() throws {
         let registration = currentRegistration()
         try registry.register(registration)
         lastHeartbeat = Date(timeIntervalSince1970: registration.lastSeenAt)
-        if let hq, Date().timeIntervalSince(lastHQPost) >= 60 || status != lastPostedStatus {
+        lastRegisteredStatus = status
+        if let hq, hqPostDue {
             lastHQPost = Date()
             lastPostedStatus = status
             hq.post(registration)

@@ -74,9 +74,22 @@ public final class RedisClient {
 
     @discardableResult
     public func command(_ arguments: [Data]) throws(RedisError) -> RedisReply {
+        try command(arguments, after: [])
+    }
+
+    /// Whether `command(_:after:)` may send silent commands on this connection (connects first).
+    public func canSkipReplies() throws(RedisError) -> Bool {
+        try connect()
+        return connection!.canSkipReplies
+    }
+
+    /// `silent` commands without replies (`CLIENT REPLY SKIP`), then `arguments`, in one write;
+    /// the reply to `arguments`. See `RedisConnection.command(_:after:)`.
+    @discardableResult
+    public func command(_ arguments: [Data], after silent: [[Data]]) throws(RedisError) -> RedisReply {
         try connect()
         do {
-            return try connection!.command(arguments)
+            return try connection!.command(arguments, after: silent)
         } catch {
             if error.isConnectionError || connection?.isBroken == true { setConnection(nil) }
             throw error

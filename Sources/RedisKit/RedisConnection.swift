@@ -77,8 +77,40 @@ public final class RedisConnection {
 
     /// Sends one command with binary-safe arguments (redisCommandArgv with explicit lengths).
     public func command(_ arguments: [Data]) throws(RedisError) -> RedisReply {
+        try command(arguments, after: [])
+    }
+
+    /// Whether the server honours `CLIENT REPLY SKIP` for this user (asked once, on first use).
+    public private(set) lazy var canSkipReplies: Bool = {
+        guard !isBroken, (try? command([Data("CLIENT".utf8), Data("REPLY".utf8), Data("ON".utf8)])) == .status("OK") else { return false }
+        return true
+    }()
+
+    /// Sends `silent` commands, each preceded by `CLIENT REPLY SKIP` so that the server sends no
+    /// reply for it, then `arguments`, all in one write, and returns only the reply to
+    /// `arguments`. The silent commands' outcomes are unknown (use it for a heartbeat that the
+    /// next one repeats anyway). Requires `canSkipReplies`.
+    public func command(_ arguments: [Data], after silent: [[Data]]) throws(RedisError) -> RedisReply {
         precondition(!arguments.isEmpty, "empty Redis command")
+        precondition(silent.isEmpty || canSkipReplies, "CLIENT REPLY SKIP is not available")
         guard !isBroken else { throw .connection("connection to \(url) is broken: \(String(cString: factoryctl_redis_errstr(context)))") }
+        let skip = [Data("CLIENT".utf8), Data("REPLY".utf8), Data("SKIP".utf8)]
+        for command in silent where !command.isEmpty {
+            try append(skip)
+            try append(command)
+        }
+        try append(arguments)
+        var raw: UnsafeMutableRawPointer?
+        guard redisGetReply(context, &raw) == 0, let raw else {
+            throw .connection("\(url): \(String(cString: factoryctl_redis_errstr(context)))")
+        }
+        let reply = raw.assumingMemoryBound(to: redisReply.self)
+        defer { freeReplyObject(raw) }
+        return try Self.convert(reply)
+    }
+
+    /// Queues one command in hiredis' output buffer (sent by the next redisGetReply).
+    private func append(_ arguments: [Data]) throws(RedisError) {
         // Copy each argument into one buffer that outlives the call.
         let total = arguments.reduce(0) { $0 + $1.count }
         let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: max(total, 1))
@@ -98,17 +130,12 @@ public final class RedisConnection {
             lengths.append(argument.count)
             offset += argument.count
         }
-        let raw = pointers.withUnsafeMutableBufferPointer { argv in
+        let code = pointers.withUnsafeMutableBufferPointer { argv in
             lengths.withUnsafeBufferPointer { lens in
-                redisCommandArgv(context, Int32(arguments.count), argv.baseAddress, lens.baseAddress)
+                redisAppendCommandArgv(context, Int32(arguments.count), argv.baseAddress, lens.baseAddress)
             }
         }
-        guard let raw else {
-            throw .connection("\(url): \(String(cString: factoryctl_redis_errstr(context)))")
-        }
-        let reply = raw.assumingMemoryBound(to: redisReply.self)
-        defer { freeReplyObject(raw) }
-        return try Self.convert(reply)
+        guard code == 0 else { throw .connection("\(url): \(String(cString: factoryctl_redis_errstr(context)))") }
     }
 
     private static func convert(_ reply: UnsafeMutablePointer<redisReply>) throws(RedisError) -> RedisReply {

@@ -100,7 +100,7 @@ struct LocalStatusText {
 extension StatusCommand {
     func showFleet(_ environment: FactoryEnvironment) throws {
         let bus = try redis.bus(environment)
-        let entries = try withRedis("read the fleet registry") { try FleetRegistry(redis: bus.redis).entries() }
+        let entries = try withRedis("read the fleet registry") { try FleetRegistry(redis: bus.redis).entries(capabilities: json) }
         let now = Date()
         let rows = entries.map { FleetRow(entry: $0, now: now) }
         if json { try printJSON(rows); return }
@@ -111,7 +111,7 @@ extension StatusCommand {
              row.commit.map { String($0.prefix(7)) } ?? "-", age(row.lastSeenSeconds), row.lastJobID ?? "-", row.lastJobStatus ?? "-",
              row.version.isEmpty ? "-" : row.version]
         }
-        render([header] + table).forEach(say)
+        sayAll(render([header] + table))
     }
 
     func showJob(_ jobID: String, _ environment: FactoryEnvironment) throws {
@@ -137,7 +137,7 @@ extension StatusCommand {
                     r["from_commit"]?.string.map { String($0.prefix(7)) } ?? "-",
                     r["to_commit"]?.string.map { String($0.prefix(7)) } ?? "-", result.error ?? ""]
         } + pending.map { [$0, "PENDING", "-", "-", "-", ""] }
-        render([["FACTORY", "STATUS", "OUTCOME", "FROM", "TO", "ERROR"]] + rows).forEach(say)
+        sayAll(render([["FACTORY", "STATUS", "OUTCOME", "FROM", "TO", "ERROR"]] + rows))
     }
 
     private func age(_ seconds: Double) -> String {
@@ -153,12 +153,34 @@ extension StatusCommand {
 /// Columns padded to the widest cell.
 func render(_ rows: [[String]]) -> [String] {
     guard let first = rows.first else { return [] }
-    let widths = first.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
-    return rows.map { row in
-        row.enumerated().map { index, cell in
-            index == row.count - 1 ? cell : cell + String(repeating: " ", count: max(0, widths[index] - cell.count))
-        }.joined(separator: "  ").trimmed
+    // Display width: one column per character (grapheme); ASCII cells skip the grapheme walk.
+    func width(_ cell: String) -> Int {
+        cell.utf8.allSatisfy { $0 < 0x80 } ? cell.utf8.count : cell.count
     }
+    let cellWidths = rows.map { $0.map(width) }
+    let widths = first.indices.map { column in cellWidths.map { $0[column] }.max() ?? 0 }
+    return zip(rows, cellWidths).map { row, rowWidths in
+        var line = ""
+        line.reserveCapacity(widths.reduce(0, +) + 2 * widths.count)
+        for (index, cell) in row.enumerated() {
+            if index > 0 { line += "  " }
+            line += cell
+            if index < row.count - 1 { line += String(repeating: " ", count: max(0, widths[index] - rowWidths[index])) }
+        }
+        while line.last == " " { line.removeLast() }
+        return line
+    }
+}
+
+/// Lines to stdout in one write (a 1,000-row table is one syscall, not a thousand).
+func sayAll(_ lines: [String]) {
+    var text = ""
+    text.reserveCapacity(lines.reduce(0) { $0 + $1.utf8.count + 1 })
+    for line in lines {
+        text += line
+        text += "\n"
+    }
+    StandardStream.output(text)
 }
 
 struct FleetRow: Encodable {

@@ -43,6 +43,12 @@ import Testing
             #expect(FleetEntry.read(doc) == Self.strict(doc), "\(String(decoding: doc.prefix(120), as: UTF8.self))")
         }
         #expect(FleetEntry.read(Array(JSONValue.object(Self.base).pythonJSON.utf8))?.lastSeenAt == 1_700_000_000.25)
+        // Without capabilities (the table's read): everything else the same.
+        for doc in Self.documents {
+            var expected = Self.strict(doc)
+            expected?.capabilities = []
+            #expect(FleetEntry.read(doc, capabilities: false) == expected)
+        }
     }
 
     @Test func invalidUTF8AnywhereIsRefused() {

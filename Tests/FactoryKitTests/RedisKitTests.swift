@@ -78,6 +78,32 @@ import TestSupport
         #expect(try server.cli(["GET", "n"]) == "41")
     }
 
+    @Test func silentCommandsRunAndOnlyTheLastReplyComesBack() throws {
+        let server = try RedisServer()
+        let connection = try RedisConnection(url: RedisURL(server.url))
+        #expect(connection.canSkipReplies)
+        let silent = [["HSET", "h", "a", "1"], ["HSET", "h", "b", "2"]].map { $0.map { Data($0.utf8) } }
+        #expect(try connection.command(["HGET", "h", "a"].map { Data($0.utf8) }, after: silent) == .string(Data("1".utf8)))
+        // Nothing stray is left in the stream of replies: the next command gets its own.
+        #expect(try connection.command(["HLEN", "h"]) == .integer(2))
+        #expect(try connection.command(["PING"]) == .status("PONG"))
+        // A silent command that fails (wrong type) leaves no error reply behind either.
+        _ = try connection.command(["SET", "s", "x"])
+        #expect(try connection.command(["PING"].map { Data($0.utf8) }, after: [["HSET", "s", "f", "v"].map { Data($0.utf8) }]) == .status("PONG"))
+        #expect(try connection.command(["GET", "s"]) == .string(Data("x".utf8)))
+    }
+
+    @Test func withoutClientReplyPermissionNothingIsSentSilently() throws {
+        // A user that may not run CLIENT: the probe says no, so callers send normal commands.
+        let directory = try TemporaryDirectory()
+        let acl = directory.join("users.acl")
+        try "user default off\nuser plain on >pw ~* +@all -client\n".write(toFile: acl, atomically: true, encoding: .utf8)
+        let server = try RedisServer(password: "pw", aclFile: acl, user: "plain")
+        let connection = try RedisConnection(url: RedisURL("unix://plain:pw@" + server.socket))
+        #expect(!connection.canSkipReplies)
+        #expect(try connection.command(["PING"]) == .status("PONG"))
+    }
+
     @Test func authenticatesAndSelectsTheDatabase() throws {
         let server = try RedisServer(password: "pa ss:word")
         let url = RedisURL(endpoint: .unix(path: server.socket), password: "pa ss:word", database: 3)

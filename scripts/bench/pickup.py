@@ -1,19 +1,24 @@
 #!/usr/bin/env python3
 """Mission pickup latency: publish -> consumer has the mission, for factoryctl's consumer and for
-a plain redis-py BLOCK consumer reading the same missions (its own consumer group on the same
-stream), measured in the same run.
+a plain redis-py BLOCK consumer (XREADGROUP BLOCK, envelope JSON decoded), on the same kind of
+missions published the same way (`factoryctl publish update`), in the same run.
 
-usage: pickup.py SOCKET FACTORYCTL FACTORY_ID COUNT OUT_JSON
-  SOCKET      the redis-server unix socket
-  FACTORYCTL  the binary (publishes each mission with `publish update --wait`)
-  FACTORY_ID  the id of the running `factoryctl consume`
-The reference consumer runs as a child process of this script and is stopped at the end.
+The two are measured one after the other, each alone on the stream: both blocked on the same
+stream at once, Redis serves them in the order they blocked, and the second would be charged
+the first one's turn.
+
+usage: pickup.py SOCKET FACTORYCTL FACTORY_ID CONSUMER_PID COUNT OUT_JSON
+  SOCKET        the redis-server unix socket
+  FACTORYCTL    the binary (publishes each mission)
+  FACTORY_ID    the id of the running `factoryctl consume` (phase 1)
+  CONSUMER_PID  its pid: stopped (SIGTERM) before phase 2
 Publish time is the job record's `published_at` (taken by `factoryctl publish` just before its
-XADD); factoryctl's pickup is the result's `received_at`; the reference's is the time it had the
-entry parsed (envelope JSON decoded), stored in the hash bench:pyref.
+XADD). factoryctl's pickup is the result's `received_at`; the reference's is the time it had the
+entry parsed, stored in the hash bench:pyref. The reference runs as a child of this script.
 """
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -50,28 +55,48 @@ def main():
     if sys.argv[1] == "--reference":
         reference_consumer(sys.argv[2])
         return
-    sock, factoryctl, factory_id, count, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    sock, factoryctl, factory_id, consumer_pid, count, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
     r = redis.Redis(unix_socket_path=sock)
+    env = dict(os.environ, UA_REDIS_URL="unix://" + sock, FACTORY_ROLE="HEADQUARTERS")
+
+    def publish(wait):
+        argv = [factoryctl, "publish", "update", "--target", factory_id, "--force", "--json", "--log-level", "error"]
+        if wait:
+            argv += ["--wait", "--timeout", "30"]
+        summary = json.loads(subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout)
+        job = summary["job_id"]
+        published = json.loads(r.hget("factoryctl:job:" + job, "meta"))["published_at"]
+        return summary, job, published
+
+    # Phase 1: factoryctl's consumer alone.
+    ours = []
+    for _ in range(count):
+        summary, job, published = publish(wait=True)
+        ours.append((summary["results"][0]["result"]["received_at"] - published) * 1000)
+    os.kill(consumer_pid, signal.SIGTERM)
+    while True:
+        try:
+            os.kill(consumer_pid, 0)
+            time.sleep(0.01)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            break
+
+    # Phase 2: the redis-py consumer alone.
     r.delete("bench:pyref:ready", "bench:pyref")
     child = subprocess.Popen([sys.executable, __file__, "--reference", sock])
     try:
         while not r.get("bench:pyref:ready"):
             time.sleep(0.01)
-        ours, theirs = [], []
-        env = dict(os.environ, UA_REDIS_URL="unix://" + sock, FACTORY_ROLE="HEADQUARTERS")
+        theirs = []
         for _ in range(count):
-            out_text = subprocess.run(
-                [factoryctl, "publish", "update", "--target", factory_id, "--force", "--wait", "--timeout", "30",
-                 "--json", "--log-level", "error"], env=env, check=True, capture_output=True, text=True).stdout
-            summary = json.loads(out_text)
-            job = summary["job_id"]
-            published = json.loads(r.hget("factoryctl:job:" + job, "meta"))["published_at"]
-            received = summary["results"][0]["result"]["received_at"]
+            _, job, published = publish(wait=False)
             deadline = time.time() + 10
             while (seen := r.hget("bench:pyref", job)) is None and time.time() < deadline:
                 time.sleep(0.001)
-            ours.append((received - published) * 1000)
             theirs.append((float(seen) - published) * 1000)
+            time.sleep(0.005)  # as phase 1: the consumer is back in its blocking read before the next
         result = {
             "missions": count,
             "factoryctl": {"p50": statistics.median(ours), "p99": percentile(ours, 99)},
