@@ -206,10 +206,10 @@ long factoryctl_release_clean_pages(void) {
     char line[512];
     unsigned long start = 0, end = 0;
     int candidate = 0;
-    long rss = 0, dirty = 0, anonymous = 0, released = 0;
+    long rss = 0, anonymous = 0, released = 0;
     int have_mapping = 0;
 #define FINISH_MAPPING() do { \
-        if (have_mapping && candidate && dirty == 0 && anonymous == 0 && rss > 0) { \
+        if (have_mapping && candidate && anonymous == 0 && rss > 0) { \
             if (madvise((void *)start, end - start, MADV_DONTNEED) == 0) released += rss; \
         } } while (0)
     while (fgets(line, sizeof line, smaps)) {
@@ -220,14 +220,13 @@ long factoryctl_release_clean_pages(void) {
             FINISH_MAPPING();
             have_mapping = 1;
             start = a; end = b;
-            rss = dirty = anonymous = 0;
+            rss = anonymous = 0;
             /* File-backed, private, never writable: code and read-only data. */
             candidate = path[0] == '/' && perms[1] != 'w' && perms[3] == 'p';
             continue;
         }
         long value;
         if (sscanf(line, "Rss: %ld kB", &value) == 1) rss = value;
-        else if (sscanf(line, "Private_Dirty: %ld kB", &value) == 1) dirty = value;
         else if (sscanf(line, "Anonymous: %ld kB", &value) == 1) anonymous = value;
     }
     FINISH_MAPPING();

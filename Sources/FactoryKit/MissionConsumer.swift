@@ -136,6 +136,7 @@ public final class MissionConsumer {
             do {
                 if !connected {
                     try redis.connect()
+                    _ = try redis.canSkipReplies() // asked now, not at the first idle heartbeat
                     try bus.ensureGroup(group)
                     status = state.paused ? "paused" : "online"
                     try register()

@@ -18,8 +18,10 @@ const char *factoryctl_build_commit(void);
 
 /* Drops this process's page-table entries for clean, read-only, file-backed mappings (its own
    code and read-only data, and those of shared libraries) with MADV_DONTNEED. Nothing is lost:
-   such pages are re-read from the page cache when touched again. Mappings with any private
-   dirty page (relocated RELRO data) are left alone. Returns the kB released from RSS, or -1. */
+   such pages are re-read from the page cache when touched again. Mappings holding any page this
+   process wrote (copy-on-write, counted as Anonymous: relocated RELRO data) are left alone; a
+   page that is dirty only in the page cache (a binary just written by the linker) is not
+   written by us and stays safe in the cache. Returns the kB released from RSS, or -1. */
 long factoryctl_release_clean_pages(void);
 
 /* CA certificates for libgit2's HTTPS transport, loaded only when an HTTPS remote is used.
