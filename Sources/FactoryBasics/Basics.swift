@@ -223,9 +223,12 @@ extension Double {
         var buffer = [CChar](repeating: 0, count: 64)
         let count = withVaList([self]) { vsnprintf(&buffer, buffer.count, "%.\(decimals)f", $0) }
         guard count >= 0 else { return "\(self)" }
-        if Int(count) < buffer.count { return String(cString: buffer) }
+        func text(_ chars: [CChar]) -> String {
+            String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        if Int(count) < buffer.count { return text(buffer) }
         var large = [CChar](repeating: 0, count: Int(count) + 1)
         _ = withVaList([self]) { vsnprintf(&large, large.count, "%.\(decimals)f", $0) }
-        return String(cString: large)
+        return text(large)
     }
 }
