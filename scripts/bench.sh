@@ -9,6 +9,7 @@
 #                        here in .build-static exactly as scripts/package.sh makes it)
 #      FLEET_SIZES="10 50 100"  IDLE_SECONDS=30  PICKUP_MISSIONS=200  RUNS=30
 #      BENCH_QUICK=1     small sizes (FLEET_SIZES=5, IDLE_SECONDS=10, PICKUP_MISSIONS=20, RUNS=5)
+#      BENCH_SECTIONS="startup update fleet-status idle pickup fleet"   (default: all of them)
 # Needs: hyperfine, redis-server/redis-cli, git, uv, python3 (redis-py is put in a throwaway venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,8 @@ median_ms() { # hyperfine JSON → the median of command $2, in ms
     python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]["median"] * 1000))' "$1" "$2"
 }
 rows=()
+: "${BENCH_SECTIONS:=startup update fleet-status idle pickup fleet}"
+want() { [[ " $BENCH_SECTIONS " == *" $1 "* ]]; }
 row() { rows+=("$1|$2|$3|$4|$5|$6"); } # figure | factoryctl | reference | ratio | goal | met
 
 # --- The app: a uv project of 200 files (virtual: no build system, syncs offline). ---------------
@@ -71,13 +74,16 @@ mkdir -p "$work/bin" "$work/systemctl"
 cp Tests/fixtures/fake-systemctl "$work/bin/systemctl"; chmod +x "$work/bin/systemctl"
 
 # --- 1. start-up --------------------------------------------------------------------------------
+if want startup; then
 say "start-up: factoryctl --version vs git --version"
 hyperfine -N --warmup 5 --runs $((RUNS * 3)) --export-json "$work/h-version.json" \
     "$FACTORYCTL --version" "git --version" >/dev/null 2>&1
 a=$(median_ms "$work/h-version.json" 0); b=$(median_ms "$work/h-version.json" 1)
 row "factoryctl --version" "$a ms" "git --version $b ms" "$(python3 -c "print('%.1f×' % ($a/$b))")" "≤ 3×" "$(python3 -c "print('yes' if $a <= 3*$b else 'no')")"
+fi
 
 # --- 2. update with nothing new, vs the original bash script's steps ----------------------------
+if want update; then
 cat > "$work/legacy-update.sh" <<'EOF'
 set -e
 cd "$1"
@@ -109,7 +115,8 @@ hyperfine -N --warmup 2 --runs "$RUNS" --export-json "$work/h-50.json" --prepare
 a=$(median_ms "$work/h-50.json" 0); b=$(median_ms "$work/h-50.json" 1)
 [ "$(git -C "$work/run50" rev-parse HEAD)" = "$(git -C "$work/hq" rev-parse HEAD)" ] || { echo "bench: the 50-commit run did not end on origin's head" >&2; exit 1; }
 row "update --no-sync, 50 new commits" "$a ms" "git CLI $b ms" "$(python3 -c "print('%.2f×' % ($a/$b))")" "≤ 0.4×" "$(python3 -c "print('yes' if $a <= 0.4*$b else 'no')")"
-(cd "$work/factory" && "$FACTORYCTL" update --factory-dir . --log-level error >/dev/null)   # back on the head
+fi
+(cd "$work/factory" && "$FACTORYCTL" update --factory-dir . --log-level error >/dev/null)   # on the head
 
 # --- Redis for the rest ---------------------------------------------------------------------------
 redis-server --port 0 --unixsocket "$work/redis.sock" --save "" --appendonly no --dir "$work" --logfile "$work/redis.log" &
@@ -119,6 +126,7 @@ export REDIS_SOCK="$work/redis.sock"
 rcli() { redis-cli -s "$REDIS_SOCK" "$@"; }
 
 # --- 4. status --fleet with 1,000 registrations vs redis-cli HGETALL ------------------------------
+if want fleet-status; then
 say "status --fleet with 1,000 registrations vs redis-cli HGETALL"
 python3 - "$work/registry.resp" <<'EOF'
 import json, sys, time
@@ -140,8 +148,10 @@ hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$work/h-fleet.json" \
 a=$(median_ms "$work/h-fleet.json" 0); b=$(median_ms "$work/h-fleet.json" 1)
 row "status --fleet, 1,000 registrations" "$a ms" "redis-cli HGETALL $b ms" "$(python3 -c "print('%.2f×' % ($a/$b))")" "≤ 2×" "$(python3 -c "print('yes' if $a <= 2*$b else 'no')")"
 rcli DEL factoryctl:registry >/dev/null
+fi
 
 # --- 5. the idle consumer: RSS and wake-ups -------------------------------------------------------
+if want idle || want pickup; then
 say "idle consumer: RSS and wake-ups over $IDLE_SECONDS s (heartbeat 15 s)"
 UA_REDIS_URL="unix://$REDIS_SOCK" UA_FACTORY_ID=bench-1 "$FACTORYCTL" consume --factory-dir "$work/factory" \
     --no-restart --no-sync --min-interval 0 --log-level warning 2>"$work/consume.log" &
@@ -163,7 +173,10 @@ threads=$(ls /proc/"$consumer_pid"/task | wc -l)
 row "consumer idle RSS" "$(python3 -c "print('%.1f MB' % ($rss/1024))")" "(anonymous $(python3 -c "print('%.1f' % ($anon/1024))") MB, clean file pages $(python3 -c "print('%.1f' % ($clean/1024))") MB, $threads threads)" "" "≤ 10 MB" "$(python3 -c "print('yes' if $rss <= 10*1024 else 'no')")"
 row "consumer idle wake-ups, all threads, ${IDLE_SECONDS} s" "$wakeups" "(heartbeat 15 s; $preempted preemptions)" "" "≤ $((IDLE_SECONDS / 15))" "$([ "$wakeups" -le $((IDLE_SECONDS / 15)) ] && echo yes || echo no)"
 
+fi
+
 # --- 6. mission pickup: factoryctl consume vs a plain redis-py BLOCK consumer ----------------------
+if want pickup; then
 say "mission pickup, $PICKUP_MISSIONS missions: factoryctl consume vs redis-py"
 (unset UV_OFFLINE; uv venv -q "$work/py" && VIRTUAL_ENV="$work/py" uv pip install -q redis) >&2
 "$work/py/bin/python" scripts/bench/pickup.py "$REDIS_SOCK" "$FACTORYCTL" bench-1 "$consumer_pid" "$PICKUP_MISSIONS" "$work/pickup.json"
@@ -171,8 +184,11 @@ read -r o50 o99 t50 t99 < <(python3 -c 'import json,sys; d=json.load(open(sys.ar
 row "mission pickup p50 ($PICKUP_MISSIONS missions)" "$o50 ms" "redis-py $t50 ms" "$(python3 -c "print('%.2f×' % ($o50/$t50))")" "≤ 0.3×" "$(python3 -c "print('yes' if $o50 <= 0.3*$t50 else 'no')")"
 row "mission pickup p99" "$o99 ms" "redis-py $t99 ms" "$(python3 -c "print('%.2f×' % ($o99/$t99))")" "≤ 0.5×" "$(python3 -c "print('yes' if $o99 <= 0.5*$t99 else 'no')")"
 wait "$consumer_pid" 2>/dev/null || true; consumer_pid=""   # stopped by pickup.py before its phase 2
+fi
+if [ -n "$consumer_pid" ]; then kill "$consumer_pid"; wait "$consumer_pid" 2>/dev/null || true; consumer_pid=""; fi
 
 # --- 7. the fleet ---------------------------------------------------------------------------------
+if want fleet; then
 say "one factory's own update --restart (3 runs, a new commit each)"
 git clone -q "$work/origin.git" "$work/single" && (cd "$work/single" && uv sync --offline --quiet)
 singles=()
@@ -195,8 +211,12 @@ print(d["succeeded"], d["re_registered"], f(d["all_success_s"]), f(d["all_regist
     goal="≤ 1.5×"
     row "fleet N=$n: all SUCCESS / all re-registered ($ok, $reg of $n)" "$success s / $registered s" "one update --restart $single s" \
         "$(python3 -c "print('%.2f×' % ($registered/$single))")" "$goal" "$(python3 -c "print('yes' if $registered <= 1.5*$single and $reg == $n else 'no')")"
-    fleet_notes+=("N=$n: last pickup $pickup s after publish; update (pipeline) p50 $upd50 s, max $updmax s; exit → re-registered max $back s")
+    steps=$(python3 -c '
+import json,sys; d=json.load(open(sys.argv[1]))
+print(", ".join("%s p50 %.2f s / max %.2f s" % (k, v["p50_s"], v["max_s"]) for k, v in d.get("steps", {}).items()))' "$work/fleet-$n.json")
+    fleet_notes+=("N=$n: last pickup $pickup s after publish; update (pipeline) p50 $upd50 s, max $updmax s ($steps); exit → re-registered max $back s")
 done
+fi
 
 # --- The table ------------------------------------------------------------------------------------
 echo

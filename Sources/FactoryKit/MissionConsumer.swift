@@ -410,6 +410,7 @@ public final class MissionConsumer {
             "integration": .string(report.integration.rawValue),
             "commit_count": .int(Int64(report.commitCount)),
             "duration_ms": .int(Int64(report.durationMs)),
+            "steps_ms": .object((report.stepsMs ?? [:]).mapValues { .int(Int64($0)) }),
             "received_at": .double(receivedAt.timeIntervalSince1970),
             "finished_at": .double(report.finishedAt ?? Date().timeIntervalSince1970),
             "restart_requested": .bool(report.succeeded && report.changed),

@@ -176,7 +176,7 @@ public struct UpdatePipeline {
         var journal = ApplyJournal(phase: .fetch, startedAt: startedAt, branch: branch, jobID: request.jobID)
         try advance(&journal, to: .fetch, repository)
         logger.info("fetching \(remote)")
-        try fetch(repository, remote: remote, journal: &journal)
+        try report.time("fetch") { try fetch(repository, remote: remote, journal: &journal) }
         try checkCancelled()
 
         // 4–5. Plan: which commit the branch should end on.
@@ -263,7 +263,7 @@ public struct UpdatePipeline {
         journal.services = request.services
         try advance(&journal, to: .checkout, repository)
         do {
-            try repository.checkoutTree(of: target, paths: paths)
+            try report.time("checkout") { try repository.checkoutTree(of: target, paths: paths) }
         } catch let error as GitError where error.kind == .conflict {
             // libgit2 finds conflicts before writing anything.
             throw Stop(failure: .checkoutBlocked,
@@ -287,7 +287,7 @@ public struct UpdatePipeline {
         // 6. Dependencies.
         if request.sync {
             try advance(&journal, to: .syncing, repository)
-            let result = runSync(journalIn: repository.gitDirectory)
+            let result = report.time("sync") { runSync(journalIn: repository.gitDirectory) }
             if !result.ok {
                 try rollBack(rollback, &report, failure: .syncFailed, reason: result.message, resync: true, restart: false)
             }
@@ -300,7 +300,7 @@ public struct UpdatePipeline {
             try advance(&journal, to: .restarting, repository)
             report.services = request.services
             let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
-            let inactive = services.restart(request.services, settle: request.settleSeconds)
+            let inactive = report.time("restart") { services.restart(request.services, settle: request.settleSeconds) }
             report.restarted = true
             if !inactive.isEmpty {
                 try rollBack(rollback, &report, failure: .serviceInactive,

@@ -71,6 +71,9 @@ public struct UpdateReport: Codable, Sendable {
     public var startedAt: Double
     public var finishedAt: Double?
     public var durationMs = 0
+    /// Milliseconds spent in each step that ran: fetch, checkout, sync, restart (the restart
+    /// includes watching the services come up).
+    public var stepsMs: [String: Int]?
 
     public init(branch: String, startedAt: Date = Date()) {
         self.branch = branch
@@ -82,7 +85,14 @@ public struct UpdateReport: Codable, Sendable {
         case previousBranch = "previous_branch", commitCount = "commit_count", rebasedCommits = "rebased_commits"
         case recovery
         case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
-        case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms"
+        case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms", stepsMs = "steps_ms"
+    }
+
+    /// Runs `body`, adding its wall time to `steps[name]`.
+    mutating func time<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+        let start = Date()
+        defer { stepsMs = (stepsMs ?? [:]).merging([name: Int(Date().timeIntervalSince(start) * 1000)]) { $0 + $1 } }
+        return try body()
     }
 
     public var succeeded: Bool { status == .success }
@@ -116,6 +126,7 @@ public struct UpdateReport: Codable, Sendable {
         try c.encode(startedAt, forKey: .startedAt)
         try c.encode(finishedAt, forKey: .finishedAt)
         try c.encode(durationMs, forKey: .durationMs)
+        try c.encode(stepsMs ?? [:], forKey: .stepsMs)
     }
 }
 

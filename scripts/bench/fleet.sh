@@ -88,6 +88,9 @@ result = {
     "update_p50_s": statistics.median(duration) if duration else None,
     "update_max_s": max(duration) if duration else None,
     "restart_to_registered_max_s": max(back) if back else None,
+    "steps": {name: {"p50_s": statistics.median(v) / 1000, "max_s": max(v) / 1000}
+              for name in ("fetch", "checkout", "sync", "restart")
+              for v in [[r["result"].get("steps_ms", {}).get(name, 0) for r in ok]] if v},
 }
 json.dump(result, open(out, "w"))
 EOF
