@@ -186,7 +186,7 @@ _factoryctl() {
 
 _factoryctl_update() {
     repeating_flags=()
-    non_repeating_flags=(--restart --dry-run --no-sync --wait-lock --json --version -h --help)
+    non_repeating_flags=(--restart --dry-run --no-sync --force-sync --wait-lock --json --version -h --help)
     repeating_options=(--service)
     non_repeating_options=(--log-level --factory-dir --branch --settle --fetch-timeout)
     __factoryctl_offer_flags_options 0
@@ -263,7 +263,7 @@ _factoryctl_publish() {
 
 _factoryctl_consume() {
     repeating_flags=()
-    non_repeating_flags=(--no-sync --no-restart --version -h --help)
+    non_repeating_flags=(--no-sync --force-sync --no-restart --version -h --help)
     repeating_options=(--service)
     non_repeating_options=(--log-level --factory-dir --redis-url --stream --factory-id --min-interval --heartbeat --settle)
     __factoryctl_offer_flags_options 0

@@ -108,7 +108,7 @@ extension UpdatePipeline {
         }
         var done = ["restored \(from.short)"]
         if journal.sync, journal.phase >= .syncing {
-            let result = runSync(withinDeadline: false, journalIn: gitDirectory)
+            let result = runSync(withinDeadline: false, journalIn: gitDirectory, for: from)
             guard result.ok else {
                 throw Stop(failure: .rollbackFailed, message: "undid an interrupted update (\(who)) back to \(from.short), but re-syncing its environment failed: \(result.message). Run `factoryctl update` again once the sync works")
             }

@@ -18,6 +18,8 @@ public struct ConsumerConfiguration: Sendable {
     public var services: [String] = [FactoryEnvironment.defaultService]
     public var syncCommand: [String] = ["uv", "sync"]
     public var sync = true
+    /// Sync even when no dependency file changed since the last sync.
+    public var forceSync = false
     /// Restart `services` after an update (off for a factory whose app is not a systemd service).
     public var restart = true
     public var capabilities: [String] = []
@@ -388,6 +390,7 @@ public final class MissionConsumer {
         request.services = configuration.services
         request.sync = configuration.sync
         request.syncCommand = configuration.syncCommand
+        request.forceSync = configuration.forceSync
         request.settleSeconds = configuration.settleSeconds
         request.fetchTimeout = configuration.fetchTimeout
         request.environment = configuration.environment
@@ -406,6 +409,7 @@ public final class MissionConsumer {
             "changed": .bool(report.changed),
             "rolled_back": .bool(report.rolledBack),
             "synced": .bool(report.synced),
+            "sync_skipped": .bool(report.syncSkipped ?? false),
             "restarted": .bool(report.restarted),
             "integration": .string(report.integration.rawValue),
             "commit_count": .int(Int64(report.commitCount)),

@@ -15,6 +15,8 @@ public struct UpdateRequest: Sendable {
     public var dryRun = false
     public var sync = true
     public var syncCommand: [String] = ["uv", "sync"]
+    /// Run the sync even when no dependency file changed since the environment was last synced.
+    public var forceSync = false
     public var waitForLock = false
     /// Seconds to wait after restarting before checking `is-active`.
     public var settleSeconds: Double = 3
@@ -285,9 +287,13 @@ public struct UpdatePipeline {
         try advance(&journal, to: .moved, repository)
 
         // 6. Dependencies.
-        if request.sync {
+        if request.sync, let since = syncNotNeeded(repository, target: target) {
+            // Nothing uv reads changed since the environment was last synced.
+            logger.info("dependencies unchanged since \(since.short), whose environment is in place: skipping \(request.syncCommand.joined(separator: " "))")
+            report.syncSkipped = true
+        } else if request.sync {
             try advance(&journal, to: .syncing, repository)
-            let result = report.time("sync") { runSync(journalIn: repository.gitDirectory) }
+            let result = report.time("sync") { runSync(journalIn: repository.gitDirectory, for: target) }
             if !result.ok {
                 try rollBack(rollback, &report, failure: .syncFailed, reason: result.message, resync: true, restart: false)
             }
@@ -398,9 +404,11 @@ public struct UpdatePipeline {
 
     /// Runs the dependency sync. The forward sync is bounded by the mission deadline; the one that
     /// restores the previous environment during a rollback is not (only by `syncTimeout`).
-    func runSync(withinDeadline: Bool = true, journalIn gitDirectory: String) -> (ok: Bool, message: String) {
+    func runSync(withinDeadline: Bool = true, journalIn gitDirectory: String, for commit: ObjectID?) -> (ok: Bool, message: String) {
         let argv = request.syncCommand
         guard !argv.isEmpty else { return (true, "") }
+        // While the environment changes, no commit is recorded as synced.
+        SyncMarker.clear(gitDirectory: gitDirectory)
         var timeout = request.syncTimeout
         if withinDeadline, let deadline = request.deadline { timeout = max(1, min(timeout, deadline.timeIntervalSinceNow)) }
         logger.info("running \(argv.joined(separator: " "))")
@@ -415,12 +423,32 @@ public struct UpdatePipeline {
                 }
             if result.succeeded {
                 logger.info("\(argv.joined(separator: " ")) finished in \(result.duration.fixed(1)) s")
+                // Recorded only for `uv sync` itself: another command's environment says nothing
+                // about what uv would install.
+                if let commit, SyncMarker.isUvSync(argv) { SyncMarker.write(commit, gitDirectory: gitDirectory) }
                 return (true, "")
             }
             return (false, result.failureSummary)
         } catch {
             return (false, "\(error)")
         }
+    }
+
+    /// The commit whose environment is in place, when the sync can be skipped for `target`: the
+    /// sync is the default `uv sync`, not forced, the environment directory exists, a successful
+    /// sync was recorded for a commit, and no file uv reads (pyproject.toml, uv.lock,
+    /// .python-version, uv.toml, requirements*.txt, setup.py/cfg, anywhere in the tree) differs
+    /// between that commit and `target`. Otherwise nil: sync.
+    func syncNotNeeded(_ repository: Repository, target: ObjectID) -> ObjectID? {
+        let argv = request.syncCommand
+        guard !request.forceSync, SyncMarker.isUvSync(argv),
+              let synced = SyncMarker.read(gitDirectory: repository.gitDirectory) else { return nil }
+        var environment = request.environment["UV_PROJECT_ENVIRONMENT"] ?? ".venv"
+        if !environment.hasPrefix("/") { environment = request.factoryDirectory + "/" + environment }
+        var info = stat()
+        guard stat(environment + "/pyvenv.cfg", &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+              let changed = try? repository.changedPaths(from: synced, to: target) else { return nil }
+        return changed.contains(where: SyncMarker.isDependencyInput) ? nil : synced
     }
 
     /// Puts code (and environment, and services) back as they were, then ends the pipeline.
@@ -443,7 +471,7 @@ public struct UpdatePipeline {
         var notes: [String] = []
         var environmentRestored = true
         if resync && request.sync {
-            let result = runSync(withinDeadline: false, journalIn: rollback.repository.gitDirectory)
+            let result = runSync(withinDeadline: false, journalIn: rollback.repository.gitDirectory, for: rollback.original.commit)
             if !result.ok {
                 environmentRestored = false
                 notes.append("re-syncing the previous environment failed: \(result.message); the next update syncs it again first")
@@ -503,5 +531,38 @@ struct Rollback {
         } else {
             try repository.deleteReference("refs/heads/\(branch)")
         }
+    }
+}
+
+/// The commit whose dependencies the environment was last synced for, in
+/// `.git/factoryctl/synced-commit`; cleared while a sync runs, so a failed or killed sync leaves
+/// none and the next update syncs.
+enum SyncMarker {
+    static func path(_ gitDirectory: String) -> String { gitDirectory + "/factoryctl/synced-commit" }
+
+    static func read(gitDirectory: String) -> ObjectID? {
+        guard let data = FileManager.default.contents(atPath: path(gitDirectory)) else { return nil }
+        return ObjectID(hex: String(decoding: data, as: UTF8.self).trimmed)
+    }
+
+    static func write(_ commit: ObjectID, gitDirectory: String) {
+        try? FileManager.default.createDirectory(atPath: gitDirectory + "/factoryctl", withIntermediateDirectories: true)
+        try? FileWriting.replace(path(gitDirectory), with: Array((commit.hex + "\n").utf8))
+    }
+
+    static func clear(gitDirectory: String) {
+        unlink(path(gitDirectory))
+    }
+
+    /// Exactly `uv sync` (the default; UA_FACTORY_SYNC_COMMAND may name another program).
+    static func isUvSync(_ argv: [String]) -> Bool {
+        argv.count == 2 && argv[0].lastPathComponent == "uv" && argv[1] == "sync"
+    }
+
+    /// A file whose change can change what `uv sync` installs.
+    static func isDependencyInput(_ path: String) -> Bool {
+        let name = path.lastPathComponent
+        return ["pyproject.toml", "uv.lock", ".python-version", "uv.toml", "setup.py", "setup.cfg"].contains(name)
+            || (name.hasPrefix("requirements") && name.hasSuffix(".txt"))
     }
 }

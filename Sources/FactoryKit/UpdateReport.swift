@@ -56,6 +56,8 @@ public struct UpdateReport: Codable, Sendable {
     public var rebasedCommits = 0
     public var changed = false
     public var synced = false
+    /// The sync was not run: no dependency file changed since the environment in place was synced.
+    public var syncSkipped: Bool?
     public var restarted = false
     public var services: [String] = []
     public var rolledBack = false
@@ -83,7 +85,7 @@ public struct UpdateReport: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case status, failure, error, branch, from, to, commits, integration, changed, synced, restarted, services, paths
         case previousBranch = "previous_branch", commitCount = "commit_count", rebasedCommits = "rebased_commits"
-        case recovery
+        case recovery, syncSkipped = "sync_skipped"
         case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
         case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms", stepsMs = "steps_ms"
     }
@@ -115,6 +117,7 @@ public struct UpdateReport: Codable, Sendable {
         try c.encode(rebasedCommits, forKey: .rebasedCommits)
         try c.encode(changed, forKey: .changed)
         try c.encode(synced, forKey: .synced)
+        try c.encode(syncSkipped ?? false, forKey: .syncSkipped)
         try c.encode(restarted, forKey: .restarted)
         try c.encode(services, forKey: .services)
         try c.encode(rolledBack, forKey: .rolledBack)

@@ -52,6 +52,9 @@ struct ConsumeCommand: ParsableCommand {
     @Flag(name: .long, help: "Do not run the dependency sync (uv sync) after updates.")
     var noSync = false
 
+    @Flag(name: .long, help: "Run the dependency sync on every update, even when no dependency file changed since the last sync.")
+    var forceSync = false
+
     @Flag(name: .long, help: "Do not restart services after updates (an app that is not a systemd service).")
     var noRestart = false
 
@@ -78,6 +81,7 @@ struct ConsumeCommand: ParsableCommand {
         configuration.services = service.isEmpty ? environment.services : service
         configuration.syncCommand = environment.syncCommand
         configuration.sync = !noSync
+        configuration.forceSync = forceSync
         configuration.restart = !noRestart
         configuration.capabilities = environment.capabilities
         configuration.heartbeatSeconds = heartbeat

@@ -58,6 +58,9 @@ struct UpdateCommand: ParsableCommand {
     @Flag(name: .long, help: "Do not run the dependency sync (uv sync).")
     var noSync = false
 
+    @Flag(name: .long, help: "Run the dependency sync even when no dependency file (pyproject.toml, uv.lock, ...) changed since the environment was last synced.")
+    var forceSync = false
+
     @Flag(name: .long, help: "Wait for another update's lock instead of failing at once.")
     var waitLock = false
 
@@ -95,6 +98,7 @@ struct UpdateCommand: ParsableCommand {
         request.services = service.isEmpty ? environment.services : service
         request.dryRun = dryRun
         request.sync = !noSync
+        request.forceSync = forceSync
         request.syncCommand = environment.syncCommand
         request.waitForLock = waitLock
         request.settleSeconds = settle
@@ -189,6 +193,7 @@ struct UpdateSummary {
             lines.append("  … and \(report.commits.count - 10) more")
         }
         if report.synced { lines.append("Synced dependencies") }
+        if report.syncSkipped == true { lines.append("Dependencies unchanged: sync skipped (--force-sync runs it anyway)") }
         if report.restarted { lines.append("Restarted \(report.services.joined(separator: ", "))") }
         if report.rolledBack { lines.append("Rolled back to \(from)") }
         if report.succeeded && !report.dryRun {

@@ -232,6 +232,44 @@ import TestSupport
         try expectSame(world.checkoutSnapshot(), before)
     }
 
+    @Test func syncIsSkippedOnlyWhenNoDependencyFileChangedSinceTheLastSync() throws {
+        let world = try GitWorld()
+        let marker = world.factory + "/.git/factoryctl/synced-commit"
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let first = update(world)                       // nothing recorded yet: syncs
+        #expect(first.succeeded && first.synced && first.syncSkipped != true)
+        #expect(world.read(world.factory, ".git/factoryctl/synced-commit")?.trimmingCharacters(in: .whitespacesAndNewlines) == first.to)
+
+        try world.pushUpstream(["app.py": "print('v3')\n", "lib/more.py": "y = 2\n"], message: "code only")
+        let codeOnly = update(world)
+        #expect(codeOnly.succeeded && codeOnly.changed)
+        #expect(!codeOnly.synced && codeOnly.syncSkipped == true)
+        #expect(FileManager.default.fileExists(atPath: world.factory + "/.venv/pyvenv.cfg"))
+
+        // A dependency file anywhere in the tree (here a workspace member's) syncs again.
+        try world.pushUpstream(["member/pyproject.toml": "[project]\nname = \"m\"\n"], message: "member")
+        #expect(update(world).synced)
+        try world.pushUpstream(["pyproject.toml": GitWorld.pyproject(dependencies: []) + "# touched\n"], message: "deps")
+        #expect(update(world).synced)
+
+        try world.pushUpstream(["app.py": "print('v4')\n"], message: "v4")
+        #expect(update(world) { $0.forceSync = true }.synced)
+
+        // No environment: syncs whatever the record says.
+        try FileManager.default.removeItem(atPath: world.factory + "/.venv")
+        try world.pushUpstream(["app.py": "print('v5')\n"], message: "v5")
+        #expect(update(world).synced)
+        #expect(FileManager.default.fileExists(atPath: world.factory + "/.venv/pyvenv.cfg"))
+
+        // A custom sync command always runs (its inputs are unknown).
+        try world.pushUpstream(["app.py": "print('v6')\n"], message: "v6")
+        #expect(update(world) { $0.syncCommand = ["true"] }.synced)
+        // ... and records nothing: the next default sync cannot trust an environment it did not see.
+        #expect(!FileManager.default.fileExists(atPath: marker))
+        try world.pushUpstream(["app.py": "print('v7')\n"], message: "v7")
+        #expect(update(world).synced)
+    }
+
     @Test func failedSyncRollsBackCodeAndEnvironment() throws {
         let world = try GitWorld()
         let from = try world.head(world.factory)
@@ -255,6 +293,8 @@ import TestSupport
         #expect(!FileManager.default.fileExists(atPath: world.factory + "/new-module.py"))
         #expect(world.protectedSnapshot() == protected)
         #expect(FileManager.default.fileExists(atPath: world.factory + "/.venv/pyvenv.cfg"))
+        // The environment was re-synced for the commit it went back to, and that is what is recorded.
+        #expect(world.read(world.factory, ".git/factoryctl/synced-commit")?.trimmingCharacters(in: .whitespacesAndNewlines) == good)
         #expect(from != good)
     }
 
