@@ -65,10 +65,12 @@ git clone -q "$work/origin.git" "$work/hq" 2>/dev/null
     uv lock --offline --quiet
     git add -A && git "${id[@]}" commit -qm init && git push -q origin main
 )
-git clone -q "$work/origin.git" "$work/factory"
-(cd "$work/factory" && uv sync --offline --quiet)
-git clone -q "$work/origin.git" "$work/template"           # for the fleet: a synced clone to copy
-(cd "$work/template" && uv sync --offline --quiet)
+# For the fleet: a clone in a managed factory's steady state, its environment synced by
+# factoryctl (which records the commit it synced for): one commit behind, then updated.
+git clone -q "$work/origin.git" "$work/template"
+(cd "$work/hq" && echo "VERSION = 1" > pkg/version.py && git "${id[@]}" commit -qam "version 1" && git push -q origin main)
+"$FACTORYCTL" update --factory-dir "$work/template" --log-level error >/dev/null
+cp -a "$work/template" "$work/factory"                    # the factory the single-factory benchmarks use
 git clone -q "$work/origin.git" "$work/ahead50"            # stays on this commit: 50 behind later
 mkdir -p "$work/bin" "$work/systemctl"
 cp Tests/fixtures/fake-systemctl "$work/bin/systemctl"; chmod +x "$work/bin/systemctl"
@@ -190,7 +192,7 @@ if [ -n "$consumer_pid" ]; then kill "$consumer_pid"; wait "$consumer_pid" 2>/de
 # --- 7. the fleet ---------------------------------------------------------------------------------
 if want fleet; then
 say "one factory's own update --restart (3 runs, a new commit each)"
-git clone -q "$work/origin.git" "$work/single" && (cd "$work/single" && uv sync --offline --quiet)
+cp -a "$work/template" "$work/single"
 singles=()
 for run in 1 2 3; do
     (cd "$work/hq" && echo "VERSION = single.$run" > pkg/version.py && git "${id[@]}" commit -qam "single $run" && git push -q origin main)

@@ -9,10 +9,10 @@ public struct ServiceManager {
     public let runner: ProcessRunner
     public let logger: Logger
     /// The first pause between two reads of the service state; it doubles up to
-    /// `maxPollInterval` (a crash is seen within half a second, and a 3 s window costs about ten
-    /// `systemctl show` calls, not sixty).
-    public var pollInterval: Double = 0.05
-    public var maxPollInterval: Double = 0.5
+    /// `maxPollInterval`. A crash is seen within a second, and a 3 s window costs six
+    /// `systemctl show` calls (each a D-Bus round trip and a few ms of CPU), not sixty.
+    public var pollInterval: Double = 0.2
+    public var maxPollInterval: Double = 1
 
     public init(runner: ProcessRunner, logger: Logger) {
         self.runner = runner
@@ -22,7 +22,8 @@ public struct ServiceManager {
     /// Restarts each service and returns the ones that did not come up.
     ///
     /// Instead of sleeping a fixed time and asking `is-active` once, each service's state is read
-    /// (`systemctl --user show`), first after 50 ms and then less often, until it is known:
+    /// (`systemctl --user show`) at once, then after 0.2 s and less and less often (at most a
+    /// second apart), until it is known:
     /// - failed, inactive, or back in `activating` for an automatic restart (a crash loop):
     ///   not up, at once;
     /// - active, for a unit that tells systemd when it is ready (Type=notify, notify-reload,
