@@ -215,7 +215,7 @@ print(d["succeeded"], d["re_registered"], f(d["all_success_s"]), f(d["all_regist
         "$(python3 -c "print('%.2f×' % ($registered/$single))")" "$goal" "$(python3 -c "print('yes' if $registered <= 1.5*$single and $reg == $n else 'no')")"
     steps=$(python3 -c '
 import json,sys; d=json.load(open(sys.argv[1]))
-print(", ".join("%s p50 %.2f s / max %.2f s" % (k, v["p50_s"], v["max_s"]) for k, v in d.get("steps", {}).items()))' "$work/fleet-$n.json")
+print(", ".join("%s p50 %.2f s / max %.2f s" % (k, v["p50_s"], v["max_s"]) for k, v in d.get("steps", {}).items()) + ", the rest p50 %.2f s" % d["unaccounted_p50_s"])' "$work/fleet-$n.json")
     fleet_notes+=("N=$n: last pickup $pickup s after publish; update (pipeline) p50 $upd50 s, max $updmax s ($steps); exit → re-registered max $back s")
 done
 fi

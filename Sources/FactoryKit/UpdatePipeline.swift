@@ -164,7 +164,7 @@ public struct UpdatePipeline {
         report.from = originalCommit.hex
         report.to = originalCommit.hex
         report.previousBranch = original.branchName
-        let changes = try repository.trackedChanges()
+        let changes = try report.time("status") { try repository.trackedChanges() }
         guard changes.isEmpty else {
             let list = changes.map { "\($0.change): \($0.path)" }.joined(separator: ", ")
             throw Stop(failure: .preflight,
@@ -251,7 +251,7 @@ public struct UpdatePipeline {
         do {
             // Refuse files in the way before the intent is recorded: a recovery may then treat
             // every file at a path the target adds as one this update wrote.
-            try repository.checkoutTree(of: target, dryRun: true, paths: paths)
+            try report.time("checkout") { try repository.checkoutTree(of: target, dryRun: true, paths: paths) }
         } catch let error as GitError where error.kind == .conflict {
             throw Stop(failure: .checkoutBlocked,
                        message: "cannot check out \(branch) at \(target.short): \(error.message); nothing was changed. Move the files out of the way and retry")

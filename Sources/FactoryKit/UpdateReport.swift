@@ -73,8 +73,9 @@ public struct UpdateReport: Codable, Sendable {
     public var startedAt: Double
     public var finishedAt: Double?
     public var durationMs = 0
-    /// Milliseconds spent in each step that ran: fetch, checkout, sync, restart (the restart
-    /// includes watching the services come up).
+    /// Milliseconds spent in each step that ran: status (the local-changes check), fetch,
+    /// checkout (the dry run and the real one), sync, restart (including watching the services
+    /// come up).
     public var stepsMs: [String: Int]?
 
     public init(branch: String, startedAt: Date = Date()) {

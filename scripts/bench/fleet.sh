@@ -86,10 +86,11 @@ result = {
     "all_registered_s": end - start,
     "pickup_max_s": max(received) if received else None,
     "update_p50_s": statistics.median(duration) if duration else None,
+    "unaccounted_p50_s": statistics.median(d - sum(r["result"].get("steps_ms", {}).values()) / 1000 for d, r in zip(duration, ok)) if duration else None,
     "update_max_s": max(duration) if duration else None,
     "restart_to_registered_max_s": max(back) if back else None,
     "steps": {name: {"p50_s": statistics.median(v) / 1000, "max_s": max(v) / 1000}
-              for name in ("fetch", "checkout", "sync", "restart")
+              for name in ("status", "fetch", "checkout", "sync", "restart")
               for v in [[r["result"].get("steps_ms", {}).get(name, 0) for r in ok]] if v},
 }
 json.dump(result, open(out, "w"))
