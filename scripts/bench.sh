@@ -192,6 +192,7 @@ if [ -n "$consumer_pid" ]; then kill "$consumer_pid"; wait "$consumer_pid" 2>/de
 # --- 7. the fleet ---------------------------------------------------------------------------------
 if want fleet; then
 say "one factory's own update --restart (3 runs, a new commit each)"
+"$FACTORYCTL" update --factory-dir "$work/template" --log-level error >/dev/null   # on origin's head
 cp -a "$work/template" "$work/single"
 singles=()
 for run in 1 2 3; do

@@ -10,8 +10,9 @@ as_root() {
 packages=(libgit2-dev libhiredis-dev redis-server git pkg-config ca-certificates curl python3-pip
           openssh-server openssh-client  # sshd: the SSH fetch tests
           procps                         # pgrep: the hung-fetch and crash tests
-          libcurl4-openssl-dev           # the static release (FoundationNetworking links libcurl)
-          dpkg-dev lintian openssl)      # scripts/package.sh and check-package.sh
+          libcurl4-openssl-dev           # curl.h for the HQ POST (libcurl itself is loaded on first use)
+          dpkg-dev lintian openssl       # scripts/package.sh and check-package.sh
+          hyperfine)                     # scripts/bench.sh
 command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)  # systemd-analyze verify for the unit test
 missing=()
 for package in "${packages[@]}"; do

@@ -83,8 +83,9 @@ public final class MissionConsumer {
     /// Update missions read but not yet run (paused, or waiting out the minimum interval); un-acked.
     private var deferred: [(entry: StreamEntry, mission: Mission, receivedAt: Date)] = []
     private var lastHeartbeat = Date.distantPast
-    /// Set after start-up and after handling entries: trim memory before the next idle block.
+    /// Set after start-up and after handling entries: trim memory once idle for a second.
     private var idleTrimDue = true
+    private var lastActivity = Date()
     private var lastHQPost = Date.distantPast
     private var lastJob: (id: String, status: String)?
     private var status = "online"
@@ -177,17 +178,27 @@ public final class MissionConsumer {
                 reading.set(true)
                 defer { reading.set(false) }
                 if stop.isSet { break }
+                var block = blockTime()
                 if idleTrimDue {
-                    // About to idle after work: hand back freed heap, and the clean code and
-                    // data pages start-up or the mission touched (re-read from the page cache
-                    // if needed again), so an idle consumer holds only what idling uses.
-                    idleTrimDue = false
-                    _ = factoryctl_malloc_trim()
-                    _ = factoryctl_release_clean_pages()
+                    // Idle for a second after work: hand back freed heap, and the clean code and
+                    // data pages start-up or the missions touched (re-read from the page cache
+                    // if needed again), so an idle consumer holds only what idling uses. Not
+                    // sooner: a mission arriving right after another would pay for the refaults.
+                    let idleFor = Date().timeIntervalSince(lastActivity)
+                    if idleFor >= 1 {
+                        idleTrimDue = false
+                        _ = factoryctl_malloc_trim()
+                        _ = factoryctl_release_clean_pages()
+                    } else {
+                        block = min(block, max(1, Int(((1 - idleFor) * 1000).rounded(.up))))
+                    }
                 }
-                let entries = try bus.readNew(group: group, consumer: consumerName, blockMilliseconds: blockTime(), silently: silently)
+                let entries = try bus.readNew(group: group, consumer: consumerName, blockMilliseconds: block, silently: silently)
                 reading.set(false)
-                if !entries.isEmpty { idleTrimDue = true }
+                if !entries.isEmpty {
+                    idleTrimDue = true
+                    lastActivity = Date()
+                }
                 if let exit = try handle(entries, recovering: false) { return exit }
             } catch let error as RedisError {
                 connected = false

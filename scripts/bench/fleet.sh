@@ -15,6 +15,9 @@ restart_sec=$(sed -n 's/^RestartSec=\([0-9.]*\)ms$/\1/p' "$(dirname "$0")/../../
 restart_sec=$(python3 -c "print(${restart_sec:-200} / 1000)")
 fw="$BENCH_WORK/fleet-$n"
 rm -rf "$fw"; mkdir -p "$fw"
+# Every factory starts on origin's current head (a fleet that took the previous release), so the
+# rollout below is one commit, as in the single-factory reference.
+"$FACTORYCTL" update --factory-dir "$BENCH_WORK/template" --log-level error >/dev/null
 export PATH="$BENCH_BIN:$PATH" UA_REDIS_URL="unix://$REDIS_SOCK"
 groups=()
 stop_fleet() {

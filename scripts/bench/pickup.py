@@ -73,6 +73,7 @@ def main():
     for _ in range(count):
         summary, job, published = publish(wait=True)
         ours.append((summary["results"][0]["result"]["received_at"] - published) * 1000)
+        time.sleep(0.005)  # the consumer is back in its blocking read before the next
     os.kill(consumer_pid, signal.SIGTERM)
     while True:
         try:
