@@ -163,7 +163,9 @@ public final class MissionConsumer {
                 // A heartbeat that changes nothing but last_seen_at rides on the next blocking read
                 // (its reply suppressed): an idle consumer wakes once per heartbeat, not twice.
                 var silently: [[String]] = []
-                if Date().timeIntervalSince(lastHeartbeat) >= configuration.heartbeatSeconds {
+                // Due a little early is due: Redis may end a BLOCK a few ms before the heartbeat
+                // time, and waking again for the remainder would be a wasted wake-up.
+                if Date().timeIntervalSince(lastHeartbeat) >= configuration.heartbeatSeconds - 0.05 {
                     if status == lastRegisteredStatus, !hqPostDue, try redis.canSkipReplies() {
                         let registration = currentRegistration()
                         silently = [FleetRegistry.registerCommand(registration)]
