@@ -186,7 +186,7 @@ _factoryctl() {
 
 _factoryctl_update() {
     repeating_flags=()
-    non_repeating_flags=(--restart --dry-run --no-sync --force-sync --wait-lock --json --version -h --help)
+    non_repeating_flags=(--restart --dry-run --no-sync --exit-code --force-sync --wait-lock --json --version -h --help)
     repeating_options=(--service)
     non_repeating_options=(--log-level --factory-dir --branch --settle --fetch-timeout)
     __factoryctl_offer_flags_options 0

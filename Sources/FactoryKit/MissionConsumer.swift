@@ -419,6 +419,7 @@ public final class MissionConsumer {
             "branch": .string(report.branch),
             "from_commit": report.from.map(JSONValue.string) ?? .null,
             "to_commit": report.to.map(JSONValue.string) ?? .null,
+            "attempted_commit": report.attempted.map(JSONValue.string) ?? .null,
             "changed": .bool(report.changed),
             "rolled_back": .bool(report.rolledBack),
             "synced": .bool(report.synced),

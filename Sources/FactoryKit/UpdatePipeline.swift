@@ -467,7 +467,9 @@ public struct UpdatePipeline {
                        message: "\(reason); rolling back to \(report.shortFrom ?? "?") FAILED: \(error). The checkout needs attention: check `git status` and run `factoryctl update` again")
         }
         report.rolledBack = true
+        report.attempted = report.to
         report.to = report.from
+        report.changed = false
         var notes: [String] = []
         var environmentRestored = true
         if resync && request.sync {

@@ -47,7 +47,10 @@ public struct UpdateReport: Codable, Sendable {
     /// The branch HEAD was on before (nil when detached).
     public var previousBranch: String?
     public var from: String?
+    /// The commit checked out when the run ended (after a rollback: where it went back to).
     public var to: String?
+    /// After a rollback: the commit the update tried to move to.
+    public var attempted: String?
     /// Upstream commits integrated (oldest first, at most 100 listed; see `commitCount`).
     public var commits: [CommitLine] = []
     public var commitCount = 0
@@ -86,7 +89,7 @@ public struct UpdateReport: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case status, failure, error, branch, from, to, commits, integration, changed, synced, restarted, services, paths
         case previousBranch = "previous_branch", commitCount = "commit_count", rebasedCommits = "rebased_commits"
-        case recovery, syncSkipped = "sync_skipped"
+        case recovery, syncSkipped = "sync_skipped", attempted
         case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
         case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms", stepsMs = "steps_ms"
     }
@@ -112,6 +115,7 @@ public struct UpdateReport: Codable, Sendable {
         try c.encode(previousBranch, forKey: .previousBranch)
         try c.encode(from, forKey: .from)
         try c.encode(to, forKey: .to)
+        try c.encode(attempted, forKey: .attempted)
         try c.encode(commits, forKey: .commits)
         try c.encode(commitCount, forKey: .commitCount)
         try c.encode(integration, forKey: .integration)

@@ -94,6 +94,16 @@ public final class Repository {
         return Repository(handle: pointer!)
     }
 
+    /// The root of the work tree that contains `path`, searching upward like git does (a
+    /// subdirectory of a checkout gives the checkout's root); nil outside any work tree.
+    public static func workTreeRoot(containing path: String) -> String? {
+        GitLibrary.initialize()
+        var pointer: OpaquePointer?
+        guard git_repository_open_ext(&pointer, path, 0, nil) == 0, let pointer else { return nil }
+        let repository = Repository(handle: pointer)
+        return repository.workingDirectory
+    }
+
     /// The work tree root, with a trailing slash removed; nil for a bare repository.
     public var workingDirectory: String? {
         guard let path = git_repository_workdir(handle) else { return nil }

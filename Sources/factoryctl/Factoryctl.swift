@@ -30,6 +30,7 @@ struct Factoryctl: AsyncParsableCommand {
           8   refused (role may not publish, or an update is already in flight)
           9   timed out waiting for results (or no live factory to wait for)
           10  consume: exited after applying an update so systemd restarts it
+          11  update --exit-code: already up to date, nothing changed
           64  usage error
         """,
         version: version,
@@ -75,6 +76,7 @@ enum ExitStatus: Int32 {
     case refused = 8
     case timedOut = 9
     case restartRequested = 10
+    case upToDate = 11
     case usage = 64
 
     init(_ report: UpdateReport) {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FactoryKit
+import GitKit
 import FoundationEssentials
 import Dispatch
 import FactoryBasics
@@ -27,13 +28,17 @@ enum LogLevelArgument: String, ExpressibleByArgument, CaseIterable {
 /// Where the checkout is: `--factory-dir`, else `UA_FACTORY_DIR`, else the current directory.
 struct FactoryDirectoryOption: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
-        "The factory's git checkout (env UA_FACTORY_DIR; default: the current directory).",
+        "The factory's git checkout (env UA_FACTORY_DIR; default: the checkout the current directory is in).",
         valueName: "path"), completion: .directory)
     var factoryDir: String?
 
     func resolve(_ environment: FactoryEnvironment) -> String {
-        let path = factoryDir ?? environment.factoryDirectory ?? FileManager.default.currentDirectoryPath
-        return URL(fileURLWithPath: path).standardizedFileURL.path
+        if let path = factoryDir ?? environment.factoryDirectory {
+            return URL(fileURLWithPath: path).standardizedFileURL.path
+        }
+        // Like git: from a subdirectory of the checkout, the checkout's root.
+        let here = FileManager.default.currentDirectoryPath
+        return Repository.workTreeRoot(containing: here) ?? URL(fileURLWithPath: here).standardizedFileURL.path
     }
 }
 

@@ -58,6 +58,9 @@ struct UpdateCommand: ParsableCommand {
     @Flag(name: .long, help: "Do not run the dependency sync (uv sync).")
     var noSync = false
 
+    @Flag(name: .long, help: "Exit 0 only when the checkout changed; exit 11 when it was already up to date (for cron and timer wrappers, like ansible-pull's --only-if-changed).")
+    var exitCode = false
+
     @Flag(name: .long, help: "Run the dependency sync even when no dependency file (pyproject.toml, uv.lock, ...) changed since the environment was last synced.")
     var forceSync = false
 
@@ -129,6 +132,9 @@ struct UpdateCommand: ParsableCommand {
         if status != .success {
             throw CommandFailure(code: status, message: json ? "" : report.error ?? "update failed")
         }
+        if exitCode, !report.changed, !report.dryRun {
+            throw CommandFailure(code: .upToDate, message: "")
+        }
     }
 }
 
@@ -166,12 +172,24 @@ struct UpdateSummary {
         let to = report.shortTo ?? "?"
         let prefix = report.dryRun ? "Would " : ""
         if let recovery = report.recovery { lines.append("Recovered first: \(recovery)") }
+        // A rolled-back run says what it tried and where the checkout is; nothing it undid.
+        if report.rolledBack {
+            let tried = report.attempted.map { String($0.prefix(7)) } ?? "?"
+            let why = report.failure.map(Self.describe) ?? "the update failed"
+            // The error's own words, without the rollback clause the line already says.
+            let detail = report.error.map { ": " + ($0.components(separatedBy: "; rolled back to").first ?? $0) } ?? ""
+            lines.append("Rolled back: tried \(from) → \(tried), \(why)\(detail); still at \(from)")
+            return lines
+        }
         switch report.integration {
         case .none:
             break
+        case .upToDate where !report.dryRun && !report.changed:
+            // Nothing happened, and nothing else is said.
+            return lines + ["Already up to date at \(to)"]
         case .upToDate:
             lines.append(report.dryRun ? "\(report.branch) is up to date with origin/\(report.branch) at \(to)"
-                                       : "Already up to date: \(report.branch) at \(to) (nothing to sync or restart)")
+                                       : "\(report.branch) is up to date with origin/\(report.branch) at \(to)")
         case .fastForward:
             lines.append("\(prefix.isEmpty ? "Fast-forwarded" : prefix + "fast-forward") \(report.branch) \(from) → \(to) (\(plural(report.commitCount, "commit")) pulled)")
         case .rebase:
@@ -186,22 +204,44 @@ struct UpdateSummary {
         if report.integration != .none, report.previousBranch != report.branch, report.integration != .created {
             lines.append("\(report.dryRun ? "Would switch" : "Switched") from \(report.previousBranch ?? "detached HEAD") to \(report.branch)")
         }
-        for commit in report.commits.suffix(10).reversed() where report.integration != .upToDate {
+        let shown = report.commits.suffix(10)
+        for commit in shown.reversed() {
             lines.append("  \(commit.sha.prefix(7)) \(commit.summary)")
         }
-        if report.commits.count > 10, report.integration != .upToDate {
-            lines.append("  … and \(report.commits.count - 10) more")
+        // Counted from all the commits pulled, not from the (capped) list in the report.
+        if report.commitCount > shown.count {
+            lines.append("  … and \(Self.grouped(report.commitCount - shown.count)) more")
         }
         if report.synced { lines.append("Synced dependencies") }
         if report.syncSkipped == true { lines.append("Dependencies unchanged: sync skipped (--force-sync runs it anyway)") }
         if report.restarted { lines.append("Restarted \(report.services.joined(separator: ", "))") }
-        if report.rolledBack { lines.append("Rolled back to \(from)") }
         if report.succeeded && !report.dryRun {
             lines.append("Factory updated to \(to)")
         } else if report.succeeded {
             lines.append("Dry run: nothing was changed")
         }
         return lines
+    }
+
+    /// 1990 → "1,990".
+    static func grouped(_ number: Int) -> String {
+        let digits = Array(String(number))
+        var out = ""
+        for (index, digit) in digits.enumerated() {
+            if index > 0, (digits.count - index) % 3 == 0 { out += "," }
+            out.append(digit)
+        }
+        return out
+    }
+
+    static func describe(_ failure: UpdateFailure) -> String {
+        switch failure {
+        case .syncFailed: "the dependency sync failed"
+        case .serviceInactive: "a service did not come up"
+        case .cancelled: "it was stopped"
+        case .internalError: "an internal error"
+        default: failure.rawValue.replacing("_", with: " ")
+        }
     }
 
     private func plural(_ count: Int, _ noun: String) -> String {

@@ -37,7 +37,7 @@ import TestSupport
     @Test func everyExitCodeIsDocumentedInHelpAndReadme() throws {
         let help = Factoryctl.helpMessage()
         let readme = try String(contentsOfFile: Package.root + "/README.md", encoding: .utf8)
-        for code in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 64] {
+        for code in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 64] {
             #expect(help.contains("\n  \(code) ") || help.contains(" \(code)  "), "exit code \(code) missing from --help")
             #expect(readme.contains("| \(code) |"), "exit code \(code) missing from README")
         }

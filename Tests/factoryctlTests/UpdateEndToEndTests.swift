@@ -169,3 +169,75 @@ import TestSupport
         #expect(try Command.run([script, "--bogus"], environment: environment).status == 64)
     }
 }
+
+/// What `update` says is what happened (issue 10's honest outcomes).
+@Suite struct UpdateOutcomeTextTests {
+    func factoryctl(_ world: GitWorld, _ arguments: [String], in directory: String? = nil) throws -> Command.Result {
+        let located = directory == nil ? ["--factory-dir", world.factory] : []
+        return try Command.run([Package.factoryctl] + arguments + located, in: directory, environment: world.environment)
+    }
+
+    @Test func upToDateSaysSoAndNothingElseAndExitCodeTellsTheCases() throws {
+        let world = try GitWorld()
+        let head = try world.head(world.factory)
+        let plain = try factoryctl(world, ["update"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(plain.stdout == "Already up to date at \(head.prefix(7))\n")
+        let unchanged = try factoryctl(world, ["update", "--exit-code"])
+        #expect(unchanged.status == 11)
+        #expect(unchanged.stdout == "Already up to date at \(head.prefix(7))\n")
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let changed = try factoryctl(world, ["update", "--exit-code", "--no-sync"])
+        #expect(changed.status == 0, "\(changed.stderr)")
+        #expect(changed.stdout.hasSuffix("Factory updated to \(try world.head(world.factory).prefix(7))\n"))
+    }
+
+    @Test func theSummaryCountsEveryCommitPulled() throws {
+        let world = try GitWorld()
+        // 120 commits: more than the 100 the report lists.
+        for index in 1...120 {
+            try world.git(["commit", "--quiet", "--allow-empty", "-m", "c\(index)"], in: world.seed)
+        }
+        try world.git(["push", "--quiet", "origin", "HEAD:refs/heads/main"], in: world.seed)
+        let result = try factoryctl(world, ["update", "--no-sync"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("(120 commits pulled)"))
+        #expect(result.stdout.contains("  … and 110 more\n"), "\(result.stdout)")
+    }
+
+    @Test func aRollbackSaysWhatItTriedAndWhereTheCheckoutIs() throws {
+        let world = try GitWorld()
+        let from = try world.head(world.factory)
+        let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var environment = world.environment
+        // Fails for the new code only, so the rollback's re-sync of the old code succeeds.
+        environment["UA_FACTORY_SYNC_COMMAND"] = try world.script("sync-fails-on-v2", "! grep -q v2 app.py\n")
+        let text = try Command.run([Package.factoryctl, "update", "--factory-dir", world.factory], environment: environment)
+        #expect(text.status == 2)
+        #expect(text.stdout.hasPrefix("Rolled back: tried \(from.prefix(7)) → \(target.prefix(7)), the dependency sync failed: "), "\(text.stdout)")
+        #expect(text.stdout.contains("still at \(from.prefix(7))"))
+        for misleading in ["Fast-forwarded", "Factory updated", "Synced", "Restarted"] {
+            #expect(!text.stdout.contains(misleading), "\(misleading) in \(text.stdout)")
+        }
+        let json = try Command.run([Package.factoryctl, "update", "--json", "--factory-dir", world.factory], environment: environment)
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect(object?["to"] as? String == from)
+        #expect(object?["attempted"] as? String == target)
+        #expect(object?["changed"] as? Bool == false)
+        #expect(object?["rolled_back"] as? Bool == true)
+        #expect(try world.head(world.factory) == from)
+    }
+
+    @Test func fromASubdirectoryTheCheckoutRootIsUsedLikeGit() throws {
+        let world = try GitWorld()
+        let subdirectory = world.factory + "/deep/er"
+        try FileManager.default.createDirectory(atPath: subdirectory, withIntermediateDirectories: true)
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let update = try factoryctl(world, ["update", "--no-sync"], in: subdirectory)
+        #expect(update.status == 0, "\(update.stderr)")
+        #expect(try world.head(world.factory) == world.head(world.origin))
+        let status = try factoryctl(world, ["status"], in: subdirectory)
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.stdout.contains("Factory:  \(world.factory)\n"), "\(status.stdout)")
+    }
+}
