@@ -56,7 +56,12 @@ public struct ProcessRunner: Sendable {
     }
 
     public func resolve(_ program: String) throws -> String {
-        if program.contains("/") { return program }
+        if program.contains("/") {
+            guard FileManager.default.isExecutableFile(atPath: program) else {
+                throw ProcessRunnerError.notFound(program, searched: [program.deletingLastPathComponent])
+            }
+            return program
+        }
         for directory in searchPath {
             let candidate = directory + "/" + program
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }

@@ -111,6 +111,18 @@ public struct UpdatePipeline {
         } catch {
             throw Stop(failure: .invalidBranch, message: "\(error); nothing was changed")
         }
+        // The sync program is found before anything moves: a missing uv must not be discovered
+        // after the checkout changed (which would end in a rollback).
+        if request.sync, !request.dryRun, let program = request.syncCommand.first {
+            do {
+                _ = try ProcessRunner(environment: request.environment).resolve(program)
+            } catch let ProcessRunnerError.notFound(name, searched) {
+                throw Stop(failure: .syncUnavailable,
+                           message: "the sync program \(name) was not found (looked in \(searched.joined(separator: ":"))); install it, set UA_FACTORY_SYNC_COMMAND to the command to run, or pass --no-sync. Nothing was changed")
+            } catch {
+                throw Stop(failure: .syncUnavailable, message: "\(error); nothing was changed")
+            }
+        }
         GitLibrary.initialize()
         let repository: Repository
         do {

@@ -15,6 +15,8 @@ public enum UpdateFailure: String, Codable, Sendable {
     case conflict = "conflict"
     case checkoutBlocked = "checkout_blocked"
     case syncFailed = "sync_failed"
+    /// The sync program was not found; checked before anything moved.
+    case syncUnavailable = "sync_unavailable"
     case serviceInactive = "service_inactive"
     case cancelled = "cancelled"
     case internalError = "internal_error"

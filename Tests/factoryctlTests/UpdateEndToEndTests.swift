@@ -241,3 +241,26 @@ import TestSupport
         #expect(status.stdout.contains("Factory:  \(world.factory)\n"), "\(status.stdout)")
     }
 }
+
+/// Pre-checks before anything moves (issue 10).
+@Suite struct UpdatePrecheckTests {
+    @Test(arguments: ["definitely-not-a-sync-program", "/nonexistent/bin/uv"])
+    func aMissingSyncProgramIsFoundBeforeAnythingMoves(program: String) throws {
+        let world = try GitWorld()
+        let before = try world.head(world.factory)
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var environment = world.environment
+        environment["UA_FACTORY_SYNC_COMMAND"] = program
+        let result = try Command.run([Package.factoryctl, "update", "--factory-dir", world.factory], environment: environment)
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(result.stderr.contains("was not found (looked in "), "\(result.stderr)")
+        #expect(result.stderr.contains("UA_FACTORY_SYNC_COMMAND"))
+        #expect(result.stderr.contains("Nothing was changed"))
+        #expect(try world.head(world.factory) == before)
+        // Not even fetched: origin/main still where it was.
+        #expect(try world.git(["rev-parse", "origin/main"], in: world.factory) == before)
+        // Without the sync, the same update goes through.
+        let noSync = try Command.run([Package.factoryctl, "update", "--no-sync", "--factory-dir", world.factory], environment: environment)
+        #expect(noSync.status == 0, "\(noSync.stderr)")
+    }
+}
