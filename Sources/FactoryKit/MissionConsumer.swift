@@ -420,6 +420,7 @@ public final class MissionConsumer {
             "from_commit": report.from.map(JSONValue.string) ?? .null,
             "to_commit": report.to.map(JSONValue.string) ?? .null,
             "attempted_commit": report.attempted.map(JSONValue.string) ?? .null,
+            "needs_attention": .bool(!(report.inactiveAfterRollback ?? []).isEmpty || report.failure == .rollbackFailed),
             "changed": .bool(report.changed),
             "rolled_back": .bool(report.rolledBack),
             "synced": .bool(report.synced),

@@ -494,7 +494,10 @@ public struct UpdatePipeline {
         if restart {
             let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
             let inactive = services.restart(request.services, settle: request.settleSeconds)
-            if !inactive.isEmpty { notes.append("after rollback still not active: \(inactive.joined(separator: ", "))") }
+            if !inactive.isEmpty {
+                report.inactiveAfterRollback = inactive
+                notes.append("after rollback still not active: \(inactive.joined(separator: ", ")); needs attention")
+            }
         }
         let suffix = notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"
         throw Stop(failure: failure, message: "\(reason); rolled back to \(report.shortFrom ?? "?")\(suffix)",

@@ -53,6 +53,8 @@ public struct UpdateReport: Codable, Sendable {
     public var to: String?
     /// After a rollback: the commit the update tried to move to.
     public var attempted: String?
+    /// Services that were still not active after the rollback restarted them: needs attention.
+    public var inactiveAfterRollback: [String]?
     /// Upstream commits integrated (oldest first, at most 100 listed; see `commitCount`).
     public var commits: [CommitLine] = []
     public var commitCount = 0
@@ -91,7 +93,7 @@ public struct UpdateReport: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case status, failure, error, branch, from, to, commits, integration, changed, synced, restarted, services, paths
         case previousBranch = "previous_branch", commitCount = "commit_count", rebasedCommits = "rebased_commits"
-        case recovery, syncSkipped = "sync_skipped", attempted
+        case recovery, syncSkipped = "sync_skipped", attempted, inactiveAfterRollback = "inactive_after_rollback"
         case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
         case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms", stepsMs = "steps_ms"
     }
@@ -118,6 +120,7 @@ public struct UpdateReport: Codable, Sendable {
         try c.encode(from, forKey: .from)
         try c.encode(to, forKey: .to)
         try c.encode(attempted, forKey: .attempted)
+        try c.encode(inactiveAfterRollback ?? [], forKey: .inactiveAfterRollback)
         try c.encode(commits, forKey: .commits)
         try c.encode(commitCount, forKey: .commitCount)
         try c.encode(integration, forKey: .integration)

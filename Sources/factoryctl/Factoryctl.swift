@@ -25,7 +25,7 @@ struct Factoryctl: AsyncParsableCommand {
           3   another update holds the checkout lock
           4   refused by preflight (local changes, or a rebase/merge in progress)
           5   the remote could not be fetched
-          6   rolling back failed; the checkout needs attention
+          6   needs attention: rolling back failed, or services still not active after it
           7   Redis is unavailable
           8   refused (role may not publish, or an update is already in flight)
           9   timed out waiting for results (or no live factory to wait for)
@@ -54,7 +54,9 @@ struct Factoryctl: AsyncParsableCommand {
             }
         } catch let failure as CommandFailure {
             if !failure.message.isEmpty {
-                StandardStream.error("factoryctl: \(failure.message)\n")
+                // Under the journal, an error line carries its priority like the log lines do.
+                let priority = JournalLogHandler.stderrIsJournal(environment: ProcessInfo.processInfo.environment) ? "<3>" : ""
+                StandardStream.error("\(priority)factoryctl: \(failure.message)\n")
             }
             Glibc.exit(failure.code.rawValue)
         } catch {
@@ -81,6 +83,8 @@ enum ExitStatus: Int32 {
 
     init(_ report: UpdateReport) {
         if report.succeeded { self = .success; return }
+        // Code and environment are back, but a service is still down: not a clean rollback.
+        if report.rolledBack, !(report.inactiveAfterRollback ?? []).isEmpty { self = .rollbackFailed; return }
         if report.rolledBack { self = .rolledBack; return }
         switch report.failure {
         case .lockHeld: self = .lockHeld

@@ -12,8 +12,13 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Log level for messages on stderr.", valueName: "level"))
     var logLevel: LogLevelArgument = .info
 
+    /// On stderr; under systemd, when stderr is the journal, with `<N>` priority prefixes and no
+    /// timestamp of our own (JournalLogHandler).
     func logger(_ label: String) -> Logger {
-        var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+        let journal = JournalLogHandler.stderrIsJournal(environment: ProcessInfo.processInfo.environment)
+        var logger = Logger(label: label) { label -> any LogHandler in
+            journal ? JournalLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+        }
         logger.logLevel = logLevel.level
         return logger
     }

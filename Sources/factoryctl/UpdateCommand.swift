@@ -179,6 +179,9 @@ struct UpdateSummary {
             // The error's own words, without the rollback clause the line already says.
             let detail = report.error.map { ": " + ($0.components(separatedBy: "; rolled back to").first ?? $0) } ?? ""
             lines.append("Rolled back: tried \(from) → \(tried), \(why)\(detail); still at \(from)")
+            if let down = report.inactiveAfterRollback, !down.isEmpty {
+                lines.append("Needs attention: still not active after the rollback: \(down.joined(separator: ", "))")
+            }
             return lines
         }
         switch report.integration {

@@ -264,3 +264,69 @@ import TestSupport
         #expect(noSync.status == 0, "\(noSync.stderr)")
     }
 }
+
+/// Under systemd, when stderr is the journal, lines carry syslog priorities (issue 10).
+@Suite struct JournalOutputTests {
+    /// Runs factoryctl with stderr appended to a file, JOURNAL_STREAM naming that file or not.
+    func run(_ world: GitWorld, _ arguments: [String], journal: Bool) throws -> (status: Int32, stderr: String) {
+        let directory = try TemporaryDirectory()
+        let log = directory.join("stderr.log")
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let attributes = try FileManager.default.attributesOfItem(atPath: log)
+        let inode = (attributes[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
+        let device = (attributes[.systemNumber] as? NSNumber)?.uint64Value ?? 0
+        var environment = world.environment
+        environment["JOURNAL_STREAM"] = journal ? "\(device):\(inode)" : "\(device):\(inode + 1)"
+        let result = try Command.run(["sh", "-c", "exec \"$0\" \"$@\" 2>>\"$LOG\"", Package.factoryctl] + arguments,
+                                     environment: environment.merging(["LOG": log]) { $1 })
+        return (result.status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    @Test func priorityPrefixesAndNoTimestampsWhenStderrIsTheJournal() throws {
+        let world = try GitWorld()
+        let ok = try run(world, ["update", "--no-sync", "--log-level", "debug", "--factory-dir", world.factory], journal: true)
+        #expect(ok.status == 0, "\(ok.stderr)")
+        let lines = ok.stderr.split(separator: "\n")
+        #expect(!lines.isEmpty)
+        for line in lines {
+            #expect(line.hasPrefix("<6>") || line.hasPrefix("<7>") || line.hasPrefix("<5>"), "\(line)")
+            #expect(!line.contains("+0000") && !line.contains("T\(Calendar.current.component(.year, from: Date()))"), "\(line)")
+        }
+        let failed = try run(world, ["update", "--factory-dir", world.directory.join("not-a-checkout")], journal: true)
+        #expect(failed.status != 0)
+        #expect(failed.stderr.contains("<3>factoryctl: "), "\(failed.stderr)")
+    }
+
+    @Test func otherwiseTheUsualFormat() throws {
+        let world = try GitWorld()
+        let result = try run(world, ["update", "--no-sync", "--factory-dir", world.factory], journal: false)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(!result.stderr.contains("<6>"))
+        #expect(result.stderr.contains(" info factoryctl.update:"), "\(result.stderr)")
+    }
+}
+
+/// A rollback that cannot bring the services back is not a clean rollback (issue 10).
+@Suite struct RollbackAttentionTests {
+    @Test func servicesStillDownAfterTheRollbackExitSixAndSaySo() throws {
+        let world = try GitWorld()
+        let from = try world.head(world.factory)
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        _ = FileManager.default.createFile(atPath: world.systemctlState + "/app.fail-always", contents: nil)
+        let result = try Command.run([Package.factoryctl, "update", "--restart", "--service", "app", "--settle", "0", "--no-sync",
+                                      "--factory-dir", world.factory], environment: world.environment)
+        #expect(result.status == 6, "\(result.stderr)")
+        #expect(result.stdout.contains("Rolled back: tried \(from.prefix(7))"), "\(result.stdout)")
+        #expect(result.stdout.contains("Needs attention: still not active after the rollback: app"), "\(result.stdout)")
+        #expect(try world.head(world.factory) == from)
+        // A service that fails once and comes back with the old code is a clean rollback: exit 2.
+        try FileManager.default.removeItem(atPath: world.systemctlState + "/app.fail-always")
+        _ = FileManager.default.createFile(atPath: world.systemctlState + "/app.fail-next-restart", contents: nil)
+        let clean = try Command.run([Package.factoryctl, "update", "--restart", "--service", "app", "--settle", "0", "--no-sync",
+                                     "--factory-dir", world.factory, "--json"], environment: world.environment)
+        #expect(clean.status == 2, "\(clean.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(clean.stdout.utf8)) as? [String: Any]
+        #expect((object?["inactive_after_rollback"] as? [String]) == [])
+        #expect(object?["rolled_back"] as? Bool == true)
+    }
+}
