@@ -186,9 +186,9 @@ _factoryctl() {
 
 _factoryctl_update() {
     repeating_flags=()
-    non_repeating_flags=(--restart --dry-run --no-sync --exit-code --force-sync --wait-lock --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --restart -n --dry-run --no-sync --exit-code --force-sync --wait-lock --json --version -h --help)
     repeating_options=(--service)
-    non_repeating_options=(--log-level --factory-dir --branch --settle --fetch-timeout)
+    non_repeating_options=(--log-level --factory-dir -b --branch --settle --fetch-timeout)
     __factoryctl_offer_flags_options 0
 
     # Offer option value completions
@@ -201,7 +201,7 @@ _factoryctl_update() {
         __factoryctl_add_completions -d
         return
         ;;
-    '--branch')
+    '-b'|'--branch')
         return
         ;;
     '--service')
@@ -218,9 +218,9 @@ _factoryctl_update() {
 
 _factoryctl_publish() {
     repeating_flags=()
-    non_repeating_flags=(--force --wait --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --force --wait --json --version -h --help)
     repeating_options=(--target)
-    non_repeating_options=(--log-level --redis-url --stream --branch --mission-timeout --max-length --timeout)
+    non_repeating_options=(--log-level --redis-url --stream -b --branch --mission-timeout --max-length --timeout)
     __factoryctl_offer_flags_options 1
 
     # Offer option value completions
@@ -238,7 +238,7 @@ _factoryctl_publish() {
     '--target')
         return
         ;;
-    '--branch')
+    '-b'|'--branch')
         return
         ;;
     '--mission-timeout')
@@ -263,7 +263,7 @@ _factoryctl_publish() {
 
 _factoryctl_consume() {
     repeating_flags=()
-    non_repeating_flags=(--no-sync --force-sync --no-restart --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --no-sync --force-sync --no-restart --version -h --help)
     repeating_options=(--service)
     non_repeating_options=(--log-level --factory-dir --redis-url --stream --factory-id --min-interval --heartbeat --settle)
     __factoryctl_offer_flags_options 0
@@ -304,7 +304,7 @@ _factoryctl_consume() {
 
 _factoryctl_status() {
     repeating_flags=()
-    non_repeating_flags=(--fetch --json --fleet --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --fetch --json --fleet --version -h --help)
     repeating_options=()
     non_repeating_options=(--log-level --factory-dir --job --redis-url --stream)
     __factoryctl_offer_flags_options 0
@@ -333,7 +333,7 @@ _factoryctl_status() {
 
 _factoryctl_serve() {
     repeating_flags=()
-    non_repeating_flags=(--insecure-no-auth --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --insecure-no-auth --version -h --help)
     repeating_options=()
     non_repeating_options=(--log-level --redis-url --stream --host --port)
     __factoryctl_offer_flags_options 0

@@ -335,6 +335,16 @@ public struct UpdatePipeline {
         let url = rawURL.map(Self.redact) ?? remote
         let cancelled = { shouldCancel() || pastDeadline }
         guard let helper = request.fetchHelper, let rawURL, !IsolatedFetch.isLocal(rawURL) else {
+            // A local origin that is not there: say that, not libgit2's "unsupported URL protocol".
+            if let rawURL, IsolatedFetch.isLocal(rawURL) {
+                var path = rawURL.hasPrefix("file://") ? String(rawURL.dropFirst("file://".count)) : rawURL
+                if !path.hasPrefix("/") { path = (repository.workingDirectory ?? request.factoryDirectory) + "/" + path }
+                var info = stat()
+                if stat(path, &info) != 0 {
+                    throw Stop(failure: .remoteUnreachable,
+                               message: "\(remote) is the local path \(url), which does not exist (\(String(cString: strerror(errno)))); fix it with `git remote set-url \(remote) <url>`. Nothing was changed")
+                }
+            }
             do {
                 try repository.fetch(remote: remote, options: FetchOptions(
                     environment: request.environment, progress: progress, shouldCancel: cancelled))

@@ -12,6 +12,21 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Log level for messages on stderr.", valueName: "level"))
     var logLevel: LogLevelArgument = .info
 
+    @Flag(name: .shortAndLong, help: "Only errors on stderr (--log-level error).")
+    var quiet = false
+
+    @Flag(name: .shortAndLong, help: "Debug messages on stderr too (--log-level debug).")
+    var verbose = false
+
+    func validate() throws {
+        if quiet && verbose { throw ValidationError("use --quiet or --verbose, not both") }
+    }
+
+    /// The level in effect: -q and -v win over --log-level.
+    var level: Logger.Level {
+        quiet ? .error : verbose ? .debug : logLevel.level
+    }
+
     /// On stderr; under systemd, when stderr is the journal, with `<N>` priority prefixes and no
     /// timestamp of our own (JournalLogHandler).
     func logger(_ label: String) -> Logger {
@@ -19,7 +34,7 @@ struct GlobalOptions: ParsableArguments {
         var logger = Logger(label: label) { label -> any LogHandler in
             journal ? JournalLogHandler(label: label) : StreamLogHandler.standardError(label: label)
         }
-        logger.logLevel = logLevel.level
+        logger.logLevel = level
         return logger
     }
 }

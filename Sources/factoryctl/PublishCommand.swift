@@ -38,7 +38,7 @@ struct PublishCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("A factory id, or one glob such as 'eu-*' (repeatable; default: every factory).", valueName: "id"))
     var target: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Branch for an update.", valueName: "name"))
+    @Option(name: [.short, .long], help: ArgumentHelp("Branch for an update.", valueName: "name"))
     var branch = "main"
 
     @Flag(name: .long, help: "Publish even if an update for these targets is in flight.")

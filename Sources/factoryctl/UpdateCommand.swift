@@ -41,7 +41,7 @@ struct UpdateCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var directory: FactoryDirectoryOption
 
-    @Option(name: .long, help: ArgumentHelp("The branch to update to.", valueName: "name"))
+    @Option(name: [.short, .long], help: ArgumentHelp("The branch to update to.", valueName: "name"))
     var branch = "main"
 
     @Flag(name: .long, help: "Restart the services afterwards and check they are active.")
@@ -52,7 +52,7 @@ struct UpdateCommand: ParsableCommand {
         valueName: "name"))
     var service: [String] = []
 
-    @Flag(name: .long, help: "Fetch and report what would change; change nothing else.")
+    @Flag(name: [.customShort("n"), .long], help: "Fetch and report what would change; change nothing else.")
     var dryRun = false
 
     @Flag(name: .long, help: "Do not run the dependency sync (uv sync).")

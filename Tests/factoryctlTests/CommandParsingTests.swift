@@ -25,6 +25,17 @@ import Testing
         #expect(command.global.logLevel == .debug)
     }
 
+    @Test func shortFlagsGitAndAnsibleUsersExpect() throws {
+        let command = try UpdateCommand.parse(["-b", "release/1", "-n", "-q"])
+        #expect(command.branch == "release/1")
+        #expect(command.dryRun)
+        #expect(command.global.level == .error)
+        #expect(try UpdateCommand.parse(["-v"]).global.level == .debug)
+        #expect(try UpdateCommand.parse(["--log-level", "warning"]).global.level == .warning)
+        #expect(try PublishCommand.parse(["update", "-b", "hotfix"]).branch == "hotfix")
+        #expect(throws: (any Error).self) { try UpdateCommand.parse(["-q", "-v"]) }
+    }
+
     @Test(arguments: [["--branch", "-evil"], ["--branch", "a..b"], ["--branch", "has space"], ["--settle", "-1"],
                       ["--service", "-x"], ["--log-level", "loud"], ["--bogus"]])
     func badArgumentsAreUsageErrors(arguments: [String]) {

@@ -244,6 +244,18 @@ import TestSupport
 
 /// Pre-checks before anything moves (issue 10).
 @Suite struct UpdatePrecheckTests {
+    @Test(arguments: ["/nonexistent/origin.git", "../no-such-origin", "file:///nonexistent/origin.git"])
+    func aLocalOriginThatIsNotThereIsNamed(url: String) throws {
+        let world = try GitWorld()
+        let before = try world.head(world.factory)
+        try world.git(["remote", "set-url", "origin", url], in: world.factory)
+        let result = try Command.run([Package.factoryctl, "update", "--no-sync", "--factory-dir", world.factory], environment: world.environment)
+        #expect(result.status == 5, "\(result.stderr)")
+        #expect(result.stderr.contains("origin is the local path \(url), which does not exist"), "\(result.stderr)")
+        #expect(!result.stderr.contains("unsupported URL protocol"))
+        #expect(try world.head(world.factory) == before)
+    }
+
     @Test(arguments: ["definitely-not-a-sync-program", "/nonexistent/bin/uv"])
     func aMissingSyncProgramIsFoundBeforeAnythingMoves(program: String) throws {
         let world = try GitWorld()
