@@ -96,9 +96,17 @@ private struct FleetScanner {
             case "last_job_id": guard let v = optionalString() else { return nil }; entry.lastJobID = v
             case "last_job_status": guard let v = optionalString() else { return nil }; entry.lastJobStatus = v
             case "pid":
-                guard let v = number(), let pid = Int64(exactly: v.rounded(.towardZero)) else { return nil }
-                entry.pid = Int32(clamping: pid)
-            case "last_seen_at": guard let v = number() else { return nil }; entry.lastSeenAt = v
+                // As the strict reader: an integer literal is the pid, any other number is no pid.
+                guard let (text, isInteger) = numberLiteral() else { return nil }
+                if isInteger {
+                    guard let pid = Int64(text) else { return nil }
+                    entry.pid = Int32(clamping: pid)
+                } else {
+                    entry.pid = 0
+                }
+            case "last_seen_at":
+                guard let (text, _) = numberLiteral(), let v = Double(text), v.isFinite else { return nil }
+                entry.lastSeenAt = v
             case "capabilities" where capabilities: guard let v = stringArray() else { return nil }; entry.capabilities = v
             case "capabilities": guard skipStringArray() else { return nil }
             default: guard skipValue(depth: 0) else { return nil }
@@ -157,17 +165,33 @@ private struct FleetScanner {
         return true
     }
 
-    private mutating func number() -> Double? {
+    /// A number in JSON's grammar, `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`; its text and
+    /// whether it is an integer literal. nil for anything else ("+1", "01", "1.", ".5").
+    private mutating func numberLiteral() -> (String, Bool)? {
         let start = index
-        while index < bytes.count, let byte = Optional(bytes[index]),
-              (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+")
-              || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "e") || byte == UInt8(ascii: "E") {
-            index += 1
+        func digits() -> Int {
+            let from = index
+            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") { index += 1 }
+            return index - from
         }
-        guard index > start else { return nil }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-        guard let value = Double(text), value.isFinite else { return nil }
-        return value
+        var isInteger = true
+        _ = take(UInt8(ascii: "-"))
+        if take(UInt8(ascii: "0")) {
+            // a leading zero stands alone
+        } else if digits() == 0 {
+            return nil
+        }
+        if take(UInt8(ascii: ".")) {
+            isInteger = false
+            guard digits() > 0 else { return nil }
+        }
+        if take(UInt8(ascii: "e")) || take(UInt8(ascii: "E")) {
+            isInteger = false
+            if !take(UInt8(ascii: "+")) { _ = take(UInt8(ascii: "-")) }
+            guard digits() > 0 else { return nil }
+        }
+        if index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") { return nil } // "01"
+        return (String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self), isInteger)
     }
 
     private mutating func stringArray() -> [String]? {
@@ -240,7 +264,7 @@ private struct FleetScanner {
         case UInt8(ascii: "t"): return literal("true")
         case UInt8(ascii: "f"): return literal("false")
         case UInt8(ascii: "n"): return literal("null")
-        default: return number() != nil
+        default: return numberLiteral() != nil
         }
     }
 }

@@ -101,7 +101,8 @@ extension Repository {
         var remote: OpaquePointer?
         try check(git_remote_lookup(&remote, handle, name), "look up remote \(name)")
         defer { git_remote_free(remote) }
-        if let url = git_remote_url(remote).map({ String(cString: $0) }), url.lowercased().hasPrefix("https:") {
+        // HTTPS, and plain HTTP too: a server may redirect it to HTTPS.
+        if let url = git_remote_url(remote).map({ String(cString: $0) }), url.lowercased().hasPrefix("http") {
             GitLibrary.loadCertificates()
         }
 

@@ -74,7 +74,7 @@ struct ConsumeCommand: ParsableCommand {
             throw CommandFailure(code: .usage, message: "factory id '\(id)' is not valid; set UA_FACTORY_ID or --factory-id")
         }
         var configuration = ConsumerConfiguration(
-            factoryID: id, role: environment.role, factoryDirectory: directory.resolve(environment),
+            factoryID: id, role: environment.role, factoryDirectory: directory.resolve(environment, searchUpward: false),
             redisURL: try redis.url(environment), version: Factoryctl.version, environment: environment.values)
         configuration.stream = redis.stream ?? environment.missionStream
         configuration.deadLetterStream = environment.deadLetterStream

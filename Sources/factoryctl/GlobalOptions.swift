@@ -48,17 +48,20 @@ enum LogLevelArgument: String, ExpressibleByArgument, CaseIterable {
 /// Where the checkout is: `--factory-dir`, else `UA_FACTORY_DIR`, else the current directory.
 struct FactoryDirectoryOption: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
-        "The factory's git checkout (env UA_FACTORY_DIR; default: the checkout the current directory is in).",
+        "The factory's git checkout (env UA_FACTORY_DIR; default: the current directory; for update and status, the checkout it is in).",
         valueName: "path"), completion: .directory)
     var factoryDir: String?
 
-    func resolve(_ environment: FactoryEnvironment) -> String {
+    /// `searchUpward`: with neither option nor env, the checkout the current directory is in,
+    /// like git (for an operator's `update`/`status`). The consumer passes false: a service
+    /// started in a home directory that a dotfiles repository covers must not take that one.
+    func resolve(_ environment: FactoryEnvironment, searchUpward: Bool) -> String {
         if let path = factoryDir ?? environment.factoryDirectory {
             return URL(fileURLWithPath: path).standardizedFileURL.path
         }
-        // Like git: from a subdirectory of the checkout, the checkout's root.
         let here = FileManager.default.currentDirectoryPath
-        return Repository.workTreeRoot(containing: here) ?? URL(fileURLWithPath: here).standardizedFileURL.path
+        if searchUpward, let root = Repository.workTreeRoot(containing: here) { return root }
+        return URL(fileURLWithPath: here).standardizedFileURL.path
     }
 }
 

@@ -51,7 +51,7 @@ struct StatusCommand: ParsableCommand {
         if let job { return try showJob(job, environment) }
         let status: LocalStatus
         do {
-            status = try LocalStatus.read(factoryDirectory: directory.resolve(environment), fetch: fetch,
+            status = try LocalStatus.read(factoryDirectory: directory.resolve(environment, searchUpward: true), fetch: fetch,
                                           environment: environment.values)
         } catch {
             throw CommandFailure(code: .failedUnchanged, message: "\(error)")

@@ -95,7 +95,7 @@ struct UpdateCommand: ParsableCommand {
 
     func run() throws {
         let environment = FactoryEnvironment.current
-        var request = UpdateRequest(factoryDirectory: directory.resolve(environment))
+        var request = UpdateRequest(factoryDirectory: directory.resolve(environment, searchUpward: true))
         request.branch = branch
         request.restart = restart
         request.services = service.isEmpty ? environment.services : service

@@ -32,6 +32,16 @@ import Testing
         var wrongType = base
         wrongType["registration_status"] = .int(1)
         docs.append(JSONValue.object(wrongType).pythonJSON)
+        // Numbers the strict reader treats in its own way: the scanner must agree or step aside.
+        let plain = JSONValue.object(base).pythonJSON
+        for (from, to) in [("\"pid\": 4242", "\"pid\": 12.5"), ("\"pid\": 4242", "\"pid\": +5"), ("\"pid\": 4242", "\"pid\": 04"),
+                           ("\"pid\": 4242", "\"pid\": 99999999999999999999"), ("\"pid\": 4242", "\"pid\": 1e3"),
+                           ("\"pid\": 4242", "\"pid\": -0"), ("\"last_seen_at\": 1700000000.25", "\"last_seen_at\": 1."),
+                           ("\"last_seen_at\": 1700000000.25", "\"last_seen_at\": .5"), ("\"last_seen_at\": 1700000000.25", "\"last_seen_at\": 1E2"),
+                           ("\"last_seen_at\": 1700000000.25", "\"last_seen_at\": 1e999")] {
+            #expect(plain.contains(from), "fixture changed: \(from) not in \(plain)")
+            docs.append(plain.replacingOccurrences(of: from, with: to))
+        }
         docs += ["", "{}", "[]", "null", "{\"factory_id\": \"x\"", "{\"factory_id\": \"x\", \"registration_status\": \"online\"} trailing",
                  String(repeating: "[", count: 300), "{\"factory_id\": \"a\", \"registration_status\": \"online\", \"metadata\": "
                     + String(repeating: "[", count: 300) + String(repeating: "]", count: 300) + "}"]

@@ -51,7 +51,7 @@ import TestSupport
         // and the service is still reported up only after a full window of the new run.
         let log = world.systemctlState + "/calls.log"
         let restartAgain = Thread {
-            Thread.sleep(forTimeInterval: 0.2)
+            Thread.sleep(forTimeInterval: 0.1)
             if let handle = FileHandle(forWritingAtPath: log) {
                 handle.seekToEndOfFile()
                 handle.write(Data("--user start app\n".utf8))
@@ -59,9 +59,13 @@ import TestSupport
             }
         }
         restartAgain.start()
-        let failed = manager(world).restart(["app"], settle: 0.5)
+        let messages = Messages()
+        let manager = ServiceManager(runner: ProcessRunner(environment: world.environment),
+                                     logger: Logger(label: "test") { _ in CollectingHandler(messages: messages) })
+        let failed = manager.restart(["app"], settle: 0.5)
         #expect(failed.isEmpty)
-        #expect(shows(world, "app") >= 3)
+        // The new run was noticed (the window restarted), not slept through.
+        #expect(messages.all.contains("app restarted again while being watched"), "\(messages.all)")
     }
 
     @Test func unitLeftFailedByTheRestartIsReportedAtOnce() throws {
@@ -69,5 +73,26 @@ import TestSupport
         _ = FileManager.default.createFile(atPath: world.systemctlState + "/app.fail-next-restart", contents: nil)
         let failed = manager(world).restart(["app"], settle: 600)
         #expect(failed == ["app"])
+    }
+}
+
+final class Messages: @unchecked Sendable {
+    private let lock = NSLock()
+    private var messages: [String] = []
+    var all: [String] { lock.withLock { messages } }
+    func append(_ message: String) { lock.withLock { messages.append(message) } }
+}
+
+struct CollectingHandler: LogHandler {
+    let messages: Messages
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+             file: String, function: String, line: UInt) {
+        messages.append("\(message)")
     }
 }

@@ -239,6 +239,13 @@ import TestSupport
         let status = try factoryctl(world, ["status"], in: subdirectory)
         #expect(status.status == 0, "\(status.stderr)")
         #expect(status.stdout.contains("Factory:  \(world.factory)\n"), "\(status.stdout)")
+        // The consumer does not search: a service started below some checkout must not adopt it.
+        var environment = world.environment
+        environment["UA_REDIS_URL"] = "unix://" + world.directory.join("no-redis.sock")
+        environment["UA_FACTORY_ID"] = "sub-1"
+        let consume = try Command.run(["timeout", "10", Package.factoryctl, "consume"], in: subdirectory, environment: environment)
+        #expect(consume.status == 64, "\(consume.stderr)")
+        #expect(consume.stderr.contains("is not a git checkout"), "\(consume.stderr)")
     }
 }
 
