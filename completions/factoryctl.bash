@@ -173,13 +173,13 @@ _factoryctl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    update|publish|consume|status|serve|help)
+    update|publish|consume|status|serve|forget|help)
         # Offer subcommand argument completions
         "_factoryctl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'update publish consume status serve help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'update publish consume status serve forget help' -- "${cur}"))
         ;;
     esac
 }
@@ -202,6 +202,7 @@ _factoryctl_update() {
         return
         ;;
     '-b'|'--branch')
+        __factoryctl_add_completions -W "$(__factoryctl_custom_complete ---completion update -- --branch "${COMP_CWORD}" "$(__factoryctl_cursor_index_in_current_word)")"
         return
         ;;
     '--service')
@@ -218,7 +219,7 @@ _factoryctl_update() {
 
 _factoryctl_publish() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --force --wait --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --force --wait -n --dry-run --allow-unregistered --json --version -h --help)
     repeating_options=(--target)
     non_repeating_options=(--log-level --redis-url --stream -b --branch --mission-timeout --max-length --timeout)
     __factoryctl_offer_flags_options 1
@@ -236,9 +237,11 @@ _factoryctl_publish() {
         return
         ;;
     '--target')
+        __factoryctl_add_completions -W "$(__factoryctl_custom_complete ---completion publish -- --target "${COMP_CWORD}" "$(__factoryctl_cursor_index_in_current_word)")"
         return
         ;;
     '-b'|'--branch')
+        __factoryctl_add_completions -W "$(__factoryctl_custom_complete ---completion publish -- --branch "${COMP_CWORD}" "$(__factoryctl_cursor_index_in_current_word)")"
         return
         ;;
     '--mission-timeout')
@@ -354,6 +357,36 @@ _factoryctl_serve() {
         return
         ;;
     '--port')
+        return
+        ;;
+    esac
+}
+
+_factoryctl_forget() {
+    repeating_flags=()
+    non_repeating_flags=(--quiet -q --verbose -v --force --json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--log-level --redis-url --stream)
+    __factoryctl_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--log-level')
+        __factoryctl_add_completions -W 'trace'$'\n''debug'$'\n''info'$'\n''notice'$'\n''warning'$'\n''error'$'\n''critical'
+        return
+        ;;
+    '--redis-url')
+        return
+        ;;
+    '--stream')
+        return
+        ;;
+    esac
+
+    # Offer positional completions
+    case "${positional_number}" in
+    1)
+        __factoryctl_add_completions -W "$(__factoryctl_custom_complete ---completion forget -- positional@0 "${COMP_CWORD}" "$(__factoryctl_cursor_index_in_current_word)")"
         return
         ;;
     esac

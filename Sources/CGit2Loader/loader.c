@@ -9,8 +9,12 @@
 
 void git_annotated_commit_free(git_annotated_commit *commit) { FORWARD(git_annotated_commit_free) fn(commit); }
 int git_annotated_commit_lookup(git_annotated_commit **out, git_repository *repo, const git_oid *id) { FORWARD(git_annotated_commit_lookup) return fn(out, repo, id); }
+void git_branch_iterator_free(git_branch_iterator *iter) { FORWARD(git_branch_iterator_free) fn(iter); }
+int git_branch_iterator_new(git_branch_iterator **out, git_repository *repo, git_branch_t list_flags) { FORWARD(git_branch_iterator_new) return fn(out, repo, list_flags); }
 int git_branch_lookup(git_reference **out, git_repository *repo, const char *branch_name, git_branch_t branch_type) { FORWARD(git_branch_lookup) return fn(out, repo, branch_name, branch_type); }
+int git_branch_name(const char **out, const git_reference *ref) { FORWARD(git_branch_name) return fn(out, ref); }
 int git_branch_name_is_valid(int *valid, const char *name) { FORWARD(git_branch_name_is_valid) return fn(valid, name); }
+int git_branch_next(git_reference **out, git_branch_t *out_type, git_branch_iterator *iter) { FORWARD(git_branch_next) return fn(out, out_type, iter); }
 int git_branch_set_upstream(git_reference *branch, const char *branch_name) { FORWARD(git_branch_set_upstream) return fn(branch, branch_name); }
 int git_branch_upstream_name(git_buf *out, git_repository *repo, const char *refname) { FORWARD(git_branch_upstream_name) return fn(out, repo, refname); }
 void git_buf_dispose(git_buf *buffer) { FORWARD(git_buf_dispose) fn(buffer); }

@@ -89,6 +89,8 @@ public final class MissionConsumer {
     private var lastHQPost = Date.distantPast
     private var lastJob: (id: String, status: String)?
     private var status = "online"
+    /// The update mission running now (in the registration's metadata while "updating").
+    private var currentJobID: String?
     private var lastPostedStatus: String?
     /// The status of the last registration sent with a reply (a silent heartbeat only repeats it).
     private var lastRegisteredStatus: String?
@@ -320,7 +322,7 @@ public final class MissionConsumer {
             logger.notice("\(old.mission.jobID) superseded by \(newest.mission.jobID)")
             try bus.publishResult(MissionResult(jobID: old.mission.jobID, succeeded: false, result: [
                 "factory_id": .string(configuration.factoryID), "mission_kind": .string(old.mission.kind.rawValue),
-                "outcome": .string("superseded"), "superseded_by": .string(newest.mission.jobID),
+                "outcome": .string("superseded"), "failure": .string("superseded"), "superseded_by": .string(newest.mission.jobID),
                 "branch": .string(old.mission.branch), "changed": .bool(false),
                 "received_at": .double(old.receivedAt.timeIntervalSince1970), "finished_at": .double(Date().timeIntervalSince1970),
             ], error: "superseded by \(newest.mission.jobID)"))
@@ -365,6 +367,8 @@ public final class MissionConsumer {
             return nil
         }
         status = "updating"
+        currentJobID = mission.jobID
+        defer { currentJobID = nil }
         try register()
 
         var pipeline = makePipeline(branch: mission.branch)
@@ -420,6 +424,11 @@ public final class MissionConsumer {
             "from_commit": report.from.map(JSONValue.string) ?? .null,
             "to_commit": report.to.map(JSONValue.string) ?? .null,
             "attempted_commit": report.attempted.map(JSONValue.string) ?? .null,
+            // The update report's names for the same three (one vocabulary; the *_commit names
+            // are those HQ already reads).
+            "from": report.from.map(JSONValue.string) ?? .null,
+            "to": report.to.map(JSONValue.string) ?? .null,
+            "attempted": report.attempted.map(JSONValue.string) ?? .null,
             "needs_attention": .bool(!(report.inactiveAfterRollback ?? []).isEmpty || report.failure == .rollbackFailed),
             "changed": .bool(report.changed),
             "rolled_back": .bool(report.rolledBack),
@@ -469,7 +478,8 @@ public final class MissionConsumer {
         let registration = Registration(
             factoryID: configuration.factoryID, factoryRole: configuration.role, registrationStatus: status,
             capabilities: capabilities,
-            metadata: ["factory_dir": .string(configuration.factoryDirectory), "consumer_group": .string(group)],
+            metadata: ["factory_dir": .string(configuration.factoryDirectory), "consumer_group": .string(group)]
+                .merging(currentJobID.map { ["current_job_id": JSONValue.string($0)] } ?? [:]) { $1 },
             branch: head?.branchName, commit: head?.commit?.hex, version: configuration.version,
             pid: getpid(), host: ProcessInfo.processInfo.hostName,
             startedAt: startedAt.timeIntervalSince1970, lastSeenAt: now.timeIntervalSince1970,

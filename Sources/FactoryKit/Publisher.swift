@@ -27,10 +27,12 @@ public struct Publisher {
         public let stream: String
         /// Live registered factories the mission targets, at publish time.
         public let targeted: [String]
+        /// Registered factories the target matches that are stale: not waited for.
+        public var skipped: [String] = []
         public let publishedAt: Double
 
         enum CodingKeys: String, CodingKey {
-            case kind, branch, targets, stream, targeted
+            case kind, branch, targets, stream, targeted, skipped
             case jobID = "job_id", targetFactoryID = "target_factory_id", entryID = "entry_id", publishedAt = "published_at"
         }
     }
@@ -42,20 +44,109 @@ public struct Publisher {
         }
     }
 
-    public func publish(kind: Mission.Kind, target: MissionTarget, branch: String, timeoutSeconds: Int64 = 300,
-                        force: Bool) throws -> Outcome {
-        let live = try FleetRegistry(redis: bus.redis).liveFactoryIDs()
-        if kind == .update, !force, let inflight = try bus.inflightUpdate(overlapping: target, liveFactories: live) {
+    /// A target that names no registered factory: almost always a typo, and a mission for it
+    /// would wait in the stream for a factory that never comes.
+    public struct UnregisteredTarget: Error, CustomStringConvertible, Sendable {
+        public let target: MissionTarget
+        /// The ids (or the glob) that match no registered factory.
+        public let unmatched: [String]
+        /// Registered ids closest to what was asked, closest first.
+        public let suggestions: [String]
+        public var description: String {
+            let what = unmatched.count == 1 ? "'\(unmatched[0])' matches" : unmatched.map { "'\($0)'" }.joined(separator: ", ") + " match"
+            let hint = suggestions.isEmpty ? "no factory has registered yet" : "registered: \(suggestions.joined(separator: ", "))"
+            return "\(what) no registered factory (\(hint)); nothing was published. Check the id with `factoryctl status --fleet`, or pass --allow-unregistered for a factory that has not registered yet"
+        }
+    }
+
+    /// A registered factory a target matches, as a dry run lists it.
+    public struct Match: Codable, Sendable, Equatable {
+        public let factoryID: String
+        public let status: String
+        public let stale: Bool
+        public let branch: String?
+        public let commit: String?
+        public let lastSeenSeconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case status, stale, branch, commit
+            case factoryID = "factory_id", lastSeenSeconds = "last_seen_seconds"
+        }
+    }
+
+    /// What a publish would do: the registered factories the target matches (live and stale),
+    /// after the same checks `publish` makes. Writes nothing.
+    public func plan(kind: Mission.Kind, target: MissionTarget, force: Bool, requireRegistered: Bool,
+                     now: Date = Date()) throws -> [Match] {
+        let entries = try FleetRegistry(redis: bus.redis).entries(capabilities: false)
+        if requireRegistered { try Self.checkRegistered(target, registered: entries.map(\.factoryID)) }
+        let matches = entries.filter { target.matches($0.factoryID) }.map { entry in
+            Match(factoryID: entry.factoryID, status: entry.status,
+                  stale: entry.isStale(now: now, after: FleetRegistry.staleAfter), branch: entry.branch, commit: entry.commit,
+                  lastSeenSeconds: max(0, now.timeIntervalSince1970 - entry.lastSeenAt))
+        }
+        if kind == .update, !force,
+           let inflight = try bus.inflightUpdate(overlapping: target, liveFactories: matches.filter { !$0.stale }.map(\.factoryID)) {
             throw Refusal(inflightJobID: inflight)
         }
-        let mission = Mission.make(kind: kind, target: target, branch: branch, timeoutSeconds: timeoutSeconds)
+        return matches
+    }
+
+    /// Every id must be registered; a glob must match one registered id. "Every factory" is
+    /// always allowed (the broadcast the existing HQ sends).
+    public static func checkRegistered(_ target: MissionTarget, registered: [String]) throws(UnregisteredTarget) {
+        let unmatched: [String]
+        switch target {
+        case .all: return
+        case .ids(let ids): unmatched = ids.filter { !registered.contains($0) }
+        case .glob(let pattern): unmatched = registered.contains(where: target.matches) ? [] : [pattern]
+        }
+        guard !unmatched.isEmpty else { return }
+        let probe = unmatched[0]
+        let wanted = probe.lowercased()
+        let scored: [(id: String, distance: Int)] = registered.map { id in
+            (id: id, distance: EditDistance.between(wanted, id.lowercased()))
+        }
+        let ranked = scored.sorted { a, b in a.distance != b.distance ? a.distance < b.distance : a.id < b.id }
+        let suggestions: [String] = ranked.prefix(3).map { $0.id }
+        throw UnregisteredTarget(target: target, unmatched: unmatched, suggestions: suggestions)
+    }
+
+    public func publish(kind: Mission.Kind, target: MissionTarget, branch: String, timeoutSeconds: Int64 = 300,
+                        force: Bool, requireRegistered: Bool = false) throws -> Outcome {
         let now = Date()
+        let matches = try plan(kind: kind, target: target, force: force, requireRegistered: requireRegistered, now: now)
+        let mission = Mission.make(kind: kind, target: target, branch: branch, timeoutSeconds: timeoutSeconds)
         let entryID = try bus.publish(mission, publishedAt: now)
         logger.info("published \(mission.jobID) (\(kind.rawValue), \(target), branch \(branch)) as \(entryID)")
         return Outcome(jobID: mission.jobID, kind: kind.rawValue, branch: branch,
                        targetFactoryID: mission.envelope.context["target_factory_id"]?.string ?? "",
                        targets: target.description, entryID: entryID, stream: bus.stream,
-                       targeted: live.filter(target.matches), publishedAt: now.timeIntervalSince1970)
+                       targeted: matches.filter { !$0.stale }.map(\.factoryID),
+                       skipped: matches.filter(\.stale).map(\.factoryID), publishedAt: now.timeIntervalSince1970)
+    }
+
+    /// Removes a decommissioned factory from the registry. Returns false when it was not there.
+    /// A factory whose consumer still runs registers again at its next heartbeat; the caller says so.
+    public func forget(_ factoryID: String) throws -> Registration? {
+        let registry = FleetRegistry(redis: bus.redis)
+        let existing = try registry.get(factoryID)
+        let removed = try bus.redis.command(["HDEL", FleetRegistry.key, factoryID]).integer ?? 0
+        guard removed > 0 else { return nil }
+        logger.notice("forgot factory \(factoryID)")
+        return existing ?? Registration(factoryID: factoryID, factoryRole: "", registrationStatus: "unknown", capabilities: [],
+                                        version: "", pid: 0, host: "", startedAt: 0, lastSeenAt: 0)
+    }
+
+    /// What `wait` saw happen, as it happens.
+    public enum WaitEvent: Sendable {
+        /// The factory took the mission (its registration says it is updating this job).
+        case updating(String)
+        case result(MissionResult)
+        /// Back after the restart, registered on the new commit.
+        case reregistered(String, commit: String?)
+        /// Registered but not heard from (stale) or shut down (offline) while still owed a result.
+        case unreachable(String, reason: String)
     }
 
     public struct WaitSummary: Codable, Sendable {
@@ -64,10 +155,12 @@ public struct Publisher {
         public let results: [MissionResult]
         public let pending: [String]
         public let timedOut: Bool
+        /// Factories still pending at the end that were stale, offline or gone, and why.
+        public var unreachable: [String: String] = [:]
         public var allSucceeded: Bool { !targeted.isEmpty && pending.isEmpty && results.allSatisfy(\.succeeded) }
 
         enum CodingKeys: String, CodingKey {
-            case targeted, results, pending
+            case targeted, results, pending, unreachable
             case jobID = "job_id", timedOut = "timed_out", allSucceeded = "all_succeeded"
         }
 
@@ -78,6 +171,7 @@ public struct Publisher {
             try c.encode(results.map(\.json), forKey: .results)
             try c.encode(pending, forKey: .pending)
             try c.encode(timedOut, forKey: .timedOut)
+            try c.encode(unreachable, forKey: .unreachable)
             try c.encode(allSucceeded, forKey: .allSucceeded)
         }
 
@@ -88,9 +182,12 @@ public struct Publisher {
             results = try c.decode([JSONValue].self, forKey: .results).compactMap(MissionResult.init(json:))
             pending = try c.decode([String].self, forKey: .pending)
             timedOut = try c.decode(Bool.self, forKey: .timedOut)
+            unreachable = try c.decodeIfPresent([String: String].self, forKey: .unreachable) ?? [:]
         }
 
-        init(jobID: String, targeted: [String], results: [MissionResult], pending: [String], timedOut: Bool) {
+        init(jobID: String, targeted: [String], results: [MissionResult], pending: [String], timedOut: Bool,
+             unreachable: [String: String] = [:]) {
+            self.unreachable = unreachable
             self.jobID = jobID
             self.targeted = targeted
             self.results = results
@@ -100,13 +197,14 @@ public struct Publisher {
     }
 
     /// Follows the job until every targeted factory has reported — and, where the update changed
-    /// the checkout, re-registered on the new commit — or until `timeout`.
+    /// the checkout, re-registered on the new commit — or until `timeout`. `onEvent` hears what
+    /// happens as it happens, including targeted factories that go stale or offline meanwhile.
     ///
     /// Cost per round is O(what changed): results come from the results stream after the last
-    /// entry seen (the job record is read once, at the start), and re-registrations are checked
-    /// with one HMGET of just the factories still restarting.
+    /// entry seen (the job record is read once, at the start), and registrations are checked
+    /// with one HMGET of just the factories still owed something.
     public func wait(for outcome: Outcome, timeout: Double, stop: StopSignal,
-                     onResult: (MissionResult) -> Void = { _ in }) throws -> WaitSummary {
+                     onEvent: (WaitEvent) -> Void = { _ in }) throws -> WaitSummary {
         let deadline = Date().addingTimeInterval(timeout)
         let targeted = Set(outcome.targeted)
         var lastEntry = try bus.lastResultID()
@@ -115,42 +213,71 @@ public struct Publisher {
         /// Reported a changed checkout; waiting for its consumer to come back on the new commit.
         var restarting: [String: (commit: String?, finishedAt: Double)] = [:]
         var awaiting = targeted
+        var updating: Set<String> = []
+        var unreachable: [String: String] = [:]
 
         func take(_ incoming: [MissionResult]) {
             for result in incoming {
                 guard let id = result.factoryID, targeted.contains(id), results[id] == nil else { continue }
                 results[id] = result
                 order.append(id)
-                onResult(result)
                 awaiting.remove(id)
+                unreachable[id] = nil
                 if result.succeeded, result.result["restart_requested"]?.bool == true {
                     restarting[id] = (result.result["to_commit"]?.string, result.result["finished_at"]?.number ?? 0)
+                }
+                onEvent(.result(result))
+            }
+        }
+
+        /// One HMGET of the factories still owed a result or a re-registration.
+        func look() throws {
+            let ids = Array(awaiting.union(restarting.keys)).sorted()
+            guard !ids.isEmpty else { return }
+            let reply = try bus.redis.command(["HMGET", FleetRegistry.key] + ids)
+            let now = Date()
+            for (id, value) in zip(ids, reply.array ?? []) {
+                guard let registration = value.text.flatMap(Registration.init(text:)) else {
+                    if unreachable[id] == nil { unreachable[id] = "no longer registered"; onEvent(.unreachable(id, reason: "no longer registered")) }
+                    continue
+                }
+                if let expected = restarting[id] {
+                    if registration.commit == expected.commit, registration.startedAt >= expected.finishedAt {
+                        restarting[id] = nil
+                        onEvent(.reregistered(id, commit: registration.commit))
+                    }
+                    continue // between its exit and systemd's restart it is briefly offline: expected
+                }
+                if awaiting.contains(id), !updating.contains(id), registration.registrationStatus == "updating",
+                   registration.metadata["current_job_id"]?.string == outcome.jobID {
+                    updating.insert(id)
+                    onEvent(.updating(id))
+                }
+                let reason: String? = registration.isStale(now: now, after: FleetRegistry.staleAfter)
+                    ? "stale: not heard from for \(Int(now.timeIntervalSince1970 - registration.lastSeenAt)) s"
+                    : registration.registrationStatus == "offline" ? "offline: its consumer has stopped" : nil
+                if let reason, unreachable[id] == nil {
+                    unreachable[id] = reason
+                    onEvent(.unreachable(id, reason: reason))
+                } else if reason == nil {
+                    unreachable[id] = nil
                 }
             }
         }
 
         take(try bus.job(outcome.jobID).results)
         while true {
-            if !restarting.isEmpty {
-                let ids = restarting.keys.sorted()
-                let reply = try bus.redis.command(["HMGET", FleetRegistry.key] + ids)
-                for (id, value) in zip(ids, reply.array ?? []) {
-                    guard let registration = value.text.flatMap(Registration.init(text:)),
-                          let expected = restarting[id] else { continue }
-                    if registration.commit == expected.commit, registration.startedAt >= expected.finishedAt {
-                        restarting[id] = nil
-                    }
-                }
-            }
+            try look()
             let pending = outcome.targeted.filter { awaiting.contains($0) || restarting[$0] != nil }
             let timedOut = Date() >= deadline || stop.isSet
             if pending.isEmpty || timedOut {
                 return WaitSummary(jobID: outcome.jobID, targeted: outcome.targeted, results: order.compactMap { results[$0] },
-                                   pending: pending, timedOut: !pending.isEmpty && timedOut)
+                                   pending: pending, timedOut: !pending.isEmpty && timedOut,
+                                   unreachable: unreachable.filter { pending.contains($0.key) })
             }
-            // Wake on the next result (no polling); re-registrations are not on that stream, so
-            // while only those are awaited, look again every 50 ms.
-            let block = awaiting.isEmpty ? 50 : 1000
+            // Wake on the next result (no polling); re-registrations and "updating" are not on that
+            // stream, so look at the registry every 50 ms while restarts are awaited, else every 1 s.
+            let block = restarting.isEmpty ? 1000 : 50
             let remaining = Int(deadline.timeIntervalSinceNow * 1000)
             let read = try bus.readResults(after: lastEntry, jobID: outcome.jobID, blockMilliseconds: max(1, min(block, remaining)))
             lastEntry = read.lastID

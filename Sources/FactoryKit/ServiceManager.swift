@@ -142,6 +142,20 @@ public struct ServiceManager {
         return failed
     }
 
+    /// nil when `systemctl --user` reaches the user's service manager; else systemctl's own words
+    /// ("Failed to connect to bus: No medium found"). Asks for the manager's Version property:
+    /// one D-Bus round trip, and nothing secret in the answer (unlike show-environment).
+    public func unreachableReason() -> String? {
+        do {
+            let result = try runner.run(["systemctl", "--user", "show", "--property=Version"], timeout: 30)
+            if result.succeeded { return nil }
+            let words = result.outputTail.split(separator: "\n").suffix(3).joined(separator: " | ")
+            return words.isEmpty ? result.failureSummary : words
+        } catch {
+            return "\(error)"
+        }
+    }
+
     public func isActive(_ service: String) -> Bool {
         guard let result = try? runner.run(["systemctl", "--user", "is-active", service], timeout: 30) else { return false }
         let state = result.outputTail.trimmed

@@ -123,6 +123,16 @@ public struct UpdatePipeline {
                 throw Stop(failure: .syncUnavailable, message: "\(error); nothing was changed")
             }
         }
+        // The same for --restart: a user manager that cannot be reached (no XDG_RUNTIME_DIR in an
+        // SSH session without lingering) would otherwise be found only after the checkout moved.
+        if request.restart, !request.dryRun {
+            let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
+            if let reason = services.unreachableReason() {
+                let runtime = request.environment["XDG_RUNTIME_DIR"].map { "XDG_RUNTIME_DIR=\($0)" } ?? "XDG_RUNTIME_DIR is not set"
+                throw Stop(failure: .systemdUnavailable,
+                           message: "--restart needs the user's service manager, and systemctl --user cannot reach it: \(reason) (\(runtime)). Usual fixes: `loginctl enable-linger $USER` once (so the manager runs without a login session), and export XDG_RUNTIME_DIR=/run/user/$(id -u) in this shell. Nothing was changed")
+            }
+        }
         GitLibrary.initialize()
         let repository: Repository
         do {

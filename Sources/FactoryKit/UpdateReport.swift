@@ -5,7 +5,7 @@ import Glibc
 import GitKit
 
 /// Why an update failed. Each kind maps to one exit code of `factoryctl update`.
-public enum UpdateFailure: String, Codable, Sendable {
+public enum UpdateFailure: String, Codable, Sendable, CaseIterable {
     case invalidBranch = "invalid_branch"
     case notARepository = "not_a_repository"
     case lockHeld = "lock_held"
@@ -17,6 +17,8 @@ public enum UpdateFailure: String, Codable, Sendable {
     case syncFailed = "sync_failed"
     /// The sync program was not found; checked before anything moved.
     case syncUnavailable = "sync_unavailable"
+    /// `--restart`, but `systemctl --user` cannot reach the user's manager; checked before anything moved.
+    case systemdUnavailable = "systemd_unavailable"
     case serviceInactive = "service_inactive"
     case cancelled = "cancelled"
     case internalError = "internal_error"

@@ -213,6 +213,29 @@ public final class Repository {
         return valid == 1
     }
 
+    /// Local branch names and the branches of `origin` (without the `origin/` prefix), sorted,
+    /// without duplicates: what `update --branch` can be given (for shell completion).
+    public func branchNames() -> [String] {
+        var iterator: OpaquePointer?
+        guard git_branch_iterator_new(&iterator, handle, GIT_BRANCH_ALL) == 0 else { return [] }
+        defer { git_branch_iterator_free(iterator) }
+        var names = Set<String>()
+        var ref: OpaquePointer?
+        var type = GIT_BRANCH_LOCAL
+        while git_branch_next(&ref, &type, iterator) == 0 {
+            defer { git_reference_free(ref) }
+            var name: UnsafePointer<CChar>?
+            guard git_branch_name(&name, ref) == 0, let name else { continue }
+            let text = String(cString: name)
+            if type == GIT_BRANCH_LOCAL {
+                names.insert(text)
+            } else if text.hasPrefix("origin/"), text != "origin/HEAD" {
+                names.insert(String(text.dropFirst("origin/".count)))
+            }
+        }
+        return names.sorted()
+    }
+
     public func remoteURL(_ remote: String) -> String? {
         var pointer: OpaquePointer?
         guard git_remote_lookup(&pointer, handle, remote) == 0 else { return nil }

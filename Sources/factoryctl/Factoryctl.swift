@@ -16,7 +16,8 @@ struct Factoryctl: AsyncParsableCommand {
         A factory is a git checkout of a Python application (managed by uv) running as \
         systemd --user services. `update` pulls and restarts one factory by hand; `publish` \
         puts an update mission on the Redis stream; `consume` runs missions on each factory; \
-        `status` shows the checkout and the fleet; `serve` is HQ's HTTP endpoint.
+        `status` shows the checkout and the fleet; `serve` is HQ's HTTP endpoint; `forget` removes a \
+        decommissioned factory from the registry.
 
         EXIT CODES
           0   success (updated, or already up to date)
@@ -34,7 +35,7 @@ struct Factoryctl: AsyncParsableCommand {
           64  usage error
         """,
         version: version,
-        subcommands: [UpdateCommand.self, PublishCommand.self, ConsumeCommand.self, StatusCommand.self, ServeCommand.self,
+        subcommands: [UpdateCommand.self, PublishCommand.self, ConsumeCommand.self, StatusCommand.self, ServeCommand.self, ForgetCommand.self,
                       FetchHelperCommand.self]
     )
 
@@ -53,6 +54,10 @@ struct Factoryctl: AsyncParsableCommand {
                 try command.run()
             }
         } catch let failure as CommandFailure {
+            ProgressLine.end()
+            if JSONOutput.requested, !JSONOutput.alreadyPrinted {
+                JSONOutput.emitFailure(failure.message.isEmpty ? "failed" : failure.message, exit: failure.code.rawValue)
+            }
             if !failure.message.isEmpty {
                 // Under the journal, an error line carries its priority like the log lines do.
                 let priority = JournalLogHandler.stderrIsJournal(environment: ProcessInfo.processInfo.environment) ? "<3>" : ""
@@ -60,6 +65,11 @@ struct Factoryctl: AsyncParsableCommand {
             }
             Glibc.exit(failure.code.rawValue)
         } catch {
+            // Usage errors too are one object on stdout for a --json caller (help is not an error).
+            let code = exitCode(for: error)
+            if JSONOutput.requested, !JSONOutput.alreadyPrinted, code != .success {
+                JSONOutput.emitFailure(fullMessage(for: error).trimmed, exit: code.rawValue)
+            }
             exit(withError: error)
         }
     }

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Dispatch
 import FactoryBasics
 import Glibc
+import Synchronization
 
 struct PublishCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,12 +15,16 @@ struct PublishCommand: ParsableCommand {
         job_id, idempotency_key, envelope). Every factory's consumer sees it and acts if targeted. \
         Only FACTORY_ROLE=HEADQUARTERS may publish. An update for a target that already has one \
         in flight (not yet reported by every targeted factory, and within its timeout) is refused \
-        unless --force.
+        unless --force. An id, or a glob, that matches no registered factory is refused (exit 8, \
+        nothing written, the closest registered ids named) unless --allow-unregistered. With \
+        --wait, progress goes to stderr as it happens: received, each result, each factory back \
+        on its new commit, and targeted factories that are stale or offline.
 
         Examples:
           factoryctl publish update                            # every factory, branch main
           factoryctl publish update --target eu-1 --target eu-2 --branch release
           factoryctl publish update --target 'eu-*' --wait --timeout 600
+          factoryctl publish update --target 'eu-*' --dry-run     # who would get it
           factoryctl publish pause --target eu-1
           factoryctl publish resume --target eu-1
         """
@@ -35,10 +40,12 @@ struct PublishCommand: ParsableCommand {
     @Argument(help: "update, pause or resume.")
     var action: Action
 
-    @Option(name: .long, help: ArgumentHelp("A factory id, or one glob such as 'eu-*' (repeatable; default: every factory).", valueName: "id"))
+    @Option(name: .long, help: ArgumentHelp("A factory id, or one glob such as 'eu-*' (repeatable; default: every factory).", valueName: "id"),
+            completion: .custom(Completions.factoryIDs))
     var target: [String] = []
 
-    @Option(name: [.short, .long], help: ArgumentHelp("Branch for an update.", valueName: "name"))
+    @Option(name: [.short, .long], help: ArgumentHelp("Branch for an update.", valueName: "name"),
+            completion: .custom(Completions.branches))
     var branch = "main"
 
     @Flag(name: .long, help: "Publish even if an update for these targets is in flight.")
@@ -56,7 +63,13 @@ struct PublishCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("With --wait: give up after this many seconds.", valueName: "seconds"))
     var timeout: Double = 600
 
-    @Flag(name: .long, help: "Print JSON instead of text.")
+    @Flag(name: [.customShort("n"), .long], help: "List the registered factories the target matches; publish nothing.")
+    var dryRun = false
+
+    @Flag(name: .long, help: "Publish for ids (or a glob) that match no registered factory (one that has not registered yet).")
+    var allowUnregistered = false
+
+    @Flag(name: .long, help: "Print one JSON object instead of text.")
     var json = false
 
     func validate() throws {
@@ -70,6 +83,7 @@ struct PublishCommand: ParsableCommand {
         guard (1...86_400).contains(missionTimeout) else { throw ValidationError("--mission-timeout must be 1...86400 seconds") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         if let maxLength, maxLength < 100 { throw ValidationError("--max-length must be at least 100") }
+        if dryRun && wait { throw ValidationError("use --dry-run or --wait, not both") }
     }
 
     func run() throws {
@@ -83,14 +97,17 @@ struct PublishCommand: ParsableCommand {
         let bus = try redis.bus(environment, maxLength: maxLength)
         let publisher = Publisher(bus: bus, logger: logger)
         let kind: Mission.Kind = switch action { case .update: .update; case .pause: .pause; case .resume: .resume }
+        let target = try MissionTarget(arguments: target)
+        if dryRun { return try showPlan(publisher, kind: kind, target: target) }
         let outcome: Publisher.Outcome
         do {
-            let target = try MissionTarget(arguments: target)
             outcome = try withRedis("publish") {
                 try publisher.publish(kind: kind, target: target, branch: branch,
-                                      timeoutSeconds: Int64(missionTimeout), force: force)
+                                      timeoutSeconds: Int64(missionTimeout), force: force, requireRegistered: !allowUnregistered)
             }
         } catch let refusal as Publisher.Refusal {
+            throw CommandFailure(code: .refused, message: refusal.description)
+        } catch let refusal as Publisher.UnregisteredTarget {
             throw CommandFailure(code: .refused, message: refusal.description)
         }
         if !wait {
@@ -98,21 +115,94 @@ struct PublishCommand: ParsableCommand {
             return
         }
         if !json { say(outcome.jobID) }
-        let progress: (MissionResult) -> Void = { result in
-            guard !json else { return }
-            let r = result.result
-            let commits = "\(r["from_commit"]?.string?.prefix(7) ?? "?") → \(r["to_commit"]?.string?.prefix(7) ?? "?")"
-            StandardStream.error("  \(result.factoryID ?? "?"): \(result.status) \(commits)\(result.error.map { " (\($0))" } ?? "")\n")
+        let progress = WaitProgress(total: outcome.targeted.count, enabled: !json)
+        if !json {
+            for id in outcome.skipped { StandardStream.error("  \(id): stale, not waited for\n") }
+            StandardStream.error("  waiting for \(outcome.targeted.count) factor\(outcome.targeted.count == 1 ? "y" : "ies")\n")
         }
         let summary = try withRedis("wait for results") {
-            try publisher.wait(for: outcome, timeout: timeout, stop: StopSignal(), onResult: progress)
+            try publisher.wait(for: outcome, timeout: timeout, stop: StopSignal(), onEvent: progress.show)
         }
-        if json { try printJSON(summary) } else { PublishSummaryText(summary: summary).lines.forEach(say) }
-        if summary.targeted.isEmpty {
-            throw CommandFailure(code: .timedOut, message: json ? "" : "no live registered factory matches \(outcome.targets); nothing to wait for")
+        let (status, message): (ExitStatus, String?) =
+            if summary.targeted.isEmpty { (.timedOut, "no live registered factory matches \(outcome.targets); nothing to wait for") }
+            else if summary.timedOut { (.timedOut, "timed out waiting for \(summary.pending.joined(separator: ", "))") }
+            else if !summary.allSucceeded { (.failedUnchanged, "some factories failed") }
+            else { (.success, nil) }
+        if json { try printJSON(summary, exit: status, error: message) } else { PublishSummaryText(summary: summary).lines.forEach(say) }
+        if let message { throw CommandFailure(code: status, message: message) }
+    }
+
+    private func showPlan(_ publisher: Publisher, kind: Mission.Kind, target: MissionTarget) throws {
+        let matches: [Publisher.Match]
+        do {
+            matches = try withRedis("read the fleet registry") {
+                try publisher.plan(kind: kind, target: target, force: force, requireRegistered: !allowUnregistered)
+            }
+        } catch let refusal as Publisher.Refusal {
+            throw CommandFailure(code: .refused, message: refusal.description)
+        } catch let refusal as Publisher.UnregisteredTarget {
+            throw CommandFailure(code: .refused, message: refusal.description)
         }
-        if summary.timedOut { throw CommandFailure(code: .timedOut, message: json ? "" : "timed out waiting for \(summary.pending.joined(separator: ", "))") }
-        if !summary.allSucceeded { throw CommandFailure(code: .failedUnchanged, message: json ? "" : "some factories failed") }
+        if json {
+            try printJSON(PublishPlan(kind: kind.rawValue, branch: branch, targets: target.description, dryRun: true, matches: matches))
+            return
+        }
+        let live = matches.filter { !$0.stale }.count
+        say("Would publish \(kind.rawValue)\(kind == .update ? " of \(branch)" : "") for \(target): \(matches.count) registered factor\(matches.count == 1 ? "y matches" : "ies match") (\(live) live)")
+        let rows = matches.map { match in
+            [match.factoryID, match.stale ? "\(match.status) (stale)" : match.status, match.branch ?? "-",
+             match.commit.map { String($0.prefix(7)) } ?? "-"]
+        }
+        if !rows.isEmpty { sayAll(render([["FACTORY", "STATUS", "BRANCH", "COMMIT"]] + rows)) }
+        say("Dry run: nothing was published")
+    }
+}
+
+/// `publish --dry-run --json`.
+struct PublishPlan: Encodable {
+    let kind: String
+    let branch: String
+    let targets: String
+    let dryRun: Bool
+    let matches: [Publisher.Match]
+
+    enum CodingKeys: String, CodingKey {
+        case kind, branch, targets, matches
+        case dryRun = "dry_run"
+    }
+}
+
+/// `publish --wait` progress on stderr, one line per event, with what is still pending.
+final class WaitProgress: Sendable {
+    let total: Int
+    let enabled: Bool
+    private let done = Mutex(Set<String>())
+
+    init(total: Int, enabled: Bool) {
+        self.total = total
+        self.enabled = enabled
+    }
+
+    func show(_ event: Publisher.WaitEvent) {
+        guard enabled else { return }
+        let line: String
+        switch event {
+        case .updating(let id):
+            line = "\(id): received, updating"
+        case .result(let result):
+            let r = result.result
+            let commits = "\(r["from_commit"]?.string?.prefix(7) ?? "?") → \(r["to_commit"]?.string?.prefix(7) ?? "?")"
+            let restarting = result.succeeded && r["restart_requested"]?.bool == true
+            if !restarting { done.withLock { _ = $0.insert(result.factoryID ?? "?") } }
+            line = "\(result.factoryID ?? "?"): \(result.status) \(commits)\(result.error.map { " (\($0))" } ?? "")\(restarting ? ", restarting" : "")"
+        case .reregistered(let id, let commit):
+            done.withLock { _ = $0.insert(id) }
+            line = "\(id): back, registered on \(commit.map { String($0.prefix(7)) } ?? "?")"
+        case .unreachable(let id, let reason):
+            line = "\(id): \(reason)"
+        }
+        let pending = total - done.withLock { $0.count }
+        StandardStream.error("  \(line) (\(pending) pending)\n")
     }
 }
 
@@ -126,7 +216,7 @@ struct PublishSummaryText {
             let to = r["to_commit"]?.string?.prefix(7) ?? "?"
             lines.append("\(result.factoryID ?? "?"): \(result.status) at \(to)\(result.error.map { " — \($0)" } ?? "")")
         }
-        for id in summary.pending { lines.append("\(id): no result") }
+        for id in summary.pending { lines.append("\(id): no result\(summary.unreachable[id].map { " (\($0))" } ?? "")") }
         if summary.targeted.isEmpty { lines.append("No live registered factory matches the target.") }
         lines.append(summary.allSucceeded && !summary.timedOut ? "All \(summary.targeted.count) targeted factories succeeded" : "Not every targeted factory succeeded")
         return lines

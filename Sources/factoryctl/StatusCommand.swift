@@ -103,7 +103,7 @@ extension StatusCommand {
         let entries = try withRedis("read the fleet registry") { try FleetRegistry(redis: bus.redis).entries(capabilities: json) }
         let now = Date()
         let rows = entries.map { FleetRow(entry: $0, now: now) }
-        if json { try printJSON(rows); return }
+        if json { try printJSON(FleetStatus(factories: rows)); return }
         if rows.isEmpty { say("No factory has registered yet."); return }
         let header = ["FACTORY", "STATUS", "BRANCH", "COMMIT", "LAST SEEN", "LAST JOB", "RESULT", "FACTORYCTL"]
         let table = rows.map { row in
@@ -120,14 +120,14 @@ extension StatusCommand {
             (try bus.job(jobID), try FleetRegistry(redis: bus.redis).liveFactoryIDs())
         }
         let pending = record.pending(among: live)
+        let unknown = "no record of job \(jobID) (unknown, or older than 7 days)"
         if json {
             try printJSON(JobStatus(jobID: jobID, known: record.known,
-                                    meta: record.meta, results: record.results.map(\.json), pending: pending))
-            return
+                                    meta: record.meta, results: record.results.map(\.json), pending: pending),
+                          exit: record.known ? .success : .failedUnchanged, error: record.known ? nil : unknown)
         }
-        guard record.known else {
-            throw CommandFailure(code: .failedUnchanged, message: "no record of job \(jobID) (unknown, or older than 7 days)")
-        }
+        guard record.known else { throw CommandFailure(code: .failedUnchanged, message: unknown) }
+        if json { return }
         if let meta = record.meta {
             say("Job \(jobID): \(meta["kind"]?.string ?? "?") branch \(meta["branch"]?.string ?? "?") for \(record.target?.description ?? "?")")
         }
@@ -220,6 +220,11 @@ struct FleetRow: Encodable {
         case factoryID = "factory_id", lastSeenAt = "last_seen_at", lastSeenSeconds = "last_seen_seconds"
         case lastJobID = "last_job_id", lastJobStatus = "last_job_status"
     }
+}
+
+/// `status --fleet --json`: one object, the rows under `factories`.
+struct FleetStatus: Encodable {
+    let factories: [FleetRow]
 }
 
 struct JobStatus: Encodable {

@@ -41,7 +41,8 @@ struct UpdateCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var directory: FactoryDirectoryOption
 
-    @Option(name: [.short, .long], help: ArgumentHelp("The branch to update to.", valueName: "name"))
+    @Option(name: [.short, .long], help: ArgumentHelp("The branch to update to.", valueName: "name"),
+            completion: .custom(Completions.branches))
     var branch = "main"
 
     @Flag(name: .long, help: "Restart the services afterwards and check they are active.")
@@ -123,17 +124,15 @@ struct UpdateCommand: ParsableCommand {
         let report = pipeline.run()
         meter.finish()
 
+        var status = ExitStatus(report)
+        if status == .success, exitCode, !report.changed, !report.dryRun { status = .upToDate }
         if json {
-            try printJSON(report)
+            try printJSON(report, exit: status)
         } else {
             UpdateSummary(report: report).lines.forEach(say)
         }
-        let status = ExitStatus(report)
         if status != .success {
-            throw CommandFailure(code: status, message: json ? "" : report.error ?? "update failed")
-        }
-        if exitCode, !report.changed, !report.dryRun {
-            throw CommandFailure(code: .upToDate, message: "")
+            throw CommandFailure(code: status, message: status == .upToDate ? "" : report.error ?? "update failed")
         }
     }
 }
@@ -141,7 +140,6 @@ struct UpdateCommand: ParsableCommand {
 /// Fetch progress on a terminal; silent otherwise (never in logs).
 final class ProgressMeter {
     let enabled: Bool
-    private var shown = false
     private var lastPercent = -1
 
     init(enabled: Bool) { self.enabled = enabled }
@@ -151,14 +149,12 @@ final class ProgressMeter {
         let percent = progress.receivedObjects * 100 / progress.totalObjects
         guard percent != lastPercent else { return }
         lastPercent = percent
-        shown = true
         let kib = progress.receivedBytes / 1024
-        StandardStream.error(
-            "\rReceiving objects: \(percent)% (\(progress.receivedObjects)/\(progress.totalObjects)), \(kib) KiB")
+        ProgressLine.write("Receiving objects: \(percent)% (\(progress.receivedObjects)/\(progress.totalObjects)), \(kib) KiB")
     }
 
     func finish() {
-        if shown { StandardStream.error("\n") }
+        ProgressLine.end()
     }
 }
 

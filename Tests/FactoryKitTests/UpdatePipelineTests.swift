@@ -355,6 +355,7 @@ import TestSupport
         #expect(report.succeeded, "\(report.error ?? "")")
         #expect(report.restarted)
         #expect(FakeSystemctl.calls(world.systemctlState) == [
+            "--user show --property=Version", // the pre-check: the user manager answers
             "--user restart app-a", "--user restart app-b", "--user show --property=Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic app-a", "--user show --property=Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic app-b",
         ])
     }
@@ -375,7 +376,7 @@ import TestSupport
         try expectSame(world.checkoutSnapshot(), before, exactIndex: false)
         #expect(world.protectedSnapshot() == protected)
         #expect(FakeSystemctl.calls(world.systemctlState) == [
-            "--user restart app", "--user show --property=Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic app", "--user restart app", "--user show --property=Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic app",
+            "--user show --property=Version", "--user restart app", "--user show --property=Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic app", "--user restart app", "--user show --property=Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic app",
         ])
     }
 

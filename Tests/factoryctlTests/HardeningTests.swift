@@ -252,7 +252,7 @@ import TestSupport
     @Test func aFailedXADDLeavesNoPhantomJobInFlight() throws {
         let fleet = try FleetWorld()
         try fleet.redis.cli(["SET", "ua:missions:delegation", "not a stream"])
-        let failed = try fleet.factoryctl(["publish", "update", "--target", "f-1"])
+        let failed = try fleet.factoryctl(["publish", "update", "--target", "f-1", "--allow-unregistered"])
         #expect(failed.status != 0)
         #expect(failed.stderr.contains("WRONGTYPE"), "\(failed.stderr)")
         #expect(try fleet.redis.cli(["EXISTS", "factoryctl:inflight"]) == "0")
