@@ -51,13 +51,17 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
     /// A rollback to `from` has begun (or could not restore the environment). `phase` keeps the
     /// furthest step the forward update reached, which says what a repair must redo.
     public var rollingBack = false
+    /// The rollback put the code back (HEAD, branch, index, work tree at `from`); only the
+    /// environment is still owed. A repair then must not check anything out: the operator may
+    /// have edited files since, and the preflight judges those, not a forced checkout.
+    public var codeRestored: Bool?
     /// The process group of the sync this update started (ended by a recovery if still alive).
     public var childGroup: Int32?
     public var childProgram: String?
 
     enum CodingKeys: String, CodingKey {
         case phase, pid, from, to, branch, sync, restart, services
-        case rollingBack = "rolling_back"
+        case rollingBack = "rolling_back", codeRestored = "code_restored"
         case childGroup = "child_group", childProgram = "child_program"
         case startedAt = "started_at", jobID = "job_id", previousBranch = "previous_branch"
         case branchTipBefore = "branch_tip_before"

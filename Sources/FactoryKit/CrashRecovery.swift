@@ -87,7 +87,41 @@ extension UpdatePipeline {
             throw Stop(failure: .rollbackFailed, message: "the record of an interrupted update (\(who)) has no starting commit; check `git status` and remove \(ApplyJournal.path(gitDirectory: gitDirectory)) by hand")
         }
         let interruptedTarget = journal.to.flatMap(ObjectID.init(hex:))
-        logger.warning("an update (\(who)) was interrupted during \(journal.stage) (\(from.short) → \(interruptedTarget?.short ?? "?")); putting \(from.short) back")
+        if journal.codeRestored == true {
+            logger.warning("an update (\(who)) rolled back to \(from.short) but could not restore its environment; syncing it now")
+        } else {
+            logger.warning("an update (\(who)) was interrupted during \(journal.stage) (\(from.short) → \(interruptedTarget?.short ?? "?")); putting \(from.short) back")
+        }
+        if journal.codeRestored != true {
+            try restoreCode(repository, journal, from: from, interruptedTarget: interruptedTarget, who: who)
+        }
+        var done = journal.codeRestored == true ? [] : ["restored \(from.short)"]
+        if journal.sync, journal.phase >= .syncing {
+            let result = runSync(withinDeadline: false, journalIn: gitDirectory, for: from)
+            guard result.ok else {
+                throw Stop(failure: .rollbackFailed, message: "undid an interrupted update (\(who)) back to \(from.short), but re-syncing its environment failed: \(result.message). Run `factoryctl update` again once the sync works")
+            }
+            done.append("re-synced the environment")
+        }
+        if journal.restart, journal.phase >= .restarting {
+            let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
+            let inactive = services.restart(journal.services, settle: request.settleSeconds)
+            done.append(inactive.isEmpty ? "restarted \(journal.services.joined(separator: ", "))"
+                                         : "restarted, but not active: \(inactive.joined(separator: ", "))")
+        }
+        ApplyJournal.remove(gitDirectory: gitDirectory)
+        let restored = journal.codeRestored != true
+        let message = restored
+            ? "undid an update interrupted during \(journal.stage) (\(who), \(from.short) → \(interruptedTarget?.short ?? "?")): \(done.joined(separator: ", "))\(locksNote)"
+            : "finished the rollback of an earlier update (\(who), \(from.short) → \(interruptedTarget?.short ?? "?")) that could not restore its environment: \(done.isEmpty ? "nothing left to do" : done.joined(separator: ", "))\(locksNote)"
+        logger.notice("\(message)")
+        return Recovery(journal: journal, message: message, restoredCode: restored)
+    }
+
+    /// Puts the code back at `from` (files with the interrupted target as the baseline, so files
+    /// it half-wrote are its own), then the branch and HEAD.
+    private func restoreCode(_ repository: Repository, _ journal: ApplyJournal, from: ObjectID,
+                             interruptedTarget: ObjectID?, who: String) throws {
         do {
             try repository.checkoutTree(of: from, force: true, baseline: interruptedTarget)
             if let previous = journal.previousBranch {
@@ -106,23 +140,5 @@ extension UpdatePipeline {
         } catch {
             throw Stop(failure: .rollbackFailed, message: "could not undo an interrupted update (\(who)) back to \(from.short): \(error). The checkout needs attention: check `git status`")
         }
-        var done = ["restored \(from.short)"]
-        if journal.sync, journal.phase >= .syncing {
-            let result = runSync(withinDeadline: false, journalIn: gitDirectory, for: from)
-            guard result.ok else {
-                throw Stop(failure: .rollbackFailed, message: "undid an interrupted update (\(who)) back to \(from.short), but re-syncing its environment failed: \(result.message). Run `factoryctl update` again once the sync works")
-            }
-            done.append("re-synced the environment")
-        }
-        if journal.restart, journal.phase >= .restarting {
-            let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
-            let inactive = services.restart(journal.services, settle: request.settleSeconds)
-            done.append(inactive.isEmpty ? "restarted \(journal.services.joined(separator: ", "))"
-                                         : "restarted, but not active: \(inactive.joined(separator: ", "))")
-        }
-        ApplyJournal.remove(gitDirectory: gitDirectory)
-        let message = "undid an update interrupted during \(journal.stage) (\(who), \(from.short) → \(interruptedTarget?.short ?? "?")): \(done.joined(separator: ", "))\(locksNote)"
-        logger.notice("\(message)")
-        return Recovery(journal: journal, message: message, restoredCode: true)
     }
 }

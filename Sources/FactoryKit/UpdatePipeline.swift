@@ -498,6 +498,10 @@ public struct UpdatePipeline {
             throw Stop(failure: .rollbackFailed,
                        message: "\(reason); rolling back to \(report.shortFrom ?? "?") FAILED: \(error). The checkout needs attention: check `git status` and run `factoryctl update` again")
         }
+        if journal != nil {
+            journal!.codeRestored = true
+            try? journal!.write(gitDirectory: rollback.repository.gitDirectory)
+        }
         report.rolledBack = true
         report.attempted = report.to
         report.to = report.from

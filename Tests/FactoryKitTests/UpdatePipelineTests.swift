@@ -338,7 +338,7 @@ import TestSupport
             $0.restart = true
         }
         #expect(next.succeeded, "\(next.error ?? "")")
-        #expect(next.recovery?.contains("rolling back after syncing") == true, "\(next.recovery ?? "none")")
+        #expect(next.recovery?.contains("finished the rollback of an earlier update") == true, "\(next.recovery ?? "none")")
         #expect(next.recovery?.contains("re-synced the environment") == true, "\(next.recovery ?? "none")")
         // The dead-ended run never reached its restart, so the repair restarts nothing.
         #expect(next.recovery?.contains("restarted") == false, "\(next.recovery ?? "none")")
