@@ -12,6 +12,7 @@ packages=(libgit2-dev libhiredis-dev redis-server git pkg-config ca-certificates
           procps                         # pgrep: the hung-fetch and crash tests
           libcurl4-openssl-dev           # curl.h for the HQ POST (libcurl itself is loaded on first use)
           dpkg-dev lintian openssl       # scripts/package.sh and check-package.sh
+          man-db                         # man -l: the man page renders without warnings (DocsTests)
           hyperfine)                     # scripts/bench.sh
 command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)  # systemd-analyze verify for the unit test
 missing=()

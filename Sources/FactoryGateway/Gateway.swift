@@ -81,7 +81,30 @@ public struct Gateway: Sendable {
                                  availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections)),
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch let error as IOError where [EADDRINUSE, EACCES, EADDRNOTAVAIL].contains(error.errnoCode) {
+            throw ListenError(host: configuration.host, port: configuration.port, errno: error.errnoCode)
+        }
+    }
+
+    /// The address could not be listened on: in use, not permitted, or not on this machine.
+    public struct ListenError: Error, CustomStringConvertible, Sendable {
+        public let host: String
+        public let port: Int
+        public let errno: Int32
+
+        public var description: String {
+            let address = "\(host):\(port)"
+            switch errno {
+            case EADDRINUSE:
+                return "address already in use: another process is listening on \(address) (find it with `ss -ltnp 'sport = :\(port)'`, stop it, or pass another --port)"
+            case EACCES:
+                return "not permitted to listen on \(address) (ports below 1024 need privileges; pick --port 1024 or above)"
+            default:
+                return "cannot listen on \(address): no such address on this machine (check --host)"
+            }
+        }
     }
 
     /// Each connection is a descriptor: lift the soft limit (often 1,024) toward the hard one.

@@ -28,10 +28,12 @@ struct Factoryctl: AsyncParsableCommand {
           5   the remote could not be fetched
           6   needs attention: rolling back failed, or services still not active after it
           7   Redis is unavailable
-          8   refused (role may not publish, or an update is already in flight)
+          8   refused (role may not publish or forget, an update is already in flight, or the
+              target matches no registered factory)
           9   timed out waiting for results (or no live factory to wait for)
           10  consume: exited after applying an update so systemd restarts it
           11  update --exit-code: already up to date, nothing changed
+          12  serve: cannot listen on the address (in use, or not permitted)
           64  usage error
         """,
         version: version,
@@ -76,7 +78,7 @@ struct Factoryctl: AsyncParsableCommand {
 }
 
 /// The exit codes of factoryctl (documented in `--help`, the man page and the README).
-enum ExitStatus: Int32 {
+enum ExitStatus: Int32, CaseIterable {
     case success = 0
     case failedUnchanged = 1
     case rolledBack = 2
@@ -89,6 +91,7 @@ enum ExitStatus: Int32 {
     case timedOut = 9
     case restartRequested = 10
     case upToDate = 11
+    case cannotListen = 12
     case usage = 64
 
     init(_ report: UpdateReport) {

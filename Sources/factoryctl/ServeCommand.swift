@@ -31,8 +31,9 @@ struct ServeCommand: AsyncParsableCommand {
         at once.
 
         Publishing routes need FACTORY_ROLE=HEADQUARTERS (else 403). The server refuses \
-        to start without UA_OPS_TOKEN unless --insecure-no-auth. SIGTERM shuts down \
-        gracefully.
+        to start without UA_OPS_TOKEN unless --insecure-no-auth, and with a token shorter than \
+        16 characters (exit 64). An address it cannot listen on (in use, not permitted) exits \
+        12; the unit does not restart on 64 or 12. SIGTERM shuts down gracefully.
 
         Example:
           UA_OPS_TOKEN=... FACTORY_ROLE=HEADQUARTERS factoryctl serve --port 8080
@@ -54,6 +55,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Serve /api/v1/ without a token (never on a reachable address).")
     var insecureNoAuth = false
 
+    /// Shorter tokens are refused: 16 random characters is the least worth guarding an API with.
+    static let minimumTokenLength = 16
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
     }
@@ -69,6 +73,10 @@ struct ServeCommand: AsyncParsableCommand {
         if configuration.opsToken == nil && !insecureNoAuth {
             throw CommandFailure(code: .usage, message: "UA_OPS_TOKEN is not set: refusing to serve /api/v1/ without a token (pass --insecure-no-auth to do it anyway)")
         }
+        if let token = configuration.opsToken, token.utf8.count < Self.minimumTokenLength {
+            // Never echo the token itself, not even its length beyond "too short".
+            throw CommandFailure(code: .usage, message: "UA_OPS_TOKEN is shorter than \(Self.minimumTokenLength) characters: refusing a token that can be guessed. Generate one with `openssl rand -hex 32`")
+        }
         if insecureNoAuth {
             logger.critical("INSECURE: --insecure-no-auth given: /api/v1/ routes accept requests WITHOUT a token")
         }
@@ -77,8 +85,12 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let gateway = Gateway(configuration: configuration, bus: try redis.bus(environment), logger: logger)
         let address = configuration.host
-        try await gateway.run { boundPort in
-            logger.notice("listening on \(address):\(boundPort)")
+        do {
+            try await gateway.run { boundPort in
+                logger.notice("listening on \(address):\(boundPort)")
+            }
+        } catch let error as Gateway.ListenError {
+            throw CommandFailure(code: .cannotListen, message: "\(error)")
         }
     }
 }

@@ -37,9 +37,37 @@ import TestSupport
     @Test func everyExitCodeIsDocumentedInHelpAndReadme() throws {
         let help = Factoryctl.helpMessage()
         let readme = try String(contentsOfFile: Package.root + "/README.md", encoding: .utf8)
-        for code in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 64] {
+        for code in ExitStatus.allCases.map(\.rawValue) {
             #expect(help.contains("\n  \(code) ") || help.contains(" \(code)  "), "exit code \(code) missing from --help")
             #expect(readme.contains("| \(code) |"), "exit code \(code) missing from README")
         }
+    }
+
+    @Test func manPageHasTheRealSectionsAndRendersWithoutWarnings() throws {
+        let page = try String(contentsOfFile: Package.root + "/man/factoryctl.1", encoding: .utf8)
+        for fragment in ["man/sections.mdoc", "man/examples.mdoc"] {
+            let text = try String(contentsOfFile: Package.root + "/" + fragment, encoding: .utf8)
+            #expect(page.contains(text), "\(fragment) changed since man/factoryctl.1 was generated: run scripts/generate-docs.sh")
+        }
+        let order = [".Sh DESCRIPTION", ".Sh ENVIRONMENT", ".Sh FILES", ".Sh \"EXIT STATUS\"", ".Sh EXAMPLES", ".Sh SEE ALSO", ".Sh AUTHORS"]
+        let positions = order.map { page.range(of: $0)?.lowerBound }
+        #expect(positions.allSatisfy { $0 != nil }, "sections missing")
+        #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "mdoc section order")
+        #expect(!page.contains(".Ex -std"), "the generic exit status line is replaced by the table")
+        // The EXIT STATUS table is the real one: every code, each once.
+        let exitSection = page.components(separatedBy: ".Sh \"EXIT STATUS\"").last?.components(separatedBy: ".Sh EXAMPLES").first ?? ""
+        let listed = exitSection.split(separator: "\n").filter { $0.hasPrefix(".It ") }.map { String($0.dropFirst(4)) }
+        #expect(listed == ExitStatus.allCases.map { String($0.rawValue) }, "\(listed)")
+        // Every environment variable the code reads is in ENVIRONMENT.
+        let environment = page.components(separatedBy: ".Sh ENVIRONMENT").last?.components(separatedBy: ".Sh FILES").first ?? ""
+        let sources = try Command.check(["grep", "-rhoE", #"(self|environment|env|values)\["[A-Z][A-Z0-9_]+"\]"#, Package.root + "/Sources"])
+        let names = Set(sources.split(separator: "\n").compactMap { $0.split(separator: "\"").dropFirst().first.map(String.init) })
+        #expect(names.count > 20)
+        for name in names.subtracting(["HOME", "PATH"]) {
+            #expect(environment.contains("Ev \(name)"), "\(name) is read by the code but not in the man page's ENVIRONMENT")
+        }
+        // `man -l` renders it without a warning (groff's -w too).
+        let man = try Command.run(["sh", "-c", "MANWIDTH=80 man --warnings -l '\(Package.root)/man/factoryctl.1' 2>&1 >/dev/null"])
+        #expect(man.status == 0 && man.stdout.isEmpty, "man warnings: \(man.stdout)")
     }
 }

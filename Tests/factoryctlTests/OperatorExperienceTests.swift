@@ -245,3 +245,39 @@ enum JSONDoc {
         }
     }
 }
+
+@Suite struct ServeRefusalTests {
+    var environment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["FACTORY_ROLE"] = "HEADQUARTERS"
+        env["UA_REDIS_URL"] = "unix:///nonexistent/redis.sock"
+        return env
+    }
+
+    @Test func aShortTokenIsRefusedWithoutEchoingIt() throws {
+        var env = environment
+        env["UA_OPS_TOKEN"] = "short-secret-15"
+        let result = try Command.run([Package.factoryctl, "serve", "--port", "0"], environment: env)
+        #expect(result.status == 64)
+        #expect(result.stderr.contains("shorter than 16 characters") && !result.stderr.contains("short-secret-15"), "\(result.stderr)")
+    }
+
+    @Test func anAddressInUseIsSaidInPlainWordsAndExits12() throws {
+        // Something else holds a port.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        holder.arguments = ["python3", "-c", "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)"]
+        let pipe = Pipe()
+        holder.standardOutput = pipe
+        try holder.run()
+        defer { kill(holder.processIdentifier, SIGKILL); holder.waitUntilExit() }
+        let port = String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(Int(port) != nil)
+        var env = environment
+        env["UA_OPS_TOKEN"] = String(repeating: "k", count: 32)
+        let result = try Command.run([Package.factoryctl, "serve", "--port", port], environment: env)
+        #expect(result.status == 12)
+        #expect(result.stderr.contains("address already in use: another process is listening on 127.0.0.1:\(port)"), "\(result.stderr)")
+        #expect(!result.stderr.contains("errno"), "\(result.stderr)")
+    }
+}

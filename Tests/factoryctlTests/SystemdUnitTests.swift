@@ -23,4 +23,13 @@ import TestSupport
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "warnings: \(result.stderr)")
     }
+
+    @Test func unitsRequireTheirEnvironmentFileAndDoNotRestartOnUsageOrBindErrors() throws {
+        for (name, file) in [("factoryctl-consume.service", "env"), ("factoryctl-serve.service", "serve.env")] {
+            let unit = try String(contentsOfFile: Package.root + "/deploy/" + name, encoding: .utf8)
+            #expect(unit.contains("\nEnvironmentFile=%h/.config/factoryctl/\(file)\n"), "\(name): required, without '-'")
+        }
+        let serve = try String(contentsOfFile: Package.root + "/deploy/factoryctl-serve.service", encoding: .utf8)
+        #expect(serve.contains("\nRestartPreventExitStatus=64 12\n"))
+    }
 }
