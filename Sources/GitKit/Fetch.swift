@@ -1,6 +1,7 @@
 import CGit2
 import FoundationEssentials
 import FactoryBasics
+import Glibc
 
 /// Progress of a fetch, as libgit2 reports it.
 public struct FetchProgress: Sendable {
@@ -49,6 +50,8 @@ final class FetchContext {
     var triedToken = false
     var triedUsername = false
     var lastCredentialError: String?
+    /// An SSH host key that known_hosts did not vouch for (libgit2 then refuses the connection).
+    var refusedHostKey: SSHHostKey?
 
     init(options: FetchOptions) {
         self.options = options
@@ -60,15 +63,35 @@ final class FetchContext {
         remainingKeyFiles = keys.filter { FileManager.default.isReadableFile(atPath: $0) }
     }
 
+    /// Whether a process accepts connections on the ssh-agent socket at `path`.
+    static func agentAnswers(at path: String) -> Bool {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard path.utf8.count < capacity else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in path.utf8.enumerated() { buffer[index] = byte }
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
+    }
+
     /// Picks the next credential to offer; nil when nothing is left to try.
     func credential(url: String, usernameFromURL: String?, allowed: UInt32) -> UnsafeMutablePointer<git_credential>? {
         let env = options.environment
         let user = usernameFromURL ?? env["FACTORYCTL_GIT_USERNAME"] ?? "git"
         var out: UnsafeMutablePointer<git_credential>?
         if allowed & GIT_CREDENTIAL_SSH_KEY.rawValue != 0 {
-            if !triedAgent, env["SSH_AUTH_SOCK"] != nil {
+            // A stale agent socket (tmux or screen after a reconnect) makes libssh2's agent
+            // attempt fail with an error that ends authentication, not just this credential:
+            // offer the agent only when something answers on its socket.
+            if !triedAgent, let socket = env["SSH_AUTH_SOCK"], !socket.isEmpty {
                 triedAgent = true
-                if git_credential_ssh_key_from_agent(&out, user) == 0 { return out }
+                if Self.agentAnswers(at: socket), git_credential_ssh_key_from_agent(&out, user) == 0 { return out }
             }
             while !remainingKeyFiles.isEmpty {
                 let key = remainingKeyFiles.removeFirst()
@@ -141,10 +164,89 @@ extension Repository {
             context.options.activity?()
             return context.options.shouldCancel?() == true ? -1 : 0
         }
+        fetchOptions.callbacks.certificate_check = { cert, valid, host, payload in
+            // Only notes an SSH host key that known_hosts does not vouch for; the decision stays
+            // libgit2's (GIT_PASSTHROUGH), and TLS certificates are left alone entirely.
+            guard let cert, let payload, valid == 0, cert.pointee.cert_type == GIT_CERT_HOSTKEY_LIBSSH2 else { return GIT_PASSTHROUGH.rawValue }
+            let context = Unmanaged<FetchContext>.fromOpaque(payload).takeUnretainedValue()
+            let hostkey = UnsafeRawPointer(cert).assumingMemoryBound(to: git_cert_hostkey.self).pointee
+            context.refusedHostKey = SSHHostKey(host: host.map { String(cString: $0) } ?? "?", hostkey)
+            return GIT_PASSTHROUGH.rawValue
+        }
         fetchOptions.prune = GIT_FETCH_PRUNE_UNSPECIFIED
         fetchOptions.update_fetchhead = 1
 
         let code = withExtendedLifetime(context) { git_remote_fetch(remote, nil, &fetchOptions, "fetch") }
+        if code < 0, let key = context.refusedHostKey {
+            let url = git_remote_url(remote).map { String(cString: $0) } ?? ""
+            throw GitError(operation: "fetch \(name)", code: code, errorClass: Int32(GIT_ERROR_SSH.rawValue),
+                           message: key.refusal(url: url, environment: options.environment))
+        }
         try check(code, "fetch \(name)")
+    }
+}
+
+/// An SSH server's host key, as libgit2 shows it to the certificate callback.
+struct SSHHostKey {
+    let host: String
+    /// OpenSSH's name for the key type ("ssh-ed25519").
+    let type: String
+    /// "SHA256:<base64 without padding>", as `ssh-keygen -l` prints it.
+    let fingerprint: String?
+
+    init(host: String, _ key: git_cert_hostkey) {
+        self.host = host
+        type = switch key.raw_type {
+        case GIT_CERT_SSH_RAW_TYPE_RSA: "ssh-rsa"
+        case GIT_CERT_SSH_RAW_TYPE_DSS: "ssh-dss"
+        case GIT_CERT_SSH_RAW_TYPE_KEY_ECDSA_256: "ecdsa-sha2-nistp256"
+        case GIT_CERT_SSH_RAW_TYPE_KEY_ECDSA_384: "ecdsa-sha2-nistp384"
+        case GIT_CERT_SSH_RAW_TYPE_KEY_ECDSA_521: "ecdsa-sha2-nistp521"
+        case GIT_CERT_SSH_RAW_TYPE_KEY_ED25519: "ssh-ed25519"
+        default: "an unknown key type"
+        }
+        if key.type.rawValue & GIT_CERT_SSH_SHA256.rawValue != 0 {
+            let bytes = withUnsafeBytes(of: key.hash_sha256) { Array($0) }
+            var text = Data(bytes).base64EncodedString()
+            while text.hasSuffix("=") { text.removeLast() }
+            fingerprint = "SHA256:" + text
+        } else {
+            fingerprint = nil
+        }
+    }
+
+    /// The port from an ssh:// URL (22 for scp-like `user@host:path`).
+    static func port(inURL url: String) -> Int {
+        guard url.lowercased().hasPrefix("ssh://") || url.contains("+ssh://") || url.hasPrefix("ssh+git://") else { return 22 }
+        guard let scheme = url.firstRange(of: "://") else { return 22 }
+        let rest = url[scheme.upperBound...]
+        let authority = rest.prefix { $0 != "/" }
+        let hostPort = authority.split(separator: "@").last.map(String.init) ?? String(authority)
+        if hostPort.hasPrefix("["), let close = hostPort.firstIndex(of: "]") {
+            let after = hostPort[hostPort.index(after: close)...]
+            return after.hasPrefix(":") ? Int(after.dropFirst()) ?? 22 : 22
+        }
+        guard let colon = hostPort.lastIndex(of: ":") else { return 22 }
+        return Int(hostPort[hostPort.index(after: colon)...]) ?? 22
+    }
+
+    /// What to tell the operator: which host, which key, whether known_hosts has another key for
+    /// it (changed: maybe an attack) or none (unknown), and the command that would add it.
+    func refusal(url: String, environment: [String: String]) -> String {
+        let port = Self.port(inURL: url)
+        let name = port == 22 ? host : "[\(host)]:\(port)"
+        let knownHosts = homeDirectory(environment: environment) + "/.ssh/known_hosts"
+        let lines = (try? String(contentsOfFile: knownHosts, encoding: .utf8))?.split(separator: "\n") ?? []
+        let namesHost = lines.contains { line in
+            let patterns = line.split(separator: " ").first?.split(separator: ",") ?? []
+            return patterns.contains { $0 == name }
+        }
+        let hashed = lines.contains { $0.hasPrefix("|1|") }
+        let state = namesHost
+            ? "has CHANGED: \(knownHosts) lists another key for \(name). It may be a man-in-the-middle attack, or the server was reinstalled; do not trust the new key until you have checked it with the server's administrator"
+            : hashed ? "is not in \(knownHosts) (or it is listed with another key under a hashed name)"
+            : "is unknown: \(knownHosts) has no entry for \(name)"
+        let scan = port == 22 ? "ssh-keyscan -t \(type) \(host)" : "ssh-keyscan -t \(type) -p \(port) \(host)"
+        return "the SSH host key of \(name) (\(type) \(fingerprint ?? "fingerprint unavailable")) \(state). Nothing was fetched. Once you have verified that fingerprint out of band, add the key with: \(scan) >> ~/.ssh/known_hosts"
     }
 }

@@ -49,9 +49,61 @@ struct SSHFetchTests {
         try ssh.trust(hostKeyPublic: String(contentsOfFile: ssh.directory.join("impostor.pub"), encoding: .utf8))
         let changed = try run(world, ssh)
         #expect(changed.status == 5)
-        #expect(changed.stderr.contains("hostkey"))
+        // The host, the key type, the fingerprint as ssh-keygen prints it, and how to add it.
+        let fingerprint = try Command.check(["ssh-keygen", "-l", "-E", "sha256", "-f", ssh.directory.join("host_key.pub")])
+            .split(separator: " ")[1]
+        let name = "[127.0.0.1]:\(ssh.port)"
+        #expect(changed.stderr.contains("the SSH host key of \(name) (ssh-ed25519 \(fingerprint)) has CHANGED"), "\(changed.stderr)")
+        #expect(changed.stderr.contains("ssh-keyscan -t ssh-ed25519 -p \(ssh.port) 127.0.0.1 >> ~/.ssh/known_hosts"), "\(changed.stderr)")
         try FileManager.default.removeItem(atPath: ssh.home + "/.ssh/known_hosts")
-        #expect(try run(world, ssh).status == 5, "an unknown host is refused too")
+        let unknown = try run(world, ssh)
+        #expect(unknown.status == 5, "an unknown host is refused too")
+        #expect(unknown.stderr.contains("(ssh-ed25519 \(fingerprint)) is unknown"), "\(unknown.stderr)")
         #expect(try world.checkoutSnapshot() == before)
+        // Following the advice works (here the key is the real one).
+        try Command.check(["sh", "-c", "ssh-keyscan -t ssh-ed25519 -p \(ssh.port) 127.0.0.1 >> '\(ssh.home)/.ssh/known_hosts' 2>/dev/null"])
+        #expect(try run(world, ssh).status == 0)
+    }
+
+    /// tmux/screen after a reconnect: SSH_AUTH_SOCK names a socket nobody listens on (or that is
+    /// gone). The agent attempt fails; the key files are still tried.
+    @Test func aStaleAgentSocketFallsBackToKeyFiles() throws {
+        let world = try GitWorld()
+        let ssh = try SSHServer()
+        try world.git(["remote", "set-url", "origin", ssh.url(forRepository: world.origin)], in: world.factory)
+        let dead = ssh.directory.join("agent.sock")
+        try Command.check(["python3", "-c", "import socket; s = socket.socket(socket.AF_UNIX); s.bind('\(dead)'); s.close()"])
+        #expect(FileManager.default.fileExists(atPath: dead), "a socket file with no listener")
+        let first = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let refused = try run(world, ssh, extra: ["SSH_AUTH_SOCK": dead])
+        #expect(refused.status == 0, "\(refused.stderr)")
+        #expect(try world.head(world.factory) == first)
+        let second = try world.pushUpstream(["app.py": "print('v3')\n"], message: "v3")
+        let gone = try run(world, ssh, extra: ["SSH_AUTH_SOCK": ssh.directory.join("no-such-agent.sock")])
+        #expect(gone.status == 0, "\(gone.stderr)")
+        #expect(try world.head(world.factory) == second)
+    }
+
+    @Test func aLiveAgentIsStillUsedFirst() throws {
+        let world = try GitWorld()
+        let ssh = try SSHServer()
+        try world.git(["remote", "set-url", "origin", ssh.url(forRepository: world.origin)], in: world.factory)
+        let socket = ssh.directory.join("agent.sock")
+        // In the foreground (-D), as our child, stopped by its pid at the end.
+        let agent = Process()
+        agent.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-agent")
+        agent.arguments = ["-D", "-a", socket]
+        agent.standardOutput = FileHandle.nullDevice
+        agent.standardError = FileHandle.nullDevice
+        try agent.run()
+        defer { kill(agent.processIdentifier, SIGKILL); agent.waitUntilExit() }
+        #expect(eventually(timeout: 10) { FileManager.default.fileExists(atPath: socket) })
+        try Command.check(["ssh-add", "-q", ssh.home + "/.ssh/id_ed25519"], environment: ["SSH_AUTH_SOCK": socket, "PATH": "/usr/bin:/bin"])
+        // The key files are gone: only the agent can authenticate.
+        try FileManager.default.removeItem(atPath: ssh.home + "/.ssh/id_ed25519")
+        let target = try world.pushUpstream(["app.py": "print('via agent')\n"], message: "via agent")
+        let result = try run(world, ssh, extra: ["SSH_AUTH_SOCK": socket])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try world.head(world.factory) == target)
     }
 }
