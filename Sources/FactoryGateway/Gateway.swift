@@ -308,8 +308,8 @@ public struct Gateway: Sendable {
 
     func fleetPage() async throws -> Response {
         do {
-            let all = try await redis.run { bus in try FleetRegistry(redis: bus.redis).all() }
-            let html = FleetPage(registrations: all, now: Date()).html
+            let overview = try await redis.run { bus in try FleetOverview.read(bus) }
+            let html = FleetPage(overview: overview, now: Date()).html
             return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
                             body: .init(byteBuffer: ByteBuffer(string: html)))
         } catch {

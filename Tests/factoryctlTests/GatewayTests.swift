@@ -31,7 +31,7 @@ final class GatewayProcess: @unchecked Sendable {
         var json: [String: Any]? { try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] }
     }
 
-    func request(_ method: String, _ path: String, body: String? = nil, token: String? = "test-ops-token") throws -> Reply {
+    func request(_ method: String, _ path: String, body: String? = nil, token: String? = "test-ops-token-0123") throws -> Reply {
         // --path-as-is: send dot segments and slashes exactly as written.
         var argv = ["curl", "-s", "-S", "--path-as-is", "-X", method, "-w", "\n%{http_code}", "--max-time", "10"]
         if let token { argv += ["-H", "x-ua-ops-token: \(token)"] }
@@ -46,7 +46,7 @@ final class GatewayProcess: @unchecked Sendable {
 @Suite struct GatewayTests {
     func environment(_ fleet: FleetWorld, role: String = "HEADQUARTERS") -> [String: String] {
         var env = fleet.environment
-        env["UA_OPS_TOKEN"] = "test-ops-token"
+        env["UA_OPS_TOKEN"] = "test-ops-token-0123"
         env["FACTORY_ROLE"] = role
         return env
     }
@@ -62,7 +62,7 @@ final class GatewayProcess: @unchecked Sendable {
         let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
 
         // Exactly the documented curl call.
-        let curl = try Command.run(["curl", "-s", "-X", "POST", "-H", "x-ua-ops-token: test-ops-token",
+        let curl = try Command.run(["curl", "-s", "-X", "POST", "-H", "x-ua-ops-token: test-ops-token-0123",
                                     "-H", "Content-Type: application/json", "-d", #"{"branch": "main"}"#,
                                     "http://127.0.0.1:\(server.port)/api/v1/ops/factory/update"])
         let reply = try JSONSerialization.jsonObject(with: Data(curl.stdout.utf8)) as? [String: Any]
@@ -80,7 +80,7 @@ final class GatewayProcess: @unchecked Sendable {
         let results = job.json?["results"] as? [[String: Any]]
         #expect(results?.first?["status"] as? String == "SUCCESS")
         #expect((results?.first?["result"] as? [String: Any])?["to_commit"] as? String == target)
-        #expect(!server.process.output.contains("test-ops-token"), "the token never reaches the log")
+        #expect(!server.process.output.contains("test-ops-token-0123"), "the token never reaches the log")
         #expect(server.process.output.contains("POST /api/v1/ops/factory/update 200"))
     }
 
@@ -92,7 +92,7 @@ final class GatewayProcess: @unchecked Sendable {
                       ("GET", "/api/v1/ops/factory/jobs/update-000000000000"), ("POST", "/api/v1/factory/registrations"),
                       ("GET", "/api/v1/factory/registrations")]
         for (method, path) in routes {
-            for token in [nil, "wrong", "test-ops-token-longer", ""] as [String?] {
+            for token in [nil, "wrong", "test-ops-token-0123-longer", ""] as [String?] {
                 let reply = try server.request(method, path, body: method == "POST" ? "{}" : nil, token: token)
                 #expect(reply.status == 401, "\(method) \(path) with \(token ?? "no token")")
                 #expect(reply.json?["error"] as? String == "missing or invalid x-ua-ops-token")
@@ -158,7 +158,7 @@ final class GatewayProcess: @unchecked Sendable {
         defer { server.process.stop() }
         let bodyFile = fleet.world.directory.join("bad-utf8.json")
         try Data(#"{"branch": "ma"#.utf8 + [0xFF, 0xFE] + #"in"}"#.utf8).write(to: URL(fileURLWithPath: bodyFile))
-        let raw = try Command.run(["curl", "-s", "-X", "POST", "-w", "\n%{http_code}", "-H", "x-ua-ops-token: test-ops-token",
+        let raw = try Command.run(["curl", "-s", "-X", "POST", "-w", "\n%{http_code}", "-H", "x-ua-ops-token: test-ops-token-0123",
                                    "--data-binary", "@" + bodyFile, "http://127.0.0.1:\(server.port)/api/v1/ops/factory/update"])
         #expect(raw.stdout.hasSuffix("\n400"), "\(raw.stdout)")
         #expect(raw.stdout.contains("invalid UTF-8"))
@@ -312,14 +312,45 @@ final class GatewayProcess: @unchecked Sendable {
         try fleet.redis.cli(["HSET", "factoryctl:registry", "old-1", stale])
         let page = try server.request("GET", "/", token: nil)
         #expect(page.status == 200)
-        #expect(page.body.contains("<td>f-1</td>"))
+        #expect(page.body.contains("<td data-label=\"Factory\">f-1</td>"))
         #expect(page.body.contains(String(try fleet.world.head(fleet.world.factory).prefix(7))))
         #expect(page.body.contains("stale"))
         #expect(page.body.contains("http-equiv=\"refresh\""))
         #expect(!page.body.contains("src=\"http") && !page.body.contains("href=\"http"), "no external assets")
-        for secret in ["test-ops-token", "secret-token", "postgres://"] {
+        for secret in ["test-ops-token-0123", "secret-token", "postgres://"] {
             #expect(!page.body.contains(secret), "the public page shows no secret (\(secret))")
         }
+    }
+
+    @Test func fleetPageShowsTheWantedCommitWhoIsBehindWhyAJobFailedAndLinksTheJob() throws {
+        let fleet = try FleetWorld(factories: ["f-1", "f-2"])
+        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        defer { server.process.stop() }
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        var failing = fleet.environment
+        failing["UA_FACTORY_SYNC_COMMAND"] = try fleet.world.script("bad-sync", "echo 'resolver <b>exploded</b>' >&2\nexit 1\n")
+        let failingEnvironment = failing
+        try supervisor.supervise("f-1") { try fleet.consumer("f-1", ["--no-sync"]) }
+        try supervisor.supervise("f-2") { try fleet.consumer("f-2", environment: failingEnvironment) }
+        #expect(try fleet.waitUntilRegistered("f-1") && fleet.waitUntilRegistered("f-2"))
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let waited = try fleet.factoryctl(["publish", "update", "--wait", "--timeout", "60", "--log-level", "error"])
+        #expect(waited.status == 1, "f-2 fails: \(waited.stderr)")
+        let job = waited.stdout.split(separator: "\n").first.map(String.init) ?? ""
+        #expect(eventually { (try? fleet.registration("f-2"))?["last_job_status"] as? String == "FAILED" })
+        #expect(eventually { (try? fleet.registration("f-1"))?["commit"] as? String == target })
+        let page = try server.request("GET", "/", token: nil)
+        #expect(page.status == 200)
+        let short = String(target.prefix(7))
+        #expect(page.body.contains("main: <code>\(short)</code> (from <a href=\"#job-\(job)\">\(job)</a>)"), "\(page.body)")
+        #expect(page.body.contains("1 behind"))
+        #expect(page.body.contains("<span class=\"behind\" title=\"HQ wants \(short)\">behind</span>"))
+        #expect(page.body.contains("sync_failed"), "why the job failed")
+        #expect(page.body.contains("resolver &lt;b&gt;exploded&lt;/b&gt;") && !page.body.contains("<b>exploded"), "escaped")
+        #expect(page.body.contains("<a href=\"#job-\(job)\">") && page.body.contains("<section class=\"job\" id=\"job-\(job)\">"))
+        #expect(page.body.contains("@media (max-width: 640px)"), "a narrow layout")
+        for secret in ["test-ops-token-0123", "secret-token", "postgres://"] { #expect(!page.body.contains(secret)) }
     }
 
     @Test func consumerPostsItsRegistrationToHQWithTheOpsToken() throws {
@@ -332,7 +363,7 @@ final class GatewayProcess: @unchecked Sendable {
         defer { server.process.stop() }
         var factoryEnvironment = fleet.environment
         factoryEnvironment["UA_HQ_BASE_URL"] = "http://127.0.0.1:\(server.port)"
-        factoryEnvironment["UA_OPS_TOKEN"] = "test-ops-token"
+        factoryEnvironment["UA_OPS_TOKEN"] = "test-ops-token-0123"
         factoryEnvironment["UA_FACTORY_CAPABILITIES"] = "gpu, delegation_redis"
         let consumer = try fleet.consumer("f-1", environment: factoryEnvironment)
         defer { consumer.stop() }
