@@ -93,7 +93,7 @@ struct FleetPage {
                 <td data-label="Result" class="\(result.succeeded ? "ok" : "bad")">\(result.status)</td>\
                 <td data-label="Outcome">\(escape(r["outcome"]?.string ?? "—"))</td>\
                 <td data-label="Commits"><code>\(escape(from))</code> → <code>\(escape(to))</code></td>\
-                <td data-label="Why">\(escape(Self.shorten(reason)))</td></tr>
+                <td data-label="Why" class="why">\(escape(Self.shorten(reason)))</td></tr>
                 """
             }.joined(separator: "\n")
             let table = record.results.isEmpty ? "<p class=\"empty\">No factory has reported yet.</p>" : """
@@ -179,7 +179,8 @@ struct FleetPage {
         small.reason { display: block; font-weight: normal; color: #5b6572; white-space: normal; max-width: 28rem; overflow-wrap: anywhere; }
         section.job { margin: 1rem 0; }
         section.job p { margin: .1rem 0 .4rem; color: #5b6572; }
-        table.results td { overflow-wrap: anywhere; }
+        table.results td { white-space: nowrap; }
+        table.results td.why { white-space: normal; overflow-wrap: anywhere; width: 100%; }
         .empty, .error { padding: 1rem; background: #fff; }
         .error { color: #a11d1a; }
         /* Narrow screens (a phone, a split terminal): each row becomes a card of label: value lines. */
@@ -188,7 +189,8 @@ struct FleetPage {
           table, thead, tbody, tr, th, td { display: block; width: auto; }
           thead { display: none; }
           tr { margin: 0 0 .75rem; border: 1px solid #e6e9ee; background: #fff; }
-          table.fleet td, td { white-space: normal; overflow-wrap: anywhere; border: 0; padding: .2rem .6rem; }
+          table.fleet td, table.results td, td { white-space: normal; overflow-wrap: anywhere; border: 0; padding: .2rem .6rem; }
+          table.results td.why { width: auto; }
           td::before { content: attr(data-label) ": "; color: #5b6572; font-size: .8rem; }
           table { box-shadow: none; background: transparent; }
         }
