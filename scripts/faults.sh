@@ -206,6 +206,8 @@ wait_for() { # timeout seconds, command... (the command is run again on every tr
     return 1
 }
 job_results() { rcli XRANGE ua:missions:delegation:results - + | grep -cx "$1"; }
+# Publishes pass --allow-unregistered: a Redis restarted without persistence has lost the registry
+# until the consumer registers again, and these scenarios test crash safety, not the target check.
 hq() { FACTORY_ROLE=HEADQUARTERS UA_REDIS_URL="unix://$REDIS_SOCK" "$BIN" "$@"; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null; }
@@ -222,7 +224,7 @@ scenario_kill_consume() {
     wait_for 30 registered_as f-1 registration_status online
     local t0 total
     push_commits "$w" 3 warm
-    t0=$(now_ms); hq publish update --target f-1 --force --wait --timeout 60 >/dev/null 2>&1; total=$(( $(now_ms) - t0 ))
+    t0=$(now_ms); hq publish update --target f-1 --force --allow-unregistered --wait --timeout 60 >/dev/null 2>&1; total=$(( $(now_ms) - t0 ))
     # Kills land within the pipeline's own run (pickup to done), measured on the warm-up mission.
     local window; window=$(tail -1 "$w/factory/.git/factoryctl/history.jsonl" | python3 -c "import json,sys; print(int(json.load(sys.stdin)['duration_ms']) + 20)")
     for i in $(seq 1 "$runs"); do
@@ -230,7 +232,7 @@ scenario_kill_consume() {
         push_commits "$w" 3 "c$i"
         local target job delay
         target=$(git -C "$w/origin.git" rev-parse main)
-        job=$(hq publish update --target f-1 --force --log-level error)
+        job=$(hq publish update --target f-1 --force --allow-unregistered --log-level error)
         delay=$(rand_ms "$window")
         if [ $((i % 2)) -eq 0 ]; then
             # Half the kills land inside the pipeline: from the moment its intent record appears.
@@ -277,7 +279,7 @@ scenario_redis_restart() {
         push_commits "$w" 1 "redis$i"
         local target job
         target=$(git -C "$w/origin.git" rev-parse main)
-        job=$(hq publish update --target f-1 --force --log-level error)   # published while Redis is up
+        job=$(hq publish update --target f-1 --force --allow-unregistered --log-level error)   # published while Redis is up
         stop_redis "$w/redis"
         sleep_ms "$(rand_ms 1500)"
         local restarted; restarted=$(now_ms)
@@ -363,7 +365,7 @@ PY
     rcli --pipe < "$w/hostile.resp" > "$w/pipe.log" 2>&1
     push_commits "$w" 1 valid
     local target; target=$(git -C "$w/origin.git" rev-parse main)
-    local job; job=$(hq publish update --target f-1 --force --log-level error)
+    local job; job=$(hq publish update --target f-1 --force --allow-unregistered --log-level error)
     local peak=0 rss
     while [ "$(now_ms)" -lt $(( t0 + 300000 )) ]; do
         rss=$(hwm_kb "$(cat "$WORK/consumer-f-1.pid")"); [ -n "$rss" ] && [ "$rss" -gt "$peak" ] && peak=$rss
