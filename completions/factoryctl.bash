@@ -186,9 +186,9 @@ _factoryctl() {
 
 _factoryctl_update() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --restart -n --dry-run --no-sync --exit-code --force-sync --wait-lock --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --allow-rewind --restart -n --dry-run --no-sync --exit-code --force-sync --wait-lock --json --version -h --help)
     repeating_options=(--service)
-    non_repeating_options=(--log-level --factory-dir -b --branch --settle --fetch-timeout)
+    non_repeating_options=(--log-level --factory-dir -b --branch --commit --settle --fetch-timeout)
     __factoryctl_offer_flags_options 0
 
     # Offer option value completions
@@ -205,6 +205,9 @@ _factoryctl_update() {
         __factoryctl_add_completions -W "$(__factoryctl_custom_complete ---completion update -- --branch "${COMP_CWORD}" "$(__factoryctl_cursor_index_in_current_word)")"
         return
         ;;
+    '--commit')
+        return
+        ;;
     '--service')
         return
         ;;
@@ -219,9 +222,9 @@ _factoryctl_update() {
 
 _factoryctl_publish() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --force --wait -n --dry-run --allow-unregistered --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --allow-rewind --force --wait -n --dry-run --allow-unregistered --json --version -h --help)
     repeating_options=(--target)
-    non_repeating_options=(--log-level --redis-url --stream -b --branch --mission-timeout --max-length --timeout)
+    non_repeating_options=(--log-level --redis-url --stream -b --branch --commit --mission-timeout --max-length --timeout)
     __factoryctl_offer_flags_options 1
 
     # Offer option value completions
@@ -242,6 +245,9 @@ _factoryctl_publish() {
         ;;
     '-b'|'--branch')
         __factoryctl_add_completions -W "$(__factoryctl_custom_complete ---completion publish -- --branch "${COMP_CWORD}" "$(__factoryctl_cursor_index_in_current_word)")"
+        return
+        ;;
+    '--commit')
         return
         ;;
     '--mission-timeout')

@@ -37,6 +37,7 @@ const git_error * git_error_last(void) { FORWARD(git_error_last) return fn(); }
 int git_error_set_str(int error_class, const char *string) { FORWARD(git_error_set_str) return fn(error_class, string); }
 int git_fetch_options_init(git_fetch_options *opts, unsigned int version) { FORWARD(git_fetch_options_init) return fn(opts, version); }
 int git_graph_ahead_behind(size_t *ahead, size_t *behind, git_repository *repo, const git_oid *local, const git_oid *upstream) { FORWARD(git_graph_ahead_behind) return fn(ahead, behind, repo, local, upstream); }
+int git_graph_descendant_of(git_repository *repo, const git_oid *commit, const git_oid *ancestor) { FORWARD(git_graph_descendant_of) return fn(repo, commit, ancestor); }
 void git_index_conflict_iterator_free(git_index_conflict_iterator *iterator) { FORWARD(git_index_conflict_iterator_free) fn(iterator); }
 int git_index_conflict_iterator_new(git_index_conflict_iterator **iterator_out, git_index *index) { FORWARD(git_index_conflict_iterator_new) return fn(iterator_out, index); }
 int git_index_conflict_next(const git_index_entry **ancestor_out, const git_index_entry **our_out, const git_index_entry **their_out, git_index_conflict_iterator *iterator) { FORWARD(git_index_conflict_next) return fn(ancestor_out, our_out, their_out, iterator); }

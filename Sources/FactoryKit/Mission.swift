@@ -208,15 +208,31 @@ public struct Mission: Sendable, Equatable {
     public var target: MissionTarget
     /// Update missions: the branch to update to.
     public var branch: String
+    /// Update missions: the exact commit to move to (`commit` in the context, a full lowercase
+    /// hex id), instead of whatever the branch's tip is when the factory fetches.
+    public var commit: String?
+    /// Update missions: moving to older code (or past a force-push) is allowed (`allow_rewind`).
+    public var allowRewind = false
 
     public var jobID: String { envelope.jobID }
 
+    /// A full commit id as missions carry it: 40 lowercase hex digits.
+    public static func isCommitID(_ text: String) -> Bool {
+        text.utf8.count == 40 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+
     /// The envelope the existing HQ sends for an update (`update-<12 hex>`, priority 10, 300 s, no retries).
-    public static func make(kind: Kind, target: MissionTarget, branch: String = "main", timeoutSeconds: Int64 = 300) -> Mission {
+    public static func make(kind: Kind, target: MissionTarget, branch: String = "main", timeoutSeconds: Int64 = 300,
+                            commit: String? = nil, allowRewind: Bool = false) -> Mission {
         let prefix = switch kind { case .update: "update"; case .pause: "pause"; case .resume: "resume" }
         let jobID = MissionID.make(prefix: prefix)
         var context: [String: JSONValue] = ["mission_kind": .string(kind.rawValue)]
-        if kind == .update { context["branch"] = .string(branch) }
+        if kind == .update {
+            context["branch"] = .string(branch)
+            // Additive: consumers that do not know these keys ignore them.
+            if let commit { context["commit"] = .string(commit) }
+            if allowRewind { context["allow_rewind"] = .bool(true) }
+        }
         context.merge(target.contextFields) { $1 }
         let task = switch kind {
         case .update: "Update factory to latest code"
@@ -227,7 +243,12 @@ public struct Mission: Sendable, Equatable {
         envelope.priority = 10
         envelope.timeoutSeconds = timeoutSeconds
         envelope.maxRetries = 0
-        return Mission(envelope: envelope, kind: kind, target: target, branch: branch)
+        var mission = Mission(envelope: envelope, kind: kind, target: target, branch: branch)
+        if kind == .update {
+            mission.commit = commit
+            mission.allowRewind = allowRewind
+        }
+        return mission
     }
 
     /// What a stream entry is.
@@ -257,7 +278,20 @@ public struct Mission: Sendable, Equatable {
             }
             branch = name
         }
-        return .mission(Mission(envelope: envelope, kind: kind, target: target, branch: branch))
+        var mission = Mission(envelope: envelope, kind: kind, target: target, branch: branch)
+        if kind == .update {
+            if let value = envelope.context["commit"], value != .null {
+                guard let commit = value.string, isCommitID(commit) else {
+                    throw .malformed("payload.context.commit must be a full commit id (40 lowercase hex digits)")
+                }
+                mission.commit = commit
+            }
+            if let value = envelope.context["allow_rewind"], value != .null {
+                guard let allow = value.bool else { throw .malformed("payload.context.allow_rewind must be true or false") }
+                mission.allowRewind = allow
+            }
+        }
+        return .mission(mission)
     }
 }
 

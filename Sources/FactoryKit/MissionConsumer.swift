@@ -372,6 +372,8 @@ public final class MissionConsumer {
         try register()
 
         var pipeline = makePipeline(branch: mission.branch)
+        pipeline.request.commit = mission.commit.flatMap(ObjectID.init(hex:))
+        pipeline.request.allowRewind = mission.allowRewind
         pipeline.request.deadline = receivedAt.addingTimeInterval(Double(mission.envelope.timeoutSeconds))
         pipeline.request.jobID = mission.jobID
         // The registry keeps hearing from this factory ("updating") while a long sync runs.
@@ -429,6 +431,8 @@ public final class MissionConsumer {
             "from": report.from.map(JSONValue.string) ?? .null,
             "to": report.to.map(JSONValue.string) ?? .null,
             "attempted": report.attempted.map(JSONValue.string) ?? .null,
+            "upstream": report.upstream.map(JSONValue.string) ?? .null,
+            "pinned": report.pinned.map(JSONValue.string) ?? .null,
             "needs_attention": .bool(!(report.inactiveAfterRollback ?? []).isEmpty || report.failure == .rollbackFailed),
             "changed": .bool(report.changed),
             "rolled_back": .bool(report.rolledBack),

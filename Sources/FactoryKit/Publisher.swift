@@ -29,10 +29,14 @@ public struct Publisher {
         public let targeted: [String]
         /// Registered factories the target matches that are stale: not waited for.
         public var skipped: [String] = []
+        /// The commit the mission pins, if any.
+        public var commit: String?
+        public var allowRewind = false
         public let publishedAt: Double
 
         enum CodingKeys: String, CodingKey {
-            case kind, branch, targets, stream, targeted, skipped
+            case kind, branch, targets, stream, targeted, skipped, commit
+            case allowRewind = "allow_rewind"
             case jobID = "job_id", targetFactoryID = "target_factory_id", entryID = "entry_id", publishedAt = "published_at"
         }
     }
@@ -113,20 +117,23 @@ public struct Publisher {
     }
 
     public func publish(kind: Mission.Kind, target: MissionTarget, branch: String, timeoutSeconds: Int64 = 300,
-                        force: Bool, requireRegistered: Bool = false) throws -> Outcome {
+                        force: Bool, requireRegistered: Bool = false, commit: String? = nil, allowRewind: Bool = false) throws -> Outcome {
         let now = Date()
         let matches = try plan(kind: kind, target: target, force: force, requireRegistered: requireRegistered, now: now)
-        let mission = Mission.make(kind: kind, target: target, branch: branch, timeoutSeconds: timeoutSeconds)
+        let mission = Mission.make(kind: kind, target: target, branch: branch, timeoutSeconds: timeoutSeconds,
+                                   commit: commit, allowRewind: allowRewind)
         let entryID = try bus.publish(mission, publishedAt: now)
         logger.info("published \(mission.jobID) (\(kind.rawValue), \(target), branch \(branch)) as \(entryID)")
         return Outcome(jobID: mission.jobID, kind: kind.rawValue, branch: branch,
                        targetFactoryID: mission.envelope.context["target_factory_id"]?.string ?? "",
                        targets: target.description, entryID: entryID, stream: bus.stream,
                        targeted: matches.filter { !$0.stale }.map(\.factoryID),
-                       skipped: matches.filter(\.stale).map(\.factoryID), publishedAt: now.timeIntervalSince1970)
+                       skipped: matches.filter(\.stale).map(\.factoryID), commit: mission.commit,
+                       allowRewind: mission.allowRewind, publishedAt: now.timeIntervalSince1970)
     }
 
-    /// Removes a decommissioned factory from the registry. Returns false when it was not there.
+    /// Removes a decommissioned factory from the registry: its registration as it was, nil when it
+    /// was not there.
     /// A factory whose consumer still runs registers again at its next heartbeat; the caller says so.
     public func forget(_ factoryID: String) throws -> Registration? {
         let registry = FleetRegistry(redis: bus.redis)

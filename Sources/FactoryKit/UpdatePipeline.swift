@@ -30,6 +30,10 @@ public struct UpdateRequest: Sendable {
     /// Whole-update deadline (the mission's `timeout_seconds`); nil for none.
     public var deadline: Date?
     public var jobID: String?
+    /// Move exactly to this commit (it must be on origin's branch), not to the branch's tip.
+    public var commit: ObjectID?
+    /// Allow moving to older code, or past a force-push that dropped commits this factory runs.
+    public var allowRewind = false
     /// Environment for credentials and child processes.
     public var environment: [String: String] = ProcessInfo.processInfo.environment
     /// Record the outcome in `.git/factoryctl/history.jsonl`.
@@ -195,6 +199,18 @@ public struct UpdatePipeline {
         }
         try checkCancelled()
 
+        report.pinned = request.commit?.hex
+        // Dedupe by version: pinned to the commit the branch already runs, nothing to fetch.
+        if let pinned = request.commit, case .branch(let name, let commit) = original, name == branch, commit == pinned {
+            logger.info("already at the pinned commit \(pinned.short)")
+            report.upstream = pinned.hex
+            report.integration = .upToDate
+            report.status = .success
+            return
+        }
+        // origin's branch before the fetch: what this factory last knew as upstream.
+        let originBefore = try repository.resolve(reference: "refs/remotes/\(remote)/\(branch)")
+
         // 3. Fetch. The record lets a later run remove lock files a killed fetch leaves behind.
         let startedAt = report.startedAt
         var journal = ApplyJournal(phase: .fetch, startedAt: startedAt, branch: branch, jobID: request.jobID)
@@ -204,18 +220,26 @@ public struct UpdatePipeline {
         try checkCancelled()
 
         // 4–5. Plan: which commit the branch should end on.
-        guard let upstream = try repository.resolve(reference: "refs/remotes/\(remote)/\(branch)") else {
+        guard let tip = try repository.resolve(reference: "refs/remotes/\(remote)/\(branch)") else {
             throw Stop(failure: .branchMissing, message: "\(remote) has no branch '\(branch)'; nothing was changed")
         }
+        let upstream = try pinnedUpstream(repository, tip: tip)
+        report.upstream = upstream.hex
         let localTip = try repository.resolve(reference: "refs/heads/\(branch)")
         // Incoming commits: upstream's, measured from the local branch (or from HEAD for a new branch).
         let base = localTip ?? originalCommit
         let (ahead, behind) = try repository.aheadBehind(local: base, upstream: upstream)
         report.commitCount = behind
         report.commits = try repository.commits(from: base, to: upstream, limit: 100).map(CommitLine.init)
+        let rewind = try checkRewind(repository, base: base, upstream: upstream, originBefore: originBefore)
 
         let target: ObjectID
-        if let localTip {
+        if rewind {
+            target = upstream
+            report.integration = .rewind
+            report.commitCount = 0
+            report.commits = []
+        } else if let localTip {
             switch (ahead, behind) {
             case (_, 0):
                 target = localTip
@@ -484,6 +508,51 @@ public struct UpdatePipeline {
     }
 
     /// Puts code (and environment, and services) back as they were, then ends the pipeline.
+    /// The upstream to integrate: origin's tip, or the pinned commit, which must be on it.
+    private func pinnedUpstream(_ repository: Repository, tip: ObjectID) throws -> ObjectID {
+        guard let pinned = request.commit else { return tip }
+        let where_ = "\(request.remote)/\(request.branch) (at \(tip.short))"
+        guard repository.hasCommit(pinned) else {
+            throw Stop(failure: .commitNotOnBranch,
+                       message: "commit \(pinned.short) is not in \(request.remote) (fetched \(where_)); nothing was changed. Check the commit id and the branch")
+        }
+        guard try repository.contains(pinned, in: tip) else {
+            throw Stop(failure: .commitNotOnBranch,
+                       message: "commit \(pinned.short) is not on \(where_); nothing was changed. Pin a commit of that branch, or name the branch it is on")
+        }
+        return pinned
+    }
+
+    /// Whether moving to `upstream` leaves behind upstream code this factory already runs (older
+    /// code, or a force-push that dropped commits). Refused unless `allowRewind`; allowed, it is
+    /// only done when no local commits sit on top of that code. Returns true for an allowed rewind.
+    private func checkRewind(_ repository: Repository, base: ObjectID, upstream: ObjectID, originBefore: ObjectID?) throws -> Bool {
+        // The upstream commit last integrated that the branch still runs: from the history, else
+        // origin's branch as it was before this fetch.
+        let recorded = UpdateHistory(gitDirectory: repository.gitDirectory).entries().reversed()
+            .first { $0.succeeded && $0.branch == request.branch && $0.upstream != nil }?.upstream.flatMap(ObjectID.init(hex:))
+        var applied: ObjectID?
+        for candidate in [recorded, originBefore].compactMap({ $0 }) where (try? repository.contains(candidate, in: base)) == true {
+            applied = candidate
+            break
+        }
+        guard let applied, try !repository.contains(applied, in: upstream) else { return false }
+        let dropped = try repository.aheadBehind(local: applied, upstream: upstream).ahead
+        let what = request.commit != nil
+            ? "the pinned commit \(upstream.short) is older than \(applied.short), which this factory runs"
+            : "\(request.remote)/\(request.branch) now points at \(upstream.short), which does not contain \(applied.short) that this factory runs (a force-push dropped \(dropped) commit\(dropped == 1 ? "" : "s"))"
+        guard request.allowRewind else {
+            throw Stop(failure: .rewindRefused,
+                       message: "\(what); refusing to move backwards. Nothing was changed. For a deliberate rollback pass --allow-rewind (a mission: allow_rewind)")
+        }
+        guard try repository.contains(base, in: applied) else {
+            throw Stop(failure: .rewindRefused,
+                       message: "\(what), and local commits sit on top of it; a rewind would drop them. Nothing was changed. Resolve by hand")
+        }
+        logger.notice("rewinding \(request.branch) to \(upstream.short) (allowed): \(what)")
+        return true
+    }
+
     private func rollBack(_ rollback: Rollback, _ report: inout UpdateReport, failure: UpdateFailure,
                           reason: String, resync: Bool, restart: Bool) throws -> Never {
         logger.error("\(reason); rolling back to \(rollback.original.commit?.short ?? "?")")

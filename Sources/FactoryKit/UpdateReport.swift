@@ -23,6 +23,11 @@ public enum UpdateFailure: String, Codable, Sendable, CaseIterable {
     case cancelled = "cancelled"
     case internalError = "internal_error"
     case rollbackFailed = "rollback_failed"
+    /// The pinned commit is not on origin's branch (or not in origin at all); nothing changed.
+    case commitNotOnBranch = "commit_not_on_branch"
+    /// The update would move the factory to older code, or past a force-push that dropped
+    /// commits it runs; refused without --allow-rewind (`allow_rewind`), nothing changed.
+    case rewindRefused = "rewind_refused"
 }
 
 /// One commit in a report.
@@ -42,6 +47,8 @@ public struct UpdateReport: Codable, Sendable {
     /// How the branch was integrated with `origin/<branch>`.
     public enum Integration: String, Codable, Sendable {
         case none, upToDate = "up_to_date", fastForward = "fast_forward", rebase, created
+        /// Moved back to older code (allowed rewind).
+        case rewind
     }
 
     public var status: Status = .failed
@@ -55,6 +62,10 @@ public struct UpdateReport: Codable, Sendable {
     public var to: String?
     /// After a rollback: the commit the update tried to move to.
     public var attempted: String?
+    /// The upstream commit integrated: origin's branch tip, or the pinned commit.
+    public var upstream: String?
+    /// The commit the update was pinned to (`--commit`, a mission's `commit`), if any.
+    public var pinned: String?
     /// Services that were still not active after the rollback restarted them: needs attention.
     public var inactiveAfterRollback: [String]?
     /// Upstream commits integrated (oldest first, at most 100 listed; see `commitCount`).
@@ -96,6 +107,7 @@ public struct UpdateReport: Codable, Sendable {
         case status, failure, error, branch, from, to, commits, integration, changed, synced, restarted, services, paths
         case previousBranch = "previous_branch", commitCount = "commit_count", rebasedCommits = "rebased_commits"
         case recovery, syncSkipped = "sync_skipped", attempted, inactiveAfterRollback = "inactive_after_rollback"
+        case upstream, pinned
         case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
         case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms", stepsMs = "steps_ms"
     }
@@ -122,6 +134,8 @@ public struct UpdateReport: Codable, Sendable {
         try c.encode(from, forKey: .from)
         try c.encode(to, forKey: .to)
         try c.encode(attempted, forKey: .attempted)
+        try c.encode(upstream, forKey: .upstream)
+        try c.encode(pinned, forKey: .pinned)
         try c.encode(inactiveAfterRollback ?? [], forKey: .inactiveAfterRollback)
         try c.encode(commits, forKey: .commits)
         try c.encode(commitCount, forKey: .commitCount)

@@ -294,6 +294,22 @@ public final class Repository {
         return (ahead, behind)
     }
 
+    /// True when `ancestor` is `commit` or one of its ancestors.
+    public func contains(_ ancestor: ObjectID, in commit: ObjectID) throws -> Bool {
+        if ancestor == commit { return true }
+        var c = commit.raw, a = ancestor.raw
+        return try check(git_graph_descendant_of(handle, &c, &a), "compare \(commit.short) with \(ancestor.short)") == 1
+    }
+
+    /// True when the object database has this commit.
+    public func hasCommit(_ id: ObjectID) -> Bool {
+        var oid = id.raw
+        var commit: OpaquePointer?
+        guard git_commit_lookup(&commit, handle, &oid) == 0 else { return false }
+        git_commit_free(commit)
+        return true
+    }
+
     // MARK: Work tree
 
     /// Tracked files that differ from HEAD, staged or not. Untracked and ignored files are not listed.

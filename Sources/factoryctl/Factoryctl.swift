@@ -28,8 +28,8 @@ struct Factoryctl: AsyncParsableCommand {
           5   the remote could not be fetched
           6   needs attention: rolling back failed, or services still not active after it
           7   Redis is unavailable
-          8   refused (role may not publish or forget, an update is already in flight, or the
-              target matches no registered factory)
+          8   refused (role may not publish or forget, an update is already in flight, the
+              target matches no registered factory, or an update would move backwards)
           9   timed out waiting for results (or no live factory to wait for)
           10  consume: exited after applying an update so systemd restarts it
           11  update --exit-code: already up to date, nothing changed
@@ -105,6 +105,7 @@ enum ExitStatus: Int32, CaseIterable {
         case .remoteUnreachable: self = .remoteUnreachable
         case .rollbackFailed: self = .rollbackFailed
         case .invalidBranch: self = .usage
+        case .rewindRefused: self = .refused
         default: self = .failedUnchanged
         }
     }

@@ -25,6 +25,8 @@ struct PublishCommand: ParsableCommand {
           factoryctl publish update --target eu-1 --target eu-2 --branch release
           factoryctl publish update --target 'eu-*' --wait --timeout 600
           factoryctl publish update --target 'eu-*' --dry-run     # who would get it
+          factoryctl publish update --commit 3f1c2a9b7d10...      # pinned: every factory moves exactly there
+          factoryctl publish update --commit <older sha> --allow-rewind   # a deliberate fleet rollback
           factoryctl publish pause --target eu-1
           factoryctl publish resume --target eu-1
         """
@@ -47,6 +49,12 @@ struct PublishCommand: ParsableCommand {
     @Option(name: [.short, .long], help: ArgumentHelp("Branch for an update.", valueName: "name"),
             completion: .custom(Completions.branches))
     var branch = "main"
+
+    @Option(name: .long, help: ArgumentHelp("Pin the update to this commit (full id): every factory moves exactly there, and refuses it unless it is on the branch.", valueName: "sha"))
+    var commit: String?
+
+    @Flag(name: .long, help: "Let factories move to older code (a deliberate fleet rollback to --commit).")
+    var allowRewind = false
 
     @Flag(name: .long, help: "Publish even if an update for these targets is in flight.")
     var force = false
@@ -84,6 +92,13 @@ struct PublishCommand: ParsableCommand {
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         if let maxLength, maxLength < 100 { throw ValidationError("--max-length must be at least 100") }
         if dryRun && wait { throw ValidationError("use --dry-run or --wait, not both") }
+        if let commit {
+            guard action == .update else { throw ValidationError("--commit is for update missions") }
+            guard Mission.isCommitID(commit) else {
+                throw ValidationError("--commit needs a full commit id (40 lowercase hex digits), not '\(commit.prefix(60))'")
+            }
+        }
+        if allowRewind, commit == nil { throw ValidationError("--allow-rewind needs --commit (the commit to roll the fleet back to)") }
     }
 
     func run() throws {
@@ -103,7 +118,8 @@ struct PublishCommand: ParsableCommand {
         do {
             outcome = try withRedis("publish") {
                 try publisher.publish(kind: kind, target: target, branch: branch,
-                                      timeoutSeconds: Int64(missionTimeout), force: force, requireRegistered: !allowUnregistered)
+                                      timeoutSeconds: Int64(missionTimeout), force: force, requireRegistered: !allowUnregistered,
+                                      commit: commit, allowRewind: allowRewind)
             }
         } catch let refusal as Publisher.Refusal {
             throw CommandFailure(code: .refused, message: refusal.description)

@@ -29,6 +29,11 @@ struct UpdateCommand: ParsableCommand {
         FACTORYCTL_SSH_PASSPHRASE, FACTORYCTL_GIT_TOKEN, FACTORYCTL_FETCH_TIMEOUT. \
         Exit codes: see `factoryctl --help`.
 
+        With --commit SHA the update moves exactly to that commit, which must be on \
+        origin/<branch> (else it fails, nothing changed). An update that would move the \
+        checkout to older code, or past a force-push that dropped commits it runs, is refused \
+        (exit 8) unless --allow-rewind.
+
         A network fetch runs in a child process: when the remote sends nothing for \
         --fetch-timeout seconds, or on Ctrl-C/SIGTERM, the child is ended, the lock is \
         released and the update exits 5 (or 1 when cancelled) with nothing changed. An update \
@@ -44,6 +49,12 @@ struct UpdateCommand: ParsableCommand {
     @Option(name: [.short, .long], help: ArgumentHelp("The branch to update to.", valueName: "name"),
             completion: .custom(Completions.branches))
     var branch = "main"
+
+    @Option(name: .long, help: ArgumentHelp("Move exactly to this commit (full id), which must be on origin's branch, instead of the branch's tip.", valueName: "sha"))
+    var commit: String?
+
+    @Flag(name: .long, help: "Allow moving to older code, or past a force-push that dropped commits this checkout runs (a deliberate rollback).")
+    var allowRewind = false
 
     @Flag(name: .long, help: "Restart the services afterwards and check they are active.")
     var restart = false
@@ -85,6 +96,9 @@ struct UpdateCommand: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
+        if let commit, !Mission.isCommitID(commit) {
+            throw ValidationError("--commit needs a full commit id (40 lowercase hex digits), not '\(commit.prefix(60))'")
+        }
         for name in service where name.hasPrefix("-") || name.isEmpty {
             throw ValidationError("invalid service name '\(name)'")
         }
@@ -101,6 +115,8 @@ struct UpdateCommand: ParsableCommand {
         request.restart = restart
         request.services = service.isEmpty ? environment.services : service
         request.dryRun = dryRun
+        request.commit = commit.flatMap(ObjectID.init(hex:))
+        request.allowRewind = allowRewind
         request.sync = !noSync
         request.forceSync = forceSync
         request.syncCommand = environment.syncCommand
@@ -197,6 +213,8 @@ struct UpdateSummary {
             } else {
                 lines.append("\(prefix.isEmpty ? "Rebased" : prefix + "rebase") \(plural(report.rebasedCommits, "local commit")) onto origin/\(report.branch) (\(plural(report.commitCount, "commit")) pulled): \(from) → \(to)")
             }
+        case .rewind:
+            lines.append("\(prefix.isEmpty ? "Rewound" : prefix + "rewind") \(report.branch) \(from) → \(to) (allowed: older code\(report.pinned != nil ? ", pinned" : ""))")
         case .created:
             lines.append("\(prefix.isEmpty ? "Created" : prefix + "create") \(report.branch) from origin/\(report.branch) at \(to) (was on \(report.previousBranch ?? "detached HEAD") at \(from))")
         }

@@ -139,4 +139,23 @@ import TestSupport
         #expect(text == #"{"error": null, "job_id": "update-1", "result": {"factory_id": "f1"}, "status": "SUCCESS"}"#)
         #expect(MissionResult(json: result.json) == result)
     }
+
+    @Test func pinnedCommitAndAllowRewindAreReadAndValidated() throws {
+        let commit = String(repeating: "a1", count: 20)
+        let mission = Mission.make(kind: .update, target: .all, branch: "main", commit: commit, allowRewind: true)
+        #expect(mission.envelope.context["commit"] == .string(commit))
+        let fields = ["job_id": mission.jobID, "idempotency_key": mission.jobID, "envelope": mission.envelope.json.pythonJSON]
+        guard case .mission(let parsed) = try Mission.parse(fields: fields) else { Issue.record("not a mission"); return }
+        #expect(parsed.commit == commit && parsed.allowRewind)
+        // An envelope without them (the existing HQ's) is unpinned.
+        let plain = Mission.make(kind: .update, target: .all)
+        #expect(plain.envelope.context["commit"] == nil && plain.envelope.context["allow_rewind"] == nil)
+        for (key, value) in [("commit", JSONValue.string("abc")), ("commit", .string(commit.uppercased())), ("commit", .int(5)),
+                             ("allow_rewind", .string("yes"))] {
+            var envelope = plain.envelope
+            envelope.context[key] = value
+            let bad = ["job_id": plain.jobID, "idempotency_key": plain.jobID, "envelope": envelope.json.pythonJSON]
+            #expect(throws: MissionRejection.self) { try Mission.parse(fields: bad) }
+        }
+    }
 }
