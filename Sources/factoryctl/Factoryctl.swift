@@ -70,7 +70,7 @@ struct Factoryctl: AsyncParsableCommand {
             // Usage errors too are one object on stdout for a --json caller (help is not an error).
             let code = exitCode(for: error)
             if JSONOutput.requested, !JSONOutput.alreadyPrinted, code != .success {
-                JSONOutput.emitFailure(fullMessage(for: error).trimmed, exit: code.rawValue)
+                JSONOutput.emitFailure(message(for: error).trimmed, exit: code.rawValue)
             }
             exit(withError: error)
         }

@@ -72,6 +72,7 @@ enum JSONDoc {
         // Usage errors too.
         let usage = JSONDoc.object(try Command.run([Package.factoryctl, "update", "--json", "--branch", "bad..name", "--factory-dir", world.factory], environment: env), exit: 64)
         #expect((usage["error"] as? String)?.contains("bad..name") == true)
+        #expect((usage["error"] as? String)?.contains("Usage:") == false, "the message, not the usage text")
     }
 
     @Test func failuresWithoutAnObjectOfTheirOwnStillPrintOne() throws {
