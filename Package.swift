@@ -13,6 +13,8 @@ let package = Package(
         // No default traits: "FullFoundation" and "ConfigurationSupport" import Foundation proper
         // (ICU and all), which would undo keeping factoryctl on FoundationEssentials.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        // Ed25519 for signed missions (already built for Hummingbird; FoundationEssentials only).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // C libraries from Debian (libgit2-dev, libhiredis-dev).
@@ -45,6 +47,7 @@ let package = Package(
                 "CSupport",
                 "FactoryBasics",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
 

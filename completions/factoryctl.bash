@@ -173,13 +173,13 @@ _factoryctl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    update|publish|consume|status|serve|forget|help)
+    update|publish|consume|status|serve|forget|keys|help)
         # Offer subcommand argument completions
         "_factoryctl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'update publish consume status serve forget help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'update publish consume status serve forget keys help' -- "${cur}"))
         ;;
     esac
 }
@@ -393,6 +393,49 @@ _factoryctl_forget() {
     case "${positional_number}" in
     1)
         __factoryctl_add_completions -W "$(__factoryctl_custom_complete ---completion forget -- positional@0 "${COMP_CWORD}" "$(__factoryctl_cursor_index_in_current_word)")"
+        return
+        ;;
+    esac
+}
+
+_factoryctl_keys() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __factoryctl_offer_flags_options 0
+
+    # Offer subcommand / subcommand argument completions
+    local -r subcommand="${unparsed_words[0]}"
+    unset 'unparsed_words[0]'
+    unparsed_words=("${unparsed_words[@]}")
+    case "${subcommand}" in
+    generate)
+        # Offer subcommand argument completions
+        "_factoryctl_keys_${subcommand}"
+        ;;
+    *)
+        # Offer subcommand completions
+        COMPREPLY+=($(compgen -W 'generate' -- "${cur}"))
+        ;;
+    esac
+}
+
+_factoryctl_keys_generate() {
+    repeating_flags=()
+    non_repeating_flags=(--quiet -q --verbose -v --json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--log-level --out)
+    __factoryctl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--log-level')
+        __factoryctl_add_completions -W 'trace'$'\n''debug'$'\n''info'$'\n''notice'$'\n''warning'$'\n''error'$'\n''critical'
+        return
+        ;;
+    '--out')
+        __factoryctl_add_completions -d
         return
         ;;
     esac

@@ -29,6 +29,8 @@ public struct GatewayConfiguration: Sendable {
     /// hundred stuck clients cannot crowd out HQ before the timeouts close them.
     public var maxConnections = 1000
     public var missionTimeoutSeconds: Int64 = 300
+    /// Signs every mission the routes publish (`UA_MISSION_SIGNING_KEY`).
+    public var signer: MissionSigner?
 
     public init(role: String) {
         self.role = role
@@ -150,7 +152,7 @@ public struct Gateway: Sendable {
         }
         let timeout = configuration.missionTimeoutSeconds
         let publisher: @Sendable (MissionBus) throws -> Publisher.Outcome = { [branch, force] bus in
-            try Publisher(bus: bus, logger: self.logger).publish(kind: .update, target: target, branch: branch,
+            try Publisher(bus: bus, logger: self.logger, signer: self.configuration.signer).publish(kind: .update, target: target, branch: branch,
                                                                  timeoutSeconds: timeout, force: force)
         }
         do {
@@ -193,7 +195,7 @@ public struct Gateway: Sendable {
         }
         do {
             let outcome = try await redis.run { bus in
-                try Publisher(bus: bus, logger: self.logger).publish(kind: kind, target: target, branch: "main", force: true)
+                try Publisher(bus: bus, logger: self.logger, signer: self.configuration.signer).publish(kind: kind, target: target, branch: "main", force: true)
             }
             return jsonResponse(.ok, [
                 "ok": .bool(true), "job_id": .string(outcome.jobID), "action": .string(kind == .pause ? "pause" : "resume"),

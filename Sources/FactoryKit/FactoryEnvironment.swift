@@ -58,6 +58,18 @@ public struct FactoryEnvironment: Sendable {
     public var missionStream: String { self["UA_DELEGATION_STREAM_NAME"] ?? Self.defaultMissionStream }
     public var deadLetterStream: String { self["UA_DELEGATION_DLQ_STREAM"] ?? Self.defaultDeadLetterStream }
     public var opsToken: String? { self["UA_OPS_TOKEN"] }
+
+    /// `UA_MISSION_SIGNING_KEY`: HQ signs every mission it publishes with this key file.
+    public func missionSigner() throws(MissionSigning.KeyError) -> MissionSigner? {
+        guard let path = self["UA_MISSION_SIGNING_KEY"], !path.isEmpty else { return nil }
+        return try MissionSigner.load(path: path)
+    }
+
+    /// `UA_MISSION_VERIFY_KEYS`: a factory runs only missions signed by one of these public keys.
+    public func missionVerifier() throws(MissionSigning.KeyError) -> MissionVerifier? {
+        guard let paths = self["UA_MISSION_VERIFY_KEYS"], !paths.isEmpty else { return nil }
+        return try MissionVerifier.load(paths: paths)
+    }
     public var hqBaseURL: String? { self["UA_HQ_BASE_URL"] }
     public var capabilities: [String] {
         (self["UA_FACTORY_CAPABILITIES"] ?? "").split(separator: ",")

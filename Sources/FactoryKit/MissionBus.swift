@@ -155,20 +155,31 @@ public final class MissionBus {
     /// recorded and no phantom job is left in flight; once it succeeds, the record follows in the
     /// same atomic step, so no reader sees one without the other. Returns the entry id.
     @discardableResult
-    public func publish(_ mission: Mission, publishedAt: Date = Date()) throws(RedisError) -> String {
+    /// Adds the mission (and its job record) in one server-side script. With a `signer`, the
+    /// entry carries the signature fields too (`signature`, `key_id`, `issued_at`, `expires_at`).
+    public func publish(_ mission: Mission, publishedAt: Date = Date(), signer: MissionSigner? = nil) throws -> String {
         let envelope = mission.envelope
+        let envelopeText = envelope.json.pythonJSON
         let meta = Self.jobMeta(mission, publishedAt: publishedAt)
+        var extra: [String] = []
+        if let signer {
+            let fields = try signer.sign(jobID: envelope.jobID, idempotencyKey: envelope.idempotencyKey, envelope: envelopeText,
+                                         issuedAt: publishedAt, lifetime: Double(envelope.timeoutSeconds))
+            for (name, value) in fields { extra += [name, value] }
+        }
         let reply = try redis.command([
             "EVAL", Self.publishScript, "3", stream, Self.jobKey(mission.jobID), Self.inflightKey,
-            String(maxLength), envelope.jobID, envelope.idempotencyKey, envelope.json.pythonJSON,
+            String(maxLength), envelope.jobID, envelope.idempotencyKey, envelopeText,
             meta.pythonJSON, String(Self.jobRetention), mission.kind == .update ? "1" : "0",
-        ])
-        guard let id = reply.text else { throw .unexpectedReply("publish returned \(reply)") }
+        ] + extra)
+        guard let id = reply.text else { throw RedisError.unexpectedReply("publish returned \(reply)") }
         return id
     }
 
     static let publishScript = """
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'job_id', ARGV[2], 'idempotency_key', ARGV[3], 'envelope', ARGV[4])
+    local fields = {'job_id', ARGV[2], 'idempotency_key', ARGV[3], 'envelope', ARGV[4]}
+    for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
     redis.call('HSET', KEYS[2], 'meta', ARGV[5])
     redis.call('EXPIRE', KEYS[2], ARGV[6])
     if ARGV[7] == '1' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[5]) end

@@ -36,6 +36,8 @@ public struct ConsumerConfiguration: Sendable {
     public var maxStreamLength = 10_000
     public var hqBaseURL: String?
     public var opsToken: String?
+    /// Run only missions signed by one of these keys (`UA_MISSION_VERIFY_KEYS`); nil runs any.
+    public var verifier: MissionVerifier?
     public var version: String
     public var environment: [String: String]
 
@@ -71,6 +73,8 @@ public final class MissionConsumer {
     let hq: HQRegistrationClient?
     let state: ConsumerState
     let history: UpdateHistory
+    /// Signed missions taken, until they expire: a copy under another entry id is a replay.
+    let seen: SeenMissions
     /// The checkout, opened once; refs are re-read from disk on every `head()`.
     let repository: Repository
     let startedAt = Date()
@@ -111,6 +115,7 @@ public final class MissionConsumer {
         let gitDirectory = repository.gitDirectory
         history = UpdateHistory(gitDirectory: gitDirectory)
         state = ConsumerState(gitDirectory: gitDirectory)
+        seen = SeenMissions(gitDirectory: gitDirectory)
         // The socket timeout must outlast the longest BLOCK read.
         redis = RedisClient(url: configuration.redisURL, connectTimeout: 5,
                             commandTimeout: Double(configuration.blockMilliseconds) / 1000 + 10)
@@ -265,6 +270,12 @@ public final class MissionConsumer {
                 logger.debug("ignoring \(mission.jobID) (for \(mission.target))")
                 try bus.ack(group: group, [entry.id])
             case .mission(let mission):
+                if let verifier = configuration.verifier, let refusal = check(entry, fields: fields, mission: mission, verifier: verifier) {
+                    logger.error("dead-lettering \(mission.jobID) (entry \(entry.id)): \(refusal)")
+                    try bus.deadLetter(entry, reason: refusal, envelope: mission.envelope)
+                    try bus.ack(group: group, [entry.id])
+                    continue
+                }
                 switch mission.kind {
                 case .pause, .resume:
                     try control(mission, entry: entry)
@@ -276,6 +287,24 @@ public final class MissionConsumer {
         }
         deferred += updates
         return try runDeferredIfDue()
+    }
+
+    /// The signature check, before anything else happens for a mission: nil when it may run.
+    /// A copy of a signed mission under another stream entry is a replay.
+    private func check(_ entry: StreamEntry, fields: [String: String], mission: Mission, verifier: MissionVerifier) -> String? {
+        let expiresAt: Double
+        do {
+            let keyID = try verifier.verify(fields: fields)
+            expiresAt = fields["expires_at"].flatMap(Double.init) ?? 0
+            logger.debug("\(mission.jobID): signature verified (key \(keyID))")
+        } catch {
+            return "signature check failed: \(error)"
+        }
+        switch seen.take(jobID: mission.jobID, entryID: entry.id, expiresAt: expiresAt) {
+        case .new, .redelivered: return nil
+        case .replayed(let first): return "signature check failed: replayed: job \(mission.jobID) was already received as entry \(first)"
+        case .unsaved(let why): return "signature check failed: could not record the mission against replays (\(why)); not run"
+        }
     }
 
     private func control(_ mission: Mission, entry: StreamEntry) throws {
@@ -507,6 +536,42 @@ final class Flag: @unchecked Sendable {
         lock.lock()
         value = newValue
         lock.unlock()
+    }
+}
+
+/// Signed missions this factory has taken, by job id, until they expire (after that the
+/// signature check refuses them anyway): `.git/factoryctl/seen-missions.json`.
+final class SeenMissions {
+    let path: String
+
+    enum Taken: Equatable {
+        case new
+        /// The same stream entry again (a pending entry re-read after a restart).
+        case redelivered
+        /// The same job under another entry id.
+        case replayed(firstEntry: String)
+        case unsaved(String)
+    }
+
+    init(gitDirectory: String) {
+        path = gitDirectory + "/factoryctl/seen-missions.json"
+    }
+
+    func take(jobID: String, entryID: String, expiresAt: Double, now: Date = Date()) -> Taken {
+        var entries = (FileManager.default.contents(atPath: path).flatMap { try? JSONValue.parse(bytes: $0) }?.object ?? [:])
+            .filter { ($0.value["expires_at"]?.number ?? 0) >= now.timeIntervalSince1970 }
+        if let known = entries[jobID] {
+            let first = known["entry"]?.string ?? "?"
+            return first == entryID ? .redelivered : .replayed(firstEntry: first)
+        }
+        entries[jobID] = .object(["entry": .string(entryID), "expires_at": .double(expiresAt)])
+        do {
+            try FileManager.default.createDirectory(atPath: path.deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileWriting.replace(path, with: Array(JSONValue.object(entries).pythonJSON.utf8))
+        } catch {
+            return .unsaved("\(error)")
+        }
+        return .new
     }
 }
 

@@ -10,10 +10,13 @@ import RedisKit
 public struct Publisher {
     public let bus: MissionBus
     public let logger: Logger
+    /// Signs every mission when set (`UA_MISSION_SIGNING_KEY`).
+    public var signer: MissionSigner?
 
-    public init(bus: MissionBus, logger: Logger) {
+    public init(bus: MissionBus, logger: Logger, signer: MissionSigner? = nil) {
         self.bus = bus
         self.logger = logger
+        self.signer = signer
     }
 
     public struct Outcome: Codable, Sendable {
@@ -122,7 +125,7 @@ public struct Publisher {
         let matches = try plan(kind: kind, target: target, force: force, requireRegistered: requireRegistered, now: now)
         let mission = Mission.make(kind: kind, target: target, branch: branch, timeoutSeconds: timeoutSeconds,
                                    commit: commit, allowRewind: allowRewind)
-        let entryID = try bus.publish(mission, publishedAt: now)
+        let entryID = try bus.publish(mission, publishedAt: now, signer: signer)
         logger.info("published \(mission.jobID) (\(kind.rawValue), \(target), branch \(branch)) as \(entryID)")
         return Outcome(jobID: mission.jobID, kind: kind.rawValue, branch: branch,
                        targetFactoryID: mission.envelope.context["target_factory_id"]?.string ?? "",

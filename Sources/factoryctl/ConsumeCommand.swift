@@ -20,6 +20,14 @@ struct ConsumeCommand: ParsableCommand {
         dead-letter stream. Redis outages are retried with capped backoff. SIGTERM stops \
         promptly without leaving a half-applied update (exit 0).
 
+        With UA_MISSION_VERIFY_KEYS (public key files from `factoryctl keys generate`, separated \
+        by commas), a mission for this factory runs only when its Ed25519 signature verifies \
+        against one of them, it has not expired, and its job was not already taken under \
+        another entry; unsigned, forged, unknown-key, expired and replayed missions go to the \
+        dead-letter stream with the reason, before any git step. A mission may pin a commit \
+        (moved to exactly) and may allow a rewind (older code); without that, older code is \
+        refused.
+
         Install the user unit from deploy/factoryctl-consume.service (see README).
 
         Examples:
@@ -95,6 +103,11 @@ struct ConsumeCommand: ParsableCommand {
         configuration.blockMilliseconds = Int(heartbeat * 1000)
         configuration.hqBaseURL = environment.hqBaseURL
         configuration.opsToken = environment.opsToken
+        do {
+            configuration.verifier = try environment.missionVerifier()
+        } catch {
+            throw CommandFailure(code: .usage, message: "\(error)")
+        }
 
         let stop = StopSignal()
         stop.installHandlers()

@@ -15,7 +15,8 @@ struct PublishCommand: ParsableCommand {
         job_id, idempotency_key, envelope). Every factory's consumer sees it and acts if targeted. \
         Only FACTORY_ROLE=HEADQUARTERS may publish. An update for a target that already has one \
         in flight (not yet reported by every targeted factory, and within its timeout) is refused \
-        unless --force. An id, or a glob, that matches no registered factory is refused (exit 8, \
+        unless --force. With UA_MISSION_SIGNING_KEY set (a key from `factoryctl keys generate`), \
+        every mission is signed (Ed25519) for consumers that verify. An id, or a glob, that matches no registered factory is refused (exit 8, \
         nothing written, the closest registered ids named) unless --allow-unregistered. With \
         --wait, progress goes to stderr as it happens: received, each result, each factory back \
         on its new commit, and targeted factories that are stale or offline.
@@ -110,7 +111,9 @@ struct PublishCommand: ParsableCommand {
         let logger = global.logger("factoryctl.publish")
         let maxLength = self.maxLength ?? environment["UA_DELEGATION_STREAM_MAXLEN"].flatMap(Int.init) ?? 10_000
         let bus = try redis.bus(environment, maxLength: maxLength)
-        let publisher = Publisher(bus: bus, logger: logger)
+        let signer: MissionSigner?
+        do { signer = try environment.missionSigner() } catch { throw CommandFailure(code: .usage, message: "\(error)") }
+        let publisher = Publisher(bus: bus, logger: logger, signer: signer)
         let kind: Mission.Kind = switch action { case .update: .update; case .pause: .pause; case .resume: .resume }
         let target = try MissionTarget(arguments: target)
         if dryRun { return try showPlan(publisher, kind: kind, target: target) }

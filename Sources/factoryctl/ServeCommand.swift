@@ -70,6 +70,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.port = port
         configuration.opsToken = environment.opsToken
         configuration.insecureNoAuth = insecureNoAuth
+        do { configuration.signer = try environment.missionSigner() } catch { throw CommandFailure(code: .usage, message: "\(error)") }
         if configuration.opsToken == nil && !insecureNoAuth {
             throw CommandFailure(code: .usage, message: "UA_OPS_TOKEN is not set: refusing to serve /api/v1/ without a token (pass --insecure-no-auth to do it anyway)")
         }

@@ -1,0 +1,169 @@
+import Crypto
+import FactoryBasics
+import FoundationEssentials
+import Glibc
+
+/// Ed25519-signed missions.
+///
+/// Key files are one line of text each:
+///
+///     mission.key  factoryctl-mission-private-key-v1 <key-id> <base64 of the 32-byte seed>
+///     mission.pub  factoryctl-mission-public-key-v1 <key-id> <base64 of the 32-byte public key>
+///
+/// The key id is the first 8 bytes of SHA-256 of the public key, in hex (16 characters).
+///
+/// A signature covers, each preceded by its length as 8 bytes big-endian (so no field can run
+/// into the next): the domain `factoryctl-mission-v1`, the stream entry's `job_id` and
+/// `idempotency_key`, `issued_at` and `expires_at` (decimal epoch seconds), and the exact bytes
+/// of the `envelope` field. It travels in extra stream fields `signature` (base64), `key_id`,
+/// `issued_at` and `expires_at`; consumers that do not verify ignore them.
+public enum MissionSigning {
+    public static let privateHeader = "factoryctl-mission-private-key-v1"
+    public static let publicHeader = "factoryctl-mission-public-key-v1"
+    static let domain = "factoryctl-mission-v1"
+    /// Clock skew tolerated between HQ and a factory for `issued_at`.
+    public static let allowedSkew: Double = 300
+
+    public struct KeyError: Error, CustomStringConvertible, Sendable {
+        public let description: String
+    }
+
+    public static func keyID(of publicKey: Curve25519.Signing.PublicKey) -> String {
+        SHA256.hash(data: publicKey.rawRepresentation).prefix(8).map(hex2).joined()
+    }
+
+    /// The bytes a signature covers.
+    static func message(jobID: String, idempotencyKey: String, issuedAt: Int64, expiresAt: Int64, envelope: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for field in [domain, jobID, idempotencyKey, String(issuedAt), String(expiresAt), envelope] {
+            let utf8 = Array(field.utf8)
+            withUnsafeBytes(of: UInt64(utf8.count).bigEndian) { bytes.append(contentsOf: $0) }
+            bytes += utf8
+        }
+        return bytes
+    }
+}
+
+/// HQ's private key: signs missions (`UA_MISSION_SIGNING_KEY`).
+public struct MissionSigner: Sendable {
+    public let key: Curve25519.Signing.PrivateKey
+    public let keyID: String
+
+    public init(key: Curve25519.Signing.PrivateKey) {
+        self.key = key
+        keyID = MissionSigning.keyID(of: key.publicKey)
+    }
+
+    /// A new key pair.
+    public static func generate() -> MissionSigner { MissionSigner(key: Curve25519.Signing.PrivateKey()) }
+
+    public var privateKeyText: String {
+        "\(MissionSigning.privateHeader) \(keyID) \(Data(key.rawRepresentation).base64EncodedString())\n"
+    }
+
+    public var publicKeyText: String {
+        "\(MissionSigning.publicHeader) \(keyID) \(Data(key.publicKey.rawRepresentation).base64EncodedString())\n"
+    }
+
+    /// Reads a `mission.key` file; refuses one that others can read.
+    public static func load(path: String) throws(MissionSigning.KeyError) -> MissionSigner {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw .init(description: "cannot read the signing key \(path): \(String(cString: strerror(errno)))") }
+        guard info.st_mode & 0o077 == 0 else {
+            throw .init(description: "the signing key \(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
+        }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw .init(description: "cannot read the signing key \(path)")
+        }
+        let parts = text.trimmed.split(separator: " ")
+        guard parts.count == 3, parts[0] == MissionSigning.privateHeader, let seed = Data(base64Encoded: String(parts[2])),
+              let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: seed) else {
+            throw .init(description: "\(path) is not a factoryctl mission signing key (expected '\(MissionSigning.privateHeader) <key-id> <base64>')")
+        }
+        let signer = MissionSigner(key: key)
+        guard signer.keyID == parts[1] else { throw .init(description: "\(path): the key id does not match the key") }
+        return signer
+    }
+
+    /// The extra stream fields for one mission entry.
+    public func sign(jobID: String, idempotencyKey: String, envelope: String, issuedAt: Date, lifetime: Double) throws -> [(String, String)] {
+        let issued = Int64(issuedAt.timeIntervalSince1970)
+        let expires = issued + Int64(max(1, lifetime))
+        let message = MissionSigning.message(jobID: jobID, idempotencyKey: idempotencyKey, issuedAt: issued, expiresAt: expires, envelope: envelope)
+        let signature = try key.signature(for: message)
+        return [("signature", Data(signature).base64EncodedString()), ("key_id", keyID),
+                ("issued_at", String(issued)), ("expires_at", String(expires))]
+    }
+}
+
+/// The public keys a factory accepts missions from (`UA_MISSION_VERIFY_KEYS`; several allow rotation).
+public struct MissionVerifier: Sendable {
+    public let keys: [String: Curve25519.Signing.PublicKey]
+
+    public init(keys: [Curve25519.Signing.PublicKey]) {
+        var byID: [String: Curve25519.Signing.PublicKey] = [:]
+        for key in keys { byID[MissionSigning.keyID(of: key)] = key }
+        self.keys = byID
+    }
+
+    /// Reads `mission.pub` files (paths separated by commas or colons).
+    public static func load(paths: String) throws(MissionSigning.KeyError) -> MissionVerifier {
+        var keys: [Curve25519.Signing.PublicKey] = []
+        for path in paths.split(whereSeparator: { $0 == "," || $0 == ":" }).map({ String($0).trimmed }) where !path.isEmpty {
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+                throw .init(description: "cannot read the mission verify key \(path)")
+            }
+            let parts = text.trimmed.split(separator: " ")
+            guard parts.count == 3, parts[0] == MissionSigning.publicHeader, let raw = Data(base64Encoded: String(parts[2])),
+                  let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+                throw .init(description: "\(path) is not a factoryctl mission public key (expected '\(MissionSigning.publicHeader) <key-id> <base64>')")
+            }
+            guard MissionSigning.keyID(of: key) == parts[1] else { throw .init(description: "\(path): the key id does not match the key") }
+            keys.append(key)
+        }
+        guard !keys.isEmpty else { throw .init(description: "UA_MISSION_VERIFY_KEYS names no key file") }
+        return MissionVerifier(keys: keys)
+    }
+
+    /// Why an entry's signature is not acceptable.
+    public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
+        case unsigned
+        case malformed(String)
+        case unknownKey(String)
+        case badSignature(String)
+        case expired(Int64)
+        case notYetValid(Int64)
+
+        public var description: String {
+            switch self {
+            case .unsigned: "unsigned: this factory only runs missions signed by a key in UA_MISSION_VERIFY_KEYS"
+            case .malformed(let what): "malformed signature fields: \(what)"
+            case .unknownKey(let id): "signed by unknown key \(id.prefix(32)) (not in UA_MISSION_VERIFY_KEYS)"
+            case .badSignature(let id): "bad signature for key \(id): forged, or the mission was altered after signing"
+            case .expired(let at): "expired: valid until \(at) (epoch seconds)"
+            case .notYetValid(let at): "issued in the future (\(at), epoch seconds): check HQ's clock"
+            }
+        }
+    }
+
+    /// Checks the entry's signature fields against its own `job_id`, `idempotency_key` and
+    /// `envelope`. Returns the key id it verified with.
+    public func verify(fields: [String: String], now: Date = Date()) throws(Failure) -> String {
+        guard let signature = fields["signature"] else { throw .unsigned }
+        guard let keyID = fields["key_id"], let issuedText = fields["issued_at"], let expiresText = fields["expires_at"] else {
+            throw .malformed("signature without key_id, issued_at and expires_at")
+        }
+        guard let issued = Int64(issuedText), let expires = Int64(expiresText), expires > issued else {
+            throw .malformed("issued_at and expires_at must be epoch seconds, expires_at after issued_at")
+        }
+        guard let key = keys[keyID] else { throw .unknownKey(keyID) }
+        guard let raw = Data(base64Encoded: signature), raw.count == 64 else { throw .badSignature(keyID) }
+        let message = MissionSigning.message(jobID: fields["job_id"] ?? "", idempotencyKey: fields["idempotency_key"] ?? "",
+                                             issuedAt: issued, expiresAt: expires, envelope: fields["envelope"] ?? "")
+        guard key.isValidSignature(raw, for: message) else { throw .badSignature(keyID) }
+        let seconds = now.timeIntervalSince1970
+        if Double(issued) > seconds + MissionSigning.allowedSkew { throw .notYetValid(issued) }
+        if Double(expires) < seconds { throw .expired(expires) }
+        return keyID
+    }
+}

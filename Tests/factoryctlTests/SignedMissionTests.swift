@@ -1,0 +1,158 @@
+import Crypto
+import FactoryKit
+import Foundation
+import RedisKit
+import Testing
+import TestSupport
+
+/// Ed25519-signed missions: keys, signing at HQ (publish and serve), verification on the factory.
+@Suite struct SignedMissionTests {
+    /// The fields of every entry on a stream, oldest first.
+    func entries(_ fleet: FleetWorld, _ stream: String = "ua:missions:delegation") throws -> [[String: String]] {
+        let client = RedisClient(url: try RedisURL(fleet.redis.url))
+        return try client.command(["XRANGE", stream, "-", "+"]).array?.compactMap { entry -> [String: String]? in
+            guard let list = entry.array, list.count == 2, let pairs = list[1].array else { return nil }
+            var fields: [String: String] = [:]
+            var index = 0
+            while index + 1 < pairs.count {
+                fields[pairs[index].text ?? ""] = pairs[index + 1].text ?? ""
+                index += 2
+            }
+            return fields
+        } ?? []
+    }
+
+    func add(_ fleet: FleetWorld, _ fields: [String: String]) throws {
+        let client = RedisClient(url: try RedisURL(fleet.redis.url))
+        try client.command(["XADD", "ua:missions:delegation", "*"] + fields.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] })
+    }
+
+    func keys(_ fleet: FleetWorld, _ name: String) throws -> (key: String, pub: String) {
+        let directory = fleet.world.directory.join(name)
+        let result = try fleet.factoryctl(["keys", "generate", "--out", directory])
+        #expect(result.status == 0, "\(result.stderr)")
+        return (directory + "/mission.key", directory + "/mission.pub")
+    }
+
+    @Test func keysGenerateWritesAPrivateKeyOnlyItsOwnerReadsAndNeverOverwrites() throws {
+        let fleet = try FleetWorld()
+        let (key, pub) = try keys(fleet, "hq")
+        let mode = try FileManager.default.attributesOfItem(atPath: key)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        #expect(try String(contentsOfFile: key, encoding: .utf8).hasPrefix("factoryctl-mission-private-key-v1 "))
+        #expect(try String(contentsOfFile: pub, encoding: .utf8).hasPrefix("factoryctl-mission-public-key-v1 "))
+        let before = try String(contentsOfFile: key, encoding: .utf8)
+        let again = try fleet.factoryctl(["keys", "generate", "--out", fleet.world.directory.join("hq")])
+        #expect(again.status == 1 && again.stderr.contains("already exists"))
+        #expect(try String(contentsOfFile: key, encoding: .utf8) == before)
+        // A signing key others can read is refused.
+        chmod(key, 0o644)
+        var env = fleet.environment
+        env["UA_MISSION_SIGNING_KEY"] = key
+        let refused = try fleet.factoryctl(["publish", "update", "--allow-unregistered", "--target", "f-1"], environment: env)
+        #expect(refused.status == 64 && refused.stderr.contains("readable by others"), "\(refused.stderr)")
+        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0")
+    }
+
+    @Test func signaturesCoverTheEnvelopeTheIdsAndTheWindow() throws {
+        let signer = MissionSigner.generate()
+        let other = MissionSigner.generate()
+        let verifier = MissionVerifier(keys: [other.key.publicKey, signer.key.publicKey]) // rotation: both accepted
+        let envelope = Mission.make(kind: .update, target: .all).envelope
+        let text = envelope.json.pythonJSON
+        var fields = ["job_id": envelope.jobID, "idempotency_key": envelope.idempotencyKey, "envelope": text]
+        for (name, value) in try signer.sign(jobID: envelope.jobID, idempotencyKey: envelope.idempotencyKey, envelope: text,
+                                             issuedAt: Date(), lifetime: 300) { fields[name] = value }
+        #expect(try verifier.verify(fields: fields) == signer.keyID)
+        for (field, value) in [("envelope", text.replacingOccurrences(of: "\"main\"", with: "\"evil\"")),
+                               ("job_id", "update-000000000000"), ("idempotency_key", "other"),
+                               ("expires_at", String(Int(fields["expires_at"]!)! + 3600))] {
+            var altered = fields
+            altered[field] = value
+            #expect(throws: MissionVerifier.Failure.badSignature(signer.keyID)) { try verifier.verify(fields: altered) }
+        }
+        #expect(throws: MissionVerifier.Failure.unsigned) { try verifier.verify(fields: ["job_id": "x", "envelope": text]) }
+        #expect(throws: MissionVerifier.Failure.self) {
+            try MissionVerifier(keys: [other.key.publicKey]).verify(fields: fields)
+        }
+        #expect(throws: MissionVerifier.Failure.self) { try verifier.verify(fields: fields, now: Date().addingTimeInterval(400)) }
+        #expect(throws: MissionVerifier.Failure.self) { try verifier.verify(fields: fields, now: Date().addingTimeInterval(-1000)) }
+    }
+
+    @Test func aVerifyingFactoryRunsOnlySignedMissionsAndDeadLettersTheRestBeforeAnyGitStep() throws {
+        let fleet = try FleetWorld()
+        let (oldKey, oldPub) = try keys(fleet, "old")
+        let (newKey, newPub) = try keys(fleet, "new")
+        var factory = fleet.environment
+        factory["UA_MISSION_VERIFY_KEYS"] = oldPub + "," + newPub // a rotation in progress
+        let consumerEnvironment = factory
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        try supervisor.supervise("f-1") { try fleet.consumer("f-1", ["--no-sync"], environment: consumerEnvironment) }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let start = try fleet.world.head(fleet.world.factory)
+        let two = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+
+        // Not signed (the existing Python HQ's mission), forged with an unknown key, or altered:
+        // all dead-lettered, nothing fetched or changed.
+        let unsigned = Mission.make(kind: .update, target: .ids(["f-1"]))
+        try add(fleet, ["job_id": unsigned.jobID, "idempotency_key": unsigned.jobID, "envelope": unsigned.envelope.json.pythonJSON])
+        let stranger = MissionSigner.generate()
+        let forged = Mission.make(kind: .update, target: .ids(["f-1"]))
+        var forgedFields = ["job_id": forged.jobID, "idempotency_key": forged.jobID, "envelope": forged.envelope.json.pythonJSON]
+        for (k, v) in try stranger.sign(jobID: forged.jobID, idempotencyKey: forged.jobID, envelope: forgedFields["envelope"]!,
+                                        issuedAt: Date(), lifetime: 300) { forgedFields[k] = v }
+        try add(fleet, forgedFields)
+        let signer = try MissionSigner.load(path: newKey)
+        let expired = Mission.make(kind: .update, target: .ids(["f-1"]))
+        var expiredFields = ["job_id": expired.jobID, "idempotency_key": expired.jobID, "envelope": expired.envelope.json.pythonJSON]
+        for (k, v) in try signer.sign(jobID: expired.jobID, idempotencyKey: expired.jobID, envelope: expiredFields["envelope"]!,
+                                      issuedAt: Date().addingTimeInterval(-3600), lifetime: 60) { expiredFields[k] = v }
+        try add(fleet, expiredFields)
+        #expect(eventually { (try? fleet.redis.cli(["XLEN", "ua:missions:dlq"])) == "3" })
+        let dlq = try fleet.redis.cli(["XRANGE", "ua:missions:dlq", "-", "+"])
+        #expect(dlq.contains("unsigned"), "\(dlq)")
+        #expect(dlq.contains("signed by unknown key \(stranger.keyID)"), "\(dlq)")
+        #expect(dlq.contains("expired"), "\(dlq)")
+        #expect(try fleet.world.head(fleet.world.factory) == start)
+        #expect(try fleet.world.git(["rev-parse", "refs/remotes/origin/main"], in: fleet.world.factory) == start, "not even fetched")
+
+        // Signed by the new key through publish: it runs.
+        var hq = fleet.environment
+        hq["UA_MISSION_SIGNING_KEY"] = newKey
+        let job = try fleet.factoryctl(["publish", "update", "--target", "f-1", "--log-level", "error"], environment: hq)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(eventually { (try? fleet.results(job).first?["status"] as? String) == "SUCCESS" })
+        #expect(try eventually { (try? fleet.registration("f-1"))?["commit"] as? String == two })
+        let published = try entries(fleet).last { $0["job_id"] == job }
+        #expect(published?["key_id"] == signer.keyID && published?["signature"] != nil)
+
+        // A replay of that signed entry (a Redis writer copying it) is refused.
+        let replayed = published ?? [:]
+        try add(fleet, replayed)
+        #expect(eventually { (try? fleet.redis.cli(["XLEN", "ua:missions:dlq"])) == "4" })
+        #expect(try fleet.redis.cli(["XRANGE", "ua:missions:dlq", "-", "+"]).contains("replayed: job \(job)"))
+
+        // The old key still verifies during the rotation (a pause, signed with it).
+        hq["UA_MISSION_SIGNING_KEY"] = oldKey
+        let pause = try fleet.factoryctl(["publish", "pause", "--target", "f-1", "--log-level", "error"], environment: hq)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(eventually { (try? fleet.results(pause).first?["status"] as? String) == "SUCCESS" })
+        #expect(try eventually { (try? fleet.registration("f-1"))?["registration_status"] as? String == "paused" })
+    }
+
+    @Test func serveSignsWhatItPublishes() throws {
+        let fleet = try FleetWorld()
+        let (key, pub) = try keys(fleet, "hq")
+        var env = fleet.environment
+        env["UA_OPS_TOKEN"] = "test-ops-token-0123"
+        env["UA_MISSION_SIGNING_KEY"] = key
+        let server = try GatewayProcess(fleet: fleet, environment: env)
+        defer { server.process.stop() }
+        let reply = try server.request("POST", "/api/v1/ops/factory/update", body: #"{"branch": "main"}"#, token: "test-ops-token-0123")
+        #expect(reply.status == 200, "\(reply.body)")
+        let entry = try entries(fleet).last ?? [:]
+        let verifier = try MissionVerifier.load(paths: pub)
+        #expect(try verifier.verify(fields: entry) == (try MissionSigner.load(path: key)).keyID)
+    }
+}
