@@ -222,9 +222,9 @@ _factoryctl_update() {
 
 _factoryctl_publish() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --allow-rewind --force --wait -n --dry-run --allow-unregistered --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --allow-rewind --no-pin --force --wait -n --dry-run --allow-unregistered --json --version -h --help)
     repeating_options=(--target)
-    non_repeating_options=(--log-level --redis-url --stream -b --branch --commit --mission-timeout --max-length --timeout)
+    non_repeating_options=(--log-level --redis-url --stream -b --branch --commit --repo --mission-timeout --max-length --timeout)
     __factoryctl_offer_flags_options 1
 
     # Offer option value completions
@@ -248,6 +248,9 @@ _factoryctl_publish() {
         return
         ;;
     '--commit')
+        return
+        ;;
+    '--repo')
         return
         ;;
     '--mission-timeout')

@@ -65,9 +65,14 @@ const char * git_reference_name(const git_reference *ref) { FORWARD(git_referenc
 int git_reference_name_to_id(git_oid *out, git_repository *repo, const char *name) { FORWARD(git_reference_name_to_id) return fn(out, repo, name); }
 const char * git_reference_symbolic_target(const git_reference *ref) { FORWARD(git_reference_symbolic_target) return fn(ref); }
 const git_oid * git_reference_target(const git_reference *ref) { FORWARD(git_reference_target) return fn(ref); }
+int git_remote_connect(git_remote *remote, git_direction direction, const git_remote_callbacks *callbacks, const git_proxy_options *proxy_opts, const git_strarray *custom_headers) { FORWARD(git_remote_connect) return fn(remote, direction, callbacks, proxy_opts, custom_headers); }
+int git_remote_create_detached(git_remote **out, const char *url) { FORWARD(git_remote_create_detached) return fn(out, url); }
+int git_remote_disconnect(git_remote *remote) { FORWARD(git_remote_disconnect) return fn(remote); }
 int git_remote_fetch(git_remote *remote, const git_strarray *refspecs, const git_fetch_options *opts, const char *reflog_message) { FORWARD(git_remote_fetch) return fn(remote, refspecs, opts, reflog_message); }
 void git_remote_free(git_remote *remote) { FORWARD(git_remote_free) fn(remote); }
+int git_remote_init_callbacks(git_remote_callbacks *opts, unsigned int version) { FORWARD(git_remote_init_callbacks) return fn(opts, version); }
 int git_remote_lookup(git_remote **out, git_repository *repo, const char *name) { FORWARD(git_remote_lookup) return fn(out, repo, name); }
+int git_remote_ls(const git_remote_head ***out, size_t *size, git_remote *remote) { FORWARD(git_remote_ls) return fn(out, size, remote); }
 const char * git_remote_url(const git_remote *remote) { FORWARD(git_remote_url) return fn(remote); }
 void git_repository_free(git_repository *repo) { FORWARD(git_repository_free) fn(repo); }
 int git_repository_head(git_reference **out, git_repository *repo) { FORWARD(git_repository_head) return fn(out, repo); }

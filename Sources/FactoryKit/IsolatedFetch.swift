@@ -72,6 +72,60 @@ public enum IsolatedFetch {
         }
     }
 
+    /// The child's side of `remoteTip`: prints `tip <sha>` or `missing`, or `error <message>`
+    /// before a non-zero exit.
+    public static func runTipHelper(url: String, branch: String, parent: Int32?, environment: [String: String]) -> Int32 {
+        if let parent, factoryctl_die_with_parent(parent) != 0 { return 1 }
+        let output = LineWriter(fd: 1)
+        output.write("alive")
+        do {
+            let tip = try Repository.remoteBranchTip(url: url, branch: branch, options: FetchOptions(environment: environment, activity: {
+                output.write("alive")
+            }))
+            output.write(tip.map { "tip \($0.hex)" } ?? "missing")
+            return 0
+        } catch let error as GitError {
+            output.write("error " + error.message.replacing("\n", with: " "))
+            return 1
+        } catch {
+            output.write("error \(error)".replacing("\n", with: " "))
+            return 1
+        }
+    }
+
+    /// The commit `branch` points at on the remote at `url` (nil: no such branch). A network
+    /// remote is asked from the helper child, ended after `timeout` seconds of silence.
+    public static func remoteTip(url: String, branch: String, helper: [String]? = defaultHelper,
+                                 environment: [String: String], timeout: Double) throws -> ObjectID? {
+        guard let helper, !isLocal(url) else {
+            return try Repository.remoteBranchTip(url: url, branch: branch, options: FetchOptions(environment: environment))
+        }
+        var error: String?
+        var answer: String?
+        let outcome: StreamingOutcome
+        do {
+            outcome = try ProcessRunner(environment: environment).runStreaming(
+                helper + [subcommand, "--ls-remote", url, "--branch", branch, "--parent-pid", String(getpid())],
+                silenceTimeout: timeout, shouldCancel: { false }, onSpawn: { _ in }
+            ) { line in
+                if line.hasPrefix("error ") { error = String(line.dropFirst(6)) } else if line != "alive" { answer = line }
+            }
+        } catch let launch {
+            throw Failure.launch("\(launch)")
+        }
+        switch outcome {
+        case .exited(0):
+            if answer == "missing" { return nil }
+            guard let answer, answer.hasPrefix("tip "), let id = ObjectID(hex: String(answer.dropFirst(4))) else {
+                throw Failure.failed("unexpected answer from the helper: \(answer ?? "nothing")")
+            }
+            return id
+        case .exited(let code): throw Failure.failed(error ?? "the helper exited with \(code)")
+        case .silent: throw Failure.noProgress(seconds: timeout)
+        case .cancelled: throw Failure.cancelled
+        }
+    }
+
     /// Why an isolated fetch failed.
     public enum Failure: Error, Sendable {
         case noProgress(seconds: Double)

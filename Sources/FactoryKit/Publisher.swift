@@ -42,6 +42,23 @@ public struct Publisher {
             case allowRewind = "allow_rewind"
             case jobID = "job_id", targetFactoryID = "target_factory_id", entryID = "entry_id", publishedAt = "published_at"
         }
+
+        /// Every key, `commit` as null when the mission is not pinned.
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(jobID, forKey: .jobID)
+            try c.encode(kind, forKey: .kind)
+            try c.encode(branch, forKey: .branch)
+            try c.encode(targetFactoryID, forKey: .targetFactoryID)
+            try c.encode(targets, forKey: .targets)
+            try c.encode(entryID, forKey: .entryID)
+            try c.encode(stream, forKey: .stream)
+            try c.encode(targeted, forKey: .targeted)
+            try c.encode(skipped, forKey: .skipped)
+            try c.encode(commit, forKey: .commit)
+            try c.encode(allowRewind, forKey: .allowRewind)
+            try c.encode(publishedAt, forKey: .publishedAt)
+        }
     }
 
     public struct Refusal: Error, CustomStringConvertible, Sendable {

@@ -609,7 +609,7 @@ public struct UpdatePipeline {
     }
 
     /// Drops credentials from a URL before it reaches a message.
-    static func redact(_ url: String) -> String {
+    public static func redact(_ url: String) -> String {
         guard let scheme = url.firstRange(of: "://"), let at = url[scheme.upperBound...].firstRange(of: "@") else {
             return url
         }

@@ -132,47 +132,7 @@ extension Repository {
         var fetchOptions = git_fetch_options()
         try check(git_fetch_options_init(&fetchOptions, UInt32(GIT_FETCH_OPTIONS_VERSION)), "init fetch options")
         let context = FetchContext(options: options)
-        fetchOptions.callbacks.payload = Unmanaged.passUnretained(context).toOpaque()
-        fetchOptions.callbacks.credentials = { out, url, username, allowed, payload in
-            guard let out, let payload else { return -1 }
-            let context = Unmanaged<FetchContext>.fromOpaque(payload).takeUnretainedValue()
-            context.options.activity?()
-            let urlText = url.map { String(cString: $0) } ?? ""
-            if let credential = context.credential(
-                url: urlText, usernameFromURL: username.map { String(cString: $0) }, allowed: allowed
-            ) {
-                out.pointee = credential
-                return 0
-            }
-            git_error_set_str(Int32(GIT_ERROR_CALLBACK.rawValue),
-                              "no credentials left to try for \(urlText) (ssh-agent, key files, token)")
-            return GIT_EAUTH.rawValue
-        }
-        fetchOptions.callbacks.transfer_progress = { stats, payload in
-            guard let stats, let payload else { return 0 }
-            let context = Unmanaged<FetchContext>.fromOpaque(payload).takeUnretainedValue()
-            if context.options.shouldCancel?() == true { return -1 }
-            let s = stats.pointee
-            context.options.progress?(FetchProgress(
-                receivedObjects: Int(s.received_objects), indexedObjects: Int(s.indexed_objects),
-                totalObjects: Int(s.total_objects), receivedBytes: Int(s.received_bytes)))
-            return 0
-        }
-        fetchOptions.callbacks.sideband_progress = { _, _, payload in
-            guard let payload else { return 0 }
-            let context = Unmanaged<FetchContext>.fromOpaque(payload).takeUnretainedValue()
-            context.options.activity?()
-            return context.options.shouldCancel?() == true ? -1 : 0
-        }
-        fetchOptions.callbacks.certificate_check = { cert, valid, host, payload in
-            // Only notes an SSH host key that known_hosts does not vouch for; the decision stays
-            // libgit2's (GIT_PASSTHROUGH), and TLS certificates are left alone entirely.
-            guard let cert, let payload, valid == 0, cert.pointee.cert_type == GIT_CERT_HOSTKEY_LIBSSH2 else { return GIT_PASSTHROUGH.rawValue }
-            let context = Unmanaged<FetchContext>.fromOpaque(payload).takeUnretainedValue()
-            let hostkey = UnsafeRawPointer(cert).assumingMemoryBound(to: git_cert_hostkey.self).pointee
-            context.refusedHostKey = SSHHostKey(host: host.map { String(cString: $0) } ?? "?", hostkey)
-            return GIT_PASSTHROUGH.rawValue
-        }
+        context.install(into: &fetchOptions.callbacks)
         fetchOptions.prune = GIT_FETCH_PRUNE_UNSPECIFIED
         fetchOptions.update_fetchhead = 1
 
@@ -248,5 +208,85 @@ struct SSHHostKey {
             : "is unknown: \(knownHosts) has no entry for \(name)"
         let scan = port == 22 ? "ssh-keyscan -t \(type) \(host)" : "ssh-keyscan -t \(type) -p \(port) \(host)"
         return "the SSH host key of \(name) (\(type) \(fingerprint ?? "fingerprint unavailable")) \(state). Nothing was fetched. Once you have verified that fingerprint out of band, add the key with: \(scan) >> ~/.ssh/known_hosts"
+    }
+}
+
+extension FetchContext {
+    /// Credentials, host-key notes, progress and cancellation: the callbacks of a fetch or a
+    /// connection. The payload is this context, unretained: keep it alive around the call.
+    func install(into callbacks: inout git_remote_callbacks) {
+        callbacks.payload = Unmanaged.passUnretained(self).toOpaque()
+        callbacks.credentials = { out, url, username, allowed, payload in
+            guard let out, let payload else { return -1 }
+            let context = Unmanaged<FetchContext>.fromOpaque(payload).takeUnretainedValue()
+            context.options.activity?()
+            let urlText = url.map { String(cString: $0) } ?? ""
+            if let credential = context.credential(
+                url: urlText, usernameFromURL: username.map { String(cString: $0) }, allowed: allowed
+            ) {
+                out.pointee = credential
+                return 0
+            }
+            git_error_set_str(Int32(GIT_ERROR_CALLBACK.rawValue),
+                              "no credentials left to try for \(urlText) (ssh-agent, key files, token)")
+            return GIT_EAUTH.rawValue
+        }
+        callbacks.transfer_progress = { stats, payload in
+            guard let stats, let payload else { return 0 }
+            let context = Unmanaged<FetchContext>.fromOpaque(payload).takeUnretainedValue()
+            if context.options.shouldCancel?() == true { return -1 }
+            let s = stats.pointee
+            context.options.progress?(FetchProgress(
+                receivedObjects: Int(s.received_objects), indexedObjects: Int(s.indexed_objects),
+                totalObjects: Int(s.total_objects), receivedBytes: Int(s.received_bytes)))
+            return 0
+        }
+        callbacks.sideband_progress = { _, _, payload in
+            guard let payload else { return 0 }
+            let context = Unmanaged<FetchContext>.fromOpaque(payload).takeUnretainedValue()
+            context.options.activity?()
+            return context.options.shouldCancel?() == true ? -1 : 0
+        }
+        callbacks.certificate_check = { cert, valid, host, payload in
+            // Only notes an SSH host key that known_hosts does not vouch for; the decision stays
+            // libgit2's (GIT_PASSTHROUGH), and TLS certificates are left alone entirely.
+            guard let cert, let payload, valid == 0, cert.pointee.cert_type == GIT_CERT_HOSTKEY_LIBSSH2 else { return GIT_PASSTHROUGH.rawValue }
+            let context = Unmanaged<FetchContext>.fromOpaque(payload).takeUnretainedValue()
+            let hostkey = UnsafeRawPointer(cert).assumingMemoryBound(to: git_cert_hostkey.self).pointee
+            context.refusedHostKey = SSHHostKey(host: host.map { String(cString: $0) } ?? "?", hostkey)
+            return GIT_PASSTHROUGH.rawValue
+        }
+    }
+}
+
+extension Repository {
+    /// The commit `branch` points at on the remote at `url`, without a local repository (like
+    /// `git ls-remote URL refs/heads/BRANCH`); nil when the remote has no such branch.
+    public static func remoteBranchTip(url: String, branch: String, options: FetchOptions = FetchOptions()) throws -> ObjectID? {
+        GitLibrary.initialize()
+        if url.lowercased().hasPrefix("http") { GitLibrary.loadCertificates() }
+        var remote: OpaquePointer?
+        try check(git_remote_create_detached(&remote, url), "open remote \(url)")
+        defer { git_remote_free(remote) }
+        let context = FetchContext(options: options)
+        var callbacks = git_remote_callbacks()
+        try check(git_remote_init_callbacks(&callbacks, UInt32(GIT_REMOTE_CALLBACKS_VERSION)), "init callbacks")
+        context.install(into: &callbacks)
+        let connected = withExtendedLifetime(context) { git_remote_connect(remote, GIT_DIRECTION_FETCH, &callbacks, nil, nil) }
+        if connected < 0, let key = context.refusedHostKey {
+            throw GitError(operation: "connect to \(url)", code: connected, errorClass: Int32(GIT_ERROR_SSH.rawValue),
+                           message: key.refusal(url: url, environment: options.environment))
+        }
+        try check(connected, "connect to \(url)")
+        defer { git_remote_disconnect(remote) }
+        var heads: UnsafeMutablePointer<UnsafePointer<git_remote_head>?>?
+        var count = 0
+        try check(git_remote_ls(&heads, &count, remote), "list \(url)")
+        let wanted = "refs/heads/" + branch
+        for index in 0..<count {
+            guard let head = heads?[index]?.pointee, let name = head.name, String(cString: name) == wanted else { continue }
+            return ObjectID(head.oid)
+        }
+        return nil
     }
 }

@@ -15,7 +15,13 @@ struct FetchHelperCommand: ParsableCommand {
     )
 
     @Option(name: .long, help: "The repository's .git directory.")
-    var gitDir: String
+    var gitDir: String?
+
+    @Option(name: .long, help: "Instead of fetching: print the commit --branch points at on this remote URL.")
+    var lsRemote: String?
+
+    @Option(name: .long, help: "The branch for --ls-remote.")
+    var branch = "main"
 
     @Option(name: .long, help: "The remote to fetch.")
     var remote = "origin"
@@ -23,9 +29,17 @@ struct FetchHelperCommand: ParsableCommand {
     @Option(name: .long, help: "Die with this process (the update that started the helper).")
     var parentPid: Int32?
 
+    func validate() throws {
+        if (gitDir == nil) == (lsRemote == nil) { throw ValidationError("give --git-dir or --ls-remote") }
+    }
+
     func run() throws {
-        let code = IsolatedFetch.runHelper(gitDirectory: gitDir, remote: remote, parent: parentPid,
-                                           environment: ProcessInfo.processInfo.environment)
+        let environment = ProcessInfo.processInfo.environment
+        let code = if let lsRemote {
+            IsolatedFetch.runTipHelper(url: lsRemote, branch: branch, parent: parentPid, environment: environment)
+        } else {
+            IsolatedFetch.runHelper(gitDirectory: gitDir ?? "", remote: remote, parent: parentPid, environment: environment)
+        }
         if code != 0 { throw CommandFailure(code: .remoteUnreachable, message: "") }
     }
 }

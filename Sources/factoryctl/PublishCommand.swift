@@ -4,6 +4,8 @@ import FoundationEssentials
 import Dispatch
 import FactoryBasics
 import Glibc
+import GitKit
+import Logging
 import Synchronization
 
 struct PublishCommand: ParsableCommand {
@@ -16,7 +18,10 @@ struct PublishCommand: ParsableCommand {
         Only FACTORY_ROLE=HEADQUARTERS may publish. An update for a target that already has one \
         in flight (not yet reported by every targeted factory, and within its timeout) is refused \
         unless --force. With UA_MISSION_SIGNING_KEY set (a key from `factoryctl keys generate`), \
-        every mission is signed (Ed25519) for consumers that verify. An id, or a glob, that matches no registered factory is refused (exit 8, \
+        every mission is signed (Ed25519) for consumers that verify. An update is pinned to the \
+        branch's tip at publish time (read from --repo, UA_FACTORY_REPO_URL or the origin of \
+        UA_FACTORY_DIR's checkout), so every factory moves to the same commit; --commit pins \
+        by hand, --no-pin leaves each factory to take the tip when it fetches. An id, or a glob, that matches no registered factory is refused (exit 8, \
         nothing written, the closest registered ids named) unless --allow-unregistered. With \
         --wait, progress goes to stderr as it happens: received, each result, each factory back \
         on its new commit, and targeted factories that are stale or offline.
@@ -56,6 +61,12 @@ struct PublishCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Let factories move to older code (a deliberate fleet rollback to --commit).")
     var allowRewind = false
+
+    @Option(name: .long, help: ArgumentHelp("The factories' repository, to pin an update to its branch tip now (env UA_FACTORY_REPO_URL; else the origin of UA_FACTORY_DIR's checkout).", valueName: "url"))
+    var repo: String?
+
+    @Flag(name: .long, help: "Do not pin: each factory takes the branch's tip when it fetches (the existing HQ's behaviour).")
+    var noPin = false
 
     @Flag(name: .long, help: "Publish even if an update for these targets is in flight.")
     var force = false
@@ -100,6 +111,7 @@ struct PublishCommand: ParsableCommand {
             }
         }
         if allowRewind, commit == nil { throw ValidationError("--allow-rewind needs --commit (the commit to roll the fleet back to)") }
+        if noPin, commit != nil || repo != nil { throw ValidationError("--no-pin cannot go with --commit or --repo") }
     }
 
     func run() throws {
@@ -117,6 +129,7 @@ struct PublishCommand: ParsableCommand {
         let kind: Mission.Kind = switch action { case .update: .update; case .pause: .pause; case .resume: .resume }
         let target = try MissionTarget(arguments: target)
         if dryRun { return try showPlan(publisher, kind: kind, target: target) }
+        let commit = try self.commit ?? (kind == .update && !noPin ? resolveTip(environment, logger: logger) : nil)
         let outcome: Publisher.Outcome
         do {
             outcome = try withRedis("publish") {
@@ -149,6 +162,33 @@ struct PublishCommand: ParsableCommand {
             else { (.success, nil) }
         if json { try printJSON(summary, exit: status, error: message) } else { PublishSummaryText(summary: summary).lines.forEach(say) }
         if let message { throw CommandFailure(code: status, message: message) }
+    }
+
+    /// Pins an update to the branch's tip as it is now, so every factory ends on the same commit
+    /// however long the rollout takes. Without a repository to ask, the mission is not pinned.
+    private func resolveTip(_ environment: FactoryEnvironment, logger: Logger) throws -> String? {
+        var url = repo ?? environment["UA_FACTORY_REPO_URL"]
+        if url == nil, let directory = environment.factoryDirectory {
+            url = try? Repository.open(at: directory).remoteURL("origin")
+        }
+        guard let url, !url.isEmpty else {
+            logger.notice("not pinned: no repository to resolve \(branch) from (set UA_FACTORY_REPO_URL or --repo); each factory takes the branch's tip when it fetches")
+            return nil
+        }
+        let shown = UpdatePipeline.redact(url)
+        do {
+            let timeout = (try? environment.fetchTimeout()) ?? 120
+            guard let tip = try IsolatedFetch.remoteTip(url: url, branch: branch, environment: environment.values, timeout: timeout) else {
+                throw CommandFailure(code: .failedUnchanged, message: "\(shown) has no branch '\(branch)'; nothing was published")
+            }
+            logger.info("pinned to \(tip.hex) (the tip of \(branch) at \(shown))")
+            return tip.hex
+        } catch let failure as CommandFailure {
+            throw failure
+        } catch {
+            throw CommandFailure(code: .remoteUnreachable,
+                                 message: "could not read the tip of \(branch) from \(shown): \(error); nothing was published (pass --commit SHA to pin by hand, or --no-pin)")
+        }
     }
 
     private func showPlan(_ publisher: Publisher, kind: Mission.Kind, target: MissionTarget) throws {

@@ -72,4 +72,41 @@ import TestSupport
         }
         #expect(try fleet.factoryctl(["publish", "update", "--allow-rewind"]).status == 64, "a rollback names its commit")
     }
+
+    @Test func publishPinsTheBranchTipItReadsFromTheRepository() throws {
+        let fleet = try FleetWorld()
+        let consumer = try fleet.consumer("f-1", ["--no-sync"])
+        defer { consumer.signal(SIGCONT); consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        consumer.signal(SIGSTOP) // it takes the mission only after origin has moved on
+        let two = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var hq = fleet.environment
+        hq["UA_FACTORY_REPO_URL"] = fleet.world.origin
+        let pinned = JSONDoc.object(try fleet.factoryctl(["publish", "update", "--target", "f-1", "--json"], environment: hq), exit: 0)
+        #expect(pinned["commit"] as? String == two)
+        try fleet.world.pushUpstream(["app.py": "print('v3')\n"], message: "v3")
+        consumer.signal(SIGCONT)
+        let job = pinned["job_id"] as? String ?? ""
+        #expect(eventually { (try? fleet.results(job).first?["status"] as? String) == "SUCCESS" })
+        #expect(try fleet.world.head(fleet.world.factory) == two)
+        // --no-pin leaves it to each factory; a branch the repository lacks is refused.
+        let unpinned = JSONDoc.object(try fleet.factoryctl(["publish", "update", "--target", "f-1", "--no-pin", "--force", "--json"],
+                                                           environment: hq), exit: 0)
+        #expect(unpinned["commit"] is NSNull)
+        let missing = try fleet.factoryctl(["publish", "update", "--branch", "nope", "--target", "f-1", "--force"], environment: hq)
+        #expect(missing.status == 1 && missing.stderr.contains("has no branch 'nope'"), "\(missing.stderr)")
+    }
+
+    @Test(arguments: ["http", "ssh"])
+    func aRepositoryThatNeverAnswersEndsThePublishWithNothingWritten(scheme: String) throws {
+        let fleet = try FleetWorld()
+        let silent = try SilentServer()
+        var hq = fleet.environment
+        hq["FACTORYCTL_FETCH_TIMEOUT"] = "1"
+        let result = try fleet.factoryctl(["publish", "update", "--allow-unregistered", "--target", "f-1",
+                                           "--repo", "\(scheme)://git@127.0.0.1:\(silent.port)/factory.git"], environment: hq)
+        #expect(result.status == 5, "\(result.stderr)")
+        #expect(result.stderr.contains("nothing was published"), "\(result.stderr)")
+        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0")
+    }
 }

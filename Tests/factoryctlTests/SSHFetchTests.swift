@@ -106,4 +106,20 @@ struct SSHFetchTests {
         #expect(result.status == 0, "\(result.stderr)")
         #expect(try world.head(world.factory) == target)
     }
+
+    @Test func publishReadsTheBranchTipOverSSH() throws {
+        let world = try GitWorld()
+        let ssh = try SSHServer()
+        let redis = try RedisServer()
+        let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var environment = world.environment
+        environment["HOME"] = ssh.home
+        environment.removeValue(forKey: "SSH_AUTH_SOCK")
+        environment["FACTORY_ROLE"] = "HEADQUARTERS"
+        environment["UA_REDIS_URL"] = redis.url
+        let result = try Command.run([Package.factoryctl, "publish", "update", "--allow-unregistered", "--target", "f-1", "--json",
+                                      "--repo", ssh.url(forRepository: world.origin)], environment: environment)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("\"commit\":\"\(target)\""), "\(result.stdout)")
+    }
 }
