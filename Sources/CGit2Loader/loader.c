@@ -21,6 +21,7 @@ void git_buf_dispose(git_buf *buffer) { FORWARD(git_buf_dispose) fn(buffer); }
 int git_checkout_options_init(git_checkout_options *opts, unsigned int version) { FORWARD(git_checkout_options_init) return fn(opts, version); }
 int git_checkout_tree(git_repository *repo, const git_object *treeish, const git_checkout_options *opts) { FORWARD(git_checkout_tree) return fn(repo, treeish, opts); }
 const git_signature * git_commit_author(const git_commit *commit) { FORWARD(git_commit_author) return fn(commit); }
+int git_commit_extract_signature(git_buf *signature, git_buf *signed_data, git_repository *repo, git_oid *commit_id, const char *field) { FORWARD(git_commit_extract_signature) return fn(signature, signed_data, repo, commit_id, field); }
 void git_commit_free(git_commit *commit) { FORWARD(git_commit_free) fn(commit); }
 int git_commit_lookup(git_commit **commit, git_repository *repo, const git_oid *id) { FORWARD(git_commit_lookup) return fn(commit, repo, id); }
 const char * git_commit_summary(git_commit *commit) { FORWARD(git_commit_summary) return fn(commit); }

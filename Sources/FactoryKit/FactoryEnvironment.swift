@@ -65,6 +65,12 @@ public struct FactoryEnvironment: Sendable {
         return try MissionSigner.load(path: path)
     }
 
+    /// `UA_ALLOWED_SIGNERS`: git's allowed_signers file; set, updates move only to signed code.
+    public func commitSignaturePolicy() throws(CommitSignaturePolicy.Refusal) -> CommitSignaturePolicy? {
+        guard let path = self["UA_ALLOWED_SIGNERS"], !path.isEmpty else { return nil }
+        return try CommitSignaturePolicy.load(path: path)
+    }
+
     /// `UA_MISSION_VERIFY_KEYS`: a factory runs only missions signed by one of these public keys.
     public func missionVerifier() throws(MissionSigning.KeyError) -> MissionVerifier? {
         guard let paths = self["UA_MISSION_VERIFY_KEYS"], !paths.isEmpty else { return nil }

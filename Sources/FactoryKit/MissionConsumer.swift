@@ -38,6 +38,8 @@ public struct ConsumerConfiguration: Sendable {
     public var opsToken: String?
     /// Run only missions signed by one of these keys (`UA_MISSION_VERIFY_KEYS`); nil runs any.
     public var verifier: MissionVerifier?
+    /// Move only to code signed by an allowed signer (`UA_ALLOWED_SIGNERS`).
+    public var signaturePolicy: CommitSignaturePolicy?
     public var version: String
     public var environment: [String: String]
 
@@ -441,6 +443,7 @@ public final class MissionConsumer {
         request.forceSync = configuration.forceSync
         request.settleSeconds = configuration.settleSeconds
         request.fetchTimeout = configuration.fetchTimeout
+        request.signaturePolicy = configuration.signaturePolicy
         request.environment = configuration.environment
         var pipeline = UpdatePipeline(request: request, logger: logger)
         pipeline.shouldCancel = { [stop] in stop.isSet }

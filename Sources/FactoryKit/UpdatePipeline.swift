@@ -34,6 +34,8 @@ public struct UpdateRequest: Sendable {
     public var commit: ObjectID?
     /// Allow moving to older code, or past a force-push that dropped commits this factory runs.
     public var allowRewind = false
+    /// Move only to upstream code whose commit an allowed signer signed (`UA_ALLOWED_SIGNERS`).
+    public var signaturePolicy: CommitSignaturePolicy?
     /// Environment for credentials and child processes.
     public var environment: [String: String] = ProcessInfo.processInfo.environment
     /// Record the outcome in `.git/factoryctl/history.jsonl`.
@@ -276,6 +278,17 @@ public struct UpdatePipeline {
         if case .branch(let name, _) = original { switching = name != branch } else { switching = true }
         report.to = target.hex
         report.changed = switching || target != originalCommit
+        // The code that comes in must be signed by an allowed signer (local commits replayed on
+        // top are the operator's own and are not).
+        if let policy = request.signaturePolicy, report.changed, report.integration != .upToDate {
+            do {
+                let signer = try policy.check(upstream, in: repository)
+                logger.info("\(upstream.short) is signed by \(signer)")
+            } catch {
+                throw Stop(failure: .signatureRefused,
+                           message: "\(error.description); refusing to move to it (UA_ALLOWED_SIGNERS). Nothing was changed")
+            }
+        }
         if request.dryRun {
             report.status = .success
             return

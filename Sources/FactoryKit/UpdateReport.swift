@@ -28,6 +28,8 @@ public enum UpdateFailure: String, Codable, Sendable, CaseIterable {
     /// The update would move the factory to older code, or past a force-push that dropped
     /// commits it runs; refused without --allow-rewind (`allow_rewind`), nothing changed.
     case rewindRefused = "rewind_refused"
+    /// The commit to move to is not signed by an allowed signer (`UA_ALLOWED_SIGNERS`); nothing changed.
+    case signatureRefused = "signature_refused"
 }
 
 /// One commit in a report.

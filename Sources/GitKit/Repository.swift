@@ -301,6 +301,21 @@ public final class Repository {
         return try check(git_graph_descendant_of(handle, &c, &a), "compare \(commit.short) with \(ancestor.short)") == 1
     }
 
+    /// The commit's signature (the `gpgsig` header, armored) and the exact bytes it signs; nil
+    /// for an unsigned commit.
+    public func commitSignature(_ id: ObjectID) throws -> (signature: String, signedData: [UInt8])? {
+        var signature = git_buf(), data = git_buf()
+        defer { git_buf_dispose(&signature); git_buf_dispose(&data) }
+        var oid = id.raw
+        let code = git_commit_extract_signature(&signature, &data, handle, &oid, nil)
+        if code == GIT_ENOTFOUND.rawValue { return nil }
+        try check(code, "read the signature of \(id.short)")
+        guard let signaturePointer = signature.ptr, let dataPointer = data.ptr else { return nil }
+        let text = String(decoding: UnsafeRawBufferPointer(start: signaturePointer, count: signature.size), as: UTF8.self)
+        let bytes = Array(UnsafeRawBufferPointer(start: dataPointer, count: data.size))
+        return (text, bytes)
+    }
+
     /// True when the object database has this commit.
     public func hasCommit(_ id: ObjectID) -> Bool {
         var oid = id.raw

@@ -105,6 +105,7 @@ struct ConsumeCommand: ParsableCommand {
         configuration.opsToken = environment.opsToken
         do {
             configuration.verifier = try environment.missionVerifier()
+            configuration.signaturePolicy = try environment.commitSignaturePolicy()
         } catch {
             throw CommandFailure(code: .usage, message: "\(error)")
         }

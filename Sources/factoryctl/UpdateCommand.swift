@@ -32,7 +32,9 @@ struct UpdateCommand: ParsableCommand {
         With --commit SHA the update moves exactly to that commit, which must be on \
         origin/<branch> (else it fails, nothing changed). An update that would move the \
         checkout to older code, or past a force-push that dropped commits it runs, is refused \
-        (exit 8) unless --allow-rewind.
+        (exit 8) unless --allow-rewind. With UA_ALLOWED_SIGNERS (git's allowed_signers file), \
+        the update moves only to code whose commit carries an SSH signature (gpg.format=ssh, \
+        Ed25519) by an allowed signer; otherwise it fails with nothing changed.
 
         A network fetch runs in a child process: when the remote sends nothing for \
         --fetch-timeout seconds, or on Ctrl-C/SIGTERM, the child is ended, the lock is \
@@ -128,6 +130,11 @@ struct UpdateCommand: ParsableCommand {
             throw CommandFailure(code: .usage, message: "\(error)")
         }
         request.environment = environment.values
+        do {
+            request.signaturePolicy = try environment.commitSignaturePolicy()
+        } catch {
+            throw CommandFailure(code: .usage, message: "\(error)")
+        }
 
         // Ctrl-C or SIGTERM stops the update only while nothing has changed yet; once the checkout
         // moves, the pipeline finishes (or rolls back) rather than leave it half-updated.
