@@ -31,6 +31,11 @@ public struct GatewayConfiguration: Sendable {
     public var missionTimeoutSeconds: Int64 = 300
     /// Signs every mission the routes publish (`UA_MISSION_SIGNING_KEY`).
     public var signer: MissionSigner?
+    /// The factories' repository (`UA_FACTORY_REPO_URL`): updates are pinned to the branch's tip there.
+    public var repoURL: String?
+    /// Seconds the tip lookup may go without progress.
+    public var fetchTimeout: Double = 120
+    public var environment: [String: String] = [:]
 
     public init(role: String) {
         self.role = role
@@ -150,22 +155,64 @@ public struct Gateway: Sendable {
         case .bool(let value)?: force = value
         default: return invalid("force", "must be a boolean")
         }
+        var commit: String?
+        switch body["commit"] {
+        case nil, .null?: break
+        case .string(let value)? where Mission.isCommitID(value): commit = value
+        default: return invalid("commit", "must be a full commit id (40 lowercase hex digits) or null")
+        }
+        var allowRewind = false
+        switch body["allow_rewind"] {
+        case nil, .null?: break
+        case .bool(let value)?: allowRewind = value
+        default: return invalid("allow_rewind", "must be a boolean")
+        }
+        if allowRewind, commit == nil { return invalid("allow_rewind", "needs commit (the commit to roll back to)") }
+        if commit == nil, let url = configuration.repoURL {
+            do {
+                guard let tip = try await Self.remoteTip(url: url, branch: branch, configuration: configuration) else {
+                    return invalid("branch", "the repository has no branch '\(branch)'")
+                }
+                commit = tip
+            } catch {
+                logger.error("could not read the tip of \(branch): \(error)")
+                return jsonResponse(.badGateway, ["ok": .bool(false),
+                                                  "error": .string("could not read the tip of \(branch) from the repository; nothing was published")])
+            }
+        }
         let timeout = configuration.missionTimeoutSeconds
-        let publisher: @Sendable (MissionBus) throws -> Publisher.Outcome = { [branch, force] bus in
-            try Publisher(bus: bus, logger: self.logger, signer: self.configuration.signer).publish(kind: .update, target: target, branch: branch,
-                                                                 timeoutSeconds: timeout, force: force)
+        let publisher: @Sendable (MissionBus) throws -> Publisher.Outcome = { [branch, force, commit, allowRewind] bus in
+            try Publisher(bus: bus, logger: self.logger, signer: self.configuration.signer).publish(
+                kind: .update, target: target, branch: branch, timeoutSeconds: timeout, force: force,
+                commit: commit, allowRewind: allowRewind)
         }
         do {
             let outcome = try await redis.run(publisher)
             return jsonResponse(.ok, [
                 "ok": .bool(true), "job_id": .string(outcome.jobID), "branch": .string(outcome.branch),
                 "target_factory_id": target == .all ? .null : .string(outcome.targetFactoryID),
+                "commit": outcome.commit.map(JSONValue.string) ?? .null,
             ])
         } catch let refusal as Publisher.Refusal {
             return jsonResponse(.conflict, ["ok": .bool(false), "error": .string(refusal.description),
                                             "inflight_job_id": .string(refusal.inflightJobID)])
         } catch {
             return redisFailure(error)
+        }
+    }
+
+    /// The branch's tip, read on a thread of its own (a slow remote must not hold the Redis worker).
+    static func remoteTip(url: String, branch: String, configuration: GatewayConfiguration) async throws -> String? {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String?, any Error>) in
+            detachThread {
+                do {
+                    let tip = try IsolatedFetch.remoteTip(url: url, branch: branch, environment: configuration.environment,
+                                                          timeout: configuration.fetchTimeout)
+                    continuation.resume(returning: tip?.hex)
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
         }
     }
 

@@ -13,7 +13,8 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
         Routes (every /api/v1/ route needs the header x-ua-ops-token: $UA_OPS_TOKEN):
           POST /api/v1/ops/factory/update
-               {"target_factory_id": null|"id", "branch": "main", "force": false}
+               {"target_factory_id": null|"id", "branch": "main", "force": false,
+                "commit": null|"<full sha>", "allow_rewind": false}
           POST /api/v1/ops/factory/control
                {"target_factory_id": "id", "action": "pause"|"resume"}
           GET  /api/v1/ops/factory/jobs/{id}   per-factory results of one mission
@@ -33,7 +34,9 @@ struct ServeCommand: AsyncParsableCommand {
         Publishing routes need FACTORY_ROLE=HEADQUARTERS (else 403). The server refuses \
         to start without UA_OPS_TOKEN unless --insecure-no-auth, and with a token shorter than \
         16 characters (exit 64). An address it cannot listen on (in use, not permitted) exits \
-        12; the unit does not restart on 64 or 12. SIGTERM shuts down gracefully.
+        12; the unit does not restart on 64 or 12. SIGTERM shuts down gracefully. With \
+        UA_FACTORY_REPO_URL, an update without "commit" is pinned to the branch's tip read \
+        there (502 when it cannot be read); with UA_MISSION_SIGNING_KEY every mission is signed.
 
         Example:
           UA_OPS_TOKEN=... FACTORY_ROLE=HEADQUARTERS factoryctl serve --port 8080
@@ -71,6 +74,9 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.opsToken = environment.opsToken
         configuration.insecureNoAuth = insecureNoAuth
         do { configuration.signer = try environment.missionSigner() } catch { throw CommandFailure(code: .usage, message: "\(error)") }
+        configuration.repoURL = environment["UA_FACTORY_REPO_URL"].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.fetchTimeout = (try? environment.fetchTimeout()) ?? 120
+        configuration.environment = environment.values
         if configuration.opsToken == nil && !insecureNoAuth {
             throw CommandFailure(code: .usage, message: "UA_OPS_TOKEN is not set: refusing to serve /api/v1/ without a token (pass --insecure-no-auth to do it anyway)")
         }

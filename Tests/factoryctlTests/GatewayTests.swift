@@ -353,6 +353,29 @@ final class GatewayProcess: @unchecked Sendable {
         for secret in ["test-ops-token-0123", "secret-token", "postgres://"] { #expect(!page.body.contains(secret)) }
     }
 
+    @Test func updateRoutePinsTheTipAndTakesACommitOrARewind() throws {
+        let fleet = try FleetWorld()
+        let two = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var env = environment(fleet)
+        env["UA_FACTORY_REPO_URL"] = fleet.world.origin
+        let server = try GatewayProcess(fleet: fleet, environment: env)
+        defer { server.process.stop() }
+        let pinned = try server.request("POST", "/api/v1/ops/factory/update", body: #"{"branch": "main"}"#)
+        #expect(pinned.status == 200, "\(pinned.body)")
+        #expect(pinned.json?["commit"] as? String == two)
+        #expect(try fleet.redis.cli(["XRANGE", "ua:missions:delegation", "-", "+"]).contains("\"commit\": \"\(two)\""))
+        let explicit = try server.request("POST", "/api/v1/ops/factory/update",
+                                          body: #"{"branch": "main", "force": true, "commit": "\#(two)", "allow_rewind": true}"#)
+        #expect(explicit.status == 200 && explicit.json?["commit"] as? String == two, "\(explicit.body)")
+        for (body, field) in [(#"{"commit": "abc"}"#, "commit"), (#"{"commit": 5}"#, "commit"), (#"{"allow_rewind": true}"#, "allow_rewind"),
+                              (#"{"branch": "nope"}"#, "branch")] {
+            let reply = try server.request("POST", "/api/v1/ops/factory/update", body: body)
+            #expect(reply.status == 422 || reply.status == 400, "\(body): \(reply.status) \(reply.body)")
+            #expect(reply.json?["field"] as? String == field, "\(body): \(reply.body)")
+        }
+        #expect(try fleet.redis.cli(["XLEN", "ua:missions:delegation"]) == "2", "nothing published for bad input")
+    }
+
     @Test func consumerPostsItsRegistrationToHQWithTheOpsToken() throws {
         let fleet = try FleetWorld()
         // HQ has its own Redis: what arrives there came over HTTP.
