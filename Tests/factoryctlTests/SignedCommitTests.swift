@@ -96,4 +96,26 @@ import TestSupport
         let result = try update(world, keys)
         #expect(result.status == 64 && result.stderr.contains("lists no usable ssh-ed25519 key"), "\(result.stderr)")
     }
+
+    @Test func aMissionToUnsignedCodeFailsOnAFactoryWithThePolicy() throws {
+        let fleet = try FleetWorld()
+        let keys = try Keys()
+        var factory = fleet.environment
+        factory["UA_ALLOWED_SIGNERS"] = keys.allowed
+        let consumer = try fleet.consumer("f-1", ["--no-sync"], environment: factory)
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let start = try fleet.world.head(fleet.world.factory)
+        _ = try signedCommit(fleet.world, key: nil, "print('unsigned')\n")
+        let job = try fleet.publish(["update", "--target", "f-1"])
+        #expect(eventually { (try? fleet.results(job).count) == 1 })
+        let result = try fleet.results(job).first?["result"] as? [String: Any]
+        #expect(result?["failure"] as? String == "signature_refused", "\(result ?? [:])")
+        #expect(try fleet.world.head(fleet.world.factory) == start)
+        // Signed by the release key: the next mission runs.
+        let good = try signedCommit(fleet.world, key: keys.trusted, "print('release')\n")
+        let next = try fleet.publish(["update", "--target", "f-1"])
+        #expect(eventually { (try? fleet.results(next).first?["status"] as? String) == "SUCCESS" })
+        #expect(try fleet.world.head(fleet.world.factory) == good)
+    }
 }
