@@ -188,11 +188,13 @@ public struct Gateway: Sendable {
         }
         do {
             let outcome = try await redis.run(publisher)
-            return jsonResponse(.ok, [
+            var answer: [String: JSONValue] = [
                 "ok": .bool(true), "job_id": .string(outcome.jobID), "branch": .string(outcome.branch),
                 "target_factory_id": target == .all ? .null : .string(outcome.targetFactoryID),
-                "commit": outcome.commit.map(JSONValue.string) ?? .null,
-            ])
+            ]
+            // The existing HQ's answer has exactly the four keys above; a pinned one adds `commit`.
+            if let commit = outcome.commit { answer["commit"] = .string(commit) }
+            return jsonResponse(.ok, answer)
         } catch let refusal as Publisher.Refusal {
             return jsonResponse(.conflict, ["ok": .bool(false), "error": .string(refusal.description),
                                             "inflight_job_id": .string(refusal.inflightJobID)])
