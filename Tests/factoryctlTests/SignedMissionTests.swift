@@ -132,6 +132,14 @@ import TestSupport
         try add(fleet, replayed)
         #expect(eventually { (try? fleet.redis.cli(["XLEN", "ua:missions:dlq"])) == "4" })
         #expect(try fleet.redis.cli(["XRANGE", "ua:missions:dlq", "-", "+"]).contains("replayed: job \(job)"))
+        // The same signed fields with the mission altered (another job id and branch): a known key,
+        // a signature that does not match.
+        var altered = replayed
+        altered["job_id"] = "update-0000000000ff"
+        altered["envelope"] = replayed["envelope"]?.replacingOccurrences(of: job, with: "update-0000000000ff")
+        try add(fleet, altered)
+        #expect(eventually { (try? fleet.redis.cli(["XLEN", "ua:missions:dlq"])) == "5" })
+        #expect(try fleet.redis.cli(["XRANGE", "ua:missions:dlq", "-", "+"]).contains("bad signature for key \(signer.keyID)"))
 
         // The old key still verifies during the rotation (a pause, signed with it).
         hq["UA_MISSION_SIGNING_KEY"] = oldKey
