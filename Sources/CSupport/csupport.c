@@ -198,6 +198,41 @@ int factoryctl_http_post(const char *url, const char *const *headers, int header
     return result;
 }
 
+int factoryctl_http_get(const char *url, long timeout_ms, long *status, char *error, int error_length) {
+    pthread_once(&curl_once, load_curl);
+    if (!curl_api.handle) {
+        snprintf(error, (size_t)error_length, "%s", curl_load_error);
+        return -1;
+    }
+    CURL *curl = curl_api.easy_init();
+    if (!curl) {
+        snprintf(error, (size_t)error_length, "curl_easy_init failed");
+        return -1;
+    }
+    char curl_error[CURL_ERROR_SIZE] = {0};
+    curl_api.easy_setopt(curl, CURLOPT_URL, url);
+    curl_api.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_api.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_api.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_api.easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+    curl_api.easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_api.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    curl_api.easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_api.easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
+    CURLcode code = curl_api.easy_perform(curl);
+    int result = 0;
+    if (code == CURLE_OK) {
+        long response = 0;
+        curl_api.easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response);
+        *status = response;
+    } else {
+        snprintf(error, (size_t)error_length, "%s", curl_error[0] ? curl_error : curl_api.easy_strerror(code));
+        result = -1;
+    }
+    curl_api.easy_cleanup(curl);
+    return result;
+}
+
 /* ---- Returning clean pages (see csupport.h) ---- */
 
 long factoryctl_release_clean_pages(void) {

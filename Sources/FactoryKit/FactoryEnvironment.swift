@@ -65,6 +65,22 @@ public struct FactoryEnvironment: Sendable {
         return try MissionSigner.load(path: path)
     }
 
+    /// `UA_FACTORY_HEALTH_URL` (http or https) and `UA_FACTORY_HEALTH_TIMEOUT` (seconds, default 30).
+    public func healthGate() throws(FactoryError) -> HealthGate? {
+        guard let url = self["UA_FACTORY_HEALTH_URL"], !url.isEmpty else { return nil }
+        guard HealthGate.isValid(url) else {
+            throw .invalidArgument("UA_FACTORY_HEALTH_URL must be an http:// or https:// URL, not '\(url.prefix(80))'")
+        }
+        var timeout = 30.0
+        if let raw = self["UA_FACTORY_HEALTH_TIMEOUT"] {
+            guard let value = Double(raw), value > 0, value <= 3600 else {
+                throw .invalidArgument("UA_FACTORY_HEALTH_TIMEOUT must be seconds between 0 and 3600, not '\(raw.prefix(40))'")
+            }
+            timeout = value
+        }
+        return HealthGate(url: url, timeout: timeout)
+    }
+
     /// `UA_ALLOWED_SIGNERS`: git's allowed_signers file; set, updates move only to signed code.
     public func commitSignaturePolicy() throws(CommitSignaturePolicy.Refusal) -> CommitSignaturePolicy? {
         guard let path = self["UA_ALLOWED_SIGNERS"], !path.isEmpty else { return nil }

@@ -40,6 +40,8 @@ public struct ConsumerConfiguration: Sendable {
     public var verifier: MissionVerifier?
     /// Move only to code signed by an allowed signer (`UA_ALLOWED_SIGNERS`).
     public var signaturePolicy: CommitSignaturePolicy?
+    /// After the restart, this URL must answer 2xx (`UA_FACTORY_HEALTH_URL`).
+    public var healthGate: HealthGate?
     public var version: String
     public var environment: [String: String]
 
@@ -444,6 +446,7 @@ public final class MissionConsumer {
         request.settleSeconds = configuration.settleSeconds
         request.fetchTimeout = configuration.fetchTimeout
         request.signaturePolicy = configuration.signaturePolicy
+        if configuration.restart { request.healthGate = configuration.healthGate }
         request.environment = configuration.environment
         var pipeline = UpdatePipeline(request: request, logger: logger)
         pipeline.shouldCancel = { [stop] in stop.isSet }

@@ -36,6 +36,8 @@ public struct UpdateRequest: Sendable {
     public var allowRewind = false
     /// Move only to upstream code whose commit an allowed signer signed (`UA_ALLOWED_SIGNERS`).
     public var signaturePolicy: CommitSignaturePolicy?
+    /// After a restart, this URL must answer 2xx in time, else the update rolls back.
+    public var healthGate: HealthGate?
     /// Environment for credentials and child processes.
     public var environment: [String: String] = ProcessInfo.processInfo.environment
     /// Record the outcome in `.git/factoryctl/history.jsonl`.
@@ -371,6 +373,15 @@ public struct UpdatePipeline {
                 try rollBack(rollback, &report, failure: .serviceInactive,
                              reason: "service(s) not active after restart: \(inactive.joined(separator: ", "))",
                              resync: request.sync, restart: true)
+            }
+            if let gate = request.healthGate {
+                logger.info("waiting for \(gate.url) to answer 2xx (up to \(Int(gate.timeout)) s)")
+                if let why = report.time("health", { gate.wait() }) {
+                    try rollBack(rollback, &report, failure: .healthCheckFailed,
+                                 reason: "health check \(gate.url) did not answer 2xx within \(Int(gate.timeout)) s (last: \(why))",
+                                 resync: request.sync, restart: true)
+                }
+                report.healthChecked = true
             }
         }
         report.status = .success

@@ -20,6 +20,8 @@ public enum UpdateFailure: String, Codable, Sendable, CaseIterable {
     /// `--restart`, but `systemctl --user` cannot reach the user's manager; checked before anything moved.
     case systemdUnavailable = "systemd_unavailable"
     case serviceInactive = "service_inactive"
+    /// After the restart, the health URL did not answer 2xx in time; rolled back.
+    case healthCheckFailed = "health_check_failed"
     case cancelled = "cancelled"
     case internalError = "internal_error"
     case rollbackFailed = "rollback_failed"
@@ -81,6 +83,8 @@ public struct UpdateReport: Codable, Sendable {
     /// The sync was not run: no dependency file changed since the environment in place was synced.
     public var syncSkipped: Bool?
     public var restarted = false
+    /// The health URL answered 2xx after the restart.
+    public var healthChecked: Bool?
     public var services: [String] = []
     public var rolledBack = false
     public var dryRun = false
@@ -109,7 +113,7 @@ public struct UpdateReport: Codable, Sendable {
         case status, failure, error, branch, from, to, commits, integration, changed, synced, restarted, services, paths
         case previousBranch = "previous_branch", commitCount = "commit_count", rebasedCommits = "rebased_commits"
         case recovery, syncSkipped = "sync_skipped", attempted, inactiveAfterRollback = "inactive_after_rollback"
-        case upstream, pinned
+        case upstream, pinned, healthChecked = "health_checked"
         case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
         case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms", stepsMs = "steps_ms"
     }
@@ -147,6 +151,7 @@ public struct UpdateReport: Codable, Sendable {
         try c.encode(synced, forKey: .synced)
         try c.encode(syncSkipped ?? false, forKey: .syncSkipped)
         try c.encode(restarted, forKey: .restarted)
+        try c.encode(healthChecked ?? false, forKey: .healthChecked)
         try c.encode(services, forKey: .services)
         try c.encode(rolledBack, forKey: .rolledBack)
         try c.encode(dryRun, forKey: .dryRun)

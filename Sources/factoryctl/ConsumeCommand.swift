@@ -106,6 +106,7 @@ struct ConsumeCommand: ParsableCommand {
         do {
             configuration.verifier = try environment.missionVerifier()
             configuration.signaturePolicy = try environment.commitSignaturePolicy()
+            configuration.healthGate = try environment.healthGate()
         } catch {
             throw CommandFailure(code: .usage, message: "\(error)")
         }

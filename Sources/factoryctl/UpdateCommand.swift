@@ -34,7 +34,9 @@ struct UpdateCommand: ParsableCommand {
         checkout to older code, or past a force-push that dropped commits it runs, is refused \
         (exit 8) unless --allow-rewind. With UA_ALLOWED_SIGNERS (git's allowed_signers file), \
         the update moves only to code whose commit carries an SSH signature (gpg.format=ssh, \
-        Ed25519) by an allowed signer; otherwise it fails with nothing changed.
+        Ed25519) by an allowed signer; otherwise it fails with nothing changed. With --restart \
+        and UA_FACTORY_HEALTH_URL, the URL must answer 2xx within UA_FACTORY_HEALTH_TIMEOUT \
+        seconds (default 30) after the restart, or the update rolls back.
 
         A network fetch runs in a child process: when the remote sends nothing for \
         --fetch-timeout seconds, or on Ctrl-C/SIGTERM, the child is ended, the lock is \
@@ -132,6 +134,7 @@ struct UpdateCommand: ParsableCommand {
         request.environment = environment.values
         do {
             request.signaturePolicy = try environment.commitSignaturePolicy()
+            if restart { request.healthGate = try environment.healthGate() }
         } catch {
             throw CommandFailure(code: .usage, message: "\(error)")
         }
