@@ -173,13 +173,13 @@ _factoryctl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    update|publish|consume|status|serve|forget|keys|help)
+    update|publish|consume|status|serve|forget|keys|rollback|help)
         # Offer subcommand argument completions
         "_factoryctl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'update publish consume status serve forget keys help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'update publish consume status serve forget keys rollback help' -- "${cur}"))
         ;;
     esac
 }
@@ -267,7 +267,7 @@ _factoryctl_publish() {
     # Offer positional completions
     case "${positional_number}" in
     1)
-        __factoryctl_add_completions -W 'update'$'\n''pause'$'\n''resume'
+        __factoryctl_add_completions -W 'update'$'\n''pause'$'\n''resume'$'\n''rollback'
         return
         ;;
     esac
@@ -439,6 +439,39 @@ _factoryctl_keys_generate() {
         ;;
     '--out')
         __factoryctl_add_completions -d
+        return
+        ;;
+    esac
+}
+
+_factoryctl_rollback() {
+    repeating_flags=()
+    non_repeating_flags=(--quiet -q --verbose -v --no-restart --no-sync -n --dry-run --json --version -h --help)
+    repeating_options=(--service)
+    non_repeating_options=(--log-level --factory-dir --to -b --branch --settle)
+    __factoryctl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--log-level')
+        __factoryctl_add_completions -W 'trace'$'\n''debug'$'\n''info'$'\n''notice'$'\n''warning'$'\n''error'$'\n''critical'
+        return
+        ;;
+    '--factory-dir')
+        __factoryctl_add_completions -d
+        return
+        ;;
+    '--to')
+        return
+        ;;
+    '-b'|'--branch')
+        __factoryctl_add_completions -W "$(__factoryctl_custom_complete ---completion rollback -- --branch "${COMP_CWORD}" "$(__factoryctl_cursor_index_in_current_word)")"
+        return
+        ;;
+    '--service')
+        return
+        ;;
+    '--settle')
         return
         ;;
     esac

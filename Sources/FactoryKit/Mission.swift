@@ -201,6 +201,8 @@ public struct Mission: Sendable, Equatable {
         case update = "system:update_factory"
         case pause = "system:pause_factory"
         case resume = "system:resume_factory"
+        /// Back to the commit before the last successful update (or the context's `commit`).
+        case rollback = "system:rollback_factory"
     }
 
     public var envelope: MissionEnvelope
@@ -224,7 +226,7 @@ public struct Mission: Sendable, Equatable {
     /// The envelope the existing HQ sends for an update (`update-<12 hex>`, priority 10, 300 s, no retries).
     public static func make(kind: Kind, target: MissionTarget, branch: String = "main", timeoutSeconds: Int64 = 300,
                             commit: String? = nil, allowRewind: Bool = false) -> Mission {
-        let prefix = switch kind { case .update: "update"; case .pause: "pause"; case .resume: "resume" }
+        let prefix = switch kind { case .update: "update"; case .pause: "pause"; case .resume: "resume"; case .rollback: "rollback" }
         let jobID = MissionID.make(prefix: prefix)
         var context: [String: JSONValue] = ["mission_kind": .string(kind.rawValue)]
         if kind == .update {
@@ -232,21 +234,25 @@ public struct Mission: Sendable, Equatable {
             // Additive: consumers that do not know these keys ignore them.
             if let commit { context["commit"] = .string(commit) }
             if allowRewind { context["allow_rewind"] = .bool(true) }
+        } else if kind == .rollback, let commit {
+            context["commit"] = .string(commit)
+            context["branch"] = .string(branch)
         }
         context.merge(target.contextFields) { $1 }
         let task = switch kind {
         case .update: "Update factory to latest code"
         case .pause: "Pause factory"
         case .resume: "Resume factory"
+        case .rollback: "Roll factory back"
         }
         var envelope = MissionEnvelope(jobID: jobID, idempotencyKey: jobID, task: task, context: context)
         envelope.priority = 10
         envelope.timeoutSeconds = timeoutSeconds
         envelope.maxRetries = 0
         var mission = Mission(envelope: envelope, kind: kind, target: target, branch: branch)
-        if kind == .update {
+        if kind == .update || kind == .rollback {
             mission.commit = commit
-            mission.allowRewind = allowRewind
+            mission.allowRewind = allowRewind || kind == .rollback
         }
         return mission
     }
@@ -269,7 +275,7 @@ public struct Mission: Sendable, Equatable {
         guard let kind = Kind(rawValue: kindName) else { throw .malformed("unknown system mission kind '\(kindName.prefix(80))'") }
         let target = try MissionTarget(context: envelope.context)
         var branch = "main"
-        if kind == .update, let value = envelope.context["branch"], value != .null {
+        if kind == .update || kind == .rollback, let value = envelope.context["branch"], value != .null {
             guard let name = value.string else { throw .malformed("payload.context.branch must be a string") }
             do {
                 try BranchName.validate(name)
@@ -279,7 +285,8 @@ public struct Mission: Sendable, Equatable {
             branch = name
         }
         var mission = Mission(envelope: envelope, kind: kind, target: target, branch: branch)
-        if kind == .update {
+        if kind == .rollback { mission.allowRewind = true }
+        if kind == .update || kind == .rollback {
             if let value = envelope.context["commit"], value != .null {
                 guard let commit = value.string, isCommitID(commit) else {
                     throw .malformed("payload.context.commit must be a full commit id (40 lowercase hex digits)")

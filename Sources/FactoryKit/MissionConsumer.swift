@@ -283,8 +283,8 @@ public final class MissionConsumer {
                 switch mission.kind {
                 case .pause, .resume:
                     try control(mission, entry: entry)
-                case .update:
-                    logger.info("received \(mission.jobID): update to \(mission.branch)\(recovering ? " (redelivered)" : "")")
+                case .update, .rollback:
+                    logger.info("received \(mission.jobID): \(mission.kind == .rollback ? "rollback" : "update to \(mission.branch)")\(recovering ? " (redelivered)" : "")")
                     updates.append((entry, mission, Date()))
                 }
             }
@@ -407,6 +407,29 @@ public final class MissionConsumer {
         var pipeline = makePipeline(branch: mission.branch)
         pipeline.request.commit = mission.commit.flatMap(ObjectID.init(hex:))
         pipeline.request.allowRewind = mission.allowRewind
+        if mission.kind == .rollback {
+            do {
+                let target = try RollbackTarget.resolve(factoryDirectory: configuration.factoryDirectory, explicit: pipeline.request.commit,
+                                                        branch: mission.envelope.context["branch"]?.string)
+                pipeline.request.branch = target.branch
+                pipeline.request.commit = target.commit
+                pipeline.request.allowRewind = true
+                logger.notice("\(mission.jobID): rolling back to \(target.commit.short)\(target.undoing.map { ", undoing \($0)" } ?? "")")
+            } catch {
+                var report = UpdateReport(branch: mission.branch)
+                report.failure = .nothingToRollBack
+                report.error = "\(error)"
+                report.finishedAt = Date().timeIntervalSince1970
+                let result = missionResult(report, mission: mission, receivedAt: receivedAt)
+                logger.error("\(mission.jobID): \(error)")
+                lastJob = (mission.jobID, result.status)
+                try bus.publishResult(result)
+                try bus.ack(group: group, [entry.id])
+                status = state.paused ? "paused" : "online"
+                try register()
+                return nil
+            }
+        }
         pipeline.request.deadline = receivedAt.addingTimeInterval(Double(mission.envelope.timeoutSeconds))
         pipeline.request.jobID = mission.jobID
         // The registry keeps hearing from this factory ("updating") while a long sync runs.

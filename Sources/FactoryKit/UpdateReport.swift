@@ -32,6 +32,8 @@ public enum UpdateFailure: String, Codable, Sendable, CaseIterable {
     case rewindRefused = "rewind_refused"
     /// The commit to move to is not signed by an allowed signer (`UA_ALLOWED_SIGNERS`); nothing changed.
     case signatureRefused = "signature_refused"
+    /// A rollback with no previous successful update recorded (and no commit given).
+    case nothingToRollBack = "nothing_to_roll_back"
 }
 
 /// One commit in a report.

@@ -37,7 +37,7 @@ struct Factoryctl: AsyncParsableCommand {
           64  usage error
         """,
         version: version,
-        subcommands: [UpdateCommand.self, PublishCommand.self, ConsumeCommand.self, StatusCommand.self, ServeCommand.self, ForgetCommand.self, KeysCommand.self,
+        subcommands: [UpdateCommand.self, PublishCommand.self, ConsumeCommand.self, StatusCommand.self, ServeCommand.self, ForgetCommand.self, KeysCommand.self, RollbackCommand.self,
                       FetchHelperCommand.self]
     )
 

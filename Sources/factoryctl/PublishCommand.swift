@@ -35,17 +35,18 @@ struct PublishCommand: ParsableCommand {
           factoryctl publish update --commit <older sha> --allow-rewind   # a deliberate fleet rollback
           factoryctl publish pause --target eu-1
           factoryctl publish resume --target eu-1
+          factoryctl publish rollback --target eu-1        # back to the commit before its last update
         """
     )
 
     enum Action: String, ExpressibleByArgument, CaseIterable {
-        case update, pause, resume
+        case update, pause, resume, rollback
     }
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var redis: RedisOptions
 
-    @Argument(help: "update, pause or resume.")
+    @Argument(help: "update, pause, resume or rollback.")
     var action: Action
 
     @Option(name: .long, help: ArgumentHelp("A factory id, or one glob such as 'eu-*' (repeatable; default: every factory).", valueName: "id"),
@@ -105,7 +106,7 @@ struct PublishCommand: ParsableCommand {
         if let maxLength, maxLength < 100 { throw ValidationError("--max-length must be at least 100") }
         if dryRun && wait { throw ValidationError("use --dry-run or --wait, not both") }
         if let commit {
-            guard action == .update else { throw ValidationError("--commit is for update missions") }
+            guard action == .update || action == .rollback else { throw ValidationError("--commit is for update and rollback missions") }
             guard Mission.isCommitID(commit) else {
                 throw ValidationError("--commit needs a full commit id (40 lowercase hex digits), not '\(commit.prefix(60))'")
             }
@@ -126,7 +127,7 @@ struct PublishCommand: ParsableCommand {
         let signer: MissionSigner?
         do { signer = try environment.missionSigner() } catch { throw CommandFailure(code: .usage, message: "\(error)") }
         let publisher = Publisher(bus: bus, logger: logger, signer: signer)
-        let kind: Mission.Kind = switch action { case .update: .update; case .pause: .pause; case .resume: .resume }
+        let kind: Mission.Kind = switch action { case .update: .update; case .pause: .pause; case .resume: .resume; case .rollback: .rollback }
         let target = try MissionTarget(arguments: target)
         if dryRun { return try showPlan(publisher, kind: kind, target: target) }
         let commit = try self.commit ?? (kind == .update && !noPin ? resolveTip(environment, logger: logger) : nil)
