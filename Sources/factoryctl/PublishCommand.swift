@@ -41,13 +41,19 @@ struct PublishCommand: ParsableCommand {
 
     enum Action: String, ExpressibleByArgument, CaseIterable {
         case update, pause, resume, rollback
+        case resumeRollout = "resume-rollout", abortRollout = "abort-rollout"
     }
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var redis: RedisOptions
 
-    @Argument(help: "update, pause, resume or rollback.")
+    @Argument(help: "update, pause, resume, rollback, resume-rollout or abort-rollout.")
     var action: Action
+
+    @Argument(help: ArgumentHelp("With resume-rollout and abort-rollout: the rollout's id.", valueName: "rollout-id"))
+    var rolloutID: String?
+
+    @OptionGroup(title: "Staged rollout (update)") var rollout: RolloutOptions
 
     @Option(name: .long, help: ArgumentHelp("A factory id, or one glob such as 'eu-*' (repeatable; default: every factory).", valueName: "id"),
             completion: .custom(Completions.factoryIDs))
@@ -94,6 +100,16 @@ struct PublishCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        if action == .resumeRollout || action == .abortRollout {
+            guard let rolloutID, MissionID.isValid(rolloutID) else { throw ValidationError("\(action.rawValue) needs the rollout's id") }
+            return
+        }
+        if rolloutID != nil { throw ValidationError("a rollout id goes with resume-rollout or abort-rollout") }
+        if rollout.isRollout {
+            guard action == .update else { throw ValidationError("--canary/--batch are for update") }
+            if dryRun { throw ValidationError("a rollout has no --dry-run; use publish update --dry-run to see the targets") }
+            if noPin { throw ValidationError("a rollout sends one pinned commit: drop --no-pin") }
+        }
         if action == .update {
             do { try BranchName.validate(branch) } catch { throw ValidationError("\(error)") }
         }
@@ -127,8 +143,17 @@ struct PublishCommand: ParsableCommand {
         let signer: MissionSigner?
         do { signer = try environment.missionSigner() } catch { throw CommandFailure(code: .usage, message: "\(error)") }
         let publisher = Publisher(bus: bus, logger: logger, signer: signer)
-        let kind: Mission.Kind = switch action { case .update: .update; case .pause: .pause; case .resume: .resume; case .rollback: .rollback }
+        if action == .resumeRollout || action == .abortRollout {
+            return try controlRollout(publisher, id: rolloutID ?? "", logger: logger)
+        }
+        let kind: Mission.Kind = switch action {
+        case .update: .update
+        case .pause: .pause
+        case .resume: .resume
+        case .rollback, .resumeRollout, .abortRollout: .rollback
+        }
         let target = try MissionTarget(arguments: target)
+        if rollout.isRollout { return try startRollout(publisher, target: target, environment: environment, logger: logger) }
         if dryRun { return try showPlan(publisher, kind: kind, target: target) }
         let commit = try self.commit ?? (kind == .update && !noPin ? resolveTip(environment, logger: logger) : nil)
         let outcome: Publisher.Outcome
@@ -167,7 +192,7 @@ struct PublishCommand: ParsableCommand {
 
     /// Pins an update to the branch's tip as it is now, so every factory ends on the same commit
     /// however long the rollout takes. Without a repository to ask, the mission is not pinned.
-    private func resolveTip(_ environment: FactoryEnvironment, logger: Logger) throws -> String? {
+    func resolveTip(_ environment: FactoryEnvironment, logger: Logger) throws -> String? {
         var url = repo ?? environment["UA_FACTORY_REPO_URL"]
         if url == nil, let directory = environment.factoryDirectory {
             url = try? Repository.open(at: directory).remoteURL("origin")

@@ -20,6 +20,7 @@ struct StatusCommand: ParsableCommand {
           factoryctl status --fetch --json
           factoryctl status --fleet
           factoryctl status --job update-0123456789ab --json
+          factoryctl status --rollout rollout-0123456789ab
         """
     )
 
@@ -38,10 +39,14 @@ struct StatusCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Show the per-factory results of one mission.", valueName: "job-id"))
     var job: String?
 
+    @Option(name: .long, help: ArgumentHelp("Show a staged rollout: its state, waves, and where each factory is.", valueName: "rollout-id"))
+    var rollout: String?
+
     @OptionGroup var redis: RedisOptions
 
     func validate() throws {
-        if fleet && job != nil { throw ValidationError("use --fleet or --job, not both") }
+        if [fleet, job != nil, rollout != nil].filter({ $0 }).count > 1 { throw ValidationError("use one of --fleet, --job and --rollout") }
+        if let rollout, !MissionID.isValid(rollout) { throw ValidationError("invalid rollout id '\(rollout)'") }
         if let job, !MissionID.isValid(job) { throw ValidationError("invalid job id '\(job)'") }
     }
 
@@ -49,6 +54,7 @@ struct StatusCommand: ParsableCommand {
         let environment = FactoryEnvironment.current
         if fleet { return try showFleet(environment) }
         if let job { return try showJob(job, environment) }
+        if let rollout { return try showRollout(rollout, environment) }
         let status: LocalStatus
         do {
             status = try LocalStatus.read(factoryDirectory: directory.resolve(environment, searchUpward: true), fetch: fetch,
@@ -112,6 +118,18 @@ extension StatusCommand {
              row.version.isEmpty ? "-" : row.version]
         }
         sayAll(render([header] + table))
+    }
+
+    func showRollout(_ id: String, _ environment: FactoryEnvironment) throws {
+        let bus = try redis.bus(environment)
+        let runner = Rollout(publisher: Publisher(bus: bus, logger: global.logger("factoryctl.status")), logger: global.logger("factoryctl.status"))
+        let summary: Rollout.Summary
+        do {
+            summary = try withRedis("read rollout \(id)") { try runner.summary(id) }
+        } catch let error as FactoryError {
+            throw CommandFailure(code: .failedUnchanged, message: "\(error)")
+        }
+        if json { try printJSON(summary) } else { RolloutText(summary: summary).lines.forEach(say) }
     }
 
     func showJob(_ jobID: String, _ environment: FactoryEnvironment) throws {

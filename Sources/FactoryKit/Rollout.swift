@@ -1,0 +1,309 @@
+import FactoryBasics
+import FoundationEssentials
+import Logging
+import RedisKit
+
+/// A staged rollout: one pinned commit, sent wave by wave (canaries first), each wave only after
+/// the previous one succeeded — every factory reported SUCCESS, re-registered on the new commit
+/// and passed its own health gate. The first failed wave (or more than `maxFailures` failures)
+/// halts it for good; with `rollbackOnHalt`, factories that moved are sent back, each to the
+/// commit it was on, with pinned `allow_rewind` missions.
+///
+/// The state lives in Redis (`factoryctl:rollout:<id>`: plan, state, wave, each wave's job, each
+/// member's commit before), so `status --rollout ID` shows it live and a publisher that died is
+/// resumed (`publish resume-rollout ID`) from the wave it was in.
+public struct Rollout {
+    public struct Plan: Codable, Sendable, Equatable {
+        public var id: String
+        public var branch: String
+        public var commit: String
+        public var waves: [[String]]
+        public var pauseSeconds: Double
+        public var maxFailures: Int
+        public var rollbackOnHalt: Bool
+        public var waveTimeout: Double
+        public var missionTimeout: Int64
+        public var createdAt: Double
+
+        enum CodingKeys: String, CodingKey {
+            case id, branch, commit, waves
+            case pauseSeconds = "pause_seconds", maxFailures = "max_failures", rollbackOnHalt = "rollback_on_halt"
+            case waveTimeout = "wave_timeout", missionTimeout = "mission_timeout", createdAt = "created_at"
+        }
+
+        public init(id: String, branch: String, commit: String, waves: [[String]], pauseSeconds: Double, maxFailures: Int,
+                    rollbackOnHalt: Bool, waveTimeout: Double, missionTimeout: Int64, createdAt: Double) {
+            self.id = id
+            self.branch = branch
+            self.commit = commit
+            self.waves = waves
+            self.pauseSeconds = pauseSeconds
+            self.maxFailures = maxFailures
+            self.rollbackOnHalt = rollbackOnHalt
+            self.waveTimeout = waveTimeout
+            self.missionTimeout = missionTimeout
+            self.createdAt = createdAt
+        }
+
+        public var members: [String] { waves.flatMap { $0 } }
+    }
+
+    public enum State: String, Codable, Sendable {
+        case running, succeeded, halted, rolledBack = "rolled_back", timedOut = "timed_out", aborted
+    }
+
+    /// A size: a number of factories, or a percentage of them ("25%"; at least one).
+    public enum Size: Sendable, Equatable {
+        case count(Int)
+        case percent(Double)
+
+        public init?(_ text: String) {
+            if text.hasSuffix("%"), let value = Double(text.dropLast()), value > 0, value <= 100 { self = .percent(value); return }
+            if let value = Int(text), value > 0 { self = .count(value); return }
+            return nil
+        }
+
+        func of(_ total: Int) -> Int {
+            switch self {
+            case .count(let n): min(n, total)
+            case .percent(let p): max(1, min(total, Int((Double(total) * p / 100).rounded(.up))))
+            }
+        }
+    }
+
+    /// Waves over `live` (sorted by id), explicit canaries first.
+    public static func waves(live: [String], canaryTargets: [String], canary: Size?, batch: Size?) -> [[String]] {
+        let explicit = canaryTargets.filter(live.contains)
+        var rest = live.sorted().filter { !explicit.contains($0) }
+        var waves: [[String]] = []
+        var first = explicit
+        if let canary {
+            let size = canary.of(live.count)
+            while first.count < size, !rest.isEmpty { first.append(rest.removeFirst()) }
+        }
+        if !first.isEmpty { waves.append(first) }
+        let batchSize = batch?.of(live.count) ?? max(1, rest.count)
+        while !rest.isEmpty {
+            let wave = Array(rest.prefix(batchSize))
+            rest.removeFirst(wave.count)
+            waves.append(wave)
+        }
+        return waves
+    }
+
+    public static func key(_ id: String) -> String { MissionBus.keyPrefix + "rollout:" + id }
+    /// Rollouts in progress: id → their members (JSON), for the overlap check.
+    public static let activeKey = MissionBus.keyPrefix + "rollouts:active"
+
+    /// Where a factory ended, for the summary.
+    public struct Member: Codable, Sendable, Equatable {
+        public let factoryID: String
+        public let wave: Int
+        public let status: String
+        public let commit: String?
+        public let before: String?
+        public let error: String?
+
+        enum CodingKeys: String, CodingKey {
+            case wave, status, commit, before, error
+            case factoryID = "factory_id"
+        }
+    }
+
+    public struct Summary: Codable, Sendable {
+        public let id: String
+        public let state: State
+        public let branch: String
+        public let commit: String
+        public let waves: [[String]]
+        /// The wave being run, or the one that halted (0-based).
+        public let wave: Int
+        public let jobs: [String]
+        public let members: [Member]
+        public let failures: [Member]
+
+        enum CodingKeys: String, CodingKey {
+            case id, state, branch, commit, waves, wave, jobs, members, failures
+        }
+    }
+
+    public struct Conflict: Error, CustomStringConvertible, Sendable {
+        public let rolloutID: String
+        public let overlap: [String]
+        public var description: String {
+            "rollout \(rolloutID) is in progress for \(overlap.prefix(5).joined(separator: ", "))\(overlap.count > 5 ? ", …" : ""); wait for it, or abort it (factoryctl publish abort-rollout \(rolloutID))"
+        }
+    }
+
+    public let publisher: Publisher
+    public let logger: Logger
+
+    public init(publisher: Publisher, logger: Logger) {
+        self.publisher = publisher
+        self.logger = logger
+    }
+
+    var redis: RedisClient { publisher.bus.redis }
+
+    /// Records a new rollout (refused when another one in progress shares a factory).
+    public func create(_ plan: Plan) throws {
+        let active = try redis.command(["HGETALL", Self.activeKey]).fieldMap ?? [:]
+        for (other, membersJSON) in active {
+            let members = JSONValue.parse(membersJSON)?.array?.compactMap(\.string) ?? []
+            let overlap = members.filter(plan.members.contains)
+            guard overlap.isEmpty else {
+                // A record whose rollout is no longer running does not block.
+                let state = try redis.command(["HGET", Self.key(other), "state"]).text
+                if state == State.running.rawValue { throw Conflict(rolloutID: other, overlap: overlap) }
+                try redis.command(["HDEL", Self.activeKey, other])
+                continue
+            }
+        }
+        let planJSON = try JSONValue.from(plan).pythonJSON
+        try redis.command(["HSET", Self.key(plan.id), "plan", planJSON, "state", State.running.rawValue, "wave", "0",
+                           "updated_at", String(Date().timeIntervalSince1970)])
+        try redis.command(["EXPIRE", Self.key(plan.id), String(30 * 86_400)])
+        try redis.command(["HSET", Self.activeKey, plan.id, JSONValue.array(plan.members.map(JSONValue.string)).pythonJSON])
+    }
+
+    public func load(_ id: String) throws -> (plan: Plan, fields: [String: String])? {
+        let fields = try redis.command(["HGETALL", Self.key(id)]).fieldMap ?? [:]
+        guard let text = fields["plan"], let json = JSONValue.parse(text),
+              let plan = try? JSONDecoder().decode(Plan.self, from: Data(json.pythonJSON.utf8)) else { return nil }
+        return (plan, fields)
+    }
+
+    func set(_ id: String, _ pairs: [(String, String)]) throws {
+        try redis.command(["HSET", Self.key(id)] + pairs.flatMap { [$0.0, $0.1] } + ["updated_at", String(Date().timeIntervalSince1970)])
+    }
+
+    func finish(_ id: String, _ state: State) throws {
+        try set(id, [("state", state.rawValue)])
+        try redis.command(["HDEL", Self.activeKey, id])
+    }
+
+    /// Stops a rollout: no later wave is sent (the wave in flight finishes on its own).
+    public func abort(_ id: String) throws -> Bool {
+        guard let loaded = try load(id), loaded.fields["state"] == State.running.rawValue else { return false }
+        try finish(id, .aborted)
+        return true
+    }
+
+    /// Runs (or resumes) the rollout from its recorded wave until it succeeds or halts.
+    public func run(_ id: String, stop: StopSignal, onEvent: @escaping (String) -> Void = { _ in }) throws -> Summary {
+        guard let (plan, fields) = try load(id) else { throw FactoryError.failed("no rollout \(id) (unknown, or older than 30 days)") }
+        guard fields["state"] == State.running.rawValue else { return try summary(id) }
+        var wave = Int(fields["wave"] ?? "0") ?? 0
+        var failures = 0
+        while wave < plan.waves.count {
+            // Aborted from elsewhere: no later wave.
+            if try redis.command(["HGET", Self.key(id), "state"]).text != State.running.rawValue { return try summary(id) }
+            let members = plan.waves[wave]
+            var outcome: Publisher.Outcome
+            if let job = try redis.command(["HGET", Self.key(id), "wave:\(wave):job"]).text {
+                // Resumed: follow the wave's mission that was already sent.
+                outcome = Publisher.Outcome(jobID: job, kind: Mission.Kind.update.rawValue, branch: plan.branch, targetFactoryID: "",
+                                            targets: members.joined(separator: ", "), entryID: "", stream: publisher.bus.stream,
+                                            targeted: members, commit: plan.commit, publishedAt: Date().timeIntervalSince1970)
+                onEvent("wave \(wave + 1)/\(plan.waves.count): following \(job) (resumed)")
+            } else {
+                // Where each member is now, for a rollback.
+                let reply = try redis.command(["HMGET", FleetRegistry.key] + members)
+                var before: [(String, String)] = []
+                for (member, value) in zip(members, reply.array ?? []) {
+                    if let commit = value.text.flatMap(Registration.init(text:))?.commit { before.append(("before:\(member)", commit)) }
+                }
+                if !before.isEmpty { try set(id, before) }
+                outcome = try publisher.publish(kind: .update, target: .ids(members), branch: plan.branch,
+                                                timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit)
+                try set(id, [("wave:\(wave):job", outcome.jobID)])
+                // Every member is waited for, live at publish time or not.
+                outcome = Publisher.Outcome(jobID: outcome.jobID, kind: outcome.kind, branch: outcome.branch,
+                                            targetFactoryID: outcome.targetFactoryID, targets: outcome.targets, entryID: outcome.entryID,
+                                            stream: outcome.stream, targeted: members, commit: outcome.commit,
+                                            publishedAt: outcome.publishedAt)
+                onEvent("wave \(wave + 1)/\(plan.waves.count): \(members.joined(separator: ", ")) → \(String(plan.commit.prefix(7))) (\(outcome.jobID))")
+            }
+            let result = try publisher.wait(for: outcome, timeout: plan.waveTimeout, stop: stop) { event in
+                if case .result(let r) = event { onEvent("  \(r.factoryID ?? "?"): \(r.status)\(r.error.map { " (\($0))" } ?? "")") }
+            }
+            let failed = result.results.filter { !$0.succeeded }.count + result.pending.count
+            failures += failed
+            if stop.isSet && !result.pending.isEmpty {
+                onEvent("stopped while wave \(wave + 1) was in flight; resume with: factoryctl publish resume-rollout \(id)")
+                return try summary(id)
+            }
+            if failed > 0 || failures > plan.maxFailures {
+                let state: State = result.timedOut && result.results.allSatisfy(\.succeeded) ? .timedOut : .halted
+                onEvent("halted at wave \(wave + 1): \(failed) factor\(failed == 1 ? "y" : "ies") failed or did not report")
+                try set(id, [("wave", String(wave))])
+                if plan.rollbackOnHalt {
+                    try rollBack(id, plan: plan, upTo: wave, stop: stop, onEvent: onEvent)
+                    try finish(id, .rolledBack)
+                } else {
+                    try finish(id, state)
+                }
+                return try summary(id)
+            }
+            wave += 1
+            try set(id, [("wave", String(wave))])
+            if wave < plan.waves.count, plan.pauseSeconds > 0 {
+                onEvent("pausing \(plan.pauseSeconds) s before wave \(wave + 1)")
+                if stop.sleep(plan.pauseSeconds) { return try summary(id) }
+            }
+        }
+        try finish(id, .succeeded)
+        return try summary(id)
+    }
+
+    /// Sends every member of waves 0...`upTo` that moved back to the commit it was on before.
+    func rollBack(_ id: String, plan: Plan, upTo: Int, stop: StopSignal, onEvent: (String) -> Void) throws {
+        let fields = try redis.command(["HGETALL", Self.key(id)]).fieldMap ?? [:]
+        let members = plan.waves.prefix(upTo + 1).flatMap { $0 }
+        let reply = try redis.command(["HMGET", FleetRegistry.key] + members)
+        var groups: [String: [String]] = [:]
+        for (member, value) in zip(members, reply.array ?? []) {
+            guard let before = fields["before:\(member)"], Mission.isCommitID(before) else { continue }
+            let now = value.text.flatMap(Registration.init(text:))?.commit
+            if now != before { groups[before, default: []].append(member) }
+        }
+        for (commit, ids) in groups.sorted(by: { $0.key < $1.key }) {
+            let outcome = try publisher.publish(kind: .update, target: .ids(ids.sorted()), branch: plan.branch,
+                                                timeoutSeconds: plan.missionTimeout, force: true, commit: commit, allowRewind: true)
+            onEvent("rolling back \(ids.sorted().joined(separator: ", ")) to \(String(commit.prefix(7))) (\(outcome.jobID))")
+            try set(id, [("rollback:\(commit)", outcome.jobID)])
+            let all = Publisher.Outcome(jobID: outcome.jobID, kind: outcome.kind, branch: outcome.branch, targetFactoryID: outcome.targetFactoryID,
+                                        targets: outcome.targets, entryID: outcome.entryID, stream: outcome.stream, targeted: ids.sorted(),
+                                        commit: outcome.commit, publishedAt: outcome.publishedAt)
+            _ = try publisher.wait(for: all, timeout: plan.waveTimeout, stop: stop)
+        }
+    }
+
+    /// The rollout as it stands: state, waves, and where every member is now.
+    public func summary(_ id: String) throws -> Summary {
+        guard let (plan, fields) = try load(id) else { throw FactoryError.failed("no rollout \(id) (unknown, or older than 30 days)") }
+        let state = State(rawValue: fields["state"] ?? "") ?? .running
+        let wave = Int(fields["wave"] ?? "0") ?? 0
+        let jobs = plan.waves.indices.compactMap { fields["wave:\($0):job"] }
+        var results: [String: MissionResult] = [:]
+        for job in jobs {
+            for result in try publisher.bus.job(job).results { if let f = result.factoryID { results[f] = result } }
+        }
+        let reply = plan.members.isEmpty ? .array([]) : try redis.command(["HMGET", FleetRegistry.key] + plan.members)
+        let registered = zip(plan.members, reply.array ?? []).reduce(into: [String: Registration]()) { map, pair in
+            if let registration = pair.1.text.flatMap(Registration.init(text:)) { map[pair.0] = registration }
+        }
+        var members: [Member] = []
+        for (index, ids) in plan.waves.enumerated() {
+            for member in ids {
+                let result = results[member]
+                let status = result?.status ?? (index < wave || (index == wave && jobs.count > index) ? "PENDING" : "NOT_SENT")
+                members.append(Member(factoryID: member, wave: index, status: status, commit: registered[member]?.commit,
+                                      before: fields["before:\(member)"], error: result?.error))
+            }
+        }
+        let failures = members.filter { $0.status == "FAILED" || (state != .running && $0.status == "PENDING") }
+        return Summary(id: id, state: state, branch: plan.branch, commit: plan.commit, waves: plan.waves, wave: wave,
+                       jobs: jobs, members: members, failures: failures)
+    }
+}

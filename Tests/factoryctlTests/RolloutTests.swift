@@ -1,0 +1,113 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Staged rollouts with six real consumers, a real redis-server and real git.
+@Suite struct RolloutTests {
+    static let ids = ["f-1", "f-2", "f-3", "f-4", "f-5", "f-6"]
+
+    /// Six supervised consumers; `environment(id)` may give one its own (a failing health URL).
+    func start(_ fleet: FleetWorld, _ supervisor: Supervisor, environment: (String) -> [String: String]? = { _ in nil }) throws {
+        for id in Self.ids {
+            let env = environment(id) ?? fleet.environment
+            try supervisor.supervise(id) { try fleet.consumer(id, ["--no-sync"], environment: env) }
+        }
+        for id in Self.ids { #expect(try fleet.waitUntilRegistered(id)) }
+    }
+
+    var hq: (FleetWorld) -> [String: String] = { fleet in
+        var env = fleet.environment
+        env["UA_FACTORY_REPO_URL"] = fleet.world.origin
+        return env
+    }
+
+    func summary(_ result: Command.Result) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any] ?? [:]
+    }
+
+    @Test func canaryThenBatchesInOrderWithWavesThatNeverOverlap() throws {
+        let fleet = try FleetWorld(factories: Self.ids)
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        try start(fleet, supervisor)
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let result = try fleet.factoryctl(["publish", "update", "--canary", "1", "--batch", "2", "--json", "--log-level", "error"],
+                                          environment: hq(fleet))
+        let object = JSONDoc.object(result, exit: 0)
+        #expect(object["state"] as? String == "succeeded", "\(result.stdout) \(result.stderr)")
+        #expect((object["waves"] as? [[String]]) == [["f-1"], ["f-2", "f-3"], ["f-4", "f-5"], ["f-6"]])
+        #expect(object["commit"] as? String == target)
+        for id in Self.ids { #expect(try fleet.world.head(fleet.factories[id]!) == target) }
+        // Each wave began only after the previous one had finished.
+        let jobs = object["jobs"] as? [String] ?? []
+        #expect(jobs.count == 4)
+        var previousEnd = 0.0
+        for job in jobs {
+            let results = try fleet.results(job).compactMap { $0["result"] as? [String: Any] }
+            let received = results.compactMap { $0["received_at"] as? Double }
+            let finished = results.compactMap { $0["finished_at"] as? Double }
+            #expect(!received.isEmpty && received.min()! >= previousEnd, "wave \(job) overlapped the previous one")
+            previousEnd = finished.max() ?? previousEnd
+        }
+        let status = try fleet.factoryctl(["status", "--rollout", object["id"] as? String ?? ""])
+        #expect(status.stdout.contains("succeeded") && status.stdout.contains("f-6"), "\(status.stdout)")
+    }
+
+    @Test func aWaveThatFailsItsHealthGateHaltsAndRollsBack() throws {
+        let fleet = try FleetWorld(factories: Self.ids)
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        let health = try HealthServer()
+        health.healthy(false)
+        try start(fleet, supervisor) { id in
+            guard id == "f-3" else { return nil }
+            var env = fleet.environment
+            env["UA_FACTORY_HEALTH_URL"] = health.url
+            env["UA_FACTORY_HEALTH_TIMEOUT"] = "1"
+            return env
+        }
+        let before = try fleet.world.head(fleet.world.factory)
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let result = try fleet.factoryctl(["publish", "update", "--canary", "1", "--batch", "2", "--rollback-on-halt", "--json",
+                                           "--log-level", "error"], environment: hq(fleet))
+        let object = JSONDoc.object(result, exit: 2)
+        #expect(object["state"] as? String == "rolled_back", "\(result.stdout)")
+        #expect((object["failures"] as? [[String: Any]])?.compactMap { $0["factory_id"] as? String } == ["f-3"], "\(result.stdout)")
+        #expect((object["jobs"] as? [String])?.count == 2, "wave 3 was never sent")
+        // Waves 1 and 2 are back on the old commit; waves 3 and 4 never moved.
+        for id in Self.ids {
+            #expect(try eventually { (try? fleet.world.head(fleet.factories[id]!)) == before }, "\(id)")
+        }
+        for id in ["f-4", "f-5", "f-6"] {
+            #expect(try fleet.registration(id)?["last_job_id"] == nil, "\(id) received nothing")
+        }
+        // Another rollout for the same factories may start now (this one is over).
+        let status = JSONDoc.object(try fleet.factoryctl(["status", "--rollout", object["id"] as? String ?? "", "--json"]), exit: 0)
+        #expect(status["state"] as? String == "rolled_back")
+    }
+
+    @Test func aPublisherKilledMidRolloutIsResumedAndAnOverlappingRolloutIsRefused() throws {
+        let fleet = try FleetWorld(factories: Self.ids)
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        try start(fleet, supervisor)
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let publisher = try ConsumerProcess(binary: Package.factoryctl,
+                                            arguments: ["publish", "update", "--canary", "1", "--batch", "5", "--pause", "30", "--log-level", "error"],
+                                            environment: hq(fleet), log: fleet.world.directory.join("publisher.log"))
+        // Killed during the pause after the canary wave.
+        #expect(eventually(timeout: 30) { publisher.output.contains("pausing") }, "\(publisher.output)")
+        publisher.signal(SIGKILL)
+        _ = publisher.waitForExit(timeout: 10)
+        let id = publisher.output.split(separator: "\n").first { $0.hasPrefix("rollout-") }.map(String.init) ?? ""
+        #expect(!id.isEmpty, "\(publisher.output)")
+        #expect(try fleet.world.head(fleet.factories["f-1"]!) == target)
+        #expect(try fleet.world.head(fleet.factories["f-2"]!) != target)
+        // Still marked running: an overlapping rollout is refused.
+        let overlapping = try fleet.factoryctl(["publish", "update", "--batch", "1", "--target", "f-2"], environment: hq(fleet))
+        #expect(overlapping.status == 8 && overlapping.stderr.contains("rollout \(id) is in progress"), "\(overlapping.stderr)")
+        let resumed = try fleet.factoryctl(["publish", "resume-rollout", id, "--json", "--log-level", "error"], environment: hq(fleet))
+        #expect(JSONDoc.object(resumed, exit: 0)["state"] as? String == "succeeded", "\(resumed.stdout) \(resumed.stderr)")
+        for id in Self.ids { #expect(try fleet.world.head(fleet.factories[id]!) == target, "\(id)") }
+    }
+}
