@@ -222,10 +222,10 @@ _factoryctl_update() {
 
 _factoryctl_publish() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --allow-rewind --no-pin --force --wait -n --dry-run --allow-unregistered --json --version -h --help)
-    repeating_options=(--target)
-    non_repeating_options=(--log-level --redis-url --stream -b --branch --commit --repo --mission-timeout --max-length --timeout)
-    __factoryctl_offer_flags_options 1
+    non_repeating_flags=(--quiet -q --verbose -v --rollback-on-halt --allow-rewind --no-pin --force --wait -n --dry-run --allow-unregistered --json --version -h --help)
+    repeating_options=(--canary-target --target)
+    non_repeating_options=(--log-level --redis-url --stream --canary --batch --pause --max-failures --wave-timeout -b --branch --commit --repo --mission-timeout --max-length --timeout)
+    __factoryctl_offer_flags_options 2
 
     # Offer option value completions
     case "${prev}" in
@@ -237,6 +237,25 @@ _factoryctl_publish() {
         return
         ;;
     '--stream')
+        return
+        ;;
+    '--canary')
+        return
+        ;;
+    '--canary-target')
+        __factoryctl_add_completions -W "$(__factoryctl_custom_complete ---completion publish -- --canary-target "${COMP_CWORD}" "$(__factoryctl_cursor_index_in_current_word)")"
+        return
+        ;;
+    '--batch')
+        return
+        ;;
+    '--pause')
+        return
+        ;;
+    '--max-failures')
+        return
+        ;;
+    '--wave-timeout')
         return
         ;;
     '--target')
@@ -267,7 +286,7 @@ _factoryctl_publish() {
     # Offer positional completions
     case "${positional_number}" in
     1)
-        __factoryctl_add_completions -W 'update'$'\n''pause'$'\n''resume'$'\n''rollback'
+        __factoryctl_add_completions -W 'update'$'\n''pause'$'\n''resume'$'\n''rollback'$'\n''resume-rollout'$'\n''abort-rollout'
         return
         ;;
     esac
@@ -318,7 +337,7 @@ _factoryctl_status() {
     repeating_flags=()
     non_repeating_flags=(--quiet -q --verbose -v --fetch --json --fleet --version -h --help)
     repeating_options=()
-    non_repeating_options=(--log-level --factory-dir --job --redis-url --stream)
+    non_repeating_options=(--log-level --factory-dir --job --rollout --redis-url --stream)
     __factoryctl_offer_flags_options 0
 
     # Offer option value completions
@@ -332,6 +351,9 @@ _factoryctl_status() {
         return
         ;;
     '--job')
+        return
+        ;;
+    '--rollout')
         return
         ;;
     '--redis-url')

@@ -41,6 +41,7 @@ struct FleetPage {
         return Self.document(title: "Fleet — factoryctl", content: """
         <header><h1>Fleet</h1><p>\(summary) · refreshes every \(Self.refreshSeconds) s · \(escape(Self.timestamp(now)))</p></header>
         \(wantedBlock)
+        \(rolloutBlock)
         \(body)
         \(jobSections)
         """)
@@ -68,6 +69,26 @@ struct FleetPage {
         <td data-label="Branch">\(escape(r.branch ?? "—"))</td><td data-label="Commit"><code>\(commit)</code>\(behind)</td>\
         <td data-label="Last seen">\(escape(age(now.timeIntervalSince1970 - r.lastSeenAt)))</td><td data-label="Last job">\(job)</td>\
         <td data-label="Result" class="\(resultClass)">\(escape(result))\(reason)</td></tr>
+        """
+    }
+
+    /// The newest staged rollouts: state, commit, wave.
+    private var rolloutBlock: String {
+        guard !overview.rollouts.isEmpty else { return "" }
+        let rows = overview.rollouts.map { r in
+            let stateClass = r.state == "succeeded" ? "ok" : (["halted", "rolled_back", "timed_out", "aborted"].contains(r.state) ? "bad" : "")
+            return """
+            <tr><td data-label="Rollout">\(escape(r.id))</td><td data-label="State" class="\(stateClass)">\(escape(r.state))</td>\
+            <td data-label="Branch">\(escape(r.branch))</td><td data-label="Commit"><code>\(escape(String(r.commit.prefix(7))))</code></td>\
+            <td data-label="Wave">\(r.wave) of \(r.waves) (\(r.factories) factories)</td></tr>
+            """
+        }.joined(separator: "\n")
+        return """
+        <h2>Rollouts</h2>
+        <table class="rollouts"><thead><tr><th>Rollout</th><th>State</th><th>Branch</th><th>Commit</th><th>Wave</th></tr></thead>
+        <tbody>
+        \(rows)
+        </tbody></table>
         """
     }
 

@@ -47,11 +47,14 @@ public struct Gateway: Sendable {
     public let configuration: GatewayConfiguration
     let redis: RedisWorker
     let logger: Logger
+    /// Where a rollout's own connection goes (each rollout runs on a thread and connection of its own).
+    let busSettings: (url: RedisURL, stream: String, deadLetterStream: String, maxLength: Int)
 
     public init(configuration: GatewayConfiguration, bus: MissionBus, logger: Logger) {
         self.configuration = configuration
         self.redis = RedisWorker(bus: bus)
         self.logger = logger
+        busSettings = (bus.redis.url, bus.stream, bus.deadLetterStream, bus.maxLength)
     }
 
     /// The only routes served without the token: liveness, readiness and the fleet page.
@@ -72,6 +75,7 @@ public struct Gateway: Sendable {
         let api = router.group("api/v1").add(middleware: OpsTokenMiddleware(token: token))
         api.post("ops/factory/update") { request, context in try await self.update(request, context) }
         api.post("ops/factory/control") { request, context in try await self.control(request, context) }
+        api.post("ops/factory/rollout") { request, context in try await self.rollout(request, context) }
         api.get("ops/factory/jobs/:job_id") { _, context in try await self.job(context.parameters.get("job_id") ?? "") }
         api.post("factory/registrations") { request, context in try await self.register(request, context) }
         api.get("factory/registrations") { _, _ in try await self.registrations() }
@@ -216,6 +220,120 @@ public struct Gateway: Sendable {
                 }
             }
         }
+    }
+
+    /// Starts a staged rollout and answers at once (202) with its id and waves; the rollout runs
+    /// on a thread of its own. `status --rollout ID` (or `publish resume-rollout ID`, should this
+    /// server stop) follows it.
+    func rollout(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        if let refusal = roleRefusal() { return refusal }
+        let body: [String: JSONValue]
+        switch await readObject(request) {
+        case .failure(let response): return response
+        case .success(let object): body = object
+        }
+        let target: MissionTarget
+        switch body["target_factory_id"] {
+        case nil, .null?: target = .all
+        case .string(let id)? where id.count <= 128:
+            do { target = try MissionTarget(arguments: [id]) } catch { return invalid("target_factory_id", "\(error)") }
+        default: return invalid("target_factory_id", "must be a factory id, a glob, or null")
+        }
+        var branch = "main"
+        if case .string(let name)? = body["branch"] {
+            do { try BranchName.validate(name) } catch { return invalid("branch", "\(error)") }
+            branch = name
+        } else if let value = body["branch"], value != .null { return invalid("branch", "must be a string") }
+        /// nil for absent; `.some(nil)` for a bad value.
+        func size(_ field: String) -> Rollout.Size?? {
+            switch body[field] {
+            case nil, .null?: return .some(nil)
+            case .int(let n)? where n > 0 && n <= 100_000: return .some(.count(Int(n)))
+            case .string(let text)?: if let size = Rollout.Size(text) { return .some(size) }
+            default: break
+            }
+            return nil
+        }
+        guard let canary = size("canary") else { return invalid("canary", "must be a positive number or a percentage such as \"25%\"") }
+        guard let batch = size("batch") else { return invalid("batch", "must be a positive number or a percentage such as \"25%\"") }
+        var canaryTargets: [String] = []
+        if let list = body["canary_targets"], list != .null {
+            guard let ids = list.array?.compactMap(\.string), ids.count == list.array?.count, ids.allSatisfy(MissionID.isValid) else {
+                return invalid("canary_targets", "must be a list of factory ids")
+            }
+            canaryTargets = ids
+        }
+        func number(_ field: String, _ fallback: Double) -> Double? {
+            switch body[field] {
+            case nil, .null?: fallback
+            case let value?: value.number.flatMap { $0 >= 0 && $0 <= 86_400 ? $0 : nil }
+            }
+        }
+        guard let pause = number("pause_seconds", 0) else { return invalid("pause_seconds", "must be 0...86400") }
+        guard let maxFailures = number("max_failures", 0) else { return invalid("max_failures", "must be 0 or more") }
+        guard let waveTimeout = number("wave_timeout", 600), waveTimeout > 0 else { return invalid("wave_timeout", "must be 1...86400") }
+        var rollbackOnHalt = false
+        switch body["rollback_on_halt"] {
+        case nil, .null?: break
+        case .bool(let value)?: rollbackOnHalt = value
+        default: return invalid("rollback_on_halt", "must be a boolean")
+        }
+        var commit: String?
+        switch body["commit"] {
+        case nil, .null?: break
+        case .string(let value)? where Mission.isCommitID(value): commit = value
+        default: return invalid("commit", "must be a full commit id (40 lowercase hex digits) or null")
+        }
+        if commit == nil, let url = configuration.repoURL {
+            do {
+                commit = try await Self.remoteTip(url: url, branch: branch, configuration: configuration)
+            } catch {
+                return jsonResponse(.badGateway, ["ok": .bool(false), "error": .string("could not read the tip of \(branch) from the repository; nothing was started")])
+            }
+        }
+        guard let commit else { return invalid("commit", "is needed (or UA_FACTORY_REPO_URL for the branch's tip): a rollout moves every wave to one commit") }
+        let configuration = self.configuration
+        let logger = self.logger
+        let start: @Sendable (MissionBus) throws -> Rollout.Plan = { [branch, canaryTargets, rollbackOnHalt] bus in
+            let publisher = Publisher(bus: bus, logger: logger, signer: configuration.signer)
+            let live = try publisher.plan(kind: .update, target: target, force: false, requireRegistered: false).filter { !$0.stale }.map(\.factoryID)
+            guard !live.isEmpty else { throw FactoryError.failed("no live registered factory matches \(target)") }
+            let plan = Rollout.Plan(id: MissionID.make(prefix: "rollout"), branch: branch, commit: commit,
+                                    waves: Rollout.waves(live: live, canaryTargets: canaryTargets, canary: canary, batch: batch),
+                                    pauseSeconds: pause, maxFailures: Int(maxFailures), rollbackOnHalt: rollbackOnHalt,
+                                    waveTimeout: waveTimeout, missionTimeout: configuration.missionTimeoutSeconds,
+                                    createdAt: Date().timeIntervalSince1970)
+            try Rollout(publisher: publisher, logger: logger).create(plan)
+            return plan
+        }
+        let plan: Rollout.Plan
+        do {
+            plan = try await redis.run(start)
+        } catch let conflict as Rollout.Conflict {
+            return jsonResponse(.conflict, ["ok": .bool(false), "error": .string(conflict.description), "rollout_id": .string(conflict.rolloutID)])
+        } catch let refusal as Publisher.Refusal {
+            return jsonResponse(.conflict, ["ok": .bool(false), "error": .string(refusal.description), "inflight_job_id": .string(refusal.inflightJobID)])
+        } catch let error as FactoryError {
+            return jsonResponse(.unprocessableContent, ["ok": .bool(false), "error": .string("\(error)")])
+        } catch {
+            return redisFailure(error)
+        }
+        let settings = busSettings
+        detachThread {
+            let bus = MissionBus(redis: RedisClient(url: settings.url), stream: settings.stream,
+                                 deadLetterStream: settings.deadLetterStream, maxLength: settings.maxLength)
+            let runner = Rollout(publisher: Publisher(bus: bus, logger: logger, signer: configuration.signer), logger: logger)
+            do {
+                let summary = try runner.run(plan.id, stop: StopSignal()) { line in logger.info("\(plan.id): \(line)") }
+                logger.notice("rollout \(plan.id) ended: \(summary.state.rawValue)")
+            } catch {
+                logger.error("rollout \(plan.id) stopped: \(error); resume it with factoryctl publish resume-rollout \(plan.id)")
+            }
+        }
+        return jsonResponse(.accepted, [
+            "ok": .bool(true), "rollout_id": .string(plan.id), "commit": .string(plan.commit), "branch": .string(plan.branch),
+            "waves": .array(plan.waves.map { .array($0.map(JSONValue.string)) }),
+        ])
     }
 
     func control(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

@@ -14,6 +14,8 @@ public struct FleetOverview: Sendable {
     public let jobs: [String: MissionBus.JobRecord]
     /// Branch → the commit HQ wants there, and the job that says so.
     public let wanted: [String: (commit: String, jobID: String)]
+    /// The newest rollouts.
+    public var rollouts: [RolloutLine] = []
 
     /// At most this many distinct jobs are read per page (the most-named ones first).
     public static let jobLimit = 25
@@ -49,7 +51,9 @@ public struct FleetOverview: Sendable {
             let record = try bus.job(id)
             if record.known { jobs[id] = record }
         }
-        return FleetOverview(registrations: registrations, jobs: jobs)
+        var overview = FleetOverview(registrations: registrations, jobs: jobs)
+        overview.rollouts = try RolloutLine.recent(bus.redis)
+        return overview
     }
 
     /// True when the factory runs another commit than the one HQ wants on its branch.

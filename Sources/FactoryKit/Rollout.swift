@@ -94,6 +94,8 @@ public struct Rollout {
     public static func key(_ id: String) -> String { MissionBus.keyPrefix + "rollout:" + id }
     /// Rollouts in progress: id → their members (JSON), for the overlap check.
     public static let activeKey = MissionBus.keyPrefix + "rollouts:active"
+    /// The newest rollouts' ids, newest first (for the fleet page).
+    public static let recentKey = MissionBus.keyPrefix + "rollouts:recent"
 
     /// Where a factory ended, for the summary.
     public struct Member: Codable, Sendable, Equatable {
@@ -164,6 +166,8 @@ public struct Rollout {
                            "updated_at", String(Date().timeIntervalSince1970)])
         try redis.command(["EXPIRE", Self.key(plan.id), String(30 * 86_400)])
         try redis.command(["HSET", Self.activeKey, plan.id, JSONValue.array(plan.members.map(JSONValue.string)).pythonJSON])
+        try redis.command(["LPUSH", Self.recentKey, plan.id])
+        try redis.command(["LTRIM", Self.recentKey, "0", "19"])
     }
 
     public func load(_ id: String) throws -> (plan: Plan, fields: [String: String])? {
@@ -305,5 +309,33 @@ public struct Rollout {
         let failures = members.filter { $0.status == "FAILED" || (state != .running && $0.status == "PENDING") }
         return Summary(id: id, state: state, branch: plan.branch, commit: plan.commit, waves: plan.waves, wave: wave,
                        jobs: jobs, members: members, failures: failures)
+    }
+}
+
+/// One rollout as the fleet page lists it.
+public struct RolloutLine: Sendable, Equatable {
+    public let id: String
+    public let state: String
+    public let branch: String
+    public let commit: String
+    /// The wave running (or halted), 1-based, and how many there are.
+    public let wave: Int
+    public let waves: Int
+    public let factories: Int
+
+    /// The newest `limit` rollouts.
+    public static func recent(_ redis: RedisClient, limit: Int = 5) throws(RedisError) -> [RolloutLine] {
+        let ids = try redis.command(["LRANGE", Rollout.recentKey, "0", String(limit - 1)]).array?.compactMap(\.text) ?? []
+        var lines: [RolloutLine] = []
+        for id in ids where MissionID.isValid(id) {
+            let fields = try redis.command(["HGETALL", Rollout.key(id)]).fieldMap ?? [:]
+            guard let plan = fields["plan"].flatMap(JSONValue.parse) else { continue }
+            let waves = plan["waves"]?.array ?? []
+            let wave = Int(fields["wave"] ?? "0") ?? 0
+            lines.append(RolloutLine(id: id, state: fields["state"] ?? "?", branch: plan["branch"]?.string ?? "?",
+                                     commit: plan["commit"]?.string ?? "?", wave: min(wave + 1, max(1, waves.count)), waves: waves.count,
+                                     factories: waves.reduce(0) { $0 + ($1.array?.count ?? 0) }))
+        }
+        return lines
     }
 }

@@ -376,6 +376,37 @@ final class GatewayProcess: @unchecked Sendable {
         #expect(try fleet.redis.cli(["XLEN", "ua:missions:delegation"]) == "2", "nothing published for bad input")
     }
 
+    @Test func rolloutRouteStartsAStagedRolloutThatRunsToTheEnd() throws {
+        let fleet = try FleetWorld(factories: ["f-1", "f-2"])
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        for id in ["f-1", "f-2"] {
+            try supervisor.supervise(id) { try fleet.consumer(id, ["--no-sync"]) }
+            #expect(try fleet.waitUntilRegistered(id))
+        }
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var env = environment(fleet)
+        env["UA_FACTORY_REPO_URL"] = fleet.world.origin
+        let server = try GatewayProcess(fleet: fleet, environment: env)
+        defer { server.process.stop() }
+        for (body, field) in [(#"{"canary": 0}"#, "canary"), (#"{"batch": "x%"}"#, "batch"), (#"{"commit": "abc"}"#, "commit"),
+                              (#"{"rollback_on_halt": "yes"}"#, "rollback_on_halt")] {
+            let reply = try server.request("POST", "/api/v1/ops/factory/rollout", body: body)
+            #expect(reply.status == 422 && reply.json?["field"] as? String == field, "\(body): \(reply.body)")
+        }
+        let started = try server.request("POST", "/api/v1/ops/factory/rollout", body: #"{"canary": 1, "batch": 1, "rollback_on_halt": true}"#)
+        #expect(started.status == 202, "\(started.body)")
+        #expect(started.json?["commit"] as? String == target)
+        #expect((started.json?["waves"] as? [[String]]) == [["f-1"], ["f-2"]])
+        let id = started.json?["rollout_id"] as? String ?? ""
+        #expect(eventually(timeout: 60) {
+            (try? fleet.factoryctl(["status", "--rollout", id, "--json"]).stdout.contains("\"state\":\"succeeded\"")) == true
+        })
+        for id in ["f-1", "f-2"] { #expect(try fleet.world.head(fleet.factories[id]!) == target) }
+        let page = try server.request("GET", "/", token: nil)
+        #expect(page.body.contains(id) && page.body.contains("succeeded"), "the fleet page shows the rollout")
+    }
+
     @Test func consumerPostsItsRegistrationToHQWithTheOpsToken() throws {
         let fleet = try FleetWorld()
         // HQ has its own Redis: what arrives there came over HTTP.
