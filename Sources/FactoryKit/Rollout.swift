@@ -5,8 +5,8 @@ import RedisKit
 
 /// A staged rollout: one pinned commit, sent wave by wave (canaries first), each wave only after
 /// the previous one succeeded — every factory reported SUCCESS, re-registered on the new commit
-/// and passed its own health gate. The first failed wave (or more than `maxFailures` failures)
-/// halts it for good; with `rollbackOnHalt`, factories that moved are sent back, each to the
+/// and passed its own health gate. The first wave that brings the failures past `maxFailures`
+/// (0: the first failure) halts it for good; with `rollbackOnHalt`, factories that moved are sent back, each to the
 /// commit it was on, with pinned `allow_rewind` missions.
 ///
 /// The state lives in Redis (`factoryctl:rollout:<id>`: plan, state, wave, each wave's job, each
@@ -237,7 +237,9 @@ public struct Rollout {
                 onEvent("stopped while wave \(wave + 1) was in flight; resume with: factoryctl publish resume-rollout \(id)")
                 return try summary(id)
             }
-            if failed > 0 || failures > plan.maxFailures {
+            // A wave fails when the failures so far exceed what the rollout tolerates
+            // (`maxFailures`, 0 by default: the first failure halts).
+            if failures > plan.maxFailures {
                 let state: State = result.timedOut && result.results.allSatisfy(\.succeeded) ? .timedOut : .halted
                 onEvent("halted at wave \(wave + 1): \(failed) factor\(failed == 1 ? "y" : "ies") failed or did not report")
                 try set(id, [("wave", String(wave))])

@@ -20,7 +20,7 @@ struct RolloutOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Seconds between a successful wave and the next.", valueName: "seconds"))
     var pause: Double = 0
 
-    @Option(name: .long, help: ArgumentHelp("Halt once more than this many factories failed in all (the first failed wave halts anyway).", valueName: "k"))
+    @Option(name: .long, help: ArgumentHelp("Tolerate this many failed factories in all before halting (default 0: the first failure halts).", valueName: "k"))
     var maxFailures: Int = 0
 
     @Flag(name: .long, help: "When the rollout halts, send the factories that moved back to the commit each was on.")

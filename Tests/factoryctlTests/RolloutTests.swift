@@ -86,6 +86,30 @@ import TestSupport
         #expect(status["state"] as? String == "rolled_back")
     }
 
+    @Test func maxFailuresToleratesAFailedFactoryAndTheRolloutGoesOn() throws {
+        let fleet = try FleetWorld(factories: Self.ids)
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        let health = try HealthServer()
+        health.healthy(false)
+        try start(fleet, supervisor) { id in
+            guard id == "f-3" else { return nil }
+            var env = fleet.environment
+            env["UA_FACTORY_HEALTH_URL"] = health.url
+            env["UA_FACTORY_HEALTH_TIMEOUT"] = "1"
+            return env
+        }
+        let before = try fleet.world.head(fleet.world.factory)
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let result = try fleet.factoryctl(["publish", "update", "--canary", "1", "--batch", "2", "--max-failures", "1", "--json",
+                                           "--log-level", "error"], environment: hq(fleet))
+        let object = JSONDoc.object(result, exit: 0)
+        #expect(object["state"] as? String == "succeeded", "\(result.stdout)")
+        #expect((object["failures"] as? [[String: Any]])?.compactMap { $0["factory_id"] as? String } == ["f-3"])
+        for id in Self.ids where id != "f-3" { #expect(try fleet.world.head(fleet.factories[id]!) == target, "\(id)") }
+        #expect(try fleet.world.head(fleet.factories["f-3"]!) == before, "f-3 rolled itself back")
+    }
+
     @Test func aPublisherKilledMidRolloutIsResumedAndAnOverlappingRolloutIsRefused() throws {
         let fleet = try FleetWorld(factories: Self.ids)
         let supervisor = Supervisor()
