@@ -217,7 +217,9 @@ public struct Rollout {
                 for (member, value) in zip(members, reply.array ?? []) {
                     if let commit = value.text.flatMap(Registration.init(text:))?.commit { before.append(("before:\(member)", commit)) }
                 }
-                if !before.isEmpty { try set(id, before) }
+                // HSETNX: a publisher that died after sending this wave but before recording its
+                // job sends it again on resume, by when members may already be on the new commit.
+                for (field, commit) in before { try redis.command(["HSETNX", Self.key(id), field, commit]) }
                 outcome = try publisher.publish(kind: .update, target: .ids(members), branch: plan.branch,
                                                 timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit)
                 try set(id, [("wave:\(wave):job", outcome.jobID)])
