@@ -94,8 +94,10 @@ public struct Rollout {
     public static func key(_ id: String) -> String { MissionBus.keyPrefix + "rollout:" + id }
     /// Rollouts in progress: id → their members (JSON), for the overlap check.
     public static let activeKey = MissionBus.keyPrefix + "rollouts:active"
-    /// The newest rollouts' ids, newest first (for the fleet page).
+    /// The newest rollouts: id → created_at (for the fleet page). A hash, not a list: HQ's Redis
+    /// user (deploy/redis-users.acl) has hash commands, not list ones.
     public static let recentKey = MissionBus.keyPrefix + "rollouts:recent"
+    static let recentLimit = 20
 
     /// Where a factory ended, for the summary.
     public struct Member: Codable, Sendable, Equatable {
@@ -166,8 +168,12 @@ public struct Rollout {
                            "updated_at", String(Date().timeIntervalSince1970)])
         try redis.command(["EXPIRE", Self.key(plan.id), String(30 * 86_400)])
         try redis.command(["HSET", Self.activeKey, plan.id, JSONValue.array(plan.members.map(JSONValue.string)).pythonJSON])
-        try redis.command(["LPUSH", Self.recentKey, plan.id])
-        try redis.command(["LTRIM", Self.recentKey, "0", "19"])
+        try redis.command(["HSET", Self.recentKey, plan.id, String(plan.createdAt)])
+        let recent = try redis.command(["HGETALL", Self.recentKey]).fieldMap ?? [:]
+        if recent.count > Self.recentLimit {
+            let oldest = recent.sorted { (Double($0.value) ?? 0) < (Double($1.value) ?? 0) }.prefix(recent.count - Self.recentLimit)
+            try redis.command(["HDEL", Self.recentKey] + oldest.map(\.key))
+        }
     }
 
     public func load(_ id: String) throws -> (plan: Plan, fields: [String: String])? {
@@ -329,7 +335,8 @@ public struct RolloutLine: Sendable, Equatable {
 
     /// The newest `limit` rollouts.
     public static func recent(_ redis: RedisClient, limit: Int = 5) throws(RedisError) -> [RolloutLine] {
-        let ids = try redis.command(["LRANGE", Rollout.recentKey, "0", String(limit - 1)]).array?.compactMap(\.text) ?? []
+        let recent = try redis.command(["HGETALL", Rollout.recentKey]).fieldMap ?? [:]
+        let ids = recent.sorted { (Double($0.value) ?? 0, $0.key) > (Double($1.value) ?? 0, $1.key) }.prefix(limit).map(\.key)
         var lines: [RolloutLine] = []
         for id in ids where MissionID.isValid(id) {
             let fields = try redis.command(["HGETALL", Rollout.key(id)]).fieldMap ?? [:]

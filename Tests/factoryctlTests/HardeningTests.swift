@@ -247,6 +247,26 @@ import TestSupport
         #expect(status.stdout.contains("\"SUCCESS\""), "\(status.stdout)")
         #expect(try redis.cli(["XLEN", "ua:missions:dlq"]) == "1", "the factory user wrote the dead letter")
         #expect(!consumer.output.contains("NOPERM"), "\(consumer.output)")
+
+        // A staged rollout as the hq user: its records (rollout, active, recent) are all within
+        // what the ACL grants, and the factory user's consumer runs its wave.
+        // Supervised: a wave is done only once the consumer is back (restarted) on the new commit.
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        let consumerEnvironment = factory
+        try supervisor.supervise("f-1") {
+            try ConsumerProcess(binary: Package.factoryctl, factoryID: "f-1", factoryDirectory: world.factory,
+                                redisURL: factoryURL, environment: consumerEnvironment,
+                                extraArguments: ["--min-interval", "0", "--heartbeat", "1"],
+                                log: world.directory.join("consume-2.log"))
+        }
+        #expect(eventually { (try? redis.cli(["HGET", "factoryctl:registry", "f-1"]))?.contains(target) == true })
+        let next = try world.pushUpstream(["app.py": "print('v3')\n"], message: "Ship v3")
+        let rollout = try Command.run([Package.factoryctl, "publish", "update", "--canary", "1", "--commit", next, "--json",
+                                       "--wave-timeout", "60", "--log-level", "error"], environment: hq)
+        #expect(rollout.status == 0 && rollout.stdout.contains("\"state\":\"succeeded\""), "\(rollout.stdout) \(rollout.stderr)")
+        #expect(!rollout.stderr.contains("NOPERM"))
+        #expect(try world.head(world.factory) == next)
     }
 
     @Test func aFailedXADDLeavesNoPhantomJobInFlight() throws {
