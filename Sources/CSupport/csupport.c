@@ -155,82 +155,76 @@ static size_t discard_body(char *data, size_t size, size_t count, void *context)
     return size * count;
 }
 
+/* One request with libcurl (loaded on first use): http and https only, no redirects, the body
+ * discarded. `configure` adds the method-specific options. */
+static int http_request(const char *url, long timeout_ms, struct curl_slist *headers,
+                        void (*configure)(CURL *, const void *), const void *context,
+                        long *status, char *error, int error_length) {
+    pthread_once(&curl_once, load_curl);
+    if (!curl_api.handle) {
+        snprintf(error, (size_t)error_length, "%s", curl_load_error);
+        return -1;
+    }
+    CURL *curl = curl_api.easy_init();
+    if (!curl) {
+        snprintf(error, (size_t)error_length, "curl_easy_init failed");
+        return -1;
+    }
+    char curl_error[CURL_ERROR_SIZE] = {0};
+    curl_api.easy_setopt(curl, CURLOPT_URL, url);
+    curl_api.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_api.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_api.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+    if (headers) curl_api.easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_api.easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_api.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    curl_api.easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_api.easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
+    configure(curl, context);
+    CURLcode code = curl_api.easy_perform(curl);
+    int result = 0;
+    if (code == CURLE_OK) {
+        long response = 0;
+        curl_api.easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response);
+        *status = response;
+    } else {
+        snprintf(error, (size_t)error_length, "%s", curl_error[0] ? curl_error : curl_api.easy_strerror(code));
+        result = -1;
+    }
+    curl_api.easy_cleanup(curl);
+    return result;
+}
+
+struct post_body { const char *body; long length; };
+
+static void configure_post(CURL *curl, const void *context) {
+    const struct post_body *post = context;
+    curl_api.easy_setopt(curl, CURLOPT_POST, 1L);
+    curl_api.easy_setopt(curl, CURLOPT_POSTFIELDS, post->body);
+    curl_api.easy_setopt(curl, CURLOPT_POSTFIELDSIZE, post->length);
+}
+
+static void configure_get(CURL *curl, const void *context) {
+    (void)context;
+    curl_api.easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+}
+
 int factoryctl_http_post(const char *url, const char *const *headers, int header_count,
                          const char *body, long body_length, long timeout_ms,
                          long *status, char *error, int error_length) {
     pthread_once(&curl_once, load_curl);
-    if (!curl_api.handle) {
-        snprintf(error, (size_t)error_length, "%s", curl_load_error);
-        return -1;
-    }
-    CURL *curl = curl_api.easy_init();
-    if (!curl) {
-        snprintf(error, (size_t)error_length, "curl_easy_init failed");
-        return -1;
-    }
     struct curl_slist *list = NULL;
-    for (int i = 0; i < header_count; i++) list = curl_api.slist_append(list, headers[i]);
-    char curl_error[CURL_ERROR_SIZE] = {0};
-    curl_api.easy_setopt(curl, CURLOPT_URL, url);
-    curl_api.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_api.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_api.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_api.easy_setopt(curl, CURLOPT_POST, 1L);
-    curl_api.easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-    curl_api.easy_setopt(curl, CURLOPT_POSTFIELDSIZE, body_length);
-    curl_api.easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-    curl_api.easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_api.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    curl_api.easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
-    curl_api.easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
-    CURLcode code = curl_api.easy_perform(curl);
-    int result = 0;
-    if (code == CURLE_OK) {
-        long response = 0;
-        curl_api.easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response);
-        *status = response;
-    } else {
-        snprintf(error, (size_t)error_length, "%s", curl_error[0] ? curl_error : curl_api.easy_strerror(code));
-        result = -1;
+    if (curl_api.handle) {
+        for (int i = 0; i < header_count; i++) list = curl_api.slist_append(list, headers[i]);
     }
-    curl_api.easy_cleanup(curl);
-    curl_api.slist_free_all(list);
+    struct post_body post = { body, body_length };
+    int result = http_request(url, timeout_ms, list, configure_post, &post, status, error, error_length);
+    if (list) curl_api.slist_free_all(list);
     return result;
 }
 
 int factoryctl_http_get(const char *url, long timeout_ms, long *status, char *error, int error_length) {
-    pthread_once(&curl_once, load_curl);
-    if (!curl_api.handle) {
-        snprintf(error, (size_t)error_length, "%s", curl_load_error);
-        return -1;
-    }
-    CURL *curl = curl_api.easy_init();
-    if (!curl) {
-        snprintf(error, (size_t)error_length, "curl_easy_init failed");
-        return -1;
-    }
-    char curl_error[CURL_ERROR_SIZE] = {0};
-    curl_api.easy_setopt(curl, CURLOPT_URL, url);
-    curl_api.easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_api.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_api.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_api.easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-    curl_api.easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_api.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    curl_api.easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
-    curl_api.easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
-    CURLcode code = curl_api.easy_perform(curl);
-    int result = 0;
-    if (code == CURLE_OK) {
-        long response = 0;
-        curl_api.easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response);
-        *status = response;
-    } else {
-        snprintf(error, (size_t)error_length, "%s", curl_error[0] ? curl_error : curl_api.easy_strerror(code));
-        result = -1;
-    }
-    curl_api.easy_cleanup(curl);
-    return result;
+    return http_request(url, timeout_ms, NULL, configure_get, NULL, status, error, error_length);
 }
 
 /* ---- Returning clean pages (see csupport.h) ---- */

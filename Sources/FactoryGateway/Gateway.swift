@@ -146,49 +146,17 @@ public struct Gateway: Sendable {
         default: return invalid("target_factory_id", "must be a string or null")
         }
         var branch = "main"
-        switch body["branch"] {
-        case nil, .null?: break
-        case .string(let name)?:
-            do { try BranchName.validate(name) } catch { return invalid("branch", "\(error)") }
-            branch = name
-        default: return invalid("branch", "must be a string")
-        }
-        var force = false
-        switch body["force"] {
-        case nil, .null?: break
-        case .bool(let value)?: force = value
-        default: return invalid("force", "must be a boolean")
-        }
-        var commit: String?
-        switch body["commit"] {
-        case nil, .null?: break
-        case .string(let value)? where Mission.isCommitID(value): commit = value
-        default: return invalid("commit", "must be a full commit id (40 lowercase hex digits) or null")
-        }
-        var allowRewind = false
-        switch body["allow_rewind"] {
-        case nil, .null?: break
-        case .bool(let value)?: allowRewind = value
-        default: return invalid("allow_rewind", "must be a boolean")
-        }
-        if allowRewind, commit == nil { return invalid("allow_rewind", "needs commit (the commit to roll back to)") }
-        if commit == nil, let url = configuration.repoURL {
-            do {
-                guard let tip = try await Self.remoteTip(url: url, branch: branch, configuration: configuration) else {
-                    return invalid("branch", "the repository has no branch '\(branch)'")
-                }
-                commit = tip
-            } catch {
-                logger.error("could not read the tip of \(branch): \(error)")
-                return jsonResponse(.badGateway, ["ok": .bool(false),
-                                                  "error": .string("could not read the tip of \(branch) from the repository; nothing was published")])
-            }
-        }
+        if let refusal = readBranch(body, into: &branch) { return refusal }
+        guard let force = field(body, "force", \.bool) else { return invalid("force", "must be a boolean") }
+        guard var commit = field(body, "commit", Self.commitID) else { return invalid("commit", Self.commitIDRule) }
+        guard let allowRewind = field(body, "allow_rewind", \.bool) else { return invalid("allow_rewind", "must be a boolean") }
+        if allowRewind == true, commit == nil { return invalid("allow_rewind", "needs commit (the commit to roll back to)") }
+        if let refusal = await pin(&commit, branch: branch) { return refusal }
         let timeout = configuration.missionTimeoutSeconds
-        let publisher: @Sendable (MissionBus) throws -> Publisher.Outcome = { [branch, force, commit, allowRewind] bus in
+        let publisher: @Sendable (MissionBus) throws -> Publisher.Outcome = { [branch, commit] bus in
             try Publisher(bus: bus, logger: self.logger, signer: self.configuration.signer).publish(
-                kind: .update, target: target, branch: branch, timeoutSeconds: timeout, force: force,
-                commit: commit, allowRewind: allowRewind)
+                kind: .update, target: target, branch: branch, timeoutSeconds: timeout, force: force ?? false,
+                commit: commit, allowRewind: allowRewind ?? false)
         }
         do {
             let outcome = try await redis.run(publisher)
@@ -204,6 +172,42 @@ public struct Gateway: Sendable {
                                             "inflight_job_id": .string(refusal.inflightJobID)])
         } catch {
             return redisFailure(error)
+        }
+    }
+
+    /// A body field: `.some(nil)` when absent or null, nil when `read` finds it of the wrong type or value.
+    private func field<T>(_ body: [String: JSONValue], _ name: String, _ read: (JSONValue) -> T?) -> T?? {
+        guard let value = body[name], value != .null else { return .some(nil) }
+        guard let parsed = read(value) else { return nil }
+        return .some(parsed)
+    }
+
+    static func commitID(_ value: JSONValue) -> String? { value.string.flatMap { Mission.isCommitID($0) ? $0 : nil } }
+    static let commitIDRule = "must be a full commit id (40 lowercase hex digits) or null"
+
+    /// `branch` from the body (default kept), validated like git does; the 422 when it is not.
+    private func readBranch(_ body: [String: JSONValue], into branch: inout String) -> Response? {
+        guard let value = body["branch"], value != .null else { return nil }
+        guard let name = value.string else { return invalid("branch", "must be a string") }
+        do { try BranchName.validate(name) } catch { return invalid("branch", "\(error)") }
+        branch = name
+        return nil
+    }
+
+    /// Without an explicit commit, and with `UA_FACTORY_REPO_URL`, the branch's tip now; the
+    /// answer (422, 502) when it cannot be read. Nothing is published then.
+    private func pin(_ commit: inout String?, branch: String) async -> Response? {
+        guard commit == nil, let url = configuration.repoURL else { return nil }
+        do {
+            guard let tip = try await Self.remoteTip(url: url, branch: branch, configuration: configuration) else {
+                return invalid("branch", "the repository has no branch '\(branch)'")
+            }
+            commit = tip
+            return nil
+        } catch {
+            logger.error("could not read the tip of \(branch): \(error)")
+            return jsonResponse(.badGateway, ["ok": .bool(false),
+                                              "error": .string("could not read the tip of \(branch) from the repository; nothing was published")])
         }
     }
 
@@ -240,10 +244,7 @@ public struct Gateway: Sendable {
         default: return invalid("target_factory_id", "must be a factory id, a glob, or null")
         }
         var branch = "main"
-        if case .string(let name)? = body["branch"] {
-            do { try BranchName.validate(name) } catch { return invalid("branch", "\(error)") }
-            branch = name
-        } else if let value = body["branch"], value != .null { return invalid("branch", "must be a string") }
+        if let refusal = readBranch(body, into: &branch) { return refusal }
         /// nil for absent; `.some(nil)` for a bad value.
         func size(_ field: String) -> Rollout.Size?? {
             switch body[field] {
@@ -272,25 +273,11 @@ public struct Gateway: Sendable {
         guard let pause = number("pause_seconds", 0) else { return invalid("pause_seconds", "must be 0...86400") }
         guard let maxFailures = number("max_failures", 0) else { return invalid("max_failures", "must be 0 or more") }
         guard let waveTimeout = number("wave_timeout", 600), waveTimeout > 0 else { return invalid("wave_timeout", "must be 1...86400") }
-        var rollbackOnHalt = false
-        switch body["rollback_on_halt"] {
-        case nil, .null?: break
-        case .bool(let value)?: rollbackOnHalt = value
-        default: return invalid("rollback_on_halt", "must be a boolean")
+        guard let rollbackOnHalt = field(body, "rollback_on_halt", \.bool).map({ $0 ?? false }) else {
+            return invalid("rollback_on_halt", "must be a boolean")
         }
-        var commit: String?
-        switch body["commit"] {
-        case nil, .null?: break
-        case .string(let value)? where Mission.isCommitID(value): commit = value
-        default: return invalid("commit", "must be a full commit id (40 lowercase hex digits) or null")
-        }
-        if commit == nil, let url = configuration.repoURL {
-            do {
-                commit = try await Self.remoteTip(url: url, branch: branch, configuration: configuration)
-            } catch {
-                return jsonResponse(.badGateway, ["ok": .bool(false), "error": .string("could not read the tip of \(branch) from the repository; nothing was started")])
-            }
-        }
+        guard var commit = field(body, "commit", Self.commitID) else { return invalid("commit", Self.commitIDRule) }
+        if let refusal = await pin(&commit, branch: branch) { return refusal }
         guard let commit else { return invalid("commit", "is needed (or UA_FACTORY_REPO_URL for the branch's tip): a rollout moves every wave to one commit") }
         let configuration = self.configuration
         let logger = self.logger

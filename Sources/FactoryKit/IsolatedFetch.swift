@@ -63,13 +63,16 @@ public enum IsolatedFetch {
                 output.write("alive")
             }))
             return 0
-        } catch let error as GitError {
-            output.write("error " + error.message.replacing("\n", with: " "))
-            return 1
         } catch {
-            output.write("error \(error)".replacing("\n", with: " "))
-            return 1
+            return report(error, to: output)
         }
+    }
+
+    /// A helper's failure, as one `error <message>` line; returns the exit code.
+    static func report(_ error: any Error, to output: LineWriter) -> Int32 {
+        let message = (error as? GitError)?.message ?? "\(error)"
+        output.write("error " + message.replacing("\n", with: " "))
+        return 1
     }
 
     /// The child's side of `remoteTip`: prints `tip <sha>` or `missing`, or `error <message>`
@@ -84,12 +87,8 @@ public enum IsolatedFetch {
             }))
             output.write(tip.map { "tip \($0.hex)" } ?? "missing")
             return 0
-        } catch let error as GitError {
-            output.write("error " + error.message.replacing("\n", with: " "))
-            return 1
         } catch {
-            output.write("error \(error)".replacing("\n", with: " "))
-            return 1
+            return report(error, to: output)
         }
     }
 

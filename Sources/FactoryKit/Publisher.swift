@@ -29,7 +29,7 @@ public struct Publisher {
         public let entryID: String
         public let stream: String
         /// Live registered factories the mission targets, at publish time.
-        public let targeted: [String]
+        public var targeted: [String]
         /// Registered factories the target matches that are stale: not waited for.
         public var skipped: [String] = []
         /// The commit the mission pins, if any.
@@ -41,6 +41,13 @@ public struct Publisher {
             case kind, branch, targets, stream, targeted, skipped, commit
             case allowRewind = "allow_rewind"
             case jobID = "job_id", targetFactoryID = "target_factory_id", entryID = "entry_id", publishedAt = "published_at"
+        }
+
+        /// The same mission, waited for on exactly `members` (live at publish time or not).
+        public func waitingFor(_ members: [String]) -> Outcome {
+            var copy = self
+            copy.targeted = members
+            return copy
         }
 
         /// Every key, `commit` as null when the mission is not pinned.

@@ -204,7 +204,14 @@ public struct Rollout {
         guard let (plan, fields) = try load(id) else { throw FactoryError.failed("no rollout \(id) (unknown, or older than 30 days)") }
         guard fields["state"] == State.running.rawValue else { return try summary(id) }
         var wave = Int(fields["wave"] ?? "0") ?? 0
+        // Resumed: the failures the finished waves already used of the budget.
         var failures = 0
+        for finished in 0..<min(wave, plan.waves.count) {
+            guard let job = fields["wave:\(finished):job"] else { continue }
+            let reported = try publisher.bus.job(job).results
+            let succeeded = Set(reported.filter(\.succeeded).compactMap(\.factoryID))
+            failures += plan.waves[finished].filter { !succeeded.contains($0) }.count
+        }
         while wave < plan.waves.count {
             // Aborted from elsewhere: no later wave.
             if try redis.command(["HGET", Self.key(id), "state"]).text != State.running.rawValue { return try summary(id) }
@@ -230,10 +237,7 @@ public struct Rollout {
                                                 timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit)
                 try set(id, [("wave:\(wave):job", outcome.jobID)])
                 // Every member is waited for, live at publish time or not.
-                outcome = Publisher.Outcome(jobID: outcome.jobID, kind: outcome.kind, branch: outcome.branch,
-                                            targetFactoryID: outcome.targetFactoryID, targets: outcome.targets, entryID: outcome.entryID,
-                                            stream: outcome.stream, targeted: members, commit: outcome.commit,
-                                            publishedAt: outcome.publishedAt)
+                outcome = outcome.waitingFor(members)
                 onEvent("wave \(wave + 1)/\(plan.waves.count): \(members.joined(separator: ", ")) → \(String(plan.commit.prefix(7))) (\(outcome.jobID))")
             }
             let result = try publisher.wait(for: outcome, timeout: plan.waveTimeout, stop: stop) { event in
@@ -286,10 +290,7 @@ public struct Rollout {
                                                 timeoutSeconds: plan.missionTimeout, force: true, commit: commit, allowRewind: true)
             onEvent("rolling back \(ids.sorted().joined(separator: ", ")) to \(String(commit.prefix(7))) (\(outcome.jobID))")
             try set(id, [("rollback:\(commit)", outcome.jobID)])
-            let all = Publisher.Outcome(jobID: outcome.jobID, kind: outcome.kind, branch: outcome.branch, targetFactoryID: outcome.targetFactoryID,
-                                        targets: outcome.targets, entryID: outcome.entryID, stream: outcome.stream, targeted: ids.sorted(),
-                                        commit: outcome.commit, publishedAt: outcome.publishedAt)
-            _ = try publisher.wait(for: all, timeout: plan.waveTimeout, stop: stop)
+            _ = try publisher.wait(for: outcome.waitingFor(ids.sorted()), timeout: plan.waveTimeout, stop: stop)
         }
     }
 
