@@ -129,6 +129,12 @@ scenario_kill_update() {
         kill -9 "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
         [ -f "$w/factory/.git/factoryctl/journal.json" ] && left_journal=$((left_journal + 1))
+        # In every third run an operator works in the checkout after the crash, before the next
+        # run: then nothing of that work may be lost, whatever the record says.
+        if [ $((i % 3)) -eq 0 ]; then
+            operator_works_after_crash "$w" "$i" "${args[@]}" || violations=$((violations + 1))
+            continue
+        fi
         local out rc
         out=$("$BIN" "${args[@]}" 2>&1); rc=$?
         case "$out" in *"Recovered first"*) recovered=$((recovered + 1)) ;; esac
@@ -148,7 +154,51 @@ scenario_kill_update() {
         fi
     done
     unset FAKE_SYSTEMCTL_WORKDIR
-    summary kill-update "$violations" "runs=$runs kills_in_git_window=$in_git (<=${git_window} ms of ${total} ms) left_a_record=$left_journal recovered=$recovered"
+    summary kill-update "$violations" "runs=$runs kills_in_git_window=$in_git (<=${git_window} ms of ${total} ms) left_a_record=$left_journal recovered=$recovered operator_runs=$OPERATOR_RUNS (commit=$OPERATOR_COMMITS edit=$OPERATOR_EDITS switch=$OPERATOR_SWITCHES, git refused=$OPERATOR_BLOCKED)"
+}
+
+OPERATOR_RUNS=0 OPERATOR_COMMITS=0 OPERATOR_EDITS=0 OPERATOR_SWITCHES=0 OPERATOR_BLOCKED=0
+# After a kill: a hotfix commit, a tracked edit, or a branch switch with a commit, then the next
+# update. The oracle: the commit is still on its branch (by subject: a rebase may rewrite it), the
+# edit is still in the file, no record is left, protected files are untouched. Then the checkout
+# is brought back to a clean state for the next run (the edit committed, main checked out).
+operator_works_after_crash() { # world, run, update args...
+    local w=$1 i=$2; shift 2
+    local f="$w/factory" kind=$((i / 3 % 3)) why="" out rc
+    OPERATOR_RUNS=$((OPERATOR_RUNS + 1))
+    case $kind in
+        0) (cd "$f" && echo "hotfix $i" > "hotfix-$i.txt" && git add "hotfix-$i.txt" && git commit -qm "hotfix $i") 2>/dev/null \
+               && OPERATOR_COMMITS=$((OPERATOR_COMMITS + 1)) || { OPERATOR_BLOCKED=$((OPERATOR_BLOCKED + 1)); kind=-1; } ;;
+        1) echo "operator edit $i" >> "$f/app.py"; OPERATOR_EDITS=$((OPERATOR_EDITS + 1)) ;;
+        2) (cd "$f" && git switch -q -c "op-$i" && echo "branch $i" > "branch-$i.txt" && git add "branch-$i.txt" && git commit -qm "branch work $i") 2>/dev/null \
+               && OPERATOR_SWITCHES=$((OPERATOR_SWITCHES + 1)) || { OPERATOR_BLOCKED=$((OPERATOR_BLOCKED + 1)); kind=-1; } ;;
+    esac
+    out=$("$BIN" "$@" 2>&1); rc=$?
+    case $kind in
+        0) git -C "$f" log --format=%s main | grep -x "hotfix $i" >/dev/null || why+=" hotfix-commit-lost"
+           # A commit made over a half-written checkout may conflict with upstream: refused, kept.
+           [ $rc -eq 0 ] || { [ $rc -eq 1 ] && [[ "$out" == *conflicts* ]]; } || why+=" exit=$rc" ;;
+        1) tail -1 "$f/app.py" | grep -x "operator edit $i" >/dev/null || why+=" edit-lost"
+           [ $rc -eq 4 ] || why+=" exit=$rc(want 4: the edit is refused)" ;;
+        2) git -C "$f" log --format=%s "op-$i" 2>/dev/null | grep -x "branch work $i" >/dev/null || why+=" branch-commit-lost"
+           [ $rc -eq 0 ] || why+=" exit=$rc" ;;
+    esac
+    [ ! -e "$f/.git/factoryctl/journal.json" ] || why+=" journal-left"
+    (cd "$f" && sha256sum --quiet -c "$w/protected.sha" >/dev/null 2>&1) || why+=" protected-files-changed"
+    # Back to a clean checkout on main for the next run: the operator commits what they edited.
+    git -C "$f" switch -q main 2>/dev/null
+    git -C "$f" add -A -- . ':!notes-untracked.txt' 2>/dev/null && git -C "$f" commit -qm "operator edits $i" >/dev/null 2>&1
+    if ! "$BIN" "$@" >/dev/null 2>"$w/settle.log"; then
+        # What the operator committed does not rebase cleanly: they start over from upstream.
+        (cd "$f" && git reset -q --hard origin/main && echo "local tweak" > local.txt && git add local.txt && git commit -qm "Local commit")
+        "$BIN" "$@" >/dev/null 2>"$w/settle.log" || why+=" settle-update-failed($(tail -1 "$w/settle.log"))"
+    fi
+    if [ -n "$why" ]; then
+        echo "  run $i (operator work $kind after the kill):$why" >&2
+        echo "$out" | tail -5 | sed 's/^/    /' >&2
+        return 1
+    fi
+    return 0
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -88,6 +88,13 @@ def main():
         call = f"fn({args})"
         body = f"{call};" if result == "void" else f"return {call};"
         lines.append(f"{result} {name}({params}) {{ FORWARD({name}) {body} }}")
+    # Every symbol, so factoryctl_git2_load can check them all before the first call: a missing
+    # one is then an error GitKit reports, never a call that has nowhere to go.
+    lines.append("")
+    lines.append("const char *const factoryctl_git2_functions[] = {")
+    lines.extend(f'    "{name}",' for name in used)
+    lines.append("    0")
+    lines.append("};")
     text = "\n".join(line for line in lines if line is not None) + "\n"
     if "--check" in sys.argv:
         current = open(OUT).read() if os.path.exists(OUT) else ""

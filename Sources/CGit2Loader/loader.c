@@ -9,6 +9,10 @@
 
 void git_annotated_commit_free(git_annotated_commit *commit) { FORWARD(git_annotated_commit_free) fn(commit); }
 int git_annotated_commit_lookup(git_annotated_commit **out, git_repository *repo, const git_oid *id) { FORWARD(git_annotated_commit_lookup) return fn(out, repo, id); }
+void git_blob_free(git_blob *blob) { FORWARD(git_blob_free) fn(blob); }
+int git_blob_lookup(git_blob **blob, git_repository *repo, const git_oid *id) { FORWARD(git_blob_lookup) return fn(blob, repo, id); }
+const void * git_blob_rawcontent(const git_blob *blob) { FORWARD(git_blob_rawcontent) return fn(blob); }
+git_object_size_t git_blob_rawsize(const git_blob *blob) { FORWARD(git_blob_rawsize) return fn(blob); }
 void git_branch_iterator_free(git_branch_iterator *iter) { FORWARD(git_branch_iterator_free) fn(iter); }
 int git_branch_iterator_new(git_branch_iterator **out, git_repository *repo, git_branch_t list_flags) { FORWARD(git_branch_iterator_new) return fn(out, repo, list_flags); }
 int git_branch_lookup(git_reference **out, git_repository *repo, const char *branch_name, git_branch_t branch_type) { FORWARD(git_branch_lookup) return fn(out, repo, branch_name, branch_type); }
@@ -48,6 +52,7 @@ int git_libgit2_init(void) { FORWARD(git_libgit2_init) return fn(); }
 int git_libgit2_version(int *major, int *minor, int *rev) { FORWARD(git_libgit2_version) return fn(major, minor, rev); }
 void git_object_free(git_object *object) { FORWARD(git_object_free) fn(object); }
 int git_object_lookup(git_object **object, git_repository *repo, const git_oid *id, git_object_t type) { FORWARD(git_object_lookup) return fn(object, repo, id, type); }
+int git_odb_hash(git_oid *out, const void *data, size_t len, git_object_t type) { FORWARD(git_odb_hash) return fn(out, data, len, type); }
 int git_oid_fromstr(git_oid *out, const char *str) { FORWARD(git_oid_fromstr) return fn(out, str); }
 char * git_oid_tostr(char *out, size_t n, const git_oid *id) { FORWARD(git_oid_tostr) return fn(out, n, id); }
 int git_rebase_abort(git_rebase *rebase) { FORWARD(git_rebase_abort) return fn(rebase); }
@@ -76,6 +81,7 @@ int git_remote_lookup(git_remote **out, git_repository *repo, const char *name) 
 int git_remote_ls(const git_remote_head ***out, size_t *size, git_remote *remote) { FORWARD(git_remote_ls) return fn(out, size, remote); }
 const char * git_remote_url(const git_remote *remote) { FORWARD(git_remote_url) return fn(remote); }
 void git_repository_free(git_repository *repo) { FORWARD(git_repository_free) fn(repo); }
+int git_repository_hashfile(git_oid *out, git_repository *repo, const char *path, git_object_t type, const char *as_path) { FORWARD(git_repository_hashfile) return fn(out, repo, path, type, as_path); }
 int git_repository_head(git_reference **out, git_repository *repo) { FORWARD(git_repository_head) return fn(out, repo); }
 int git_repository_head_detached(git_repository *repo) { FORWARD(git_repository_head_detached) return fn(repo); }
 int git_repository_open_ext(git_repository **out, const char *path, unsigned int flags, const char *ceiling_dirs) { FORWARD(git_repository_open_ext) return fn(out, path, flags, ceiling_dirs); }
@@ -99,4 +105,115 @@ size_t git_status_list_entrycount(git_status_list *statuslist) { FORWARD(git_sta
 void git_status_list_free(git_status_list *statuslist) { FORWARD(git_status_list_free) fn(statuslist); }
 int git_status_list_new(git_status_list **out, git_repository *repo, const git_status_options *opts) { FORWARD(git_status_list_new) return fn(out, repo, opts); }
 int git_status_options_init(git_status_options *opts, unsigned int version) { FORWARD(git_status_options_init) return fn(opts, version); }
+int git_tree_entry_bypath(git_tree_entry **out, const git_tree *root, const char *path) { FORWARD(git_tree_entry_bypath) return fn(out, root, path); }
+git_filemode_t git_tree_entry_filemode(const git_tree_entry *entry) { FORWARD(git_tree_entry_filemode) return fn(entry); }
+void git_tree_entry_free(git_tree_entry *entry) { FORWARD(git_tree_entry_free) fn(entry); }
+const git_oid * git_tree_entry_id(const git_tree_entry *entry) { FORWARD(git_tree_entry_id) return fn(entry); }
 void git_tree_free(git_tree *tree) { FORWARD(git_tree_free) fn(tree); }
+
+const char *const factoryctl_git2_functions[] = {
+    "git_annotated_commit_free",
+    "git_annotated_commit_lookup",
+    "git_blob_free",
+    "git_blob_lookup",
+    "git_blob_rawcontent",
+    "git_blob_rawsize",
+    "git_branch_iterator_free",
+    "git_branch_iterator_new",
+    "git_branch_lookup",
+    "git_branch_name",
+    "git_branch_name_is_valid",
+    "git_branch_next",
+    "git_branch_set_upstream",
+    "git_branch_upstream_name",
+    "git_buf_dispose",
+    "git_checkout_options_init",
+    "git_checkout_tree",
+    "git_commit_author",
+    "git_commit_extract_signature",
+    "git_commit_free",
+    "git_commit_lookup",
+    "git_commit_summary",
+    "git_commit_tree",
+    "git_credential_ssh_key_from_agent",
+    "git_credential_ssh_key_new",
+    "git_credential_username_new",
+    "git_credential_userpass_plaintext_new",
+    "git_diff_free",
+    "git_diff_get_delta",
+    "git_diff_num_deltas",
+    "git_diff_tree_to_tree",
+    "git_error_last",
+    "git_error_set_str",
+    "git_fetch_options_init",
+    "git_graph_ahead_behind",
+    "git_graph_descendant_of",
+    "git_index_conflict_iterator_free",
+    "git_index_conflict_iterator_new",
+    "git_index_conflict_next",
+    "git_index_free",
+    "git_index_has_conflicts",
+    "git_libgit2_init",
+    "git_libgit2_version",
+    "git_object_free",
+    "git_object_lookup",
+    "git_odb_hash",
+    "git_oid_fromstr",
+    "git_oid_tostr",
+    "git_rebase_abort",
+    "git_rebase_commit",
+    "git_rebase_finish",
+    "git_rebase_free",
+    "git_rebase_init",
+    "git_rebase_inmemory_index",
+    "git_rebase_next",
+    "git_rebase_options_init",
+    "git_reference_create",
+    "git_reference_delete",
+    "git_reference_free",
+    "git_reference_lookup",
+    "git_reference_name",
+    "git_reference_name_to_id",
+    "git_reference_symbolic_target",
+    "git_reference_target",
+    "git_remote_connect",
+    "git_remote_create_detached",
+    "git_remote_disconnect",
+    "git_remote_fetch",
+    "git_remote_free",
+    "git_remote_init_callbacks",
+    "git_remote_lookup",
+    "git_remote_ls",
+    "git_remote_url",
+    "git_repository_free",
+    "git_repository_hashfile",
+    "git_repository_head",
+    "git_repository_head_detached",
+    "git_repository_open_ext",
+    "git_repository_path",
+    "git_repository_set_head",
+    "git_repository_set_head_detached",
+    "git_repository_state",
+    "git_repository_workdir",
+    "git_reset",
+    "git_revwalk_free",
+    "git_revwalk_hide",
+    "git_revwalk_new",
+    "git_revwalk_next",
+    "git_revwalk_push",
+    "git_revwalk_sorting",
+    "git_signature_default",
+    "git_signature_free",
+    "git_signature_now",
+    "git_status_byindex",
+    "git_status_list_entrycount",
+    "git_status_list_free",
+    "git_status_list_new",
+    "git_status_options_init",
+    "git_tree_entry_bypath",
+    "git_tree_entry_filemode",
+    "git_tree_entry_free",
+    "git_tree_entry_id",
+    "git_tree_free",
+    0
+};

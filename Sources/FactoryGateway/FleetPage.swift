@@ -53,7 +53,9 @@ struct FleetPage {
 
     private func row(_ r: Registration) -> String {
         let isStale = r.isStale(now: now, after: FleetRegistry.staleAfter)
-        let status = isStale ? "\(r.registrationStatus) · stale" : r.registrationStatus
+        var status = isStale ? "\(r.registrationStatus) · stale" : r.registrationStatus
+        let attention = r.metadata["needs_attention"]?.string
+        if attention != nil { status += " · needs attention" }
         let result = r.lastJobStatus ?? "—"
         let resultClass = result == "SUCCESS" ? "ok" : (result == "FAILED" ? "bad" : "")
         let commit = escape(r.commit.map { String($0.prefix(7)) } ?? "—")
@@ -65,7 +67,7 @@ struct FleetPage {
         let reason = overview.failureReason(r).map { "<small class=\"reason\">\(escape(Self.shorten($0)))</small>" } ?? ""
         return """
         <tr class="\(isStale ? "stale" : escape(r.registrationStatus))"><td data-label="Factory">\(escape(r.factoryID))</td>\
-        <td data-label="Status"><span class="status">\(escape(status))</span></td>\
+        <td data-label="Status"><span class="status"\(attention.map { " title=\"\(escape($0))\"" } ?? "")>\(escape(status))</span></td>\
         <td data-label="Branch">\(escape(r.branch ?? "—"))</td><td data-label="Commit"><code>\(commit)</code>\(behind)</td>\
         <td data-label="Last seen">\(escape(age(now.timeIntervalSince1970 - r.lastSeenAt)))</td><td data-label="Last job">\(job)</td>\
         <td data-label="Result" class="\(resultClass)">\(escape(result))\(reason)</td></tr>

@@ -35,6 +35,8 @@ public struct GatewayConfiguration: Sendable {
     public var repoURL: String?
     /// Seconds the tip lookup may go without progress.
     public var fetchTimeout: Double = 120
+    /// How long a rollout thread's lease lasts without renewal (`FACTORYCTL_ROLLOUT_LEASE_SECONDS`).
+    public var rolloutLeaseSeconds = RolloutLease.defaultSeconds
     public var environment: [String: String] = [:]
 
     public init(role: String) {
@@ -48,13 +50,13 @@ public struct Gateway: Sendable {
     let redis: RedisWorker
     let logger: Logger
     /// Where a rollout's own connection goes (each rollout runs on a thread and connection of its own).
-    let busSettings: (url: RedisURL, stream: String, deadLetterStream: String, maxLength: Int)
+    let busSettings: (url: RedisURL, stream: String, deadLetterStream: String, maxLength: Int, fleetID: String)
 
     public init(configuration: GatewayConfiguration, bus: MissionBus, logger: Logger) {
         self.configuration = configuration
         self.redis = RedisWorker(bus: bus)
         self.logger = logger
-        busSettings = (bus.redis.url, bus.stream, bus.deadLetterStream, bus.maxLength)
+        busSettings = (bus.redis.url, bus.stream, bus.deadLetterStream, bus.maxLength, bus.fleetID)
     }
 
     /// The only routes served without the token: liveness, readiness and the fleet page.
@@ -308,8 +310,10 @@ public struct Gateway: Sendable {
         let settings = busSettings
         detachThread {
             let bus = MissionBus(redis: RedisClient(url: settings.url), stream: settings.stream,
-                                 deadLetterStream: settings.deadLetterStream, maxLength: settings.maxLength)
-            let runner = Rollout(publisher: Publisher(bus: bus, logger: logger, signer: configuration.signer), logger: logger)
+                                 deadLetterStream: settings.deadLetterStream, maxLength: settings.maxLength, fleetID: settings.fleetID)
+            // Under the rollout's lease like any runner: a resume-rollout meanwhile is refused.
+            let runner = Rollout(publisher: Publisher(bus: bus, logger: logger, signer: configuration.signer), logger: logger,
+                                 leaseSeconds: configuration.rolloutLeaseSeconds, runnerName: "factoryctl serve")
             do {
                 let summary = try runner.run(plan.id, stop: StopSignal()) { line in logger.info("\(plan.id): \(line)") }
                 logger.notice("rollout \(plan.id) ended: \(summary.state.rawValue)")

@@ -21,12 +21,15 @@ extension UpdatePipeline {
         public let message: String
         /// The checkout was moved back to `journal.from`.
         public let restoredCode: Bool
+        /// The environment could not be brought in line (or is left to the caller): why.
+        public var environmentOwed: String? = nil
+        /// The checkout changed after the crash, so nothing was undone.
+        public var keptLaterWork = false
     }
 
     /// Takes the checkout lock (unless another update holds it) and repairs a left-over intent record.
     /// Returns nil when there was nothing to repair. The repair is recorded in the history.
     public func recoverInterruptedUpdate() -> UpdateReport? {
-        GitLibrary.initialize()
         guard let repository = try? Repository.open(at: request.factoryDirectory),
               ApplyJournal.exists(gitDirectory: repository.gitDirectory) else { return nil }
         // A holder is alive (an operator's update): then the record is its own, not a crash's.
@@ -39,9 +42,14 @@ extension UpdatePipeline {
             report.recovery = recovery.message
             report.branch = recovery.journal.branch
             report.from = recovery.journal.to
-            report.to = recovery.journal.from
+            report.to = recovery.restoredCode ? recovery.journal.from : (try? repository.head().commit?.hex) ?? recovery.journal.from
             report.changed = recovery.restoredCode
-            report.synced = recovery.journal.sync && recovery.journal.phase >= .syncing
+            report.synced = recovery.journal.sync && recovery.journal.phase >= .syncing && recovery.environmentOwed == nil
+            if let owed = recovery.environmentOwed {
+                report.status = .failed
+                report.failure = .syncFailed
+                report.error = owed
+            }
         } catch let stop as Stop {
             report.failure = stop.failure
             report.error = stop.message
@@ -57,7 +65,17 @@ extension UpdatePipeline {
 
     /// Repairs a left-over record, if any. Call with the checkout lock held. Throws `Stop` when
     /// the repair itself fails; the record is then kept, so the next run tries again.
-    func recover(_ repository: Repository) throws -> Recovery? {
+    ///
+    /// Recovery only ever undoes what the interrupted run itself did. Before touching anything
+    /// it compares HEAD, the branch tips and the tracked files with what the record says that
+    /// run could have left; anything else (a commit, an edit, a branch switch made since) is
+    /// someone's later work, and then nothing is forced: the code stays as it is, and only the
+    /// environment is brought in line with it.
+    ///
+    /// `deferSync`: the caller (an update) syncs whatever it ends on, so the environment of a
+    /// rollback that already failed to re-sync is recorded as owed (`EnvironmentDebt`) instead
+    /// of being retried first: a broken previous version must not block the next one.
+    func recover(_ repository: Repository, deferSync: Bool = false) throws -> Recovery? {
         let gitDirectory = repository.gitDirectory
         guard ApplyJournal.exists(gitDirectory: gitDirectory) else { return nil }
         let removedLocks = StaleGitLocks.remove(gitDirectory: gitDirectory)
@@ -87,35 +105,148 @@ extension UpdatePipeline {
             throw Stop(failure: .rollbackFailed, message: "the record of an interrupted update (\(who)) has no starting commit; check `git status` and remove \(ApplyJournal.path(gitDirectory: gitDirectory)) by hand")
         }
         let interruptedTarget = journal.to.flatMap(ObjectID.init(hex:))
-        if journal.codeRestored == true {
-            logger.warning("an update (\(who)) rolled back to \(from.short) but could not restore its environment; syncing it now")
-        } else {
-            logger.warning("an update (\(who)) was interrupted during \(journal.stage) (\(from.short) → \(interruptedTarget?.short ?? "?")); putting \(from.short) back")
-        }
+        let context = RecoveryContext(journal: journal, from: from, target: interruptedTarget, who: who,
+                                      locksNote: locksNote, deferSync: deferSync)
         if journal.codeRestored != true {
+            let later = try laterWork(repository, context)
+            if !later.isEmpty {
+                return try keepLaterWork(repository, context, found: later)
+            }
+            logger.warning("an update (\(who)) was interrupted during \(journal.stage) (\(from.short) → \(interruptedTarget?.short ?? "?")); putting \(from.short) back")
             try restoreCode(repository, journal, from: from, interruptedTarget: interruptedTarget, who: who)
+        } else {
+            logger.warning("an update (\(who)) rolled back to \(from.short) but could not restore its environment; syncing it now")
         }
         var done = journal.codeRestored == true ? [] : ["restored \(from.short)"]
+        var owed: String?
         if journal.sync, journal.phase >= .syncing {
-            let result = runSync(withinDeadline: false, journalIn: gitDirectory, for: from)
-            guard result.ok else {
-                throw Stop(failure: .rollbackFailed, message: "undid an interrupted update (\(who)) back to \(from.short), but re-syncing its environment failed: \(result.message). Run `factoryctl update` again once the sync works")
-            }
-            done.append("re-synced the environment")
+            let environment = settleEnvironment(repository, commit: from, context)
+            done.append(environment.note)
+            owed = environment.owed
         }
-        if journal.restart, journal.phase >= .restarting {
-            let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
-            let inactive = services.restart(journal.services, settle: request.settleSeconds)
-            done.append(inactive.isEmpty ? "restarted \(journal.services.joined(separator: ", "))"
-                                         : "restarted, but not active: \(inactive.joined(separator: ", "))")
-        }
+        done.append(contentsOf: restartIfInterrupted(journal))
         ApplyJournal.remove(gitDirectory: gitDirectory)
         let restored = journal.codeRestored != true
         let message = restored
             ? "undid an update interrupted during \(journal.stage) (\(who), \(from.short) → \(interruptedTarget?.short ?? "?")): \(done.joined(separator: ", "))\(locksNote)"
             : "finished the rollback of an earlier update (\(who), \(from.short) → \(interruptedTarget?.short ?? "?")) that could not restore its environment: \(done.isEmpty ? "nothing left to do" : done.joined(separator: ", "))\(locksNote)"
         logger.notice("\(message)")
-        return Recovery(journal: journal, message: message, restoredCode: restored)
+        return Recovery(journal: journal, message: message, restoredCode: restored, environmentOwed: owed)
+    }
+
+    /// What a recovery works from.
+    struct RecoveryContext {
+        let journal: ApplyJournal
+        let from: ObjectID
+        let target: ObjectID?
+        let who: String
+        let locksNote: String
+        let deferSync: Bool
+    }
+
+    /// Differences between the checkout now and every state the interrupted run could have left
+    /// it in, in words; empty when the checkout holds only that run's own work.
+    ///
+    /// Before the move was complete (`checkout`), or while a rollback was under way, HEAD may be
+    /// on the previous branch (or detached) at `from` or on the branch at the target, each
+    /// branch at its old or new tip, and every file the two commits differ in may hold either
+    /// version; no other tracked file may differ. Once the move was complete, HEAD must be on the
+    /// branch at the target with no tracked change at all.
+    func laterWork(_ repository: Repository, _ context: RecoveryContext) throws -> [String] {
+        let journal = context.journal
+        guard let target = context.target else { return [] }
+        let settled = journal.phase >= .moved && !journal.rollingBack
+        var found: [String] = []
+        let previous: Head = journal.previousBranch.map { .branch(name: $0, commit: context.from) } ?? .detached(commit: context.from)
+        let moved = Head.branch(name: journal.branch, commit: target)
+        let head = try repository.head()
+        let headAllowed = settled ? [moved] : [previous, moved]
+        if !headAllowed.contains(head) { found.append("HEAD is \(Self.describe(head))") }
+        let tip = try repository.resolve(reference: "refs/heads/\(journal.branch)")
+        let before = journal.previousBranch == journal.branch ? context.from : journal.branchTipBefore.flatMap(ObjectID.init(hex:))
+        let tipAllowed: [ObjectID?] = settled ? [target] : [before, target]
+        if !tipAllowed.contains(tip) {
+            found.append("\(journal.branch) is at \(tip?.short ?? "nothing") (the update left \(target.short))")
+        }
+        if let name = journal.previousBranch, name != journal.branch {
+            let previousTip = try repository.resolve(reference: "refs/heads/\(name)")
+            if previousTip != context.from { found.append("\(name) is at \(previousTip?.short ?? "nothing") (was \(context.from.short))") }
+        }
+        let changes = try repository.trackedChanges().map(\.path)
+        if settled {
+            if !changes.isEmpty { found.append("tracked files changed: \(changes.prefix(10).joined(separator: ", "))") }
+        } else {
+            let touched = Set(try repository.changedPaths(from: context.from, to: target))
+            let elsewhere = changes.filter { !touched.contains($0) }
+            let edited = try repository.workTreeMatchesNeither(Array(touched).sorted(), context.from, target)
+            let paths = elsewhere + edited
+            if !paths.isEmpty { found.append("tracked files hold neither version: \(paths.prefix(10).joined(separator: ", "))") }
+        }
+        return found
+    }
+
+    private static func describe(_ head: Head) -> String {
+        switch head {
+        case .branch(let name, let commit): "on \(name) at \(commit.short)"
+        case .detached(let commit): "detached at \(commit.short)"
+        case .unborn(let name): "on the unborn branch \(name)"
+        }
+    }
+
+    /// Someone worked in the checkout after the crash: keep the code exactly as it is, bring the
+    /// environment in line with what is checked out if the sync had started, restart what was
+    /// being restarted, and clear the record. The update that follows judges the checkout with
+    /// its usual preflight (tracked changes refused, local commits rebased).
+    private func keepLaterWork(_ repository: Repository, _ context: RecoveryContext, found: [String]) throws -> Recovery {
+        let journal = context.journal
+        logger.warning("an update (\(context.who)) was interrupted during \(journal.stage), and the checkout changed since: \(found.joined(separator: "; ")); keeping it as it is")
+        var done: [String] = ["kept the checkout as it is (changed since the crash: \(found.joined(separator: "; ")))"]
+        var owed: String?
+        if journal.sync, journal.phase >= .syncing || journal.rollingBack, let commit = try repository.head().commit {
+            let environment = settleEnvironment(repository, commit: commit, context)
+            done.append(environment.note)
+            owed = environment.owed
+        }
+        done.append(contentsOf: restartIfInterrupted(journal))
+        ApplyJournal.remove(gitDirectory: repository.gitDirectory)
+        let message = "an update (\(context.who), \(context.from.short) → \(context.target?.short ?? "?")) was interrupted during \(journal.stage); nothing was undone: \(done.joined(separator: ", "))\(context.locksNote)"
+        logger.notice("\(message)")
+        return Recovery(journal: journal, message: message, restoredCode: false, environmentOwed: owed, keptLaterWork: true)
+    }
+
+    /// Syncs the environment for `commit`, or records that it is owed: when the caller will sync
+    /// anyway (`deferSync`), or when the sync fails. A failed sync never blocks the next update.
+    private func settleEnvironment(_ repository: Repository, commit: ObjectID, _ context: RecoveryContext) -> (note: String, owed: String?) {
+        let gitDirectory = repository.gitDirectory
+        // A rollback already failed to restore this environment once: do not try it again
+        // before the update that follows, which syncs whatever it ends on.
+        if context.deferSync, context.journal.codeRestored == true {
+            let reason = "an interrupted update (\(context.who)) left it half-synced"
+            recordDebt(EnvironmentDebt(commit: commit.hex, reason: reason), gitDirectory: gitDirectory)
+            return ("the environment is synced by this update", reason)
+        }
+        let result = runSync(withinDeadline: false, journalIn: gitDirectory, for: commit)
+        if result.ok { return ("re-synced the environment", nil) }
+        let reason = "re-syncing after an interrupted update (\(context.who)) failed: \(result.message)"
+        recordDebt(EnvironmentDebt(commit: commit.hex, reason: reason), gitDirectory: gitDirectory)
+        return ("re-syncing the environment failed (\(result.message)); the next update syncs it", reason)
+    }
+
+    func recordDebt(_ debt: EnvironmentDebt, gitDirectory: String) {
+        do {
+            try debt.record(gitDirectory: gitDirectory)
+        } catch {
+            // The sync marker is cleared either way, so the next update syncs; only status loses the note.
+            logger.warning("cannot record that the environment needs a sync: \(error)")
+        }
+    }
+
+    private func restartIfInterrupted(_ journal: ApplyJournal) -> [String] {
+        guard journal.restart, journal.phase >= .restarting else { return [] }
+        let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
+        let inactive = services.restart(journal.services, settle: request.settleSeconds)
+        return [inactive.isEmpty ? "restarted \(journal.services.joined(separator: ", "))"
+                                 : "restarted, but not active: \(inactive.joined(separator: ", "))"]
     }
 
     /// Puts the code back at `from` (files with the interrupted target as the baseline, so files

@@ -33,6 +33,20 @@ public struct FactoryEnvironment: Sendable {
         return value
     }
 
+    /// `FACTORYCTL_ROLLOUT_LEASE_SECONDS`: how long a rollout's runner holds it without renewing
+    /// (default 30; renewed every third of that). A runner that dies frees it after this long.
+    public func rolloutLeaseSeconds() throws(FactoryError) -> Double {
+        guard let raw = self["FACTORYCTL_ROLLOUT_LEASE_SECONDS"] else { return RolloutLease.defaultSeconds }
+        guard let value = Double(raw), value >= 1, value <= 3600 else {
+            throw .invalidArgument("FACTORYCTL_ROLLOUT_LEASE_SECONDS must be a number of seconds between 1 and 3600, not '\(raw.prefix(40))'")
+        }
+        return value
+    }
+
+    /// `UA_FLEET_ID`: the fleet a signed mission is for (empty when unset). HQ signs it into every
+    /// mission; a factory accepts only missions signed for its own.
+    public var fleetID: String { self["UA_FLEET_ID"] ?? "" }
+
     /// `UA_FACTORY_DIR`, else nil (callers default to the current directory).
     public var factoryDirectory: String? { self["UA_FACTORY_DIR"] }
 
@@ -126,14 +140,18 @@ public enum BranchName {
         guard !name.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F }) else {
             throw .invalidBranch(name, "it contains spaces or control characters")
         }
-        guard GitNames.isValidBranchName(name) else { throw .invalidBranch(name, "git does not accept it as a branch name") }
+        // Without libgit2 only the rules above apply; whatever needs git then reports the
+        // missing library itself.
+        guard (try? GitNames.isValidBranchName(name)) != false else {
+            throw .invalidBranch(name, "git does not accept it as a branch name")
+        }
     }
 }
 
 /// git's own branch-name rules, for callers that do not import GitKit.
 public enum GitNames {
-    public static func isValidBranchName(_ name: String) -> Bool {
-        GitLibrary.initialize()
+    public static func isValidBranchName(_ name: String) throws -> Bool {
+        try GitLibrary.initialize()
         return Repository.isValidBranchName(name)
     }
 }

@@ -44,7 +44,6 @@ public enum IsolatedFetch {
                                  environment: [String: String]) -> Int32 {
         // A fetch nobody waits for must not go on writing refs: die with the parent.
         if let parent, factoryctl_die_with_parent(parent) != 0 { return 1 }
-        GitLibrary.initialize()
         let output = LineWriter(fd: 1)
         do {
             let repository = try Repository.open(at: gitDirectory)
@@ -238,7 +237,7 @@ extension ProcessRunner {
         kill(-pid, SIGKILL)
         if let ended { return ended }
         let exit = ChildExit()
-        exit.status = status
+        exit.set(status)
         return .exited(exit.exitCode)
     }
 }

@@ -19,19 +19,23 @@ public struct LocalStatus: Codable, Sendable {
     public var fetched: Bool
     public var fetchError: String?
     public var lastUpdate: UpdateReport?
+    /// Set when the environment does not match the code (a rollback or recovery could not
+    /// re-sync it): what happened. Cleared by the next successful sync.
+    public var needsAttention: String?
 
     enum CodingKeys: String, CodingKey {
         case branch, head, upstream, ahead, behind, state, modified, fetched
         case factoryDirectory = "factory_dir", headSummary = "head_summary", upstreamCommit = "upstream_commit"
-        case fetchError = "fetch_error", lastUpdate = "last_update"
+        case fetchError = "fetch_error", lastUpdate = "last_update", needsAttention = "needs_attention"
     }
 
     /// Reads the checkout; with `fetch`, refreshes the remote-tracking branches first.
     public static func read(factoryDirectory: String, fetch: Bool, environment: [String: String]) throws -> LocalStatus {
-        GitLibrary.initialize()
         let repository: Repository
         do {
             repository = try Repository.open(at: factoryDirectory)
+        } catch let error as GitError where error.isLibraryMissing {
+            throw FactoryError.failed(error.message)
         } catch {
             throw FactoryError.invalidArgument("\(factoryDirectory) is not a git checkout: \(error)")
         }
@@ -48,7 +52,8 @@ public struct LocalStatus: Codable, Sendable {
             factoryDirectory: factoryDirectory, branch: head.branchName, head: head.commit?.hex,
             state: repository.state.rawValue, modified: try repository.trackedChanges(),
             fetched: fetch && fetchError == nil, fetchError: fetchError,
-            lastUpdate: UpdateHistory(gitDirectory: repository.gitDirectory).last)
+            lastUpdate: UpdateHistory(gitDirectory: repository.gitDirectory).last,
+            needsAttention: EnvironmentDebt.read(gitDirectory: repository.gitDirectory)?.summary)
         if let commit = head.commit {
             status.headSummary = try repository.commit(commit).summary
         }

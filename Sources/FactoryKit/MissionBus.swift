@@ -57,17 +57,23 @@ public final class MissionBus {
     public let deadLetterStream: String
     /// Approximate MAXLEN for XADD on every stream factoryctl writes.
     public var maxLength: Int
+    /// `UA_FLEET_ID` (empty when unset): with the stream, what a mission's signature binds it to.
+    public var fleetID: String
 
     public var resultsStream: String { stream + ":results" }
     public static let keyPrefix = "factoryctl:"
     public static let jobRetention = 7 * 24 * 3600
 
-    public init(redis: RedisClient, stream: String, deadLetterStream: String, maxLength: Int = 10_000) {
+    public init(redis: RedisClient, stream: String, deadLetterStream: String, maxLength: Int = 10_000, fleetID: String = "") {
         self.redis = redis
         self.stream = stream
         self.deadLetterStream = deadLetterStream
         self.maxLength = maxLength
+        self.fleetID = fleetID
     }
+
+    /// Where missions on this bus are published: what a signature covers besides the mission.
+    public var binding: MissionSigning.Binding { MissionSigning.Binding(stream: stream, fleetID: fleetID) }
 
     public static func groupName(factoryID: String) -> String { "factoryctl:\(factoryID)" }
     static func jobKey(_ jobID: String) -> String { keyPrefix + "job:" + jobID }
@@ -153,18 +159,20 @@ public final class MissionBus {
     /// Adds the mission (the existing HQ's fields) and its job record in one server-side script:
     /// the XADD runs first, so when it fails (wrong key type, out of memory, ACL) nothing is
     /// recorded and no phantom job is left in flight; once it succeeds, the record follows in the
-    /// same atomic step, so no reader sees one without the other. Returns the entry id.
+    /// same atomic step, so no reader sees one without the other. With a `signer`, the entry
+    /// carries the signature fields too (`signature`, `signature_v2`, `key_id`, `issued_at`,
+    /// `expires_at`). `factories` are the ones the job targets now (its record's `factories`):
+    /// only they count as pending or in flight for it. Returns the entry id.
     @discardableResult
-    /// Adds the mission (and its job record) in one server-side script. With a `signer`, the
-    /// entry carries the signature fields too (`signature`, `key_id`, `issued_at`, `expires_at`).
-    public func publish(_ mission: Mission, publishedAt: Date = Date(), signer: MissionSigner? = nil) throws -> String {
+    public func publish(_ mission: Mission, publishedAt: Date = Date(), signer: MissionSigner? = nil,
+                        factories: [String]? = nil) throws -> String {
         let envelope = mission.envelope
         let envelopeText = envelope.json.pythonJSON
-        let meta = Self.jobMeta(mission, publishedAt: publishedAt)
+        let meta = Self.jobMeta(mission, publishedAt: publishedAt, factories: factories)
         var extra: [String] = []
         if let signer {
             let fields = try signer.sign(jobID: envelope.jobID, idempotencyKey: envelope.idempotencyKey, envelope: envelopeText,
-                                         issuedAt: publishedAt, lifetime: Double(envelope.timeoutSeconds))
+                                         binding: binding, issuedAt: publishedAt, lifetime: Double(envelope.timeoutSeconds))
             for (name, value) in fields { extra += [name, value] }
         }
         let reply = try redis.command([
@@ -248,27 +256,45 @@ public final class MissionBus {
 
     // MARK: Job records
 
-    /// A published job's record: targets, branch, deadline.
-    static func jobMeta(_ mission: Mission, publishedAt: Date) -> JSONValue {
-        .object([
+    /// A published job's record: targets, branch, deadline, and the factories it was sent to.
+    static func jobMeta(_ mission: Mission, publishedAt: Date, factories: [String]? = nil) -> JSONValue {
+        var meta: [String: JSONValue] = [
             "job_id": .string(mission.jobID), "kind": .string(mission.kind.rawValue), "branch": .string(mission.branch),
             "target": mission.target.json, "published_at": .double(publishedAt.timeIntervalSince1970),
             "expires_at": .double(publishedAt.timeIntervalSince1970 + Double(mission.envelope.timeoutSeconds)),
-        ])
+        ]
+        if let factories { meta["factories"] = .array(factories.sorted().map(JSONValue.string)) }
+        return .object(meta)
     }
 
     public struct JobRecord: Sendable {
         public var meta: JSONValue?
         public var results: [MissionResult]
         public var target: MissionTarget? { meta?["target"].flatMap(MissionTarget.init(json:)) }
+        /// The factories the job was sent to when it was published; nil for a record without the
+        /// list (published by an older factoryctl).
+        public var factories: [String]? { meta?["factories"]?.array?.compactMap(\.string) }
         /// Published by factoryctl, or reported on by some factory.
         public var known: Bool { meta != nil || !results.isEmpty }
 
+        /// Whether the job targets `factoryID`: one it was sent to, not one that registered since
+        /// and matches its glob or broadcast (that one never acts on it).
+        public func targets(_ factoryID: String) -> Bool {
+            if let factories { return factories.contains(factoryID) }
+            return target?.matches(factoryID) ?? false
+        }
+
+        /// Whether the job and a mission for `other` would both move some factory.
+        func overlaps(_ other: MissionTarget) -> Bool {
+            if let factories { return factories.contains(where: other.matches) }
+            return target?.overlaps(other) ?? false
+        }
+
         /// The factories among `live` that the job targets and that have not reported yet.
         public func pending(among live: [String]) -> [String] {
-            guard let target else { return [] }
+            guard meta != nil else { return [] }
             let reported = Set(results.compactMap(\.factoryID))
-            return live.filter { target.matches($0) && !reported.contains($0) }
+            return live.filter { targets($0) && !reported.contains($0) }
         }
     }
 
@@ -280,24 +306,23 @@ public final class MissionBus {
     }
 
     /// An update still in flight whose targets overlap `target`: not past its timeout, and not yet
-    /// reported by every live registered factory it targets. Finished or expired ones are cleared.
+    /// reported by every live registered factory it was sent to. Finished or expired ones are cleared.
     public func inflightUpdate(overlapping target: MissionTarget, liveFactories: [String], now: Date = Date()) throws(RedisError) -> String? {
         let all = try redis.command(["HGETALL", Self.inflightKey]).fieldMap ?? [:]
         var found: String?
         for (jobID, text) in all.sorted(by: { $0.key < $1.key }) {
-            guard let meta = JSONValue.parse(text), let other = meta["target"].flatMap(MissionTarget.init(json:)) else {
+            guard let meta = JSONValue.parse(text), meta["target"].flatMap(MissionTarget.init(json:)) != nil else {
                 try redis.command(["HDEL", Self.inflightKey, jobID])
                 continue
             }
+            let record = JobRecord(meta: meta, results: try job(jobID).results)
             let expired = (meta["expires_at"]?.number ?? 0) <= now.timeIntervalSince1970
-            let results = try job(jobID).results
-            let finished = liveFactories.contains(where: other.matches)
-                && JobRecord(meta: meta, results: results).pending(among: liveFactories).isEmpty
+            let finished = liveFactories.contains(where: record.targets) && record.pending(among: liveFactories).isEmpty
             if expired || finished {
                 try redis.command(["HDEL", Self.inflightKey, jobID])
                 continue
             }
-            if found == nil, other.overlaps(target) { found = jobID }
+            if found == nil, record.overlaps(target) { found = jobID }
         }
         return found
     }

@@ -34,6 +34,8 @@ public struct ConsumerConfiguration: Sendable {
     /// Longest a network fetch may go without progress.
     public var fetchTimeout: Double = 120
     public var maxStreamLength = 10_000
+    /// `UA_FLEET_ID` (empty when unset): a signed mission must have been signed for this fleet.
+    public var fleetID = ""
     public var hqBaseURL: String?
     public var opsToken: String?
     /// Run only missions signed by one of these keys (`UA_MISSION_VERIFY_KEYS`); nil runs any.
@@ -79,6 +81,8 @@ public final class MissionConsumer {
     let history: UpdateHistory
     /// Signed missions taken, until they expire: a copy under another entry id is a replay.
     let seen: SeenMissions
+    /// Where this factory joined the fleet: older broadcast and glob missions are skipped.
+    let joined: JoinFloor
     /// The checkout, opened once; refs are re-read from disk on every `head()`.
     let repository: Repository
     let startedAt = Date()
@@ -110,7 +114,6 @@ public final class MissionConsumer {
         self.configuration = configuration
         self.logger = logger
         self.stop = stop
-        GitLibrary.initialize()
         do {
             repository = try Repository.open(at: configuration.factoryDirectory)
         } catch {
@@ -120,11 +123,12 @@ public final class MissionConsumer {
         history = UpdateHistory(gitDirectory: gitDirectory)
         state = ConsumerState(gitDirectory: gitDirectory)
         seen = SeenMissions(gitDirectory: gitDirectory)
+        joined = JoinFloor(gitDirectory: gitDirectory)
         // The socket timeout must outlast the longest BLOCK read.
         redis = RedisClient(url: configuration.redisURL, connectTimeout: 5,
                             commandTimeout: Double(configuration.blockMilliseconds) / 1000 + 10)
         bus = MissionBus(redis: redis, stream: configuration.stream, deadLetterStream: configuration.deadLetterStream,
-                         maxLength: configuration.maxStreamLength)
+                         maxLength: configuration.maxStreamLength, fleetID: configuration.fleetID)
         registry = FleetRegistry(redis: redis)
         hq = HQRegistrationClient(baseURL: configuration.hqBaseURL, token: configuration.opsToken, logger: logger)
         // A stop request ends the blocking read at once instead of being polled for.
@@ -151,6 +155,8 @@ public final class MissionConsumer {
                 if !connected {
                     try redis.connect()
                     _ = try redis.canSkipReplies() // asked now, not at the first idle heartbeat
+                    // Before the group exists or the fleet hears of this factory.
+                    try joined.establish(redis: redis, consumedBefore: consumedBefore, logger: logger)
                     try bus.ensureGroup(group)
                     status = state.paused ? "paused" : "online"
                     try register()
@@ -234,6 +240,13 @@ public final class MissionConsumer {
         return .stopped
     }
 
+    /// This checkout has run missions before (a factory upgraded from a factoryctl without the
+    /// join floor): its group's history is its own.
+    private var consumedBefore: Bool {
+        history.entries().contains { $0.jobID != nil } || FileManager.default.fileExists(atPath: state.path)
+            || FileManager.default.fileExists(atPath: seen.path)
+    }
+
     // MARK: Handling entries
 
     private func handle(_ entries: [StreamEntry], recovering: Bool) throws -> ConsumerExit? {
@@ -273,6 +286,10 @@ public final class MissionConsumer {
             case .mission(let mission) where !mission.target.matches(configuration.factoryID):
                 logger.debug("ignoring \(mission.jobID) (for \(mission.target))")
                 try bus.ack(group: group, [entry.id])
+            case .mission(let mission) where !joined.admits(entryID: entry.id, target: mission.target, factoryID: configuration.factoryID):
+                // Not counted for this factory at HQ (it was not registered then): no result is owed.
+                logger.notice("skipping \(mission.jobID) (entry \(entry.id), for \(mission.target)): published before this factory joined the fleet at \(joined.floor.map { "\($0)" } ?? "?"); acked, not run. Publish it again, or name this factory, to have it run here")
+                try bus.ack(group: group, [entry.id])
             case .mission(let mission):
                 if let verifier = configuration.verifier, let refusal = check(entry, fields: fields, mission: mission, verifier: verifier) {
                     logger.error("dead-lettering \(mission.jobID) (entry \(entry.id)): \(refusal)")
@@ -298,7 +315,7 @@ public final class MissionConsumer {
     private func check(_ entry: StreamEntry, fields: [String: String], mission: Mission, verifier: MissionVerifier) -> String? {
         let expiresAt: Double
         do {
-            let keyID = try verifier.verify(fields: fields)
+            let keyID = try verifier.verify(fields: fields, binding: bus.binding)
             expiresAt = fields["expires_at"].flatMap(Double.init) ?? 0
             logger.debug("\(mission.jobID): signature verified (key \(keyID))")
         } catch {
@@ -473,6 +490,7 @@ public final class MissionConsumer {
         request.environment = configuration.environment
         var pipeline = UpdatePipeline(request: request, logger: logger)
         pipeline.shouldCancel = { [stop] in stop.isSet }
+        pipeline.shouldStopSync = { [stop] in stop.childShouldStop(grace: UpdatePipeline.syncStopGrace) }
         return pipeline
     }
 
@@ -491,7 +509,8 @@ public final class MissionConsumer {
             "attempted": report.attempted.map(JSONValue.string) ?? .null,
             "upstream": report.upstream.map(JSONValue.string) ?? .null,
             "pinned": report.pinned.map(JSONValue.string) ?? .null,
-            "needs_attention": .bool(!(report.inactiveAfterRollback ?? []).isEmpty || report.failure == .rollbackFailed),
+            "needs_attention": .bool(!(report.inactiveAfterRollback ?? []).isEmpty || report.failure == .rollbackFailed
+                                     || report.environmentOwed != nil),
             "changed": .bool(report.changed),
             "rolled_back": .bool(report.rolledBack),
             "synced": .bool(report.synced),
@@ -537,11 +556,14 @@ public final class MissionConsumer {
                          "system:pause_factory", "system:resume_factory"]
         if let commit = head?.commit { capabilities.append("commit:\(commit.short)") }
         let now = Date()
+        var metadata: [String: JSONValue] = ["factory_dir": .string(configuration.factoryDirectory), "consumer_group": .string(group)]
+        if let currentJobID { metadata["current_job_id"] = .string(currentJobID) }
+        // An environment a rollback could not restore: HQ's fleet page says so until a sync succeeds.
+        if let owed = EnvironmentDebt.read(gitDirectory: repository.gitDirectory) { metadata["needs_attention"] = .string(owed.summary) }
         let registration = Registration(
             factoryID: configuration.factoryID, factoryRole: configuration.role, registrationStatus: status,
             capabilities: capabilities,
-            metadata: ["factory_dir": .string(configuration.factoryDirectory), "consumer_group": .string(group)]
-                .merging(currentJobID.map { ["current_job_id": JSONValue.string($0)] } ?? [:]) { $1 },
+            metadata: metadata,
             branch: head?.branchName, commit: head?.commit?.hex, version: configuration.version,
             pid: getpid(), host: ProcessInfo.processInfo.hostName,
             startedAt: startedAt.timeIntervalSince1970, lastSeenAt: now.timeIntervalSince1970,

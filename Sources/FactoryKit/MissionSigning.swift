@@ -13,14 +13,23 @@ import Glibc
 /// The key id is the first 8 bytes of SHA-256 of the public key, in hex (16 characters).
 ///
 /// A signature covers, each preceded by its length as 8 bytes big-endian (so no field can run
-/// into the next): the domain `factoryctl-mission-v1`, the stream entry's `job_id` and
-/// `idempotency_key`, `issued_at` and `expires_at` (decimal epoch seconds), and the exact bytes
-/// of the `envelope` field. It travels in extra stream fields `signature` (base64), `key_id`,
-/// `issued_at` and `expires_at`; consumers that do not verify ignore them.
+/// into the next): the domain `factoryctl-mission-v2`, the mission stream's name, the fleet id
+/// (`UA_FLEET_ID`, empty when unset), the stream entry's `job_id` and `idempotency_key`,
+/// `issued_at` and `expires_at` (decimal epoch seconds), and the exact bytes of the `envelope`
+/// field. So a signed entry copied into another stream, or into another fleet's Redis under the
+/// same HQ key, no longer verifies. It travels in the extra stream field `signature_v2` (base64),
+/// with `key_id`, `issued_at` and `expires_at`.
+///
+/// For consumers of an older factoryctl, HQ also sends `signature`: the same bytes without the
+/// stream and the fleet id, under the domain `factoryctl-mission-v1`. This factoryctl never accepts
+/// that one (it is what a copied entry would still carry); consumers that do not verify ignore both.
 public enum MissionSigning {
     public static let privateHeader = "factoryctl-mission-private-key-v1"
     public static let publicHeader = "factoryctl-mission-public-key-v1"
-    static let domain = "factoryctl-mission-v1"
+    /// The signed bytes' domain strings: v2 binds the stream and the fleet; v1 is sent only for
+    /// older consumers.
+    static let domain = "factoryctl-mission-v2"
+    static let legacyDomain = "factoryctl-mission-v1"
     /// Clock skew tolerated between HQ and a factory for `issued_at`.
     public static let allowedSkew: Double = 300
 
@@ -32,10 +41,34 @@ public enum MissionSigning {
         SHA256.hash(data: publicKey.rawRepresentation).prefix(8).map(hex2).joined()
     }
 
-    /// The bytes a signature covers.
-    static func message(jobID: String, idempotencyKey: String, issuedAt: Int64, expiresAt: Int64, envelope: String) -> [UInt8] {
+    /// Where a mission was published: the signed bytes include both.
+    public struct Binding: Sendable, Equatable, CustomStringConvertible {
+        public var stream: String
+        /// `UA_FLEET_ID`; empty when unset.
+        public var fleetID: String
+
+        public init(stream: String, fleetID: String) {
+            self.stream = stream
+            self.fleetID = fleetID
+        }
+
+        public var description: String { "stream \(stream), fleet '\(fleetID)'" }
+    }
+
+    /// The bytes a `signature_v2` covers.
+    static func message(binding: Binding, jobID: String, idempotencyKey: String, issuedAt: Int64, expiresAt: Int64,
+                        envelope: String) -> [UInt8] {
+        framed([domain, binding.stream, binding.fleetID, jobID, idempotencyKey, String(issuedAt), String(expiresAt), envelope])
+    }
+
+    /// The bytes the legacy `signature` covers (read by consumers of factoryctl before v2).
+    static func legacyMessage(jobID: String, idempotencyKey: String, issuedAt: Int64, expiresAt: Int64, envelope: String) -> [UInt8] {
+        framed([legacyDomain, jobID, idempotencyKey, String(issuedAt), String(expiresAt), envelope])
+    }
+
+    private static func framed(_ fields: [String]) -> [UInt8] {
         var bytes: [UInt8] = []
-        for field in [domain, jobID, idempotencyKey, String(issuedAt), String(expiresAt), envelope] {
+        for field in fields {
             let utf8 = Array(field.utf8)
             withUnsafeBytes(of: UInt64(utf8.count).bigEndian) { bytes.append(contentsOf: $0) }
             bytes += utf8
@@ -85,14 +118,18 @@ public struct MissionSigner: Sendable {
         return signer
     }
 
-    /// The extra stream fields for one mission entry.
-    public func sign(jobID: String, idempotencyKey: String, envelope: String, issuedAt: Date, lifetime: Double) throws -> [(String, String)] {
+    /// The extra stream fields for one mission entry published where `binding` says.
+    public func sign(jobID: String, idempotencyKey: String, envelope: String, binding: MissionSigning.Binding,
+                     issuedAt: Date, lifetime: Double) throws -> [(String, String)] {
         let issued = Int64(issuedAt.timeIntervalSince1970)
         let expires = issued + Int64(max(1, lifetime))
-        let message = MissionSigning.message(jobID: jobID, idempotencyKey: idempotencyKey, issuedAt: issued, expiresAt: expires, envelope: envelope)
-        let signature = try key.signature(for: message)
-        return [("signature", Data(signature).base64EncodedString()), ("key_id", keyID),
-                ("issued_at", String(issued)), ("expires_at", String(expires))]
+        let bound = MissionSigning.message(binding: binding, jobID: jobID, idempotencyKey: idempotencyKey,
+                                           issuedAt: issued, expiresAt: expires, envelope: envelope)
+        let legacy = MissionSigning.legacyMessage(jobID: jobID, idempotencyKey: idempotencyKey, issuedAt: issued,
+                                                  expiresAt: expires, envelope: envelope)
+        return [("signature", Data(try key.signature(for: legacy)).base64EncodedString()),
+                ("signature_v2", Data(try key.signature(for: bound)).base64EncodedString()),
+                ("key_id", keyID), ("issued_at", String(issued)), ("expires_at", String(expires))]
     }
 }
 
@@ -131,6 +168,8 @@ public struct MissionVerifier: Sendable {
         case malformed(String)
         case unknownKey(String)
         case badSignature(String)
+        /// Only the legacy `signature` (factoryctl-mission-v1, not bound to a stream or fleet).
+        case unbound(String)
         case expired(Int64)
         case notYetValid(Int64)
 
@@ -139,17 +178,21 @@ public struct MissionVerifier: Sendable {
             case .unsigned: "unsigned: this factory only runs missions signed by a key in UA_MISSION_VERIFY_KEYS"
             case .malformed(let what): "malformed signature fields: \(what)"
             case .unknownKey(let id): "signed by unknown key \(id.prefix(32)) (not in UA_MISSION_VERIFY_KEYS)"
-            case .badSignature(let id): "bad signature for key \(id): forged, or the mission was altered after signing"
+            case .badSignature(let id):
+                "bad signature for key \(id): forged, altered after signing, or published for another stream or fleet (UA_FLEET_ID) than this factory reads"
+            case .unbound(let id):
+                "signed by key \(id) without a stream binding (factoryctl-mission-v1 only): HQ's factoryctl predates signature_v2; upgrade HQ, then publish again"
             case .expired(let at): "expired: valid until \(at) (epoch seconds)"
             case .notYetValid(let at): "issued in the future (\(at), epoch seconds): check HQ's clock"
             }
         }
     }
 
-    /// Checks the entry's signature fields against its own `job_id`, `idempotency_key` and
-    /// `envelope`. Returns the key id it verified with.
-    public func verify(fields: [String: String], now: Date = Date()) throws(Failure) -> String {
-        guard let signature = fields["signature"] else { throw .unsigned }
+    /// Checks the entry's `signature_v2` against its own `job_id`, `idempotency_key` and
+    /// `envelope`, and against where this factory read it (`binding`). Returns the key id it
+    /// verified with.
+    public func verify(fields: [String: String], binding: MissionSigning.Binding, now: Date = Date()) throws(Failure) -> String {
+        guard fields["signature"] != nil || fields["signature_v2"] != nil else { throw .unsigned }
         guard let keyID = fields["key_id"], let issuedText = fields["issued_at"], let expiresText = fields["expires_at"] else {
             throw .malformed("signature without key_id, issued_at and expires_at")
         }
@@ -157,8 +200,9 @@ public struct MissionVerifier: Sendable {
             throw .malformed("issued_at and expires_at must be epoch seconds, expires_at after issued_at")
         }
         guard let key = keys[keyID] else { throw .unknownKey(keyID) }
+        guard let signature = fields["signature_v2"] else { throw .unbound(keyID) }
         guard let raw = Data(base64Encoded: signature), raw.count == 64 else { throw .badSignature(keyID) }
-        let message = MissionSigning.message(jobID: fields["job_id"] ?? "", idempotencyKey: fields["idempotency_key"] ?? "",
+        let message = MissionSigning.message(binding: binding, jobID: fields["job_id"] ?? "", idempotencyKey: fields["idempotency_key"] ?? "",
                                              issuedAt: issued, expiresAt: expires, envelope: fields["envelope"] ?? "")
         guard key.isValidSignature(raw, for: message) else { throw .badSignature(keyID) }
         let seconds = now.timeIntervalSince1970

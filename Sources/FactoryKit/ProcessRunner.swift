@@ -3,23 +3,26 @@ import FoundationEssentials
 import Dispatch
 import FactoryBasics
 import Glibc
+import Synchronization
 
 /// The result of one child process.
 public struct ProcessResult: Sendable {
     public let argv: [String]
     public let exitCode: Int32
     public let timedOut: Bool
+    /// Ended early because the caller asked (`shouldStop`).
+    public var stopped = false
     /// The last part of stdout+stderr, for error messages.
     public let outputTail: String
     public let duration: Double
 
-    public var succeeded: Bool { exitCode == 0 && !timedOut }
+    public var succeeded: Bool { exitCode == 0 && !timedOut && !stopped }
 
     /// "uv sync exited with 1: <last line>".
     public var failureSummary: String {
         let command = argv.joined(separator: " ")
         let last = outputTail.split(separator: "\n").suffix(3).joined(separator: " | ")
-        let what = timedOut ? "timed out after \(Int(duration)) s" : "exited with \(exitCode)"
+        let what = stopped ? "was stopped" : timedOut ? "timed out after \(Int(duration)) s" : "exited with \(exitCode)"
         return last.isEmpty ? "\(command) \(what)" : "\(command) \(what): \(last)"
     }
 }
@@ -131,7 +134,11 @@ public struct ProcessRunner: Sendable {
     /// whole group, so grandchildren (a build backend under `uv sync`) cannot outlive it.
     /// stdin is /dev/null; stdout and stderr share one pipe. `onSpawn` gets the child's pid (which
     /// is also its process group id) as soon as it runs.
+    ///
+    /// `shouldStop` is polled (five times a second) while the child runs: when it turns true, the
+    /// group is ended as on a timeout and the result says `stopped`.
     public func run(_ argv: [String], in directory: String? = nil, timeout: Double = 600,
+                    shouldStop: () -> Bool = { false },
                     onSpawn: (pid_t) -> Void = { _ in }) throws -> ProcessResult {
         let start = Date()
         let (spawnedPID, readEnd) = try spawn(argv, in: directory, stderrToPipe: true)
@@ -157,12 +164,15 @@ public struct ProcessRunner: Sendable {
         detachThread {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            exit.status = status
+            exit.set(status)
             finished.signal()
         }
         var timedOut = false
-        if finished.wait(timeout: .now() + timeout) == .timedOut {
-            timedOut = true
+        var stopped = false
+        let end = Monotonic.now + timeout
+        while finished.wait(timeout: .now() + min(0.2, max(0, end - Monotonic.now))) == .timedOut {
+            if shouldStop() { stopped = true } else if Monotonic.now < end { continue }
+            timedOut = !stopped
             kill(-pid, SIGTERM)
             if finished.wait(timeout: .now() + 5) == .timedOut {
                 kill(-pid, SIGKILL)
@@ -170,21 +180,27 @@ public struct ProcessRunner: Sendable {
             }
             // Whatever of the group is still there (children that ignored SIGTERM) goes too.
             kill(-pid, SIGKILL)
+            break
         }
         // Grandchildren may keep the pipe open; don't wait for them forever.
         _ = drained.wait(timeout: .now() + 2)
         return ProcessResult(
-            argv: argv, exitCode: exit.exitCode, timedOut: timedOut,
+            argv: argv, exitCode: exit.exitCode, timedOut: timedOut, stopped: stopped,
             outputTail: output.text, duration: Date().timeIntervalSince(start))
     }
 }
 
 /// A child's wait status, handed from the waiting thread.
-final class ChildExit: @unchecked Sendable {
-    var status: Int32 = 0
+final class ChildExit: Sendable {
+    private let status = Mutex<Int32>(0)
+
+    func set(_ value: Int32) {
+        status.withLock { $0 = value }
+    }
 
     /// The exit code, or 128 + signal number for a killed child (as shells report it).
     var exitCode: Int32 {
+        let status = status.withLock { $0 }
         let signal = status & 0x7f
         return signal == 0 ? (status >> 8) & 0xff : 128 + signal
     }

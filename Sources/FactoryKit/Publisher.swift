@@ -149,7 +149,8 @@ public struct Publisher {
         let matches = try plan(kind: kind, target: target, force: force, requireRegistered: requireRegistered, now: now)
         let mission = Mission.make(kind: kind, target: target, branch: branch, timeoutSeconds: timeoutSeconds,
                                    commit: commit, allowRewind: allowRewind)
-        let entryID = try bus.publish(mission, publishedAt: now, signer: signer)
+        let entryID = try bus.publish(mission, publishedAt: now, signer: signer,
+                                      factories: Self.recipients(of: target, registered: matches.map(\.factoryID)))
         logger.info("published \(mission.jobID) (\(kind.rawValue), \(target), branch \(branch)) as \(entryID)")
         return Outcome(jobID: mission.jobID, kind: kind.rawValue, branch: branch,
                        targetFactoryID: mission.envelope.context["target_factory_id"]?.string ?? "",
@@ -157,6 +158,15 @@ public struct Publisher {
                        targeted: matches.filter { !$0.stale }.map(\.factoryID),
                        skipped: matches.filter(\.stale).map(\.factoryID), commit: mission.commit,
                        allowRewind: mission.allowRewind, publishedAt: now.timeIntervalSince1970)
+    }
+
+    /// The factories a mission for `target` is sent to: the ids it names (registered or not: each
+    /// runs it when it comes), or, for a glob or every factory, those registered now. A factory
+    /// that registers later never acts on it (its consumer skips missions from before it joined),
+    /// so it is never counted as pending or in flight for it.
+    static func recipients(of target: MissionTarget, registered: [String]) -> [String] {
+        if case .ids(let ids) = target { return ids }
+        return registered.filter(target.matches)
     }
 
     /// Removes a decommissioned factory from the registry: its registration as it was, nil when it

@@ -17,7 +17,6 @@ public struct RollbackTarget: Sendable, Equatable {
 
     /// `explicit` (on `branch`, else the branch checked out) or the history's previous commit.
     public static func resolve(factoryDirectory: String, explicit: ObjectID?, branch: String?) throws -> RollbackTarget {
-        GitLibrary.initialize()
         let repository = try Repository.open(at: factoryDirectory)
         let head = try repository.head()
         if let explicit {

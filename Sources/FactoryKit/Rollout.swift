@@ -11,7 +11,8 @@ import RedisKit
 ///
 /// The state lives in Redis (`factoryctl:rollout:<id>`: plan, state, wave, each wave's job, each
 /// member's commit before), so `status --rollout ID` shows it live and a publisher that died is
-/// resumed (`publish resume-rollout ID`) from the wave it was in.
+/// resumed (`publish resume-rollout ID`) from the wave it was in. One runner at a time drives it
+/// (`RolloutLease`).
 public struct Rollout {
     public struct Plan: Codable, Sendable, Equatable {
         public var id: String
@@ -141,10 +142,17 @@ public struct Rollout {
 
     public let publisher: Publisher
     public let logger: Logger
+    /// How long a runner's lease lasts without renewal (`FACTORYCTL_ROLLOUT_LEASE_SECONDS`).
+    public var leaseSeconds: Double
+    /// Names this runner in its lease, for the refusal another runner gets.
+    public var runnerName: String
 
-    public init(publisher: Publisher, logger: Logger) {
+    public init(publisher: Publisher, logger: Logger, leaseSeconds: Double = RolloutLease.defaultSeconds,
+                runnerName: String = "factoryctl") {
         self.publisher = publisher
         self.logger = logger
+        self.leaseSeconds = leaseSeconds
+        self.runnerName = runnerName
     }
 
     var redis: RedisClient { publisher.bus.redis }
@@ -199,12 +207,64 @@ public struct Rollout {
         return true
     }
 
-    /// Runs (or resumes) the rollout from its recorded wave until it succeeds or halts.
+    /// Runs (or resumes) the rollout from its recorded wave until it succeeds or halts. Refused
+    /// (`RolloutLease.Busy`, naming the holder) while another runner drives it.
     public func run(_ id: String, stop: StopSignal, onEvent: @escaping (String) -> Void = { _ in }) throws -> Summary {
         guard let (plan, fields) = try load(id) else { throw FactoryError.failed("no rollout \(id) (unknown, or older than 30 days)") }
         guard fields["state"] == State.running.rawValue else { return try summary(id) }
+        let lease = try RolloutLease.acquire(redis: redis, rolloutID: id, runner: runnerName, seconds: leaseSeconds, logger: logger)
+        defer { lease.release(redis) }
+        // The wave's wait and the pause end when asked to stop, or at once when the lease is lost.
+        let halt = StopSignal()
+        stop.onSet { halt.set() }
+        lease.lost.onSet { halt.set() }
+        // Read again under the lease: a runner before this one may have moved it on meanwhile.
+        guard let current = try load(id)?.fields, current["state"] == State.running.rawValue else { return try summary(id) }
+        return try drive(id, plan: plan, fields: current, lease: lease, stop: halt, onEvent: onEvent)
+    }
+
+    /// The waves from the recorded one on, under `lease`.
+    private func drive(_ id: String, plan: Plan, fields: [String: String], lease: RolloutLease, stop: StopSignal,
+                       onEvent: @escaping (String) -> Void) throws -> Summary {
         var wave = Int(fields["wave"] ?? "0") ?? 0
-        // Resumed: the failures the finished waves already used of the budget.
+        var failures = try failuresBefore(wave, plan: plan, fields: fields)
+        while wave < plan.waves.count {
+            // Aborted from elsewhere: no later wave.
+            if try redis.command(["HGET", Self.key(id), "state"]).text != State.running.rawValue { return try summary(id) }
+            let outcome = try sendOrFollow(id, plan: plan, wave: wave, lease: lease, onEvent: onEvent)
+            let result = try publisher.wait(for: outcome, timeout: plan.waveTimeout, stop: stop) { event in
+                if case .result(let r) = event { onEvent("  \(r.factoryID ?? "?"): \(r.status)\(r.error.map { " (\($0))" } ?? "")") }
+            }
+            // Throws when the lease was lost: the runner that has it counts this wave.
+            try lease.confirm(redis)
+            if stop.isSet && !result.pending.isEmpty {
+                onEvent("stopped while wave \(wave + 1) was in flight; resume with: factoryctl publish resume-rollout \(id)")
+                return try summary(id)
+            }
+            let failed = result.results.filter { !$0.succeeded }.count + result.pending.count
+            failures += failed
+            // A wave fails when the failures so far exceed what the rollout tolerates
+            // (`maxFailures`, 0 by default: the first failure halts).
+            if failures > plan.maxFailures {
+                return try halt(id, plan: plan, wave: wave, result: result, failed: failed, lease: lease, stop: stop, onEvent: onEvent)
+            }
+            wave += 1
+            try set(id, [("wave", String(wave))])
+            if wave < plan.waves.count, plan.pauseSeconds > 0 {
+                onEvent("pausing \(plan.pauseSeconds) s before wave \(wave + 1)")
+                if !stop.sleep(plan.pauseSeconds) {
+                    try lease.confirm(redis)
+                    return try summary(id)
+                }
+            }
+            try lease.confirm(redis)
+        }
+        try finish(id, .succeeded)
+        return try summary(id)
+    }
+
+    /// Resumed: the failures the finished waves already used of the budget.
+    private func failuresBefore(_ wave: Int, plan: Plan, fields: [String: String]) throws -> Int {
         var failures = 0
         for finished in 0..<min(wave, plan.waves.count) {
             guard let job = fields["wave:\(finished):job"] else { continue }
@@ -212,70 +272,55 @@ public struct Rollout {
             let succeeded = Set(reported.filter(\.succeeded).compactMap(\.factoryID))
             failures += plan.waves[finished].filter { !succeeded.contains($0) }.count
         }
-        while wave < plan.waves.count {
-            // Aborted from elsewhere: no later wave.
-            if try redis.command(["HGET", Self.key(id), "state"]).text != State.running.rawValue { return try summary(id) }
-            let members = plan.waves[wave]
-            var outcome: Publisher.Outcome
-            if let job = try redis.command(["HGET", Self.key(id), "wave:\(wave):job"]).text {
-                // Resumed: follow the wave's mission that was already sent.
-                outcome = Publisher.Outcome(jobID: job, kind: Mission.Kind.update.rawValue, branch: plan.branch, targetFactoryID: "",
-                                            targets: members.joined(separator: ", "), entryID: "", stream: publisher.bus.stream,
-                                            targeted: members, commit: plan.commit, publishedAt: Date().timeIntervalSince1970)
-                onEvent("wave \(wave + 1)/\(plan.waves.count): following \(job) (resumed)")
-            } else {
-                // Where each member is now, for a rollback.
-                let reply = try redis.command(["HMGET", FleetRegistry.key] + members)
-                var before: [(String, String)] = []
-                for (member, value) in zip(members, reply.array ?? []) {
-                    if let commit = value.text.flatMap(Registration.init(text:))?.commit { before.append(("before:\(member)", commit)) }
-                }
-                // HSETNX: a publisher that died after sending this wave but before recording its
-                // job sends it again on resume, by when members may already be on the new commit.
-                for (field, commit) in before { try redis.command(["HSETNX", Self.key(id), field, commit]) }
-                outcome = try publisher.publish(kind: .update, target: .ids(members), branch: plan.branch,
-                                                timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit)
-                try set(id, [("wave:\(wave):job", outcome.jobID)])
-                // Every member is waited for, live at publish time or not.
-                outcome = outcome.waitingFor(members)
-                onEvent("wave \(wave + 1)/\(plan.waves.count): \(members.joined(separator: ", ")) → \(String(plan.commit.prefix(7))) (\(outcome.jobID))")
-            }
-            let result = try publisher.wait(for: outcome, timeout: plan.waveTimeout, stop: stop) { event in
-                if case .result(let r) = event { onEvent("  \(r.factoryID ?? "?"): \(r.status)\(r.error.map { " (\($0))" } ?? "")") }
-            }
-            let failed = result.results.filter { !$0.succeeded }.count + result.pending.count
-            failures += failed
-            if stop.isSet && !result.pending.isEmpty {
-                onEvent("stopped while wave \(wave + 1) was in flight; resume with: factoryctl publish resume-rollout \(id)")
-                return try summary(id)
-            }
-            // A wave fails when the failures so far exceed what the rollout tolerates
-            // (`maxFailures`, 0 by default: the first failure halts).
-            if failures > plan.maxFailures {
-                let state: State = result.timedOut && result.results.allSatisfy(\.succeeded) ? .timedOut : .halted
-                onEvent("halted at wave \(wave + 1): \(failed) factor\(failed == 1 ? "y" : "ies") failed or did not report")
-                try set(id, [("wave", String(wave))])
-                if plan.rollbackOnHalt {
-                    try rollBack(id, plan: plan, upTo: wave, stop: stop, onEvent: onEvent)
-                    try finish(id, .rolledBack)
-                } else {
-                    try finish(id, state)
-                }
-                return try summary(id)
-            }
-            wave += 1
-            try set(id, [("wave", String(wave))])
-            if wave < plan.waves.count, plan.pauseSeconds > 0 {
-                onEvent("pausing \(plan.pauseSeconds) s before wave \(wave + 1)")
-                if stop.sleep(plan.pauseSeconds) { return try summary(id) }
-            }
+        return failures
+    }
+
+    /// The wave's mission: the one already sent (resumed), else a new one, sent under the lease.
+    private func sendOrFollow(_ id: String, plan: Plan, wave: Int, lease: RolloutLease,
+                              onEvent: (String) -> Void) throws -> Publisher.Outcome {
+        let members = plan.waves[wave]
+        if let job = try redis.command(["HGET", Self.key(id), "wave:\(wave):job"]).text {
+            onEvent("wave \(wave + 1)/\(plan.waves.count): following \(job) (resumed)")
+            return Publisher.Outcome(jobID: job, kind: Mission.Kind.update.rawValue, branch: plan.branch, targetFactoryID: "",
+                                     targets: members.joined(separator: ", "), entryID: "", stream: publisher.bus.stream,
+                                     targeted: members, commit: plan.commit, publishedAt: Date().timeIntervalSince1970)
         }
-        try finish(id, .succeeded)
+        // Where each member is now, for a rollback.
+        let reply = try redis.command(["HMGET", FleetRegistry.key] + members)
+        var before: [(String, String)] = []
+        for (member, value) in zip(members, reply.array ?? []) {
+            if let commit = value.text.flatMap(Registration.init(text:))?.commit { before.append(("before:\(member)", commit)) }
+        }
+        // HSETNX: a publisher that died after sending this wave but before recording its
+        // job sends it again on resume, by when members may already be on the new commit.
+        for (field, commit) in before { try redis.command(["HSETNX", Self.key(id), field, commit]) }
+        try lease.confirm(redis)
+        let outcome = try publisher.publish(kind: .update, target: .ids(members), branch: plan.branch,
+                                            timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit)
+        try set(id, [("wave:\(wave):job", outcome.jobID)])
+        onEvent("wave \(wave + 1)/\(plan.waves.count): \(members.joined(separator: ", ")) → \(String(plan.commit.prefix(7))) (\(outcome.jobID))")
+        // Every member is waited for, live at publish time or not.
+        return outcome.waitingFor(members)
+    }
+
+    /// The failures passed what the rollout tolerates: halted for good (rolled back if asked).
+    private func halt(_ id: String, plan: Plan, wave: Int, result: Publisher.WaitSummary, failed: Int, lease: RolloutLease,
+                      stop: StopSignal, onEvent: @escaping (String) -> Void) throws -> Summary {
+        let state: State = result.timedOut && result.results.allSatisfy(\.succeeded) ? .timedOut : .halted
+        onEvent("halted at wave \(wave + 1): \(failed) factor\(failed == 1 ? "y" : "ies") failed or did not report")
+        try set(id, [("wave", String(wave))])
+        if plan.rollbackOnHalt {
+            try rollBack(id, plan: plan, upTo: wave, lease: lease, stop: stop, onEvent: onEvent)
+            try lease.confirm(redis)
+            try finish(id, .rolledBack)
+        } else {
+            try finish(id, state)
+        }
         return try summary(id)
     }
 
     /// Sends every member of waves 0...`upTo` that moved back to the commit it was on before.
-    func rollBack(_ id: String, plan: Plan, upTo: Int, stop: StopSignal, onEvent: (String) -> Void) throws {
+    func rollBack(_ id: String, plan: Plan, upTo: Int, lease: RolloutLease, stop: StopSignal, onEvent: (String) -> Void) throws {
         let fields = try redis.command(["HGETALL", Self.key(id)]).fieldMap ?? [:]
         let members = plan.waves.prefix(upTo + 1).flatMap { $0 }
         let reply = try redis.command(["HMGET", FleetRegistry.key] + members)
@@ -286,6 +331,7 @@ public struct Rollout {
             if now != before { groups[before, default: []].append(member) }
         }
         for (commit, ids) in groups.sorted(by: { $0.key < $1.key }) {
+            try lease.confirm(redis)
             let outcome = try publisher.publish(kind: .update, target: .ids(ids.sorted()), branch: plan.branch,
                                                 timeoutSeconds: plan.missionTimeout, force: true, commit: commit, allowRewind: true)
             onEvent("rolling back \(ids.sorted().joined(separator: ", ")) to \(String(commit.prefix(7))) (\(outcome.jobID))")

@@ -3,10 +3,13 @@ import Dispatch
 import FactoryBasics
 import Glibc
 
-/// Set once when the process is asked to stop (SIGTERM/SIGINT); read from any thread.
+/// Set when the process is asked to stop (SIGTERM, SIGINT, SIGHUP, SIGQUIT; SIGPIPE for the
+/// operator's commands); read from any thread. Counts the requests: a second one means "now".
 public final class StopSignal: @unchecked Sendable {
     private let condition = Condition()
     private var stopped = false
+    private var requests = 0
+    private var firstRequest: Double?
     private var sources: [DispatchSourceSignal] = []
     private var handlers: [@Sendable () -> Void] = []
 
@@ -18,10 +21,35 @@ public final class StopSignal: @unchecked Sendable {
         return stopped
     }
 
+    /// How many times a stop was asked for.
+    public var count: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return requests
+    }
+
+    /// Seconds since the first stop request (nil: none yet).
+    public var secondsSinceSet: Double? {
+        condition.lock()
+        defer { condition.unlock() }
+        return firstRequest.map { Monotonic.now - $0 }
+    }
+
+    /// True once a child the process waits for should be ended too: a second request, or
+    /// `grace` seconds after the first.
+    public func childShouldStop(grace: Double) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard let firstRequest else { return false }
+        return requests >= 2 || Monotonic.now - firstRequest >= grace
+    }
+
     public func set() {
         condition.lock()
         let first = !stopped
         stopped = true
+        requests += 1
+        if first { firstRequest = Monotonic.now }
         let run = first ? handlers : []
         condition.broadcast()
         condition.unlock()
@@ -41,9 +69,12 @@ public final class StopSignal: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Routes SIGTERM and SIGINT here (handled on a dispatch queue, not in signal context).
-    public func installHandlers(queue: DispatchQueue = DispatchQueue(label: "factoryctl.signals")) {
-        for signalNumber in [SIGTERM, SIGINT] {
+    /// Routes SIGTERM, SIGINT, SIGHUP (the SSH session or terminal went away) and SIGQUIT here,
+    /// and SIGPIPE too with `brokenPipe` (a command whose output went to a pipe or terminal that
+    /// is gone); handled on a dispatch queue, not in signal context. The long-running consumer
+    /// leaves SIGPIPE ignored: a Redis socket closed under it is an error, not a stop.
+    public func installHandlers(brokenPipe: Bool = false, queue: DispatchQueue = DispatchQueue(label: "factoryctl.signals")) {
+        for signalNumber in [SIGTERM, SIGINT, SIGHUP, SIGQUIT] + (brokenPipe ? [SIGPIPE] : []) {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
             source.setEventHandler { [weak self] in self?.set() }

@@ -57,6 +57,15 @@ public struct UpdatePipeline {
     public var progress: ((FetchProgress) -> Void)?
     /// Polled between steps and during the fetch (SIGTERM); checked only while nothing is changed yet.
     public var shouldCancel: () -> Bool = { false }
+    /// Polled while the dependency sync runs: true ends the sync's process group and stops the
+    /// update there, leaving the intent record for the next run to finish (a second SIGTERM or
+    /// SIGHUP, or the stop's grace period over). The default lets the sync finish.
+    public var shouldStopSync: () -> Bool = { false }
+
+    /// Seconds a running sync may go on after a stop request before it is ended (a second
+    /// request ends it at once): long enough for most syncs to finish, short enough for
+    /// systemd's stop timeout.
+    public static let syncStopGrace: Double = 20
 
     public init(request: UpdateRequest, logger: Logger = Logger(label: "factoryctl.update")) {
         self.request = request
@@ -70,6 +79,7 @@ public struct UpdatePipeline {
         report.jobID = request.jobID
         var held: (lock: CheckoutLock, gitDirectory: String)?
         var keepJournal = false
+        var unfinished = false
         do {
             try execute(&report, held: &held)
         } catch let stop as Stop {
@@ -79,6 +89,9 @@ public struct UpdatePipeline {
             report.paths = stop.paths
             // A failed repair or rollback keeps its record, so the next run tries again.
             keepJournal = stop.failure == .rollbackFailed || stop.keepJournal
+            // Stopped part-way on purpose: the record is the truth, and the run that finishes it
+            // records the outcome (a history entry would make the record look finished).
+            unfinished = stop.keepJournal
         } catch {
             report.status = .failed
             report.failure = .internalError
@@ -90,7 +103,7 @@ public struct UpdatePipeline {
         // Recorded while the lock is still held, so two updates never interleave their writes;
         // the intent record goes only once the outcome is in the history.
         if let held {
-            if request.recordHistory, !request.dryRun {
+            if request.recordHistory, !request.dryRun, !unfinished {
                 do {
                     try UpdateHistory(gitDirectory: held.gitDirectory).append(report)
                 } catch {
@@ -141,10 +154,11 @@ public struct UpdatePipeline {
                            message: "--restart needs the user's service manager, and systemctl --user cannot reach it: \(reason) (\(runtime)). Usual fixes: `loginctl enable-linger $USER` once (so the manager runs without a login session), and export XDG_RUNTIME_DIR=/run/user/$(id -u) in this shell. Nothing was changed")
             }
         }
-        GitLibrary.initialize()
         let repository: Repository
         do {
             repository = try Repository.open(at: request.factoryDirectory)
+        } catch let error as GitError where error.isLibraryMissing {
+            throw Stop(failure: .internalError, message: "\(error.message); nothing was changed")
         } catch {
             throw Stop(failure: .notARepository,
                        message: "\(request.factoryDirectory) is not a git checkout (\(error)); set --factory-dir or UA_FACTORY_DIR")
@@ -171,7 +185,7 @@ public struct UpdatePipeline {
             }
         }
         held = (lock, repository.gitDirectory)
-        if let recovery = try recover(repository) {
+        if let recovery = try recover(repository, deferSync: request.sync && !request.dryRun) {
             report.recovery = recovery.message
         }
         try update(repository, &report)
@@ -207,6 +221,9 @@ public struct UpdatePipeline {
         // Dedupe by version: pinned to the commit the branch already runs, nothing to fetch.
         if let pinned = request.commit, case .branch(let name, let commit) = original, name == branch, commit == pinned {
             logger.info("already at the pinned commit \(pinned.short)")
+            if let owed = EnvironmentDebt.read(gitDirectory: repository.gitDirectory), request.sync {
+                try payDebt(owed, repository, commit: pinned, &report)
+            }
             report.upstream = pinned.hex
             report.integration = .upToDate
             report.status = .success
@@ -280,9 +297,11 @@ public struct UpdatePipeline {
         if case .branch(let name, _) = original { switching = name != branch } else { switching = true }
         report.to = target.hex
         report.changed = switching || target != originalCommit
-        // The code that comes in must be signed by an allowed signer (local commits replayed on
-        // top are the operator's own and are not).
-        if let policy = request.signaturePolicy, report.changed, report.integration != .upToDate {
+        // Whatever changes the code that runs — a fast-forward, a rebase, a rewind, and a switch to
+        // a local branch that is already up to date — passes the same gate: the upstream code it
+        // brings must be signed by an allowed signer (local commits replayed on top are the
+        // operator's own and are not). Pins and anti-rewind were applied above, for every move.
+        if let policy = request.signaturePolicy, report.changed {
             do {
                 let signer = try policy.check(upstream, in: repository)
                 logger.info("\(upstream.short) is signed by \(signer)")
@@ -295,8 +314,10 @@ public struct UpdatePipeline {
             report.status = .success
             return
         }
+        let owed = EnvironmentDebt.read(gitDirectory: repository.gitDirectory)
         guard report.changed else {
             logger.info("already up to date at \(target.short)")
+            if let owed, request.sync { try payDebt(owed, repository, commit: target, &report) }
             report.status = .success
             return
         }
@@ -345,26 +366,31 @@ public struct UpdatePipeline {
             try rollBack(rollback, &report, failure: .internalError, reason: "could not move \(branch): \(error)", resync: false, restart: false)
         }
         logger.info("\(branch) now at \(target.short) (\(report.integration.rawValue))")
-        try advance(&journal, to: .moved, repository)
+        try advance(&journal, to: .moved, repository, rollback, &report)
 
-        // 6. Dependencies.
-        if request.sync, let since = syncNotNeeded(repository, target: target) {
+        // 6. Dependencies (always synced when an earlier failure left the environment owed).
+        if request.sync, owed == nil, let since = syncNotNeeded(repository, target: target) {
             // Nothing uv reads changed since the environment was last synced.
             logger.info("dependencies unchanged since \(since.short), whose environment is in place: skipping \(request.syncCommand.joined(separator: " "))")
             report.syncSkipped = true
         } else if request.sync {
-            try advance(&journal, to: .syncing, repository)
+            try advance(&journal, to: .syncing, repository, rollback, &report)
             let result = report.time("sync") { runSync(journalIn: repository.gitDirectory, for: target) }
+            if result.stopped {
+                throw Stop(failure: .cancelled,
+                           message: "stopped during the dependency sync of \(target.short) (asked to stop); ended the sync. The checkout is on \(target.short) with a half-synced environment; the next `factoryctl update` (or consumer start) finishes or undoes it",
+                           keepJournal: true)
+            }
             if !result.ok {
                 try rollBack(rollback, &report, failure: .syncFailed, reason: result.message, resync: true, restart: false)
             }
             report.synced = true
-            try advance(&journal, to: .synced, repository)
+            try advance(&journal, to: .synced, repository, rollback, &report)
         }
 
         // 7. Services.
         if request.restart {
-            try advance(&journal, to: .restarting, repository)
+            try advance(&journal, to: .restarting, repository, rollback, &report)
             report.services = request.services
             let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
             let inactive = report.time("restart") { services.restart(request.services, settle: request.settleSeconds) }
@@ -462,15 +488,39 @@ public struct UpdatePipeline {
 
     /// Moves the intent record to `phase`; if it cannot be written, stops (before the step runs).
     private func advance(_ journal: inout ApplyJournal, to phase: ApplyJournal.Phase, _ repository: Repository) throws {
+        precondition(phase <= .checkout, "after the move, advance with the rollback")
         journal.phase = phase
         do {
             try journal.write(gitDirectory: repository.gitDirectory)
         } catch {
-            if phase <= .checkout {
-                throw Stop(failure: .internalError, message: "cannot record the update's intent: \(error); nothing was changed")
-            }
-            logger.warning("cannot advance the update record to \(phase.rawValue): \(error)")
+            throw Stop(failure: .internalError, message: "cannot record the update's intent: \(error); nothing was changed")
         }
+    }
+
+    /// Moves the record on once the code has moved; a record that cannot be written then stops
+    /// the update too, rolled back, rather than go on with a record that says less than happened.
+    private func advance(_ journal: inout ApplyJournal, to phase: ApplyJournal.Phase, _ repository: Repository,
+                         _ rollback: Rollback, _ report: inout UpdateReport) throws {
+        journal.phase = phase
+        do {
+            try journal.write(gitDirectory: repository.gitDirectory)
+        } catch {
+            try rollBack(rollback, &report, failure: .internalError,
+                         reason: "cannot record the update's progress (\(phase.rawValue)): \(error)",
+                         resync: phase > .syncing, restart: phase > .restarting)
+        }
+    }
+
+    /// An environment left owed by an earlier failure, on code that does not move now: sync it.
+    private func payDebt(_ owed: EnvironmentDebt, _ repository: Repository, commit: ObjectID, _ report: inout UpdateReport) throws {
+        guard !request.dryRun else { return }
+        logger.notice("the environment is owed a sync (\(owed.reason)); syncing \(commit.short)")
+        let result = report.time("sync") { runSync(journalIn: repository.gitDirectory, for: commit) }
+        guard result.ok else {
+            throw Stop(failure: .syncFailed,
+                       message: "the environment of \(commit.short) is still not synced: \(result.message). The code was not changed; the factory needs attention until a sync succeeds (the next update tries again)")
+        }
+        report.synced = true
     }
 
     private var pastDeadline: Bool {
@@ -484,9 +534,12 @@ public struct UpdatePipeline {
 
     /// Runs the dependency sync. The forward sync is bounded by the mission deadline; the one that
     /// restores the previous environment during a rollback is not (only by `syncTimeout`).
-    func runSync(withinDeadline: Bool = true, journalIn gitDirectory: String, for commit: ObjectID?) -> (ok: Bool, message: String) {
+    func runSync(withinDeadline: Bool = true, journalIn gitDirectory: String, for commit: ObjectID?) -> (ok: Bool, message: String, stopped: Bool) {
         let argv = request.syncCommand
-        guard !argv.isEmpty else { return (true, "") }
+        guard !argv.isEmpty else {
+            EnvironmentDebt.clear(gitDirectory: gitDirectory)
+            return (true, "", false)
+        }
         // While the environment changes, no commit is recorded as synced.
         SyncMarker.clear(gitDirectory: gitDirectory)
         var timeout = request.syncTimeout
@@ -494,23 +547,29 @@ public struct UpdatePipeline {
         logger.info("running \(argv.joined(separator: " "))")
         do {
             let result = try ProcessRunner(environment: request.environment)
-                .run(argv, in: request.factoryDirectory, timeout: timeout) { pid in
+                .run(argv, in: request.factoryDirectory, timeout: timeout, shouldStop: shouldStopSync) { pid in
                     // Remembered so a recovery can end it if this process dies mid-sync.
                     guard var journal = ApplyJournal.load(gitDirectory: gitDirectory) else { return }
                     journal.childGroup = pid
                     journal.childProgram = argv[0]
-                    try? journal.write(gitDirectory: gitDirectory)
+                    do {
+                        try journal.write(gitDirectory: gitDirectory)
+                    } catch {
+                        logger.warning("cannot record the sync's process group \(pid) in the update record (a recovery after a crash may then not end it): \(error)")
+                    }
                 }
+            if result.stopped { return (false, result.failureSummary, true) }
             if result.succeeded {
                 logger.info("\(argv.joined(separator: " ")) finished in \(result.duration.fixed(1)) s")
                 // Recorded only for `uv sync` itself: another command's environment says nothing
                 // about what uv would install.
                 if let commit, SyncMarker.isUvSync(argv) { SyncMarker.write(commit, gitDirectory: gitDirectory) }
-                return (true, "")
+                EnvironmentDebt.clear(gitDirectory: gitDirectory)
+                return (true, "", false)
             }
-            return (false, result.failureSummary)
+            return (false, result.failureSummary, false)
         } catch {
-            return (false, "\(error)")
+            return (false, "\(error)", false)
         }
     }
 
@@ -580,10 +639,16 @@ public struct UpdatePipeline {
     private func rollBack(_ rollback: Rollback, _ report: inout UpdateReport, failure: UpdateFailure,
                           reason: String, resync: Bool, restart: Bool) throws -> Never {
         logger.error("\(reason); rolling back to \(rollback.original.commit?.short ?? "?")")
-        var journal = ApplyJournal.load(gitDirectory: rollback.repository.gitDirectory)
+        let gitDirectory = rollback.repository.gitDirectory
+        var journal = ApplyJournal.load(gitDirectory: gitDirectory)
         if journal != nil {
             journal!.rollingBack = true
-            try? journal!.write(gitDirectory: rollback.repository.gitDirectory)
+            do {
+                try journal!.write(gitDirectory: gitDirectory)
+            } catch {
+                // The record still says how far the update got; a recovery undoes from there.
+                logger.warning("cannot mark the update record as rolling back: \(error)")
+            }
         }
         do {
             try rollback.perform()
@@ -593,7 +658,11 @@ public struct UpdatePipeline {
         }
         if journal != nil {
             journal!.codeRestored = true
-            try? journal!.write(gitDirectory: rollback.repository.gitDirectory)
+            do {
+                try journal!.write(gitDirectory: gitDirectory)
+            } catch {
+                logger.warning("cannot record that the rollback restored the code: \(error)")
+            }
         }
         report.rolledBack = true
         report.attempted = report.to
@@ -602,10 +671,19 @@ public struct UpdatePipeline {
         var notes: [String] = []
         var environmentRestored = true
         if resync && request.sync {
-            let result = runSync(withinDeadline: false, journalIn: rollback.repository.gitDirectory, for: rollback.original.commit)
+            let result = runSync(withinDeadline: false, journalIn: gitDirectory, for: rollback.original.commit)
             if !result.ok {
-                environmentRestored = false
-                notes.append("re-syncing the previous environment failed: \(result.message); the next update syncs it again first")
+                // Owed, not blocking: the next update syncs whatever it ends on (this code, or a
+                // newer one that syncs), and status says "needs attention" until then.
+                let reason = "re-syncing \(report.shortFrom ?? "?") after a failed update failed: \(result.message)"
+                do {
+                    try EnvironmentDebt(commit: rollback.original.commit?.hex, reason: reason).record(gitDirectory: gitDirectory)
+                } catch {
+                    environmentRestored = false
+                    logger.warning("cannot record that the environment needs a sync: \(error); keeping the update record instead")
+                }
+                report.environmentOwed = reason
+                notes.append("re-syncing the previous environment failed: \(result.message); needs attention: the next update syncs the code it ends on")
             }
         }
         if restart {

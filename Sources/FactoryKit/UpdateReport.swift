@@ -74,6 +74,9 @@ public struct UpdateReport: Codable, Sendable {
     public var pinned: String?
     /// Services that were still not active after the rollback restarted them: needs attention.
     public var inactiveAfterRollback: [String]?
+    /// Why the environment does not match the code on disk after this run (a rollback could not
+    /// re-sync it): needs attention until a later update's sync succeeds.
+    public var environmentOwed: String?
     /// Upstream commits integrated (oldest first, at most 100 listed; see `commitCount`).
     public var commits: [CommitLine] = []
     public var commitCount = 0
@@ -115,6 +118,7 @@ public struct UpdateReport: Codable, Sendable {
         case status, failure, error, branch, from, to, commits, integration, changed, synced, restarted, services, paths
         case previousBranch = "previous_branch", commitCount = "commit_count", rebasedCommits = "rebased_commits"
         case recovery, syncSkipped = "sync_skipped", attempted, inactiveAfterRollback = "inactive_after_rollback"
+        case environmentOwed = "environment_owed"
         case upstream, pinned, healthChecked = "health_checked"
         case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
         case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms", stepsMs = "steps_ms"
@@ -145,6 +149,7 @@ public struct UpdateReport: Codable, Sendable {
         try c.encode(upstream, forKey: .upstream)
         try c.encode(pinned, forKey: .pinned)
         try c.encode(inactiveAfterRollback ?? [], forKey: .inactiveAfterRollback)
+        try c.encode(environmentOwed, forKey: .environmentOwed)
         try c.encode(commits, forKey: .commits)
         try c.encode(commitCount, forKey: .commitCount)
         try c.encode(integration, forKey: .integration)

@@ -263,7 +263,7 @@ extension Repository {
     /// The commit `branch` points at on the remote at `url`, without a local repository (like
     /// `git ls-remote URL refs/heads/BRANCH`); nil when the remote has no such branch.
     public static func remoteBranchTip(url: String, branch: String, options: FetchOptions = FetchOptions()) throws -> ObjectID? {
-        GitLibrary.initialize()
+        try GitLibrary.initialize()
         if url.lowercased().hasPrefix("http") { GitLibrary.loadCertificates() }
         var remote: OpaquePointer?
         try check(git_remote_create_detached(&remote, url), "open remote \(url)")

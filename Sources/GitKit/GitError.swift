@@ -55,6 +55,11 @@ public struct GitError: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(operation): \(message)" }
 }
 
+extension GitError {
+    /// libgit2 itself could not be loaded (or lacks a function factoryctl needs).
+    public var isLibraryMissing: Bool { operation == "load libgit2" }
+}
+
 /// The one place where libgit2 return codes become thrown errors.
 @discardableResult
 @inline(__always)

@@ -5,13 +5,28 @@ import CSupport
 /// libgit2's process-wide state. `initialize()` runs on first use (commands that never touch git,
 /// like `--version` or `publish`, never pay for it); `Repository.open` calls it.
 public enum GitLibrary {
-    private static let initialization: Int32 = git_libgit2_init()
+    /// The outcome of loading libgit2 and `git_libgit2_init`, computed once.
+    private static let initialization: Result<String, GitError> = {
+        var message: UnsafePointer<CChar>?
+        guard factoryctl_git2_load(&message) == 0 else {
+            return .failure(GitError(operation: "load libgit2", code: -1, errorClass: 0,
+                                     message: message.map { String(cString: $0) } ?? "cannot load libgit2"))
+        }
+        let code = git_libgit2_init()
+        guard code >= 0 else {
+            return .failure(GitError(operation: "initialize libgit2", code: code, errorClass: 0, message: "git_libgit2_init failed"))
+        }
+        var major: Int32 = 0, minor: Int32 = 0, patch: Int32 = 0
+        git_libgit2_version(&major, &minor, &patch)
+        return .success("\(major).\(minor).\(patch)")
+    }()
 
-    /// Initializes libgit2 (idempotent). Returns the libgit2 version string.
+    /// Loads and initializes libgit2 (idempotent). Returns the libgit2 version string; throws,
+    /// never exits, when the library (or a function factoryctl needs) is missing, so every
+    /// command reports it in its normal way (`--json` included) and `serve`/`consume` stay up.
     @discardableResult
-    public static func initialize() -> String {
-        precondition(initialization >= 0, "git_libgit2_init failed")
-        return version
+    public static func initialize() throws -> String {
+        try initialization.get()
     }
 
     /// Loads the CA certificates libgit2's HTTPS transport verifies servers with. Deferred at
@@ -20,7 +35,7 @@ public enum GitLibrary {
     /// failed to load (HTTPS servers will then fail verification, which libgit2 reports).
     @discardableResult
     public static func loadCertificates() -> Bool {
-        initialize()
+        guard (try? initialize()) != nil else { return false }
         return factoryctl_load_ca_certificates() >= 0
     }
 
@@ -33,9 +48,6 @@ public enum GitLibrary {
     /// CA bundle loads still deferred (for tests and diagnostics).
     public static var deferredCertificateLoads: Int { Int(factoryctl_deferred_ca_loads()) }
 
-    public static var version: String {
-        var major: Int32 = 0, minor: Int32 = 0, patch: Int32 = 0
-        git_libgit2_version(&major, &minor, &patch)
-        return "\(major).\(minor).\(patch)"
-    }
+    /// The libgit2 version, or nil when it cannot be loaded.
+    public static var version: String? { try? initialize() }
 }

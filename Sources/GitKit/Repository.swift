@@ -83,7 +83,7 @@ public final class Repository {
 
     /// Opens the repository whose work tree (or `.git`) is exactly `path`.
     public static func open(at path: String) throws -> Repository {
-        GitLibrary.initialize()
+        try GitLibrary.initialize()
         var pointer: OpaquePointer?
         let flags = UInt32(GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue)
         let code = git_repository_open_ext(&pointer, path, flags, nil)
@@ -97,7 +97,7 @@ public final class Repository {
     /// The root of the work tree that contains `path`, searching upward like git does (a
     /// subdirectory of a checkout gives the checkout's root); nil outside any work tree.
     public static func workTreeRoot(containing path: String) -> String? {
-        GitLibrary.initialize()
+        guard (try? GitLibrary.initialize()) != nil else { return nil }
         var pointer: OpaquePointer?
         guard git_repository_open_ext(&pointer, path, 0, nil) == 0, let pointer else { return nil }
         let repository = Repository(handle: pointer)
@@ -208,6 +208,7 @@ public final class Repository {
 
     /// True when `name` is a valid local branch name for git.
     public static func isValidBranchName(_ name: String) -> Bool {
+        guard (try? GitLibrary.initialize()) != nil else { return false }
         var valid: Int32 = 0
         guard git_branch_name_is_valid(&valid, name) == 0 else { return false }
         return valid == 1
@@ -446,6 +447,88 @@ public final class Repository {
         return paths
     }
 
+    /// The paths among `paths` whose work-tree file matches neither its version in `first` nor
+    /// in `second` (a path absent from a commit matches when the file is absent too). Crash
+    /// recovery uses it to tell a half-finished checkout between two commits (every file is one
+    /// or the other) from edits someone made since. Contents are hashed as git would store them
+    /// (the repository's filters applied); a symbolic link is compared by its target.
+    ///
+    /// A regular file whose bytes are a beginning of one of the two versions (empty included)
+    /// counts as that version: a checkout killed while writing a file leaves it cut short.
+    public func workTreeMatchesNeither(_ paths: [String], _ first: ObjectID, _ second: ObjectID) throws -> [String] {
+        guard let root = workingDirectory else { return [] }
+        let firstTree = try tree(of: first)
+        defer { git_tree_free(firstTree) }
+        let secondTree = try tree(of: second)
+        defer { git_tree_free(secondTree) }
+        return try paths.filter { path in
+            let full = root + "/" + path
+            let actual = try workTreeBlob(full, relative: path)
+            let versions = [blob(at: path, in: firstTree), blob(at: path, in: secondTree)]
+            if versions.contains(actual) { return false }
+            guard let actual, !actual.link, !actual.other else { return true }
+            return !versions.contains { version in
+                guard let version, !version.link else { return false }
+                return isCutShortCopy(full, of: version.id)
+            }
+        }
+    }
+
+    /// Whether the file at `path` holds the first bytes of blob `id` and no more.
+    private func isCutShortCopy(_ path: String, of id: ObjectID) -> Bool {
+        var oid = id.raw
+        var blob: OpaquePointer?
+        guard git_blob_lookup(&blob, handle, &oid) == 0, let blob else { return false }
+        defer { git_blob_free(blob) }
+        let size = Int(git_blob_rawsize(blob))
+        guard let content = git_blob_rawcontent(blob),
+              let data = FileManager.default.contents(atPath: path), data.count < size else { return false }
+        let expected = UnsafeRawBufferPointer(start: content, count: data.count)
+        return data.elementsEqual(expected)
+    }
+
+    /// A file's blob id and whether it is a link, as it is in the work tree now; nil when absent.
+    private func workTreeBlob(_ fullPath: String, relative: String) throws -> BlobIdentity? {
+        var info = stat()
+        guard lstat(fullPath, &info) == 0 else { return nil }
+        var oid = git_oid()
+        switch info.st_mode & S_IFMT {
+        case S_IFLNK:
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let count = readlink(fullPath, &buffer, buffer.count - 1)
+            guard count >= 0 else { return nil }
+            _ = try check(git_odb_hash(&oid, buffer, count, GIT_OBJECT_BLOB), "hash link \(relative)")
+            return BlobIdentity(id: ObjectID(oid), link: true, executable: false)
+        case S_IFREG:
+            _ = try check(git_repository_hashfile(&oid, handle, relative, GIT_OBJECT_BLOB, nil), "hash \(relative)")
+            return BlobIdentity(id: ObjectID(oid), link: false, executable: info.st_mode & 0o100 != 0)
+        default:
+            // A directory (or anything else) where a file was: matches no file version.
+            return BlobIdentity(id: ObjectID(oid), link: false, executable: false, other: true)
+        }
+    }
+
+    /// The blob at `path` in `tree`, nil when the tree has no file there.
+    private func blob(at path: String, in tree: OpaquePointer?) -> BlobIdentity? {
+        var entry: OpaquePointer?
+        guard git_tree_entry_bypath(&entry, tree, path) == 0, let entry else { return nil }
+        defer { git_tree_entry_free(entry) }
+        let mode = git_tree_entry_filemode(entry)
+        guard mode != GIT_FILEMODE_TREE, mode != GIT_FILEMODE_COMMIT, let id = git_tree_entry_id(entry) else { return nil }
+        return BlobIdentity(id: ObjectID(id.pointee), link: mode == GIT_FILEMODE_LINK,
+                            executable: mode == GIT_FILEMODE_BLOB_EXECUTABLE)
+    }
+
+    private func tree(of commit: ObjectID) throws -> OpaquePointer? {
+        var oid = commit.raw
+        var object: OpaquePointer?
+        _ = try check(git_commit_lookup(&object, handle, &oid), "look up commit \(commit.short)")
+        defer { git_commit_free(object) }
+        var tree: OpaquePointer?
+        _ = try check(git_commit_tree(&tree, object), "read tree of \(commit.short)")
+        return tree
+    }
+
     /// `git reset --hard <commit>` on the current HEAD: moves the current branch, resets index and work tree.
     /// Untracked files stay; ignored files are not overwritten.
     public func resetHard(to commit: ObjectID) throws {
@@ -493,4 +576,12 @@ public final class Repository {
 /// Collects paths from a C callback.
 final class PathCollector {
     var paths: [String] = []
+}
+
+/// A file as git would record it: content id, link or not, executable bit.
+struct BlobIdentity: Equatable {
+    let id: ObjectID
+    let link: Bool
+    let executable: Bool
+    var other = false
 }

@@ -86,6 +86,7 @@ struct ConsumeCommand: ParsableCommand {
             redisURL: try redis.url(environment), version: Factoryctl.version, environment: environment.values)
         configuration.stream = redis.stream ?? environment.missionStream
         configuration.deadLetterStream = environment.deadLetterStream
+        configuration.fleetID = environment.fleetID
         configuration.services = service.isEmpty ? environment.services : service
         configuration.syncCommand = environment.syncCommand
         configuration.sync = !noSync
@@ -94,11 +95,7 @@ struct ConsumeCommand: ParsableCommand {
         configuration.capabilities = environment.capabilities
         configuration.heartbeatSeconds = heartbeat
         configuration.settleSeconds = settle
-        do {
-            configuration.fetchTimeout = try environment.fetchTimeout()
-        } catch {
-            throw CommandFailure(code: .usage, message: "\(error)")
-        }
+        configuration.fetchTimeout = try environment.checkedFetchTimeout()
         configuration.minimumInterval = minInterval ?? environment["UA_FACTORY_MIN_UPDATE_INTERVAL"].flatMap(Double.init) ?? 10
         configuration.blockMilliseconds = Int(heartbeat * 1000)
         configuration.hqBaseURL = environment.hqBaseURL

@@ -26,10 +26,12 @@ struct Factoryctl: AsyncParsableCommand {
           3   another update holds the checkout lock
           4   refused by preflight (local changes, or a rebase/merge in progress)
           5   the remote could not be fetched
-          6   needs attention: rolling back failed, or services still not active after it
+          6   needs attention: rolling back failed, services still not active after it, or the
+              previous environment could not be re-synced (the next update syncs)
           7   Redis is unavailable
           8   refused (role may not publish or forget, an update is already in flight, the
-              target matches no registered factory, or an update would move backwards)
+              target matches no registered factory, another runner drives the rollout, or an
+              update would move backwards)
           9   timed out waiting for results (or no live factory to wait for)
           10  consume: exited after applying an update so systemd restarts it
           11  update --exit-code: already up to date, nothing changed
@@ -96,8 +98,12 @@ enum ExitStatus: Int32, CaseIterable {
 
     init(_ report: UpdateReport) {
         if report.succeeded { self = .success; return }
-        // Code and environment are back, but a service is still down: not a clean rollback.
-        if report.rolledBack, !(report.inactiveAfterRollback ?? []).isEmpty { self = .rollbackFailed; return }
+        // The code is back, but a service is still down or the environment could not be
+        // re-synced: not a clean rollback, needs attention.
+        if report.rolledBack, !(report.inactiveAfterRollback ?? []).isEmpty || report.environmentOwed != nil {
+            self = .rollbackFailed
+            return
+        }
         if report.rolledBack { self = .rolledBack; return }
         switch report.failure {
         case .lockHeld: self = .lockHeld

@@ -173,3 +173,17 @@ func say(_ line: String) {
 }
 
 var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
+
+extension FactoryEnvironment {
+    /// `FACTORYCTL_FETCH_TIMEOUT` (or the flag's value when given), parsed as every command
+    /// parses it: a bad value is a usage error (exit 64) before anything runs, never a silent 120.
+    func checkedFetchTimeout(flag: Double? = nil) throws(CommandFailure) -> Double {
+        if let flag { return flag }
+        do { return try fetchTimeout() } catch { throw CommandFailure(code: .usage, message: "\(error)") }
+    }
+
+    /// `FACTORYCTL_ROLLOUT_LEASE_SECONDS`, a usage error when it is not valid.
+    func checkedRolloutLeaseSeconds() throws(CommandFailure) -> Double {
+        do { return try rolloutLeaseSeconds() } catch { throw CommandFailure(code: .usage, message: "\(error)") }
+    }
+}

@@ -137,6 +137,9 @@ struct PublishCommand: ParsableCommand {
             throw CommandFailure(code: .refused,
                                  message: "delegation publish not allowed on this machine (FACTORY_ROLE=\(environment.role)); publish from HQ, where FACTORY_ROLE=HEADQUARTERS")
         }
+        // Read up front, as update does: a bad value is refused before anything is published.
+        _ = try environment.checkedFetchTimeout()
+        let leaseSeconds = try environment.checkedRolloutLeaseSeconds()
         let logger = global.logger("factoryctl.publish")
         let maxLength = self.maxLength ?? environment["UA_DELEGATION_STREAM_MAXLEN"].flatMap(Int.init) ?? 10_000
         let bus = try redis.bus(environment, maxLength: maxLength)
@@ -144,7 +147,7 @@ struct PublishCommand: ParsableCommand {
         do { signer = try environment.missionSigner() } catch { throw CommandFailure(code: .usage, message: "\(error)") }
         let publisher = Publisher(bus: bus, logger: logger, signer: signer)
         if action == .resumeRollout || action == .abortRollout {
-            return try controlRollout(publisher, id: rolloutID ?? "", logger: logger)
+            return try controlRollout(publisher, id: rolloutID ?? "", leaseSeconds: leaseSeconds, logger: logger)
         }
         let kind: Mission.Kind = switch action {
         case .update: .update
@@ -153,7 +156,9 @@ struct PublishCommand: ParsableCommand {
         case .rollback, .resumeRollout, .abortRollout: .rollback
         }
         let target = try MissionTarget(arguments: target)
-        if rollout.isRollout { return try startRollout(publisher, target: target, environment: environment, logger: logger) }
+        if rollout.isRollout {
+            return try startRollout(publisher, target: target, environment: environment, leaseSeconds: leaseSeconds, logger: logger)
+        }
         if dryRun { return try showPlan(publisher, kind: kind, target: target) }
         let commit = try self.commit ?? (kind == .update && !noPin ? resolveTip(environment, logger: logger) : nil)
         let outcome: Publisher.Outcome
@@ -203,7 +208,7 @@ struct PublishCommand: ParsableCommand {
         }
         let shown = UpdatePipeline.redact(url)
         do {
-            let timeout = (try? environment.fetchTimeout()) ?? 120
+            let timeout = try environment.checkedFetchTimeout()
             guard let tip = try IsolatedFetch.remoteTip(url: url, branch: branch, environment: environment.values, timeout: timeout) else {
                 throw CommandFailure(code: .failedUnchanged, message: "\(shown) has no branch '\(branch)'; nothing was published")
             }

@@ -27,7 +27,7 @@ struct RedisOptions: ParsableArguments {
     func bus(_ environment: FactoryEnvironment, maxLength: Int = 10_000, commandTimeout: Double = 10) throws -> MissionBus {
         let client = RedisClient(url: try url(environment), connectTimeout: 5, commandTimeout: commandTimeout)
         return MissionBus(redis: client, stream: stream ?? environment.missionStream,
-                          deadLetterStream: environment.deadLetterStream, maxLength: maxLength)
+                          deadLetterStream: environment.deadLetterStream, maxLength: maxLength, fleetID: environment.fleetID)
     }
 }
 

@@ -90,9 +90,13 @@ struct RollbackCommand: ParsableCommand {
             throw CommandFailure(code: .usage, message: "\(error)")
         }
         let stop = StopSignal()
-        stop.installHandlers()
+        stop.installHandlers(brokenPipe: true)
         var pipeline = UpdatePipeline(request: request, logger: logger)
         pipeline.shouldCancel = { stop.isSet }
+        pipeline.shouldStopSync = { stop.childShouldStop(grace: UpdatePipeline.syncStopGrace) }
+        stop.onSet {
+            logger.notice("asked to stop: stopping once nothing is half-done (a running sync gets up to \(Int(UpdatePipeline.syncStopGrace)) s; ask again to end it now)")
+        }
         let report = pipeline.run()
         let status = ExitStatus(report)
         if json {

@@ -42,7 +42,8 @@ struct RolloutOptions: ParsableArguments {
 }
 
 extension PublishCommand {
-    func startRollout(_ publisher: Publisher, target: MissionTarget, environment: FactoryEnvironment, logger: Logger) throws {
+    func startRollout(_ publisher: Publisher, target: MissionTarget, environment: FactoryEnvironment, leaseSeconds: Double,
+                      logger: Logger) throws {
         guard let commit = try commit ?? resolveTip(environment, logger: logger) else {
             throw CommandFailure(code: .usage, message: "a rollout moves every wave to one commit: pass --commit SHA, or set UA_FACTORY_REPO_URL (or --repo) to pin the branch's tip")
         }
@@ -64,7 +65,7 @@ extension PublishCommand {
                                 pauseSeconds: rollout.pause, maxFailures: rollout.maxFailures, rollbackOnHalt: rollout.rollbackOnHalt,
                                 waveTimeout: rollout.waveTimeout, missionTimeout: Int64(missionTimeout),
                                 createdAt: Date().timeIntervalSince1970)
-        let runner = Rollout(publisher: publisher, logger: logger)
+        let runner = Rollout(publisher: publisher, logger: logger, leaseSeconds: leaseSeconds, runnerName: Self.runnerName)
         do {
             try withRedis("record the rollout") { try runner.create(plan) }
         } catch let conflict as Rollout.Conflict {
@@ -75,8 +76,11 @@ extension PublishCommand {
         try drive(runner, id: plan.id)
     }
 
-    func controlRollout(_ publisher: Publisher, id: String, logger: Logger) throws {
-        let runner = Rollout(publisher: publisher, logger: logger)
+    /// Names this process in a rollout's lease.
+    static let runnerName = "factoryctl publish"
+
+    func controlRollout(_ publisher: Publisher, id: String, leaseSeconds: Double, logger: Logger) throws {
+        let runner = Rollout(publisher: publisher, logger: logger, leaseSeconds: leaseSeconds, runnerName: Self.runnerName)
         if action == .abortRollout {
             let aborted = try withRedis("abort the rollout") { try runner.abort(id) }
             guard aborted else { throw CommandFailure(code: .failedUnchanged, message: "rollout \(id) is not running (unknown, finished or already aborted)") }
@@ -97,6 +101,10 @@ extension PublishCommand {
             summary = try withRedis("run the rollout") {
                 try runner.run(id, stop: stop) { line in if !quiet { StandardStream.error(line + "\n") } }
             }
+        } catch let busy as RolloutLease.Busy {
+            throw CommandFailure(code: .refused, message: busy.description)
+        } catch let lost as RolloutLease.Lost {
+            throw CommandFailure(code: .failedUnchanged, message: lost.description)
         } catch let error as FactoryError {
             throw CommandFailure(code: .failedUnchanged, message: "\(error)")
         }

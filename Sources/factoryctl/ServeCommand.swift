@@ -75,7 +75,8 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.insecureNoAuth = insecureNoAuth
         do { configuration.signer = try environment.missionSigner() } catch { throw CommandFailure(code: .usage, message: "\(error)") }
         configuration.repoURL = environment["UA_FACTORY_REPO_URL"].flatMap { $0.isEmpty ? nil : $0 }
-        configuration.fetchTimeout = (try? environment.fetchTimeout()) ?? 120
+        configuration.fetchTimeout = try environment.checkedFetchTimeout()
+        configuration.rolloutLeaseSeconds = try environment.checkedRolloutLeaseSeconds()
         configuration.environment = environment.values
         if configuration.opsToken == nil && !insecureNoAuth {
             throw CommandFailure(code: .usage, message: "UA_OPS_TOKEN is not set: refusing to serve /api/v1/ without a token (pass --insecure-no-auth to do it anyway)")

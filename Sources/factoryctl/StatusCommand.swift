@@ -92,6 +92,7 @@ struct LocalStatusText {
             lines.append("Changes:  \(status.modified.count) tracked file(s)")
             for change in status.modified { lines.append("  \(change.change): \(change.path)") }
         }
+        if let attention = status.needsAttention { lines.append("Needs attention: \(attention)") }
         if let last = status.lastUpdate {
             let when = Date(timeIntervalSince1970: last.finishedAt ?? last.startedAt)
             let result = last.succeeded ? "success" : "failed (\(last.failure?.rawValue ?? "?"))\(last.rolledBack ? ", rolled back" : "")"

@@ -139,12 +139,20 @@ struct UpdateCommand: ParsableCommand {
             throw CommandFailure(code: .usage, message: "\(error)")
         }
 
-        // Ctrl-C or SIGTERM stops the update only while nothing has changed yet; once the checkout
-        // moves, the pipeline finishes (or rolls back) rather than leave it half-updated.
+        // Ctrl-C, SIGTERM, a dropped SSH session (SIGHUP), SIGQUIT or a dead output pipe stop the
+        // update at once only while nothing has changed yet; once the checkout moves, the pipeline
+        // finishes (or rolls back) rather than leave it half-updated. A sync still running
+        // `UpdatePipeline.syncStopGrace` seconds after the stop (or at a second one) is ended, and
+        // the intent record is left for the next run to finish.
         let stop = StopSignal()
-        stop.installHandlers()
+        stop.installHandlers(brokenPipe: true)
         var pipeline = UpdatePipeline(request: request, logger: global.logger("factoryctl.update"))
         pipeline.shouldCancel = { stop.isSet }
+        pipeline.shouldStopSync = { stop.childShouldStop(grace: UpdatePipeline.syncStopGrace) }
+        let stopLogger = global.logger("factoryctl.update")
+        stop.onSet {
+            stopLogger.notice("asked to stop: stopping once nothing is half-done (a running sync gets up to \(Int(UpdatePipeline.syncStopGrace)) s; ask again to end it now)")
+        }
         let meter = ProgressMeter(enabled: stderrIsTerminal)
         pipeline.progress = meter.show
         let report = pipeline.run()

@@ -319,7 +319,7 @@ import TestSupport
                 "the grandchild was ended with its group")
     }
 
-    @Test func aRollbackThatCannotRestoreTheEnvironmentLeavesItForTheNextRun() throws {
+    @Test func aRollbackThatCannotRestoreTheEnvironmentIsOwedAndTheNextUpdateSyncsWhatItEndsOn() throws {
         let world = try GitWorld()
         let broken = try world.script("broken-sync", "echo 'resolver exploded' >&2\nexit 1\n")
         let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
@@ -329,20 +329,21 @@ import TestSupport
             $0.restart = true
         }
         #expect(failed.rolledBack)
-        #expect(failed.error?.contains("the next update syncs it again first") == true, "\(failed.error ?? "")")
+        #expect(failed.environmentOwed?.contains("resolver exploded") == true, "\(failed.error ?? "")")
         #expect(try world.head(world.factory) == before)
-        #expect(FileManager.default.fileExists(atPath: world.factory + "/.git/factoryctl/journal.json"), "kept for the next run")
+        #expect(!FileManager.default.fileExists(atPath: world.factory + "/.git/factoryctl/journal.json"), "nothing for the next run to redo first")
+        #expect(FileManager.default.fileExists(atPath: world.factory + "/.git/factoryctl/needs-sync.json"), "the sync is owed")
         let stamp = try world.script("stamp-sync", "uv sync --offline --quiet && git rev-parse HEAD > .venv/synced-commit\n")
         let next = update(world) {
             $0.syncCommand = [stamp]
             $0.restart = true
         }
         #expect(next.succeeded, "\(next.error ?? "")")
-        #expect(next.recovery?.contains("finished the rollback of an earlier update") == true, "\(next.recovery ?? "none")")
-        #expect(next.recovery?.contains("re-synced the environment") == true, "\(next.recovery ?? "none")")
-        // The dead-ended run never reached its restart, so the repair restarts nothing.
-        #expect(next.recovery?.contains("restarted") == false, "\(next.recovery ?? "none")")
+        // No repair first: the update plans v2 again and syncs it, which heals the environment.
+        #expect(next.recovery == nil, "\(next.recovery ?? "none")")
+        #expect(next.synced)
         #expect(next.restarted)
+        #expect(!FileManager.default.fileExists(atPath: world.factory + "/.git/factoryctl/needs-sync.json"))
         #expect(try world.head(world.factory) == target)
         #expect(world.read(world.factory, ".venv/synced-commit")?.trimmingCharacters(in: .whitespacesAndNewlines) == target)
         #expect(!FileManager.default.fileExists(atPath: world.factory + "/.git/factoryctl/journal.json"))

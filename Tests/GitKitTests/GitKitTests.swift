@@ -4,7 +4,7 @@ import Testing
 import TestSupport
 
 @Suite struct GitKitTests {
-    init() { GitLibrary.initialize() }
+    init() throws { try GitLibrary.initialize() }
 
     @Test func objectIDAcceptsOnlyFullLowercaseHex() {
         #expect(ObjectID(hex: String(repeating: "a", count: 40)) != nil)
@@ -54,5 +54,27 @@ import TestSupport
         try FileManager.default.removeItem(atPath: world.factory + "/README.md")
         let changes = try repository.trackedChanges().sorted { $0.path < $1.path }
         #expect(changes == [TrackedChange(path: "README.md", change: "deleted"), TrackedChange(path: "app.py", change: "modified")])
+    }
+}
+
+@Suite struct WorkTreeVersionTests {
+    @Test func onlyFilesHoldingNeitherVersionAreListed() throws {
+        let world = try GitWorld()
+        let from = try #require(ObjectID(hex: try world.head(world.factory)))
+        let to = try #require(ObjectID(hex: try world.pushUpstream(["app.py": "print('v2 is longer than v1')\n", "added.py": "x = 1\n"],
+                                                                    message: "v2")))
+        try world.git(["fetch", "--quiet", "origin"], in: world.factory)
+        let repository = try Repository.open(at: world.factory)
+        let paths = ["app.py", "added.py", "README.md"]
+        // Everything still at `from` (added.py absent, as in `from`).
+        #expect(try repository.workTreeMatchesNeither(paths, from, to) == [])
+        // Partly at `to`, one file cut short while it was written: still only the two versions.
+        try world.write(world.factory, "added.py", "x = 1\n")
+        try world.write(world.factory, "app.py", "print('v2 is lon")
+        #expect(try repository.workTreeMatchesNeither(paths, from, to) == [])
+        // An edit, and a file removed that both versions have.
+        try world.write(world.factory, "app.py", "print('operator')\n")
+        try FileManager.default.removeItem(atPath: world.factory + "/README.md")
+        #expect(try repository.workTreeMatchesNeither(paths, from, to) == ["app.py", "README.md"])
     }
 }

@@ -177,7 +177,8 @@ final class FleetWorld: @unchecked Sendable {
         var jobs: [String] = []
         for version in 2...4 {
             try fleet.world.pushUpstream(["app.py": "print('v\(version)')\n"], message: "v\(version)")
-            jobs.append(try fleet.publish(["update", "--force"]))
+            // Named: published before f-1 first started, a broadcast would be skipped (it joined later).
+            jobs.append(try fleet.publish(["update", "--target", "f-1", "--allow-unregistered", "--force"]))
         }
         let consumer = try fleet.consumer("f-1")
         defer { consumer.stop() }
@@ -207,6 +208,78 @@ final class FleetWorld: @unchecked Sendable {
         #expect(other.status == 0, "a different target is not blocked")
         let forced = try fleet.factoryctl(["publish", "update", "--target", "f-1", "--force"])
         #expect(forced.status == 0)
+    }
+
+    /// The group's `last-delivered-id` and pending count, from XINFO GROUPS.
+    func group(_ fleet: FleetWorld, _ name: String) throws -> (lastDelivered: String, pending: Int)? {
+        let lines = try fleet.redis.cli(["XINFO", "GROUPS", "ua:missions:delegation"]).split(separator: "\n").map(String.init)
+        guard let at = lines.firstIndex(of: name) else { return nil }
+        var last = "", pending = -1
+        for index in stride(from: at + 1, to: lines.count - 1, by: 1) {
+            if lines[index] == "name" { break }
+            if lines[index] == "last-delivered-id" { last = lines[index + 1] }
+            if lines[index] == "pending" { pending = Int(lines[index + 1]) ?? -1 }
+        }
+        return (last, pending)
+    }
+
+    @Test func aFactoryThatJoinsLaterSkipsOlderBroadcastsEvenFromAGroupMadeAtZeroAndRunsOnesNamingIt() throws {
+        let fleet = try FleetWorld()
+        let stream = "ua:missions:delegation"
+        let before = try fleet.world.head(fleet.world.factory)
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        // Someone with stream access made f-1's group in advance, at the start of the stream, and
+        // the fleet was sent a broadcast update, a glob update and a broadcast pause before f-1 came.
+        try fleet.redis.cli(["XGROUP", "CREATE", stream, "factoryctl:f-1", "0", "MKSTREAM"])
+        let broadcast = try fleet.publish(["update"])
+        let glob = try fleet.publish(["update", "--target", "f-*", "--allow-unregistered", "--force"])
+        let pause = try fleet.publish(["pause", "--target", "*"])
+        let last = try fleet.redis.cli(["XREVRANGE", stream, "+", "-", "COUNT", "1"]).split(separator: "\n").first.map(String.init) ?? ""
+
+        let consumer = try fleet.consumer("f-1")
+        defer { consumer.stop() }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        // All three delivered to it and acked, none run.
+        #expect(try eventually { try group(fleet, "factoryctl:f-1").map { $0.lastDelivered == last && $0.pending == 0 } == true },
+                "\(consumer.output)")
+        for job in [broadcast, glob, pause] {
+            #expect(consumer.output.contains("skipping \(job)"), "\(consumer.output)")
+            #expect(try fleet.results(job).isEmpty, "no result: the job never counted f-1")
+        }
+        #expect(try fleet.world.head(fleet.world.factory) == before)
+        #expect(try fleet.registration("f-1")?["registration_status"] as? String == "online", "not paused")
+        #expect(consumer.status == nil)
+        #expect(FileManager.default.fileExists(atPath: fleet.world.factory + "/.git/factoryctl/joined.json"))
+
+        // A mission naming it runs, however it was delivered.
+        let named = try fleet.publish(["update", "--target", "f-1", "--force"])
+        #expect(consumer.waitForExit(timeout: 30) == 10, "\(consumer.output)")
+        #expect(try fleet.results(named).first?["status"] as? String == "SUCCESS")
+        #expect(try fleet.world.head(fleet.world.factory) == target)
+    }
+
+    @Test func aFactoryThatRegistersAfterAFleetWideJobIsNeitherPendingNorInFlightForIt() throws {
+        let fleet = try FleetWorld(factories: ["f-1", "f-2"])
+        // f-1 is registered and live but cannot report: the fleet-wide job stays in flight for it.
+        let one = try fleet.consumer("f-1", ["--no-sync"])
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        one.signal(SIGSTOP)
+        defer { one.signal(SIGCONT); one.stop() }
+        let fleetWide = try fleet.publish(["update"])
+        // f-2 joins afterwards.
+        let two = try fleet.consumer("f-2", ["--no-sync"])
+        defer { two.stop() }
+        #expect(try fleet.waitUntilRegistered("f-2"))
+
+        let job = JSONDoc.object(try fleet.factoryctl(["status", "--job", fleetWide, "--json"]), exit: 0)
+        #expect(job["pending"] as? [String] == ["f-1"], "\(job)")
+        #expect((job["meta"] as? [String: Any])?["factories"] as? [String] == ["f-1"], "\(job)")
+        // An update for f-2 alone is not refused as in flight (it was exit 8 until the old job timed out).
+        let forNew = try fleet.factoryctl(["publish", "update", "--target", "f-2", "--log-level", "error"])
+        #expect(forNew.status == 0, "\(forNew.stderr)")
+        // f-1 still has it in flight.
+        let forOld = try fleet.factoryctl(["publish", "update", "--target", "f-1"])
+        #expect(forOld.status == 8 && forOld.stderr.contains(fleetWide), "\(forOld.stderr)")
     }
 
     @Test func publishNeedsTheHeadquartersRole() throws {

@@ -407,6 +407,31 @@ final class GatewayProcess: @unchecked Sendable {
         #expect(page.body.contains(id) && page.body.contains("succeeded"), "the fleet page shows the rollout")
     }
 
+    @Test func aRolloutServeIsDrivingRefusesResumeRolloutNamingServe() throws {
+        let fleet = try FleetWorld(factories: ["f-1", "f-2"])
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        for id in ["f-1", "f-2"] {
+            try supervisor.supervise(id) { try fleet.consumer(id, ["--no-sync"]) }
+            #expect(try fleet.waitUntilRegistered(id))
+        }
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var env = environment(fleet)
+        env["UA_FACTORY_REPO_URL"] = fleet.world.origin
+        let server = try GatewayProcess(fleet: fleet, environment: env)
+        defer { server.process.stop() }
+        let started = try server.request("POST", "/api/v1/ops/factory/rollout", body: #"{"canary": 1, "batch": 1, "pause_seconds": 600}"#)
+        #expect(started.status == 202, "\(started.body)")
+        let id = started.json?["rollout_id"] as? String ?? ""
+        // In the pause after the canary wave, serve's thread still drives it.
+        #expect(eventually(timeout: 60) { (try? fleet.redis.cli(["HGET", "factoryctl:rollout:\(id)", "wave"])) == "1" })
+        let resume = try fleet.factoryctl(["publish", "resume-rollout", id, "--log-level", "error"], environment: env)
+        #expect(resume.status == 8, "\(resume.stderr)")
+        #expect(resume.stderr.contains("already being driven by factoryctl serve, pid \(server.process.pid)"), "\(resume.stderr)")
+        #expect(try fleet.redis.cli(["HEXISTS", "factoryctl:rollout:\(id)", "wave:1:job"]) == "0", "wave 2 not sent by either")
+        #expect(try fleet.factoryctl(["publish", "abort-rollout", id, "--log-level", "error"], environment: env).status == 0)
+    }
+
     @Test func consumerPostsItsRegistrationToHQWithTheOpsToken() throws {
         let fleet = try FleetWorld()
         // HQ has its own Redis: what arrives there came over HTTP.

@@ -31,8 +31,9 @@ import TestSupport
         defer { supervisor.stopAll() }
         try start(fleet, supervisor)
         let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        let result = try fleet.factoryctl(["publish", "update", "--canary", "1", "--batch", "2", "--json", "--log-level", "error"],
-                                          environment: hq(fleet))
+        // A pause between waves, and the rollout goes on after it.
+        let result = try fleet.factoryctl(["publish", "update", "--canary", "1", "--batch", "2", "--pause", "0.2", "--json",
+                                           "--log-level", "error"], environment: hq(fleet))
         let object = JSONDoc.object(result, exit: 0)
         #expect(object["state"] as? String == "succeeded", "\(result.stdout) \(result.stderr)")
         #expect((object["waves"] as? [[String]]) == [["f-1"], ["f-2", "f-3"], ["f-4", "f-5"], ["f-6"]])
@@ -116,9 +117,11 @@ import TestSupport
         defer { supervisor.stopAll() }
         try start(fleet, supervisor)
         let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var env = hq(fleet)
+        env["FACTORYCTL_ROLLOUT_LEASE_SECONDS"] = "2"
         let publisher = try ConsumerProcess(binary: Package.factoryctl,
                                             arguments: ["publish", "update", "--canary", "1", "--batch", "5", "--pause", "30", "--log-level", "error"],
-                                            environment: hq(fleet), log: fleet.world.directory.join("publisher.log"))
+                                            environment: env, log: fleet.world.directory.join("publisher.log"))
         // Killed during the pause after the canary wave.
         #expect(eventually(timeout: 30) { publisher.output.contains("pausing") }, "\(publisher.output)")
         publisher.signal(SIGKILL)
@@ -130,8 +133,61 @@ import TestSupport
         // Still marked running: an overlapping rollout is refused.
         let overlapping = try fleet.factoryctl(["publish", "update", "--batch", "1", "--target", "f-2"], environment: hq(fleet))
         #expect(overlapping.status == 8 && overlapping.stderr.contains("rollout \(id) is in progress"), "\(overlapping.stderr)")
-        let resumed = try fleet.factoryctl(["publish", "resume-rollout", id, "--json", "--log-level", "error"], environment: hq(fleet))
+        // The dead publisher's lease runs out on its own.
+        #expect(eventually(timeout: 10) { (try? fleet.redis.cli(["EXISTS", "factoryctl:rollout:\(id):lease"])) == "0" })
+        let resumed = try fleet.factoryctl(["publish", "resume-rollout", id, "--json", "--log-level", "error"], environment: env)
         #expect(JSONDoc.object(resumed, exit: 0)["state"] as? String == "succeeded", "\(resumed.stdout) \(resumed.stderr)")
         for id in Self.ids { #expect(try fleet.world.head(fleet.factories[id]!) == target, "\(id)") }
+    }
+
+    @Test func aSecondRunnerIsRefusedNamingTheHolderAndResumeWorksOnceTheDeadHoldersLeaseExpires() throws {
+        let ids = ["f-1", "f-2"]
+        let fleet = try FleetWorld(factories: ids)
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        for id in ids { try supervisor.supervise(id) { try fleet.consumer(id, ["--no-sync"]) } }
+        for id in ids { #expect(try fleet.waitUntilRegistered(id)) }
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var env = hq(fleet)
+        env["FACTORYCTL_ROLLOUT_LEASE_SECONDS"] = "2"
+        let first = try ConsumerProcess(binary: Package.factoryctl,
+                                        arguments: ["publish", "update", "--canary", "1", "--batch", "1", "--pause", "60", "--log-level", "error"],
+                                        environment: env, log: fleet.world.directory.join("first.log"))
+        defer { first.stop() }
+        #expect(eventually(timeout: 30) { first.output.contains("pausing") }, "\(first.output)")
+        let id = first.output.split(separator: "\n").first { $0.hasPrefix("rollout-") }.map(String.init) ?? ""
+        let lease = "factoryctl:rollout:\(id):lease"
+        let holder = (try? JSONSerialization.jsonObject(with: Data(try fleet.redis.cli(["GET", lease]).utf8))) as? [String: Any]
+        #expect(holder?["pid"] as? Int == Int(first.pid) && holder?["runner"] as? String == "factoryctl publish", "\(String(describing: holder))")
+        // Renewed while it runs: its time to live goes back up (it is 2 s, renewed every 0.67 s).
+        var lowest = Int.max
+        #expect(eventually(timeout: 10) {
+            let left = Int((try? fleet.redis.cli(["PTTL", lease])) ?? "") ?? -2
+            lowest = min(lowest, left)
+            return left > lowest + 200
+        }, "the lease was not renewed")
+
+        // A second runner while the first drives it: refused, the holder named, nothing changed.
+        for arguments in [["publish", "resume-rollout", id], ["publish", "resume-rollout", id, "--json"]] {
+            let second = try fleet.factoryctl(arguments + ["--log-level", "error"], environment: env)
+            let message = arguments.contains("--json") ? JSONDoc.object(second, exit: 8)["error"] as? String ?? "" : second.stderr
+            #expect(second.status == 8, "\(second.stdout) \(second.stderr)")
+            #expect(message.contains("already being driven by factoryctl publish, pid \(first.pid)"), "\(message)")
+        }
+        #expect(try fleet.redis.cli(["HGET", "factoryctl:rollout:\(id)", "wave"]) == "1")
+        #expect(try fleet.redis.cli(["HEXISTS", "factoryctl:rollout:\(id)", "wave:1:job"]) == "0", "wave 2 not sent")
+        #expect(first.status == nil)
+
+        // The first dies; once its lease has expired, resume drives the rollout to the end.
+        first.signal(SIGKILL)
+        _ = first.waitForExit(timeout: 10)
+        #expect(eventually(timeout: 10) { (try? fleet.redis.cli(["EXISTS", lease])) == "0" })
+        let resumed = JSONDoc.object(try fleet.factoryctl(["publish", "resume-rollout", id, "--json", "--log-level", "error"],
+                                                          environment: env), exit: 0)
+        #expect(resumed["state"] as? String == "succeeded", "\(resumed)")
+        #expect((resumed["jobs"] as? [String])?.count == 2, "each wave sent once")
+        #expect((resumed["failures"] as? [Any])?.isEmpty == true)
+        for id in ids { #expect(try fleet.world.head(fleet.factories[id]!) == target, "\(id)") }
+        #expect(try fleet.redis.cli(["EXISTS", lease]) == "0", "released at the end")
     }
 }

@@ -22,10 +22,13 @@ import TestSupport
         } ?? []
     }
 
-    func add(_ fleet: FleetWorld, _ fields: [String: String]) throws {
+    func add(_ fleet: FleetWorld, _ fields: [String: String], stream: String = "ua:missions:delegation") throws {
         let client = RedisClient(url: try RedisURL(fleet.redis.url))
-        try client.command(["XADD", "ua:missions:delegation", "*"] + fields.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] })
+        try client.command(["XADD", stream, "*"] + fields.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] })
     }
+
+    /// Where the suite's factories read missions: the default stream, no fleet id.
+    static let production = MissionSigning.Binding(stream: "ua:missions:delegation", fleetID: "")
 
     func keys(_ fleet: FleetWorld, _ name: String) throws -> (key: String, pub: String) {
         let directory = fleet.world.directory.join(name)
@@ -54,29 +57,40 @@ import TestSupport
         #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0")
     }
 
-    @Test func signaturesCoverTheEnvelopeTheIdsAndTheWindow() throws {
+    @Test func signaturesCoverTheEnvelopeTheIdsTheWindowTheStreamAndTheFleet() throws {
         let signer = MissionSigner.generate()
         let other = MissionSigner.generate()
         let verifier = MissionVerifier(keys: [other.key.publicKey, signer.key.publicKey]) // rotation: both accepted
         let envelope = Mission.make(kind: .update, target: .all).envelope
         let text = envelope.json.pythonJSON
+        let prod = MissionSigning.Binding(stream: "ua:missions:delegation", fleetID: "prod")
         var fields = ["job_id": envelope.jobID, "idempotency_key": envelope.idempotencyKey, "envelope": text]
         for (name, value) in try signer.sign(jobID: envelope.jobID, idempotencyKey: envelope.idempotencyKey, envelope: text,
-                                             issuedAt: Date(), lifetime: 300) { fields[name] = value }
-        #expect(try verifier.verify(fields: fields) == signer.keyID)
+                                             binding: prod, issuedAt: Date(), lifetime: 300) { fields[name] = value }
+        #expect(try verifier.verify(fields: fields, binding: prod) == signer.keyID)
+        // Read from another stream, or by a factory of another fleet (or of none): not this mission.
+        for elsewhere in [MissionSigning.Binding(stream: "ua:missions:staging", fleetID: "prod"),
+                          MissionSigning.Binding(stream: "ua:missions:delegation", fleetID: "staging"),
+                          MissionSigning.Binding(stream: "ua:missions:delegation", fleetID: "")] {
+            #expect(throws: MissionVerifier.Failure.badSignature(signer.keyID)) { try verifier.verify(fields: fields, binding: elsewhere) }
+        }
+        // Only the legacy signature (what an older HQ sends, and what a copy would keep): refused.
+        var legacy = fields
+        legacy["signature_v2"] = nil
+        #expect(throws: MissionVerifier.Failure.unbound(signer.keyID)) { try verifier.verify(fields: legacy, binding: prod) }
         for (field, value) in [("envelope", text.replacingOccurrences(of: "\"main\"", with: "\"evil\"")),
                                ("job_id", "update-000000000000"), ("idempotency_key", "other"),
                                ("expires_at", String(Int(fields["expires_at"]!)! + 3600))] {
             var altered = fields
             altered[field] = value
-            #expect(throws: MissionVerifier.Failure.badSignature(signer.keyID)) { try verifier.verify(fields: altered) }
+            #expect(throws: MissionVerifier.Failure.badSignature(signer.keyID)) { try verifier.verify(fields: altered, binding: prod) }
         }
-        #expect(throws: MissionVerifier.Failure.unsigned) { try verifier.verify(fields: ["job_id": "x", "envelope": text]) }
+        #expect(throws: MissionVerifier.Failure.unsigned) { try verifier.verify(fields: ["job_id": "x", "envelope": text], binding: prod) }
         #expect(throws: MissionVerifier.Failure.self) {
-            try MissionVerifier(keys: [other.key.publicKey]).verify(fields: fields)
+            try MissionVerifier(keys: [other.key.publicKey]).verify(fields: fields, binding: prod)
         }
-        #expect(throws: MissionVerifier.Failure.self) { try verifier.verify(fields: fields, now: Date().addingTimeInterval(400)) }
-        #expect(throws: MissionVerifier.Failure.self) { try verifier.verify(fields: fields, now: Date().addingTimeInterval(-1000)) }
+        #expect(throws: MissionVerifier.Failure.self) { try verifier.verify(fields: fields, binding: prod, now: Date().addingTimeInterval(400)) }
+        #expect(throws: MissionVerifier.Failure.self) { try verifier.verify(fields: fields, binding: prod, now: Date().addingTimeInterval(-1000)) }
     }
 
     @Test func aVerifyingFactoryRunsOnlySignedMissionsAndDeadLettersTheRestBeforeAnyGitStep() throws {
@@ -101,13 +115,13 @@ import TestSupport
         let forged = Mission.make(kind: .update, target: .ids(["f-1"]))
         var forgedFields = ["job_id": forged.jobID, "idempotency_key": forged.jobID, "envelope": forged.envelope.json.pythonJSON]
         for (k, v) in try stranger.sign(jobID: forged.jobID, idempotencyKey: forged.jobID, envelope: forgedFields["envelope"]!,
-                                        issuedAt: Date(), lifetime: 300) { forgedFields[k] = v }
+                                        binding: Self.production, issuedAt: Date(), lifetime: 300) { forgedFields[k] = v }
         try add(fleet, forgedFields)
         let signer = try MissionSigner.load(path: newKey)
         let expired = Mission.make(kind: .update, target: .ids(["f-1"]))
         var expiredFields = ["job_id": expired.jobID, "idempotency_key": expired.jobID, "envelope": expired.envelope.json.pythonJSON]
         for (k, v) in try signer.sign(jobID: expired.jobID, idempotencyKey: expired.jobID, envelope: expiredFields["envelope"]!,
-                                      issuedAt: Date().addingTimeInterval(-3600), lifetime: 60) { expiredFields[k] = v }
+                                      binding: Self.production, issuedAt: Date().addingTimeInterval(-3600), lifetime: 60) { expiredFields[k] = v }
         try add(fleet, expiredFields)
         #expect(eventually { (try? fleet.redis.cli(["XLEN", "ua:missions:dlq"])) == "3" })
         let dlq = try fleet.redis.cli(["XRANGE", "ua:missions:dlq", "-", "+"])
@@ -161,6 +175,66 @@ import TestSupport
         #expect(reply.status == 200, "\(reply.body)")
         let entry = try entries(fleet).last ?? [:]
         let verifier = try MissionVerifier.load(paths: pub)
-        #expect(try verifier.verify(fields: entry) == (try MissionSigner.load(path: key)).keyID)
+        #expect(try verifier.verify(fields: entry, binding: Self.production) == (try MissionSigner.load(path: key)).keyID)
+    }
+
+    @Test func aSignedMissionCopiedIntoAnotherStreamOrSignedForAnotherFleetIsDeadLetteredAsABadSignature() throws {
+        let fleet = try FleetWorld()
+        let (key, pub) = try keys(fleet, "hq")
+        var factory = fleet.environment
+        factory["UA_MISSION_VERIFY_KEYS"] = pub
+        factory["UA_FLEET_ID"] = "prod"
+        let consumerEnvironment = factory
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        try supervisor.supervise("f-1") { try fleet.consumer("f-1", ["--no-sync"], environment: consumerEnvironment) }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let start = try fleet.world.head(fleet.world.factory)
+        let two = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var hq = fleet.environment
+        hq["UA_MISSION_SIGNING_KEY"] = key
+        hq["UA_FLEET_ID"] = "prod"
+        func publish(_ env: [String: String]) throws -> String {
+            // --force: the jobs before were dead-lettered, so they stay in flight for f-1.
+            let result = try fleet.factoryctl(["publish", "update", "--target", "f-1", "--force", "--log-level", "error"], environment: env)
+            #expect(result.status == 0, "\(result.stderr)")
+            return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        func deadLetters() throws -> String { try fleet.redis.cli(["XRANGE", "ua:missions:dlq", "-", "+"]) }
+
+        // Signed by the same HQ key for the staging stream, then copied into the stream f-1 reads.
+        var staging = hq
+        staging["UA_DELEGATION_STREAM_NAME"] = "ua:missions:staging"
+        let copied = try publish(staging)
+        let original = try entries(fleet, "ua:missions:staging").first { $0["job_id"] == copied } ?? [:]
+        #expect(original["signature_v2"] != nil && original["signature"] != nil, "\(original)")
+        try add(fleet, original)
+        #expect(eventually { (try? deadLetters())?.contains(copied) == true })
+        let letters = try deadLetters()
+        #expect(letters.contains("bad signature for key"), "\(letters)")
+
+        // Signed for another fleet (UA_FLEET_ID), on the right stream.
+        var otherFleet = hq
+        otherFleet["UA_FLEET_ID"] = "staging"
+        let foreign = try publish(otherFleet)
+        #expect(eventually { (try? deadLetters())?.contains(foreign) == true })
+        #expect(try fleet.redis.cli(["XLEN", "ua:missions:dlq"]) == "2")
+        #expect(try fleet.world.head(fleet.world.factory) == start, "neither ran")
+        #expect(try fleet.results(copied).isEmpty && fleet.results(foreign).isEmpty)
+
+        // With its legacy signature only (what an older HQ sends): refused, and says why.
+        let mission = Mission.make(kind: .update, target: .ids(["f-1"]))
+        var legacy = ["job_id": mission.jobID, "idempotency_key": mission.jobID, "envelope": mission.envelope.json.pythonJSON]
+        for (k, v) in try MissionSigner.load(path: key).sign(jobID: mission.jobID, idempotencyKey: mission.jobID, envelope: legacy["envelope"]!,
+                                                            binding: Self.production, issuedAt: Date(), lifetime: 300) where k != "signature_v2" {
+            legacy[k] = v
+        }
+        try add(fleet, legacy)
+        #expect(eventually { (try? deadLetters())?.contains("without a stream binding") == true })
+
+        // Signed for this stream and this fleet: it runs.
+        let job = try publish(hq)
+        #expect(eventually { (try? fleet.results(job).first?["status"] as? String) == "SUCCESS" })
+        #expect(try eventually { (try? fleet.registration("f-1"))?["commit"] as? String == two })
     }
 }

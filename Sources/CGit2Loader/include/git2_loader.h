@@ -2,8 +2,13 @@
 #define FACTORYCTL_GIT2_LOADER_H
 
 /* libgit2 is loaded on first use (dlopen of libgit2.so.1.5), not at start-up: see
-   scripts/gen-git2-loader.py. Returns the address of `name` in libgit2; exits the process with
-   a message naming the missing library when it cannot be loaded. */
+   scripts/gen-git2-loader.py. */
+
+/* Loads libgit2 once and checks that every function factoryctl forwards is there. Returns 0,
+   or -1 with *error set to a message naming what is missing (static storage). Never exits. */
+int factoryctl_git2_load(const char **error);
+
+/* The address of `name` in libgit2. Only valid after factoryctl_git2_load returned 0. */
 void *factoryctl_git2_symbol(const char *name);
 
 /* 1 once libgit2 has been loaded into this process. */

@@ -1,0 +1,203 @@
+import Foundation
+@testable import FactoryGateway
+import FactoryKit
+import Testing
+import TestSupport
+
+/// Crash recovery only undoes what the interrupted run did; an environment a rollback could not
+/// restore never blocks the next version; every move passes the same gate. End to end, with the
+/// built binary, real git and real uv (or a sync program that fails on purpose).
+@Suite struct RecoverySafetyTests {
+    func factoryctl(_ world: GitWorld, _ arguments: [String], environment: [String: String]) throws -> Command.Result {
+        try Command.run([Package.factoryctl] + arguments + ["--factory-dir", world.factory], environment: environment)
+    }
+
+    func json(_ result: Command.Result) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    var journalName: String { "/.git/factoryctl/journal.json" }
+
+    /// Gone, or a zombie nobody reaped yet.
+    func processEnded(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+        return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+    }
+
+    /// What an operator does after the crash, in the factory checkout.
+    enum LaterWork: String, CaseIterable, Sendable {
+        /// A hotfix commit on the branch, then an uncommitted edit of a tracked file.
+        case hotfixAndEdit
+        /// A switch to a branch of their own, with a commit on it.
+        case branchSwitch
+    }
+
+    /// Starts `update` with a sync that runs until it is ended, waits until the sync has
+    /// started (the record names its process group), then stops factoryctl with `signal`.
+    /// Returns the sync script's path and the commit the update had moved to.
+    func interruptDuringSync(_ world: GitWorld, signal: Int32, environment: [String: String]) throws -> (sync: String, target: String) {
+        let slow = try world.script("slow-sync", "sleep 300\n")
+        let target = try world.pushUpstream(["app.py": "print('v2')\n", "added.py": "x = 1\n"], message: "Ship v2")
+        var env = environment
+        env["UA_FACTORY_SYNC_COMMAND"] = slow
+        let update = try ConsumerProcess(binary: Package.factoryctl, arguments: ["update", "--factory-dir", world.factory],
+                                         environment: env, log: world.directory.join("update.log"))
+        let journal = world.factory + journalName
+        #expect(eventually(timeout: 30) {
+            (FileManager.default.contents(atPath: journal).flatMap { String(data: $0, encoding: .utf8) } ?? "").contains("child_group")
+        })
+        update.signal(signal)
+        if signal != SIGKILL {
+            // A second request means "now": the sync's group is ended and the record is left.
+            #expect(eventually(timeout: 10) { (try? String(contentsOfFile: world.directory.join("update.log"), encoding: .utf8))?.contains("asked to stop") == true })
+            update.signal(signal)
+        }
+        #expect(eventually(timeout: 30) { processEnded(update.pid) }, "factoryctl exited")
+        return (slow, target)
+    }
+
+    @Test(arguments: [(SIGKILL, LaterWork.hotfixAndEdit), (SIGHUP, .hotfixAndEdit), (SIGKILL, .branchSwitch), (SIGTERM, .branchSwitch)])
+    func workDoneAfterAnInterruptedSyncIsNeverUndone(signal: Int32, work: LaterWork) throws {
+        let world = try GitWorld()
+        let (slow, target) = try interruptDuringSync(world, signal: signal, environment: world.environment)
+        #expect(try world.head(world.factory) == target)
+        #expect(FileManager.default.fileExists(atPath: world.factory + journalName), "the record is left for the next run")
+        if signal != SIGKILL {
+            #expect(try Command.run(["pgrep", "-f", slow]).status == 1, "no orphaned sync outlives factoryctl")
+        }
+        let hotfix: String
+        switch work {
+        case .hotfixAndEdit:
+            hotfix = try world.commit(in: world.factory, ["hotfix.py": "fixed = True\n"], message: "Hotfix on the factory")
+            try world.write(world.factory, "app.py", "print('edited by the operator')\n")
+        case .branchSwitch:
+            try world.git(["switch", "--quiet", "-c", "operator"], in: world.factory)
+            hotfix = try world.commit(in: world.factory, ["hotfix.py": "fixed = True\n"], message: "Hotfix on the factory")
+        }
+
+        var env = world.environment
+        env["UA_FACTORY_SYNC_COMMAND"] = try world.script("quick-sync", "exit 0\n")
+        let next = try factoryctl(world, ["update", "--json"], environment: env)
+        let object = json(next)
+        #expect((object["recovery"] as? String)?.contains("nothing was undone") == true, "\(next.stdout) \(next.stderr)")
+        let branch = work == .branchSwitch ? "operator" : "main"
+        #expect(try world.git(["rev-parse", "refs/heads/\(branch)"], in: world.factory).trimmingCharacters(in: .whitespacesAndNewlines) == hotfix,
+                "the hotfix commit is still on \(branch)")
+        if work == .hotfixAndEdit {
+            #expect(try world.head(world.factory) == hotfix, "and checked out")
+            #expect(next.status == 4, "the preflight refuses the tracked edit: \(next.stdout)")
+            #expect(world.read(world.factory, "app.py") == "print('edited by the operator')\n", "the edit is kept")
+        }
+        #expect(!FileManager.default.fileExists(atPath: world.factory + journalName))
+        #expect(eventually(timeout: 5) { (try? Command.run(["pgrep", "-f", slow]).status) == 1 }, "the orphaned sync was ended")
+    }
+
+    @Test func aSecondStopEndsTheSyncGroupAndTheNextRunUndoesTheUntouchedUpdate() throws {
+        let world = try GitWorld()
+        let before = try world.head(world.factory)
+        let (slow, target) = try interruptDuringSync(world, signal: SIGHUP, environment: world.environment)
+        #expect(try Command.run(["pgrep", "-f", slow]).status == 1, "the sync's group ended with factoryctl")
+        var env = world.environment
+        env["UA_FACTORY_SYNC_COMMAND"] = try world.script("quick-sync", "exit 0\n")
+        // Nothing was touched since: the record's own work is undone, then the update runs again.
+        let next = try factoryctl(world, ["update", "--json"], environment: env)
+        let object = json(next)
+        #expect(next.status == 0, "\(next.stdout) \(next.stderr)")
+        #expect((object["recovery"] as? String)?.contains("undid an update interrupted during syncing") == true, "\(next.stdout)")
+        #expect(object["from"] as? String == before)
+        #expect(try world.head(world.factory) == target)
+    }
+
+    /// A sync program that fails unless the checked-out commit carries `syncs-ok`.
+    func pickySync(_ world: GitWorld) throws -> String {
+        try world.script("picky-sync", "test -f syncs-ok || { echo 'index unreachable: cannot resolve dependencies' >&2; exit 1; }\n")
+    }
+
+    @Test func aRollbackThatCannotResyncDoesNotBlockTheNextVersion() throws {
+        let world = try GitWorld()
+        var env = world.environment
+        env["UA_FACTORY_SYNC_COMMAND"] = try pickySync(world)
+        let v1 = try world.head(world.factory)
+        _ = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2, which does not sync")
+        let failed = try factoryctl(world, ["update", "--json"], environment: env)
+        #expect(failed.status == 6, "rolled back, but the environment is owed: \(failed.stdout)")
+        #expect(json(failed)["environment_owed"] is String, "\(failed.stdout)")
+        #expect(try world.head(world.factory) == v1)
+        let status = try factoryctl(world, ["status", "--json"], environment: env)
+        #expect(json(status)["needs_attention"] is String, "status says so: \(status.stdout)")
+
+        let v3 = try world.pushUpstream(["app.py": "print('v3')\n", "syncs-ok": "\n"], message: "v3, which syncs")
+        let fixed = try factoryctl(world, ["update", "--json"], environment: env)
+        #expect(fixed.status == 0, "\(fixed.stdout) \(fixed.stderr)")
+        #expect(try world.head(world.factory) == v3)
+        #expect(json(fixed)["synced"] as? Bool == true)
+        let after = try factoryctl(world, ["status", "--json"], environment: env)
+        #expect(json(after)["needs_attention"] == nil || json(after)["needs_attention"] is NSNull, "healthy again: \(after.stdout)")
+    }
+
+    @Test func anOwedEnvironmentOnUnchangedCodeIsSyncedByTheNextUpdate() throws {
+        let world = try GitWorld()
+        var env = world.environment
+        env["UA_FACTORY_SYNC_COMMAND"] = try pickySync(world)
+        _ = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2, which does not sync")
+        #expect(try factoryctl(world, ["update", "--json"], environment: env).status == 6)
+        // The index is back: the same code now syncs, and the debt is paid without any new commit
+        // (origin still has v2, which the anti-rewind record does not count: it was never kept).
+        env["UA_FACTORY_SYNC_COMMAND"] = try world.script("good-sync", "exit 0\n")
+        let retried = try factoryctl(world, ["update", "--json", "--commit", try world.head(world.factory)], environment: env)
+        #expect(retried.status == 0, "\(retried.stdout) \(retried.stderr)")
+        #expect(json(retried)["synced"] as? Bool == true, "\(retried.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: world.factory + "/.git/factoryctl/needs-sync.json"))
+    }
+
+    @Test func switchingToAnUnsignedLocalBranchIsRefusedByTheSignaturePolicy() throws {
+        let world = try GitWorld()
+        let keys = try SignedCommitTests.Keys()
+        _ = try world.pushUpstream(["app.py": "print('release, unsigned')\n"], message: "Unsigned release", branch: "release")
+        try world.git(["fetch", "--quiet", "origin"], in: world.factory)
+        try world.git(["branch", "--quiet", "release", "origin/release"], in: world.factory)
+        let start = try world.head(world.factory)
+        var env = world.environment
+        env["UA_ALLOWED_SIGNERS"] = keys.allowed
+        let refused = try factoryctl(world, ["update", "--no-sync", "--json", "--branch", "release"], environment: env)
+        #expect(refused.status == 1, "\(refused.stdout)")
+        #expect(json(refused)["failure"] as? String == "signature_refused", "\(refused.stdout)")
+        #expect(try world.head(world.factory) == start)
+        #expect(try world.git(["branch", "--show-current"], in: world.factory).trimmingCharacters(in: .whitespacesAndNewlines) == "main")
+    }
+}
+
+/// libgit2 missing at run time is an error the command reports in its normal way, not a C exit.
+@Suite struct MissingLibraryTests {
+    @Test(.enabled(if: getuid() == 0, "needs root for a private mount namespace"))
+    func aMissingLibgit2IsAJSONFailureNotAnExit() throws {
+        let world = try GitWorld()
+        let library = "/usr/lib/x86_64-linux-gnu/libgit2.so.1.5"
+        // In a mount namespace of its own, the library is an empty file: dlopen fails.
+        let result = try Command.run(["unshare", "--mount", "sh", "-c", "mount --bind /dev/null \"$0\" && exec \"$@\"", library,
+                                      Package.factoryctl, "update", "--json", "--no-sync", "--factory-dir", world.factory],
+                                     environment: world.environment)
+        let object = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+        #expect(result.status == 1, "\(result.stdout) \(result.stderr)")
+        #expect(object["ok"] as? Bool == false)
+        #expect((object["error"] as? String)?.contains("cannot load libgit2.so.1.5") == true, "\(result.stdout)")
+    }
+}
+
+@Suite struct NeedsAttentionPageTests {
+    @Test func theFleetPageMarksAFactoryWhoseEnvironmentIsOwed() {
+        let now = Date()
+        func registration(_ id: String, owed: String?) -> Registration {
+            Registration(factoryID: id, factoryRole: "LOCAL_WORKER", registrationStatus: "online", capabilities: [],
+                         metadata: owed.map { ["needs_attention": .string($0)] } ?? [:], branch: "main",
+                         commit: String(repeating: "a", count: 40), version: "test", pid: 1, host: "h",
+                         startedAt: now.timeIntervalSince1970, lastSeenAt: now.timeIntervalSince1970)
+        }
+        let overview = FleetOverview(registrations: [registration("f-owed", owed: "re-syncing <v1> failed"),
+                                                     registration("f-fine", owed: nil)], jobs: [:])
+        let html = FleetPage(overview: overview, now: now).html
+        let rows = html.components(separatedBy: "<tr").filter { $0.contains("data-label=\"Factory\"") }
+        #expect(rows.filter { $0.contains("needs attention") }.map { $0.contains("f-owed") } == [true], "\(rows)")
+        #expect(html.contains("re-syncing &lt;v1&gt; failed"), "the reason is escaped into the title")
+    }
+}
