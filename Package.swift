@@ -22,10 +22,13 @@ let package = Package(
         .systemLibrary(name: "CGit2", providers: [.apt(["libgit2-dev"])]),
         .target(name: "CGit2Loader", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
+        // libcurl's header only (libcurl4-openssl-dev): the library is loaded on first use.
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
 
         // Swift owners of the C handles.
         .target(name: "GitKit", dependencies: ["CGit2", "CGit2Loader", "CSupport", "FactoryBasics"]),
         .target(name: "RedisKit", dependencies: ["CHiredis", "FactoryBasics"]),
+        .target(name: "HTTPKit", dependencies: ["CCurl"]),
 
         // Locks, threads and string helpers, so no module needs Foundation proper (only
         // FoundationEssentials): see Sources/FactoryBasics/Basics.swift.
@@ -44,6 +47,7 @@ let package = Package(
             dependencies: [
                 "GitKit",
                 "RedisKit",
+                "HTTPKit",
                 "CSupport",
                 "FactoryBasics",
                 .product(name: "Logging", package: "swift-log"),
@@ -77,7 +81,9 @@ let package = Package(
         ),
 
         .testTarget(name: "GitKitTests", dependencies: ["GitKit", "TestSupport"]),
+        .testTarget(name: "RedisKitTests", dependencies: ["RedisKit", "TestSupport"]),
         .testTarget(name: "FactoryKitTests", dependencies: ["FactoryKit", "GitKit", "RedisKit", "TestSupport"]),
+        .testTarget(name: "FactoryGatewayTests", dependencies: ["FactoryGateway", "FactoryKit", "RedisKit", "TestSupport"]),
         .testTarget(
             name: "factoryctlTests",
             dependencies: ["factoryctl", "FactoryKit", "RedisKit", "TestSupport"]

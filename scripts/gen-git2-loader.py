@@ -23,7 +23,7 @@ OUT = os.path.join(ROOT, "Sources", "CGit2Loader", "loader.c")
 def used_functions():
     names = set()
     for directory in SOURCES:
-        for path in glob.glob(os.path.join(directory, "*.swift")):
+        for path in glob.glob(os.path.join(directory, "**", "*.swift"), recursive=True):
             names.update(re.findall(r"\b(git_[a-z0-9_]+)\(", open(path).read()))
     return names
 

@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-version=$(sed -n 's/^ *public static let number = "\(.*\)"$/\1/p' Sources/FactoryKit/Version.swift)
-[ -n "$version" ] || { echo "package: no version in Sources/FactoryKit/Version.swift" >&2; exit 1; }
+version=$(sed -n 's/^ *public static let number = "\(.*\)"$/\1/p' Sources/FactoryKit/Configuration/Version.swift)
+[ -n "$version" ] || { echo "package: no version in Sources/FactoryKit/Configuration/Version.swift" >&2; exit 1; }
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 [ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] || commit="$commit-dirty"
 arch=$(dpkg --print-architecture)

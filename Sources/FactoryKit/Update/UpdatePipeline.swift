@@ -5,49 +5,6 @@ import Glibc
 import GitKit
 import Logging
 
-/// What to update and how. Built by `factoryctl update` from flags and by the consumer from a mission.
-public struct UpdateRequest: Sendable {
-    public var factoryDirectory: String
-    public var branch: String = "main"
-    public var remote: String = "origin"
-    public var restart = false
-    public var services: [String] = [FactoryEnvironment.defaultService]
-    public var dryRun = false
-    public var sync = true
-    public var syncCommand: [String] = ["uv", "sync"]
-    /// Run the sync even when no dependency file changed since the environment was last synced.
-    public var forceSync = false
-    public var waitForLock = false
-    /// Seconds to wait after restarting before checking `is-active`.
-    public var settleSeconds: Double = 3
-    /// Longest a single `uv sync` may run.
-    public var syncTimeout: Double = 600
-    /// Longest a network fetch may go without progress (connect, read) before it is ended
-    /// (`--fetch-timeout`, `FACTORYCTL_FETCH_TIMEOUT`).
-    public var fetchTimeout: Double = 120
-    /// How to start `factoryctl fetch-helper` for network remotes; nil fetches in-process.
-    public var fetchHelper: [String]? = IsolatedFetch.defaultHelper
-    /// Whole-update deadline (the mission's `timeout_seconds`); nil for none.
-    public var deadline: Date?
-    public var jobID: String?
-    /// Move exactly to this commit (it must be on origin's branch), not to the branch's tip.
-    public var commit: ObjectID?
-    /// Allow moving to older code, or past a force-push that dropped commits this factory runs.
-    public var allowRewind = false
-    /// Move only to upstream code whose commit an allowed signer signed (`UA_ALLOWED_SIGNERS`).
-    public var signaturePolicy: CommitSignaturePolicy?
-    /// After a restart, this URL must answer 2xx in time, else the update rolls back.
-    public var healthGate: HealthGate?
-    /// Environment for credentials and child processes.
-    public var environment: [String: String] = ProcessInfo.processInfo.environment
-    /// Record the outcome in `.git/factoryctl/history.jsonl`.
-    public var recordHistory = true
-
-    public init(factoryDirectory: String) {
-        self.factoryDirectory = factoryDirectory
-    }
-}
-
 /// The update pipeline of DESIGN.md: lock, preflight, fetch, switch, pull --rebase, sync, restart,
 /// roll back on failure, record. It never throws: every outcome is an `UpdateReport`.
 public struct UpdatePipeline {
@@ -716,65 +673,5 @@ public struct UpdatePipeline {
             return url
         }
         return String(url[..<scheme.upperBound]) + "***@" + String(url[at.upperBound...])
-    }
-}
-
-/// What it takes to undo the code part of an update.
-struct Rollback {
-    let repository: Repository
-    let original: Head
-    let branch: String
-    let branchTipBefore: ObjectID?
-
-    func perform() throws {
-        switch original {
-        case .branch(let name, let commit):
-            try repository.setHead(branch: name)
-            try repository.resetHard(to: commit)
-            if name == branch { return }
-        case .detached(let commit):
-            try repository.setHeadDetached(commit)
-            try repository.resetHard(to: commit)
-        case .unborn:
-            return
-        }
-        if let before = branchTipBefore {
-            try repository.setReference("refs/heads/\(branch)", to: before, message: "factoryctl: roll back")
-        } else {
-            try repository.deleteReference("refs/heads/\(branch)")
-        }
-    }
-}
-
-/// The commit whose dependencies the environment was last synced for, in
-/// `.git/factoryctl/synced-commit`; cleared while a sync runs, so a failed or killed sync leaves
-/// none and the next update syncs.
-enum SyncMarker {
-    static func path(_ gitDirectory: String) -> String { gitDirectory + "/factoryctl/synced-commit" }
-
-    static func read(gitDirectory: String) -> ObjectID? {
-        guard let data = FileManager.default.contents(atPath: path(gitDirectory)) else { return nil }
-        return ObjectID(hex: String(decoding: data, as: UTF8.self).trimmed)
-    }
-
-    static func write(_ commit: ObjectID, gitDirectory: String) {
-        try? FileManager.default.createDirectory(atPath: gitDirectory + "/factoryctl", withIntermediateDirectories: true)
-        try? FileWriting.replace(path(gitDirectory), with: Array((commit.hex + "\n").utf8))
-    }
-
-    static func clear(gitDirectory: String) {
-        unlink(path(gitDirectory))
-    }
-
-    /// Exactly `uv sync` (the default; UA_FACTORY_SYNC_COMMAND may name another program).
-    static func isUvSync(_ argv: [String]) -> Bool {
-        argv.count == 2 && argv[0].lastPathComponent == "uv" && argv[1] == "sync"
-    }
-
-    /// A file whose change can change what `uv sync` installs.
-    static func isDependencyInput(_ path: String) -> Bool {
-        let name = path.lastPathComponent
-        return ["pyproject.toml", "uv.lock", ".python-version", "uv.toml", "setup.py", "setup.cfg"].contains(name)
-            || (name.hasPrefix("requirements") && name.hasSuffix(".txt"))
     }
 }

@@ -164,38 +164,3 @@ public struct ServiceManager {
         return result.succeeded && state == "active"
     }
 }
-
-/// The optional health gate after a restart (`UA_FACTORY_HEALTH_URL`): the URL must answer 2xx
-/// within the timeout, asked about twice a second. Native HTTP (libcurl, no shell).
-public struct HealthGate: Sendable {
-    public let url: String
-    public let timeout: Double
-
-    public init(url: String, timeout: Double) {
-        self.url = url
-        self.timeout = timeout
-    }
-
-    /// Only http and https URLs.
-    public static func isValid(_ url: String) -> Bool {
-        let lower = url.lowercased()
-        return (lower.hasPrefix("http://") || lower.hasPrefix("https://")) && !url.contains(where: { $0 == " " || $0.isNewline })
-    }
-
-    /// nil once the URL answered 2xx; else what it last said.
-    public func wait(shouldCancel: () -> Bool = { false }) -> String? {
-        let deadline = Date().addingTimeInterval(timeout)
-        var last = "no answer"
-        while true {
-            let remaining = deadline.timeIntervalSinceNow
-            var status: Int = 0
-            var error = [CChar](repeating: 0, count: 256)
-            let perTry = Int(max(100, min(5000, remaining * 1000)))
-            let code = factoryctl_http_get(url, perTry, &status, &error, Int32(error.count))
-            if code == 0, (200..<300).contains(status) { return nil }
-            last = code == 0 ? "HTTP \(status)" : String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if Date() >= deadline || shouldCancel() { return last }
-            sleep(seconds: min(0.5, max(0, deadline.timeIntervalSinceNow)))
-        }
-    }
-}

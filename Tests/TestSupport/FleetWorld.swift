@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+
+/// A world with factories, a real redis-server, and `factoryctl consume` processes.
+public final class FleetWorld: @unchecked Sendable {
+    public let world: GitWorld
+    public let redis: RedisServer
+    public var factories: [String: String] = [:]
+
+    public init(factories ids: [String] = ["f-1"]) throws {
+        world = try GitWorld()
+        redis = try RedisServer()
+        for (index, id) in ids.enumerated() {
+            factories[id] = index == 0 ? world.factory : try world.addFactory("factory-\(id)")
+        }
+    }
+
+    public var environment: [String: String] {
+        var env = world.environment
+        env["FACTORY_ROLE"] = "HEADQUARTERS"
+        env["UA_REDIS_URL"] = redis.url
+        return env
+    }
+
+    public func consumer(_ id: String, _ extra: [String] = [], environment: [String: String]? = nil) throws -> ConsumerProcess {
+        try ConsumerProcess(binary: Package.factoryctl, factoryID: id, factoryDirectory: factories[id]!,
+                            redisURL: redis.url, environment: environment ?? self.environment,
+                            extraArguments: ["--min-interval", "0", "--heartbeat", "1"] + extra,
+                            log: world.directory.join("consume-\(id).log"))
+    }
+
+    @discardableResult
+    public func factoryctl(_ arguments: [String], environment: [String: String]? = nil) throws -> Command.Result {
+        try Command.run([Package.factoryctl] + arguments, environment: environment ?? self.environment)
+    }
+
+    public func publish(_ arguments: [String]) throws -> String {
+        let result = try factoryctl(["publish"] + arguments + ["--log-level", "error"])
+        #expect(result.status == 0, "publish failed: \(result.stderr)")
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    public func registration(_ id: String) throws -> [String: Any]? {
+        let text = try redis.cli(["HGET", "factoryctl:registry", id])
+        return try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+    }
+
+    public func results(_ jobID: String) throws -> [[String: Any]] {
+        let result = try factoryctl(["status", "--job", jobID, "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        return object?["results"] as? [[String: Any]] ?? []
+    }
+
+    public func waitUntilRegistered(_ id: String, status: String = "online") throws -> Bool {
+        eventually { (try? registration(id))?["registration_status"] as? String == status }
+    }
+
+    public func pending(_ id: String) throws -> Int {
+        let summary = try redis.cli(["XPENDING", "ua:missions:delegation", "factoryctl:\(id)"])
+        return Int(summary.split(separator: "\n").first ?? "0") ?? 0
+    }
+}
