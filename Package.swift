@@ -22,15 +22,17 @@ let package = Package(
         .systemLibrary(name: "CGit2", providers: [.apt(["libgit2-dev"])]),
         .target(name: "CGit2Loader", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
+        // OpenSSL's headers only (libssl-dev), for rediss://: libssl3 is loaded on first use.
+        .target(name: "CTLS", linkerSettings: [.linkedLibrary("dl")]),
         // libcurl's header only (libcurl4-openssl-dev): the library is loaded on first use.
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
 
         // Swift owners of the C handles.
         .target(name: "GitKit", dependencies: ["CGit2", "CGit2Loader", "CSupport", "FactoryBasics"]),
-        .target(name: "RedisKit", dependencies: ["CHiredis", "FactoryBasics"]),
+        .target(name: "RedisKit", dependencies: ["CHiredis", "CTLS", "FactoryBasics"]),
         .target(name: "HTTPKit", dependencies: ["CCurl"]),
 
-        // Locks, threads and string helpers, so no module needs Foundation proper (only
+        // Threads, the monotonic clock and string helpers, so no module needs Foundation proper (only
         // FoundationEssentials): see Sources/FactoryBasics/Basics.swift.
         .target(name: "FactoryBasics"),
 

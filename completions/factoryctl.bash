@@ -186,7 +186,7 @@ _factoryctl() {
 
 _factoryctl_update() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --allow-rewind --restart -n --dry-run --no-sync --exit-code --force-sync --wait-lock --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --allow-rewind --no-sync --force-sync --restart -n --dry-run --exit-code --wait-lock --json --version -h --help)
     repeating_options=(--service)
     non_repeating_options=(--log-level --factory-dir -b --branch --commit --settle --fetch-timeout)
     __factoryctl_offer_flags_options 0
@@ -296,7 +296,7 @@ _factoryctl_consume() {
     repeating_flags=()
     non_repeating_flags=(--quiet -q --verbose -v --no-sync --force-sync --no-restart --version -h --help)
     repeating_options=(--service)
-    non_repeating_options=(--log-level --factory-dir --redis-url --stream --factory-id --min-interval --heartbeat --settle)
+    non_repeating_options=(--log-level --factory-dir --redis-url --stream --factory-id --settle --min-interval --heartbeat)
     __factoryctl_offer_flags_options 0
 
     # Offer option value completions
@@ -321,13 +321,13 @@ _factoryctl_consume() {
     '--service')
         return
         ;;
+    '--settle')
+        return
+        ;;
     '--min-interval')
         return
         ;;
     '--heartbeat')
-        return
-        ;;
-    '--settle')
         return
         ;;
     esac
@@ -468,7 +468,7 @@ _factoryctl_keys_generate() {
 
 _factoryctl_rollback() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --no-restart --no-sync -n --dry-run --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --no-restart --no-sync --force-sync -n --dry-run --json --version -h --help)
     repeating_options=(--service)
     non_repeating_options=(--log-level --factory-dir --to -b --branch --settle)
     __factoryctl_offer_flags_options 0

@@ -11,6 +11,7 @@ packages=(libgit2-dev libhiredis-dev redis-server git pkg-config ca-certificates
           openssh-server openssh-client  # sshd: the SSH fetch tests
           procps                         # pgrep: the hung-fetch and crash tests
           libcurl4-openssl-dev           # curl.h for the HQ POST (libcurl itself is loaded on first use)
+          libssl-dev                     # OpenSSL for rediss:// (RedisKit's TLS relay; libssl3 at run time)
           dpkg-dev lintian openssl       # scripts/package.sh and check-package.sh
           man-db                         # man -l: the man page renders without warnings (DocsTests)
           hyperfine)                     # scripts/bench.sh

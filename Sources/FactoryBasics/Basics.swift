@@ -8,64 +8,7 @@ import Glibc
 import Darwin
 #endif
 
-/// A mutex (pthread), usable from any thread.
-public final class Lock: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-
-    public init() {
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
-
-    public func lock() { pthread_mutex_lock(mutex) }
-    public func unlock() { pthread_mutex_unlock(mutex) }
-
-    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        lock()
-        defer { unlock() }
-        return try body()
-    }
-}
-
-/// A mutex with a condition variable; waits sleep in the kernel (CLOCK_MONOTONIC deadlines).
-public final class Condition: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-
-    public init() {
-        pthread_mutex_init(mutex, nil)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(condition, &attributes)
-        pthread_condattr_destroy(&attributes)
-    }
-
-    deinit {
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        condition.deallocate()
-        mutex.deallocate()
-    }
-
-    public func lock() { pthread_mutex_lock(mutex) }
-    public func unlock() { pthread_mutex_unlock(mutex) }
-    public func broadcast() { pthread_cond_broadcast(condition) }
-
-    /// Waits (lock held) until signalled or `deadline` (a `Monotonic.now` value) passes;
-    /// false when the deadline passed.
-    @discardableResult
-    public func wait(until deadline: Double) -> Bool {
-        var spec = timespec()
-        spec.tv_sec = Int(deadline)
-        spec.tv_nsec = Int((deadline - Double(spec.tv_sec)) * 1_000_000_000)
-        return pthread_cond_timedwait(condition, mutex, &spec) != ETIMEDOUT
-    }
-}
+// Locks: use Mutex and Atomic from Synchronization (no Foundation needed).
 
 /// Seconds on CLOCK_MONOTONIC.
 public enum Monotonic {

@@ -16,8 +16,8 @@ public struct GatewayConfiguration: Sendable {
     /// `UA_OPS_TOKEN`; nil only with `insecureNoAuth`.
     public var opsToken: String?
     public var insecureNoAuth = false
-    /// `FACTORY_ROLE`: publishing routes need `HEADQUARTERS`.
-    public var role: String
+    /// `FACTORY_ROLE`: publishing routes need HQ (`FactoryRole.authorize`).
+    public var role: FactoryRole
     public var maxBodyBytes = 64 * 1024
     /// A connection whose request head has not arrived this long after it opened (or after the
     /// previous response) is closed: trickling header bytes does not extend it.
@@ -31,16 +31,26 @@ public struct GatewayConfiguration: Sendable {
     public var missionTimeoutSeconds: Int64 = 300
     /// Signs every mission the routes publish (`UA_MISSION_SIGNING_KEY`).
     public var signer: MissionSigner?
-    /// The factories' repository (`UA_FACTORY_REPO_URL`): updates are pinned to the branch's tip there.
-    public var repoURL: String?
-    /// Seconds the tip lookup may go without progress.
-    public var fetchTimeout: Double = 120
+    /// Where an update or rollout without a commit is pinned to the branch's tip, as `publish`
+    /// pins it (`UA_FACTORY_REPO_URL`, else the origin of `UA_FACTORY_DIR`'s checkout).
+    public var branchTip = BranchTip(repository: nil, factoryDirectory: nil, environment: [:], timeout: 120)
     /// How long a rollout thread's lease lasts without renewal (`FACTORYCTL_ROLLOUT_LEASE_SECONDS`).
     public var rolloutLeaseSeconds = RolloutLease.defaultSeconds
-    public var environment: [String: String] = [:]
 
-    public init(role: String) {
+    public init(role: FactoryRole) {
         self.role = role
+    }
+
+    /// Everything the environment says, checked: the role, the signing key, the tip's repository
+    /// and fetch timeout, the rollout lease, and the token under the token rule (`OpsToken`).
+    /// Throws the first value that is not valid (a configuration error), before anything listens.
+    public init(environment: FactoryEnvironment, insecureNoAuth: Bool) throws {
+        role = environment.role
+        self.insecureNoAuth = insecureNoAuth
+        signer = try environment.missionSigner()
+        branchTip = try BranchTip(environment: environment)
+        rolloutLeaseSeconds = try environment.rolloutLeaseSeconds()
+        opsToken = try OpsToken.forServing(environment, insecureNoAuth: insecureNoAuth)
     }
 }
 
@@ -196,41 +206,29 @@ public struct Gateway: Sendable {
         return nil
     }
 
-    /// Without an explicit commit, and with `UA_FACTORY_REPO_URL`, the branch's tip now; the
+    /// Without an explicit commit, the branch's tip now (`BranchTip`, as `publish` pins it); the
     /// answer (422, 502) when it cannot be read. Nothing is published then.
     private func pin(_ commit: inout String?, branch: String) async -> Response? {
-        guard commit == nil, let url = configuration.repoURL else { return nil }
-        do {
-            guard let tip = try await Self.remoteTip(url: url, branch: branch, configuration: configuration) else {
-                return invalid("branch", "the repository has no branch '\(branch)'")
-            }
+        guard commit == nil else { return nil }
+        switch await configuration.branchTip.resolveDetached(branch) {
+        case .success(.unpinned):
+            return nil
+        case .success(.pinned(let tip, _)):
             commit = tip
             return nil
-        } catch {
+        case .failure(let failure):
+            guard case .unreadable(let error) = failure.reason else {
+                return invalid("branch", "the repository has no branch '\(branch)'")
+            }
             logger.error("could not read the tip of \(branch): \(error)")
             return jsonResponse(.badGateway, ["ok": .bool(false),
                                               "error": .string("could not read the tip of \(branch) from the repository; nothing was published")])
         }
     }
 
-    /// The branch's tip, read on a thread of its own (a slow remote must not hold the Redis worker).
-    static func remoteTip(url: String, branch: String, configuration: GatewayConfiguration) async throws -> String? {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String?, any Error>) in
-            detachThread {
-                do {
-                    let tip = try IsolatedFetch.remoteTip(url: url, branch: branch, environment: configuration.environment,
-                                                          timeout: configuration.fetchTimeout)
-                    continuation.resume(returning: tip?.hex)
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-        }
-    }
-
-    /// Starts a staged rollout and answers at once (202) with its id and waves; the rollout runs
-    /// on a thread of its own. `status --rollout ID` (or `publish resume-rollout ID`, should this
-    /// server stop) follows it.
+    /// Starts a staged rollout (`RolloutStart`, as `publish` does) and answers at once (202) with
+    /// its id and waves; the rollout runs on a thread of its own. `status --rollout ID` (or
+    /// `publish resume-rollout ID`, should this server stop) follows it.
     func rollout(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         if let refusal = roleRefusal() { return refusal }
         let body: [String: JSONValue]
@@ -238,16 +236,59 @@ public struct Gateway: Sendable {
         case .failure(let response): return response
         case .success(let object): body = object
         }
+        var start: RolloutStart
+        switch rolloutStart(body) {
+        case .failure(let response): return response
+        case .success(let parsed): start = parsed
+        }
+        if let refusal = await pin(&start.commit, branch: start.branch) { return refusal }
+        guard start.commit != nil else {
+            return invalid("commit", "is needed (or UA_FACTORY_REPO_URL for the branch's tip): a rollout moves every wave to one commit")
+        }
+        let plan: Rollout.Plan
+        switch await record(start) {
+        case .failure(let response): return response
+        case .success(let recorded): plan = recorded
+        }
+        drive(plan)
+        return jsonResponse(.accepted, [
+            "ok": .bool(true), "rollout_id": .string(plan.id), "commit": .string(plan.commit), "branch": .string(plan.branch),
+            "waves": .array(plan.waves.map { .array($0.map(JSONValue.string)) }),
+        ])
+    }
+
+    private enum Parsed<Value> {
+        case success(Value)
+        case failure(Response)
+    }
+
+    /// The rollout the body asks for (its commit nil when the body names none); the 422 for the
+    /// first field that is not valid. The route never refuses unregistered targets and has no
+    /// `force`: an update in flight for the targets refuses the rollout (409).
+    private func rolloutStart(_ body: [String: JSONValue]) -> Parsed<RolloutStart> {
         let target: MissionTarget
         switch body["target_factory_id"] {
         case nil, .null?: target = .all
         case .string(let id)? where id.count <= 128:
-            do { target = try MissionTarget(arguments: [id]) } catch { return invalid("target_factory_id", "\(error)") }
-        default: return invalid("target_factory_id", "must be a factory id, a glob, or null")
+            do { target = try MissionTarget(arguments: [id]) } catch { return .failure(invalid("target_factory_id", "\(error)")) }
+        default: return .failure(invalid("target_factory_id", "must be a factory id, a glob, or null"))
         }
         var branch = "main"
-        if let refusal = readBranch(body, into: &branch) { return refusal }
-        /// nil for absent; `.some(nil)` for a bad value.
+        if let refusal = readBranch(body, into: &branch) { return .failure(refusal) }
+        var start = RolloutStart(target: target, branch: branch)
+        if let refusal = readWaves(body, into: &start) { return .failure(refusal) }
+        guard let commit = field(body, "commit", Self.commitID) else { return .failure(invalid("commit", Self.commitIDRule)) }
+        start.commit = commit
+        start.missionTimeout = configuration.missionTimeoutSeconds
+        start.force = false
+        start.requireRegistered = false
+        return .success(start)
+    }
+
+    /// The waves and their pacing from the body: canary, batch, canary_targets, pause_seconds,
+    /// max_failures, wave_timeout, rollback_on_halt. The 422 for the first that is not valid.
+    private func readWaves(_ body: [String: JSONValue], into start: inout RolloutStart) -> Response? {
+        /// nil for a bad value; `.some(nil)` for absent.
         func size(_ field: String) -> Rollout.Size?? {
             switch body[field] {
             case nil, .null?: return .some(nil)
@@ -257,20 +298,19 @@ public struct Gateway: Sendable {
             }
             return nil
         }
-        guard let canary = size("canary") else { return invalid("canary", "must be a positive number or a percentage such as \"25%\"") }
-        guard let batch = size("batch") else { return invalid("batch", "must be a positive number or a percentage such as \"25%\"") }
-        var canaryTargets: [String] = []
-        if let list = body["canary_targets"], list != .null {
-            guard let ids = list.array?.compactMap(\.string), ids.count == list.array?.count, ids.allSatisfy(MissionID.isValid) else {
-                return invalid("canary_targets", "must be a list of factory ids")
-            }
-            canaryTargets = ids
-        }
         func number(_ field: String, _ fallback: Double) -> Double? {
             switch body[field] {
             case nil, .null?: fallback
             case let value?: value.number.flatMap { $0 >= 0 && $0 <= 86_400 ? $0 : nil }
             }
+        }
+        guard let canary = size("canary") else { return invalid("canary", "must be a positive number or a percentage such as \"25%\"") }
+        guard let batch = size("batch") else { return invalid("batch", "must be a positive number or a percentage such as \"25%\"") }
+        if let list = body["canary_targets"], list != .null {
+            guard let ids = list.array?.compactMap(\.string), ids.count == list.array?.count, ids.allSatisfy(MissionID.isValid) else {
+                return invalid("canary_targets", "must be a list of factory ids")
+            }
+            start.canaryTargets = ids
         }
         guard let pause = number("pause_seconds", 0) else { return invalid("pause_seconds", "must be 0...86400") }
         guard let maxFailures = number("max_failures", 0) else { return invalid("max_failures", "must be 0 or more") }
@@ -278,40 +318,38 @@ public struct Gateway: Sendable {
         guard let rollbackOnHalt = field(body, "rollback_on_halt", \.bool).map({ $0 ?? false }) else {
             return invalid("rollback_on_halt", "must be a boolean")
         }
-        guard var commit = field(body, "commit", Self.commitID) else { return invalid("commit", Self.commitIDRule) }
-        if let refusal = await pin(&commit, branch: branch) { return refusal }
-        guard let commit else { return invalid("commit", "is needed (or UA_FACTORY_REPO_URL for the branch's tip): a rollout moves every wave to one commit") }
-        let configuration = self.configuration
-        let logger = self.logger
-        let start: @Sendable (MissionBus) throws -> Rollout.Plan = { [branch, canaryTargets, rollbackOnHalt] bus in
-            let publisher = Publisher(bus: bus, logger: logger, signer: configuration.signer)
-            let live = try publisher.plan(kind: .update, target: target, force: false, requireRegistered: false).filter { !$0.stale }.map(\.factoryID)
-            guard !live.isEmpty else { throw FactoryError.failed("no live registered factory matches \(target)") }
-            let plan = Rollout.Plan(id: MissionID.make(prefix: "rollout"), branch: branch, commit: commit,
-                                    waves: Rollout.waves(live: live, canaryTargets: canaryTargets, canary: canary, batch: batch),
-                                    pauseSeconds: pause, maxFailures: Int(maxFailures), rollbackOnHalt: rollbackOnHalt,
-                                    waveTimeout: waveTimeout, missionTimeout: configuration.missionTimeoutSeconds,
-                                    createdAt: Date().timeIntervalSince1970)
-            try Rollout(publisher: publisher, logger: logger).create(plan)
-            return plan
-        }
-        let plan: Rollout.Plan
+        (start.canary, start.batch, start.pauseSeconds, start.maxFailures) = (canary, batch, pause, Int(maxFailures))
+        (start.waveTimeout, start.rollbackOnHalt) = (waveTimeout, rollbackOnHalt)
+        return nil
+    }
+
+    /// Plans and records the rollout on the Redis worker; the answer (409, 422, 503) when it is refused.
+    private func record(_ start: RolloutStart) async -> Parsed<Rollout.Plan> {
+        let (configuration, logger) = (self.configuration, self.logger)
         do {
-            plan = try await redis.run(start)
+            return .success(try await redis.run { bus in
+                try start.start(with: Rollout(publisher: Publisher(bus: bus, logger: logger, signer: configuration.signer), logger: logger))
+            })
         } catch let conflict as Rollout.Conflict {
-            return jsonResponse(.conflict, ["ok": .bool(false), "error": .string(conflict.description), "rollout_id": .string(conflict.rolloutID)])
+            return .failure(jsonResponse(.conflict, ["ok": .bool(false), "error": .string(conflict.description), "rollout_id": .string(conflict.rolloutID)]))
         } catch let refusal as Publisher.Refusal {
-            return jsonResponse(.conflict, ["ok": .bool(false), "error": .string(refusal.description), "inflight_job_id": .string(refusal.inflightJobID)])
+            return .failure(jsonResponse(.conflict, ["ok": .bool(false), "error": .string(refusal.description), "inflight_job_id": .string(refusal.inflightJobID)]))
+        } catch let none as RolloutStart.NoLiveFactory {
+            return .failure(jsonResponse(.unprocessableContent, ["ok": .bool(false), "error": .string(none.description)]))
         } catch let error as FactoryError {
-            return jsonResponse(.unprocessableContent, ["ok": .bool(false), "error": .string("\(error)")])
+            return .failure(jsonResponse(.unprocessableContent, ["ok": .bool(false), "error": .string("\(error)")]))
         } catch {
-            return redisFailure(error)
+            return .failure(redisFailure(error))
         }
-        let settings = busSettings
+    }
+
+    /// Runs the rollout to its end on a thread and connection of its own, under the rollout's
+    /// lease like any runner: a resume-rollout meanwhile is refused.
+    private func drive(_ plan: Rollout.Plan) {
+        let (configuration, logger, settings) = (self.configuration, self.logger, busSettings)
         detachThread {
             let bus = MissionBus(redis: RedisClient(url: settings.url), stream: settings.stream,
                                  deadLetterStream: settings.deadLetterStream, maxLength: settings.maxLength, fleetID: settings.fleetID)
-            // Under the rollout's lease like any runner: a resume-rollout meanwhile is refused.
             let runner = Rollout(publisher: Publisher(bus: bus, logger: logger, signer: configuration.signer), logger: logger,
                                  leaseSeconds: configuration.rolloutLeaseSeconds, runnerName: "factoryctl serve")
             do {
@@ -321,10 +359,6 @@ public struct Gateway: Sendable {
                 logger.error("rollout \(plan.id) stopped: \(error); resume it with factoryctl publish resume-rollout \(plan.id)")
             }
         }
-        return jsonResponse(.accepted, [
-            "ok": .bool(true), "rollout_id": .string(plan.id), "commit": .string(plan.commit), "branch": .string(plan.branch),
-            "waves": .array(plan.waves.map { .array($0.map(JSONValue.string)) }),
-        ])
     }
 
     func control(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -434,7 +468,7 @@ public struct Gateway: Sendable {
                 let registry = FleetRegistry(redis: bus.redis)
                 let now = Date().timeIntervalSince1970
                 var registration = try registry.get(factoryID) ?? Registration(
-                    factoryID: factoryID, factoryRole: "LOCAL_WORKER", registrationStatus: "online", capabilities: [],
+                    factoryID: factoryID, factoryRole: FactoryRole.localWorker.name, registrationStatus: "online", capabilities: [],
                     version: "", pid: 0, host: "", startedAt: now, lastSeenAt: now)
                 registration.factoryRole = fields["factory_role"] ?? registration.factoryRole
                 registration.deploymentProfile = fields["deployment_profile"] ?? registration.deploymentProfile
@@ -481,9 +515,14 @@ public struct Gateway: Sendable {
 
     // MARK: Helpers
 
+    /// The HEADQUARTERS rule: a publishing route on a machine that is not HQ answers 403.
     private func roleRefusal() -> Response? {
-        guard configuration.role != "HEADQUARTERS" else { return nil }
-        return jsonResponse(.forbidden, ["ok": .bool(false), "error": .string("delegation publish not allowed on this machine")])
+        do throws(FactoryRole.Refusal) {
+            try configuration.role.authorize(.publish)
+            return nil
+        } catch {
+            return jsonResponse(.forbidden, ["ok": .bool(false), "error": .string(error.summary)])
+        }
     }
 
     private struct BodyTimeout: Error {}

@@ -1,5 +1,7 @@
 import FoundationEssentials
 import FactoryBasics
+import Glibc
+import Synchronization
 
 /// A Redis connection that reconnects on demand: a command on a broken link throws
 /// `.connection`, drops the link, and the next command connects again. Callers decide whether a
@@ -8,10 +10,11 @@ public final class RedisClient {
     public let url: RedisURL
     public let connectTimeout: Double
     public let commandTimeout: Double
+    /// Used on the owner's thread only.
     private var connection: RedisConnection?
-    /// Guards `connection` replacement and `interrupted` against `interrupt()` from another thread.
-    private let lock = Lock()
-    private var interrupted = false
+    /// What `interrupt()` on another thread may touch: the current connection's socket (set
+    /// and cleared with `connection`, so it is never a closed, reused descriptor) and the flag.
+    private let shared = Mutex<(socket: Int32?, interrupted: Bool)>((nil, false))
 
     public init(url: RedisURL, connectTimeout: Double = 5, commandTimeout: Double = 10) {
         self.url = url
@@ -26,9 +29,11 @@ public final class RedisClient {
         if let connection, !connection.isBroken { return }
         setConnection(nil)
         let made = try RedisConnection(url: url, connectTimeout: connectTimeout, commandTimeout: commandTimeout)
-        lock.lock()
-        defer { lock.unlock() }
-        if interrupted { throw .connection("interrupted") }
+        let refused = shared.withLock { state in
+            if !state.interrupted { state.socket = made.socket }
+            return state.interrupted
+        }
+        if refused { throw .connection("interrupted") }
         connection = made
     }
 
@@ -40,10 +45,10 @@ public final class RedisClient {
     /// connection error, and refuses new connections until `resume()`. This is how a stop
     /// request reaches a consumer that blocks until its next heartbeat instead of polling.
     public func interrupt() {
-        lock.lock()
-        defer { lock.unlock() }
-        interrupted = true
-        connection?.shutdownSocket()
+        shared.withLock { state in
+            state.interrupted = true
+            if let socket = state.socket { _ = shutdown(socket, Int32(SHUT_RDWR)) }
+        }
     }
 
     /// `interrupt()` as a closure another thread may hold (only `interrupt` is thread-safe).
@@ -54,17 +59,14 @@ public final class RedisClient {
 
     /// Allows connections again after `interrupt()` (for a last command before exiting).
     public func resume() {
-        lock.lock()
-        interrupted = false
-        lock.unlock()
+        shared.withLock { $0.interrupted = false }
     }
 
+    /// Drops the connection. Its socket is forgotten first, so `interrupt()` can no longer
+    /// reach it by the time it is closed.
     private func setConnection(_ value: RedisConnection?) {
-        lock.lock()
-        let old = connection
+        shared.withLock { $0.socket = value?.socket }
         connection = value
-        lock.unlock()
-        _ = old // freed here, outside the lock is fine: interrupt() can no longer reach it
     }
 
     @discardableResult

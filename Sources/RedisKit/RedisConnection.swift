@@ -7,6 +7,8 @@ import Glibc
 public final class RedisConnection {
     private let context: UnsafeMutablePointer<redisContext>
     public let url: RedisURL
+    /// For `rediss://`: the relay carrying hiredis' socket over TLS (see `TLSRelay`).
+    private let tls: TLSRelay.Status?
     public private(set) var commandTimeout: Double
 
     /// Connects, authenticates and selects the database.
@@ -17,11 +19,48 @@ public final class RedisConnection {
 
     public init(url: RedisURL, connectTimeout: Double = 5, commandTimeout: Double = 10) throws(RedisError) {
         Self.ignoreSIGPIPE
+        (context, tls) = try Self.open(url, connectTimeout: connectTimeout)
+        self.url = url
+        self.commandTimeout = commandTimeout
+        // From here on, deinit frees the context if anything below throws.
+        // (Over TLS hiredis holds a unix socket; the relay's TCP socket has the keepalive.)
+        if case .tcp = url.endpoint, tls == nil { redisEnableKeepAlive(context) }
+        try setTimeout(commandTimeout)
+        do {
+            try logIn()
+        } catch {
+            // A server that refuses the TLS session after the handshake (a TLS 1.3 alert):
+            // its reason, not the broken pipe hiredis saw.
+            if let failure = tls?.failure { throw .connection("cannot connect to \(url): the server refused the TLS session: \(failure)") }
+            throw error
+        }
+    }
+
+    /// A connected hiredis context: over TCP or a unix socket, or for `rediss://` over a
+    /// socketpair whose other end a `TLSRelay` carries to the server.
+    private static func open(_ url: RedisURL, connectTimeout: Double) throws(RedisError)
+        -> (UnsafeMutablePointer<redisContext>, TLSRelay.Status?) {
         let tv = factoryctl_timeval_ms(Int(connectTimeout * 1000))
         let made: UnsafeMutablePointer<redisContext>?
+        var tls: TLSRelay.Status?
         switch url.endpoint {
-        case .tcp(let host, let port): made = redisConnectWithTimeout(host, Int32(port), tv)
-        case .unix(let path): made = redisConnectUnixWithTimeout(path, tv)
+        case .tcp(let host, let port):
+            if let options = url.tls {
+                let relay: (socket: Int32, status: TLSRelay.Status)
+                do {
+                    relay = try TLSRelay.start(TLSSession(host: host, port: port, options: options, timeout: connectTimeout))
+                } catch .connection(let reason) {
+                    throw .connection("cannot connect to \(url): \(reason)")
+                }
+                made = redisConnectFd(relay.socket)
+                if made == nil { close(relay.socket) }
+                tls = relay.status
+            } else {
+                made = redisConnectWithTimeout(host, Int32(port), tv)
+            }
+        case .unix(let path):
+            guard url.tls == nil else { throw .connection("\(url): TLS needs a TCP endpoint, not a unix socket") }
+            made = redisConnectUnixWithTimeout(path, tv)
         }
         guard let made else { throw .connection("out of memory creating a Redis context") }
         if factoryctl_redis_err(made) != 0 {
@@ -29,12 +68,11 @@ public final class RedisConnection {
             redisFree(made)
             throw .connection("cannot connect to \(url): \(message)")
         }
-        context = made
-        self.url = url
-        self.commandTimeout = commandTimeout
-        // From here on, deinit frees the context if anything below throws.
-        if case .tcp = url.endpoint { redisEnableKeepAlive(context) }
-        try setTimeout(commandTimeout)
+        return (made, tls)
+    }
+
+    /// Authenticates and selects the database.
+    private func logIn() throws(RedisError) {
         if let password = url.password {
             var auth = ["AUTH"]
             if let username = url.username { auth.append(username) }
@@ -47,6 +85,10 @@ public final class RedisConnection {
         }
         if url.database != 0 {
             _ = try command(["SELECT", String(url.database)])
+        } else if tls != nil && url.password == nil {
+            // Under TLS 1.3 a server that wants a client certificate refuses it after the
+            // handshake: one round trip makes "connected" mean "accepted".
+            _ = try command(["PING"])
         }
     }
 
@@ -65,7 +107,17 @@ public final class RedisConnection {
     /// Shuts the socket down so that a read blocked on it (another thread's `BLOCK`) returns at
     /// once with an error. The context stays allocated; the connection is broken afterwards.
     public func shutdownSocket() {
-        _ = shutdown(context.pointee.fd, Int32(SHUT_RDWR))
+        _ = shutdown(socket, Int32(SHUT_RDWR))
+    }
+
+    /// The connection's socket, for `RedisClient.interrupt()` on another thread.
+    var socket: Int32 { context.pointee.fd }
+
+    /// hiredis' error text, with the TLS relay's reason when TLS is what failed.
+    private var hiredisError: String {
+        let text = String(cString: factoryctl_redis_errstr(context))
+        guard let failure = tls?.failure else { return text }
+        return "\(text) (TLS: \(failure))"
     }
 
     /// True once hiredis has seen an I/O or protocol error; the connection is then unusable.
@@ -93,7 +145,7 @@ public final class RedisConnection {
     public func command(_ arguments: [Data], after silent: [[Data]]) throws(RedisError) -> RedisReply {
         precondition(!arguments.isEmpty, "empty Redis command")
         precondition(silent.isEmpty || canSkipReplies, "CLIENT REPLY SKIP is not available")
-        guard !isBroken else { throw .connection("connection to \(url) is broken: \(String(cString: factoryctl_redis_errstr(context)))") }
+        guard !isBroken else { throw .connection("connection to \(url) is broken: \(hiredisError)") }
         let skip = [Data("CLIENT".utf8), Data("REPLY".utf8), Data("SKIP".utf8)]
         for command in silent where !command.isEmpty {
             try append(skip)
@@ -102,7 +154,7 @@ public final class RedisConnection {
         try append(arguments)
         var raw: UnsafeMutableRawPointer?
         guard redisGetReply(context, &raw) == 0, let raw else {
-            throw .connection("\(url): \(String(cString: factoryctl_redis_errstr(context)))")
+            throw .connection("\(url): \(hiredisError)")
         }
         let reply = raw.assumingMemoryBound(to: redisReply.self)
         defer { freeReplyObject(raw) }
@@ -135,7 +187,7 @@ public final class RedisConnection {
                 redisAppendCommandArgv(context, Int32(arguments.count), argv.baseAddress, lens.baseAddress)
             }
         }
-        guard code == 0 else { throw .connection("\(url): \(String(cString: factoryctl_redis_errstr(context)))") }
+        guard code == 0 else { throw .connection("\(url): \(hiredisError)") }
     }
 
     private static func convert(_ reply: UnsafeMutablePointer<redisReply>) throws(RedisError) -> RedisReply {

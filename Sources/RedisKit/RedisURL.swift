@@ -1,8 +1,9 @@
 import FoundationEssentials
 import FactoryBasics
 
-/// Where a Redis server is: `redis://[[user]:password@]host:port/db` (an IPv6 host in brackets)
-/// or `unix://[[user]:password@]/path.sock[?db=N]`. A user name authenticates as that ACL user.
+/// Where a Redis server is: `redis://[[user]:password@]host:port/db` (an IPv6 host in brackets),
+/// `rediss://…` (the same over TLS, see `RedisTLSOptions`) or
+/// `unix://[[user]:password@]/path.sock[?db=N]`. A user name authenticates as that ACL user.
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public enum Endpoint: Sendable, Equatable {
         case tcp(host: String, port: Int)
@@ -13,24 +14,28 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public var password: String?
     public var username: String?
     public var database: Int
+    /// Set for `rediss://`: the connection runs over TLS (TCP endpoints only).
+    public var tls: RedisTLSOptions?
 
-    public init(endpoint: Endpoint, password: String? = nil, username: String? = nil, database: Int = 0) {
+    public init(endpoint: Endpoint, password: String? = nil, username: String? = nil, database: Int = 0,
+                tls: RedisTLSOptions? = nil) {
         self.endpoint = endpoint
         self.password = password
         self.username = username
         self.database = database
+        self.tls = tls
     }
 
-    public init(_ text: String) throws(RedisError) {
+    /// Parses `text`; a `rediss://` URL connects with `tls` (default: the system CA bundle, no
+    /// client certificate). `tls` is not used for the other schemes.
+    public init(_ text: String, tls: RedisTLSOptions = RedisTLSOptions()) throws(RedisError) {
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
             throw .invalidURL("not a URL: \(Self.redacted(text))")
         }
         let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
         var database = 0
         switch scheme {
-        case "rediss":
-            throw .invalidURL("rediss:// (TLS) is not supported: this build's hiredis has no TLS. Use redis:// over a trusted network or a tunnel")
-        case "redis":
+        case "redis", "rediss":
             guard var host = components.host, !host.isEmpty else { throw .invalidURL("no host in \(Self.redacted(text))") }
             if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
             let port = components.port ?? 6379
@@ -41,11 +46,12 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
                 database = db
             }
             endpoint = .tcp(host: host, port: port)
+            self.tls = scheme == "rediss" ? tls : nil
         case "unix":
             guard !components.path.isEmpty else { throw .invalidURL("no socket path in \(text)") }
             endpoint = .unix(path: components.path)
         default:
-            throw .invalidURL("unsupported scheme '\(scheme)': use redis:// or unix://")
+            throw .invalidURL("unsupported scheme '\(scheme)': use redis://, rediss:// (TLS) or unix://")
         }
         if let db = query["db"] {
             guard let value = Int(db), value >= 0 else { throw .invalidURL("bad database '\(db)'") }
@@ -63,7 +69,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         switch endpoint {
         case .tcp(let host, let port):
             let shown = host.contains(":") ? "[\(host)]" : host
-            return "redis://\(auth)\(shown):\(port)/\(database)"
+            return "\(tls == nil ? "redis" : "rediss")://\(auth)\(shown):\(port)/\(database)"
         case .unix(let path): return "unix://\(auth)\(path)" + (database == 0 ? "" : "?db=\(database)")
         }
     }

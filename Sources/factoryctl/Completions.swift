@@ -10,9 +10,9 @@ enum Completions {
     /// `--branch`: local branches and origin's branches of the checkout the command line names
     /// (`--factory-dir`, else UA_FACTORY_DIR, else the checkout the shell is in).
     @Sendable static func branches(_ words: [String], _ index: Int, _ prefix: String) -> [String] {
-        let environment = ProcessInfo.processInfo.environment
+        // The shell calls in its own process: the process's environment, through FactoryKit's configuration.
         let here = FileManager.default.currentDirectoryPath
-        let directory = value(of: "--factory-dir", in: words) ?? environment["UA_FACTORY_DIR"]
+        let directory = value(of: "--factory-dir", in: words) ?? FactoryEnvironment.current.factoryDirectory
             ?? Repository.workTreeRoot(containing: here) ?? here
         guard let repository = try? Repository.open(at: directory) else { return [] }
         return repository.branchNames().filter { $0.hasPrefix(prefix) }
@@ -22,7 +22,7 @@ enum Completions {
     /// environment), with one-second timeouts so a Tab never hangs on an unreachable Redis.
     @Sendable static func factoryIDs(_ words: [String], _ index: Int, _ prefix: String) -> [String] {
         let environment = FactoryEnvironment.current
-        guard let url = try? RedisURL(value(of: "--redis-url", in: words) ?? environment.redisURL) else { return [] }
+        guard let url = try? environment.redisServerURL(flag: value(of: "--redis-url", in: words)) else { return [] }
         let client = RedisClient(url: url, connectTimeout: 1, commandTimeout: 1)
         guard let ids = try? client.command(["HKEYS", FleetRegistry.key]).array else { return [] }
         return ids.compactMap(\.text).filter { $0.hasPrefix(prefix) && MissionID.isValid($0) }.sorted()

@@ -5,7 +5,7 @@ import Dispatch
 import FactoryBasics
 import Glibc
 
-struct ConsumeCommand: ParsableCommand {
+struct ConsumeCommand: FactoryctlCommand {
     static let configuration = CommandConfiguration(
         commandName: "consume",
         abstract: "Run missions from the Redis stream on this factory (the systemd service).",
@@ -43,9 +43,7 @@ struct ConsumeCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("This factory's id (env UA_FACTORY_ID; default: the host name).", valueName: "id"))
     var factoryID: String?
 
-    @Option(name: .long, help: ArgumentHelp(
-        "A systemd --user service to restart after an update (repeatable; env UA_FACTORY_SERVICE).", valueName: "name"))
-    var service: [String] = []
+    @OptionGroup var pipeline: PipelineOptions
 
     @Option(name: .long, help: ArgumentHelp(
         "Minimum seconds between two updates (env UA_FACTORY_MIN_UPDATE_INTERVAL; default 10).", valueName: "seconds"))
@@ -53,15 +51,6 @@ struct ConsumeCommand: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Seconds between registry heartbeats.", valueName: "seconds"))
     var heartbeat: Double = 15
-
-    @Option(name: .long, help: ArgumentHelp("Seconds a restarted service of Type=simple/exec must stay up before it counts as started (units that report readiness, Type=notify, are known at once).", valueName: "seconds"))
-    var settle: Double = 3
-
-    @Flag(name: .long, help: "Do not run the dependency sync (uv sync) after updates.")
-    var noSync = false
-
-    @Flag(name: .long, help: "Run the dependency sync on every update, even when no dependency file changed since the last sync.")
-    var forceSync = false
 
     @Flag(name: .long, help: "Do not restart services after updates (an app that is not a systemd service).")
     var noRestart = false
@@ -72,47 +61,14 @@ struct ConsumeCommand: ParsableCommand {
         }
         if let minInterval, minInterval < 0 { throw ValidationError("--min-interval must not be negative") }
         guard heartbeat >= 1, heartbeat <= 300 else { throw ValidationError("--heartbeat must be between 1 and 300 seconds") }
-        guard settle >= 0, settle <= 600 else { throw ValidationError("--settle must be between 0 and 600 seconds") }
     }
 
-    func run() throws {
-        let environment = FactoryEnvironment.current
-        let id = factoryID ?? environment.factoryID
-        guard MissionID.isValid(id) else {
-            throw CommandFailure(code: .usage, message: "factory id '\(id)' is not valid; set UA_FACTORY_ID or --factory-id")
-        }
-        var configuration = ConsumerConfiguration(
-            factoryID: id, role: environment.role, factoryDirectory: directory.resolve(environment, searchUpward: false),
-            redisURL: try redis.url(environment), version: Factoryctl.version, environment: environment.values)
-        configuration.stream = redis.stream ?? environment.missionStream
-        configuration.deadLetterStream = environment.deadLetterStream
-        configuration.fleetID = environment.fleetID
-        configuration.services = service.isEmpty ? environment.services : service
-        configuration.syncCommand = environment.syncCommand
-        configuration.sync = !noSync
-        configuration.forceSync = forceSync
-        configuration.restart = !noRestart
-        configuration.capabilities = environment.capabilities
-        configuration.heartbeatSeconds = heartbeat
-        configuration.settleSeconds = settle
-        configuration.fetchTimeout = try environment.checkedFetchTimeout()
-        configuration.minimumInterval = minInterval ?? environment["UA_FACTORY_MIN_UPDATE_INTERVAL"].flatMap(Double.init) ?? 10
-        configuration.blockMilliseconds = Int(heartbeat * 1000)
-        configuration.hqBaseURL = environment.hqBaseURL
-        configuration.opsToken = environment.opsToken
-        do {
-            configuration.verifier = try environment.missionVerifier()
-            configuration.signaturePolicy = try environment.commitSignaturePolicy()
-            configuration.healthGate = try environment.healthGate()
-        } catch {
-            throw CommandFailure(code: .usage, message: "\(error)")
-        }
-
-        let stop = StopSignal()
-        stop.installHandlers()
+    func run(_ context: CommandContext) throws {
+        let configuration = try consumerConfiguration(context)
+        let stop = context.stopSignal()
         let consumer: MissionConsumer
         do {
-            consumer = try MissionConsumer(configuration: configuration, logger: global.logger("factoryctl.consume"), stop: stop)
+            consumer = try MissionConsumer(configuration: configuration, logger: global.logger("factoryctl.consume", context), stop: stop)
         } catch {
             throw CommandFailure(code: .usage, message: "\(error)")
         }
@@ -122,5 +78,26 @@ struct ConsumeCommand: ParsableCommand {
         case .restartRequested(let jobID):
             throw CommandFailure(code: .restartRequested, message: "exiting after \(jobID) so systemd restarts the consumer on the new code")
         }
+    }
+
+    /// Flags over the environment; a value that is not valid is a usage error before anything runs.
+    func consumerConfiguration(_ context: CommandContext) throws(CommandFailure) -> ConsumerConfiguration {
+        let environment = context.environment
+        let id = try configured { try environment.checkedFactoryID(flag: factoryID) }
+        var configuration = ConsumerConfiguration(
+            factoryID: id, role: environment.role.name, factoryDirectory: directory.resolve(context, searchUpward: false),
+            redisURL: try redis.url(context), version: Factoryctl.version, environment: environment.values)
+        configuration.stream = redis.stream ?? environment.missionStream
+        configuration.deadLetterStream = environment.deadLetterStream
+        configuration.fleetID = environment.fleetID
+        configuration.updateSettings = try pipeline.settings(pipeline.flags(restart: !noRestart), context)
+        configuration.capabilities = environment.capabilities
+        configuration.heartbeatSeconds = heartbeat
+        configuration.minimumInterval = try configured { try environment.minimumUpdateInterval(flag: minInterval) }
+        configuration.blockMilliseconds = Int(heartbeat * 1000)
+        configuration.hqBaseURL = environment.hqBaseURL
+        configuration.opsToken = environment.opsToken
+        configuration.verifier = try configured { try environment.missionVerifier() }
+        return configuration
     }
 }

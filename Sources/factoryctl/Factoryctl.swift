@@ -19,24 +19,7 @@ struct Factoryctl: AsyncParsableCommand {
         `status` shows the checkout and the fleet; `serve` is HQ's HTTP endpoint; `forget` removes a \
         decommissioned factory from the registry.
 
-        EXIT CODES
-          0   success (updated, or already up to date)
-          1   failed; nothing was changed
-          2   failed; the update was rolled back
-          3   another update holds the checkout lock
-          4   refused by preflight (local changes, or a rebase/merge in progress)
-          5   the remote could not be fetched
-          6   needs attention: rolling back failed, services still not active after it, or the
-              previous environment could not be re-synced (the next update syncs)
-          7   Redis is unavailable
-          8   refused (role may not publish or forget, an update is already in flight, the
-              target matches no registered factory, another runner drives the rollout, or an
-              update would move backwards)
-          9   timed out waiting for results (or no live factory to wait for)
-          10  consume: exited after applying an update so systemd restarts it
-          11  update --exit-code: already up to date, nothing changed
-          12  serve: cannot listen on the address (in use, or not permitted)
-          64  usage error
+        \(ExitStatus.helpText)
         """,
         version: version,
         subcommands: [UpdateCommand.self, PublishCommand.self, ConsumeCommand.self, StatusCommand.self, ServeCommand.self, ForgetCommand.self, KeysCommand.self, RollbackCommand.self,
@@ -45,41 +28,19 @@ struct Factoryctl: AsyncParsableCommand {
 
     static func main() async {
         signal(SIGPIPE, SIG_IGN) // broken sockets and pipes become errors, not a dead process
+        let arguments = Array(CommandLine.arguments.dropFirst())
         // The one invocation scripts run to probe the binary answers without building the parser.
-        if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "--version" {
+        if arguments == ["--version"] {
             StandardStream.output(version + "\n")
             return
         }
-        do {
-            var command = try parseAsRoot()
-            if var asyncCommand = command as? AsyncParsableCommand {
-                try await asyncCommand.run()
-            } else {
-                try command.run()
-            }
-        } catch let failure as CommandFailure {
-            ProgressLine.end()
-            if JSONOutput.requested, !JSONOutput.alreadyPrinted {
-                JSONOutput.emitFailure(failure.message.isEmpty ? "failed" : failure.message, exit: failure.code.rawValue)
-            }
-            if !failure.message.isEmpty {
-                // Under the journal, an error line carries its priority like the log lines do.
-                let priority = JournalLogHandler.stderrIsJournal(environment: ProcessInfo.processInfo.environment) ? "<3>" : ""
-                StandardStream.error("\(priority)factoryctl: \(failure.message)\n")
-            }
-            Glibc.exit(failure.code.rawValue)
-        } catch {
-            // Usage errors too are one object on stdout for a --json caller (help is not an error).
-            let code = exitCode(for: error)
-            if JSONOutput.requested, !JSONOutput.alreadyPrinted, code != .success {
-                JSONOutput.emitFailure(message(for: error).trimmed, exit: code.rawValue)
-            }
-            exit(withError: error)
-        }
+        Glibc.exit(await run(.process(arguments: arguments)))
     }
 }
 
-/// The exit codes of factoryctl (documented in `--help`, the man page and the README).
+/// The exit codes of factoryctl, written once: `meaning` is the EXIT CODES list of `--help`, and
+/// scripts/generate-docs.sh writes the man page's EXIT STATUS and docs/exit-codes.md from that
+/// list (DocsTests fails when either no longer says what this enum says).
 enum ExitStatus: Int32, CaseIterable {
     case success = 0
     case failedUnchanged = 1
@@ -95,6 +56,51 @@ enum ExitStatus: Int32, CaseIterable {
     case upToDate = 11
     case cannotListen = 12
     case usage = 64
+
+    /// What the code means, in the words of `--help`, the man page and docs/exit-codes.md.
+    var meaning: String {
+        switch self {
+        case .success: "success (updated, or already up to date)"
+        case .failedUnchanged: "failed; nothing was changed"
+        case .rolledBack: "failed; the update was rolled back"
+        case .lockHeld: "another update holds the checkout lock"
+        case .refusedByPreflight: "refused by preflight (local changes, or a rebase/merge in progress)"
+        case .remoteUnreachable: "the remote could not be fetched"
+        case .rollbackFailed:
+            "needs attention: rolling back failed (the checkout needs attention), services still not active after the "
+                + "rollback, or the previous environment could not be re-synced (`environment_owed`; the next update syncs)"
+        case .redisUnavailable: "Redis is unavailable"
+        case .refused:
+            "refused (role may not publish or forget, an update is already in flight, the target matches no registered "
+                + "factory, another runner drives the rollout, or an update would move backwards without `--allow-rewind`)"
+        case .timedOut: "timed out waiting for results (or no live factory to wait for)"
+        case .restartRequested: "`consume` exited after applying an update so systemd restarts it"
+        case .upToDate: "`update --exit-code`: already up to date, nothing changed (0 then means the checkout changed)"
+        case .cannotListen: "`serve`: cannot listen on the address (in use, or not permitted); the unit does not restart"
+        case .usage: "usage error"
+        }
+    }
+
+    /// The EXIT CODES part of `factoryctl --help`: a line per code, its meaning wrapped under its
+    /// own indent within 78 columns (the help is 80 wide; a longer line would be re-wrapped flush).
+    static var helpText: String {
+        let indent = String(repeating: " ", count: 6)
+        var lines = ["EXIT CODES"]
+        for code in allCases {
+            let number = String(code.rawValue)
+            var line = "  " + number + String(repeating: " ", count: 4 - number.count)
+            for word in code.meaning.split(separator: " ") {
+                if line.count + 1 + word.count > 78, line.count > indent.count {
+                    lines.append(line)
+                    line = indent + word
+                } else {
+                    line += (line.hasSuffix(" ") ? "" : " ") + word
+                }
+            }
+            lines.append(line)
+        }
+        return lines.joined(separator: "\n")
+    }
 
     init(_ report: UpdateReport) {
         if report.succeeded { self = .success; return }

@@ -7,7 +7,7 @@ import Glibc
 
 /// The child `update` and `consume` start to fetch a network remote, so that a remote that
 /// stops answering can be ended (see `IsolatedFetch`). Not for people: hidden from help.
-struct FetchHelperCommand: ParsableCommand {
+struct FetchHelperCommand: FactoryctlCommand {
     static let configuration = CommandConfiguration(
         commandName: IsolatedFetch.subcommand,
         abstract: "Internal: fetch one remote, reporting progress on stdout (started by update and consume).",
@@ -33,8 +33,8 @@ struct FetchHelperCommand: ParsableCommand {
         if (gitDir == nil) == (lsRemote == nil) { throw ValidationError("give --git-dir or --ls-remote") }
     }
 
-    func run() throws {
-        let environment = ProcessInfo.processInfo.environment
+    func run(_ context: CommandContext) throws {
+        let environment = context.environment.values
         let code = if let lsRemote {
             IsolatedFetch.runTipHelper(url: lsRemote, branch: branch, parent: parentPid, environment: environment)
         } else {

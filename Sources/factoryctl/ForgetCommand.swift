@@ -4,7 +4,7 @@ import FoundationEssentials
 import FactoryBasics
 import Glibc
 
-struct ForgetCommand: ParsableCommand {
+struct ForgetCommand: FactoryctlCommand {
     static let configuration = CommandConfiguration(
         commandName: "forget",
         abstract: "Remove a decommissioned factory from the fleet registry (HQ only).",
@@ -36,36 +36,36 @@ struct ForgetCommand: ParsableCommand {
         guard MissionID.isValid(factoryID) else { throw ValidationError("invalid factory id '\(factoryID)'") }
     }
 
-    func run() throws {
-        let environment = FactoryEnvironment.current
-        guard environment.role == "HEADQUARTERS" else {
-            throw CommandFailure(code: .refused,
-                                 message: "forget is not allowed on this machine (FACTORY_ROLE=\(environment.role)); run it at HQ, where FACTORY_ROLE=HEADQUARTERS")
-        }
-        let bus = try redis.bus(environment)
-        let publisher = Publisher(bus: bus, logger: global.logger("factoryctl.forget"))
+    func run(_ context: CommandContext) throws {
+        try context.environment.role.require(.forget)
+        let bus = try redis.bus(context)
         let registry = FleetRegistry(redis: bus.redis)
-        let existing = try withRedis("read the fleet registry") { try registry.get(factoryID) }
-        guard let existing else {
-            let known = try withRedis("read the fleet registry") { try registry.entries(capabilities: false).map(\.factoryID) }
-            var hint = ""
-            do { try Publisher.checkRegistered(.ids([factoryID]), registered: known) } catch {
-                hint = error.suggestions.isEmpty ? " (no factory has registered)" : " (registered: \(error.suggestions.joined(separator: ", ")))"
-            }
-            throw CommandFailure(code: .failedUnchanged, message: "no factory '\(factoryID)' is registered\(hint); nothing was removed")
+        let existing = try registration(in: registry)
+        let now = context.now()
+        let live: Bool
+        do { live = try ForgetRule.check(existing, now: now, force: force) } catch {
+            throw CommandFailure(code: .refused, message: error.description)
         }
-        let seconds = Int(max(0, Date().timeIntervalSince1970 - existing.lastSeenAt))
-        let live = !existing.isStale(after: FleetRegistry.staleAfter) && existing.registrationStatus != "offline"
-        if live, !force {
-            throw CommandFailure(code: .refused, message: "'\(factoryID)' is live (\(existing.registrationStatus), heard from \(seconds) s ago on \(existing.host.isEmpty ? "?" : existing.host)) and would register again; stop its consumer first (systemctl --user disable --now factoryctl-consume on that machine), or pass --force. Nothing was removed")
-        }
-        _ = try withRedis("forget \(factoryID)") { try publisher.forget(factoryID) }
+        _ = try withRedis("forget \(factoryID)") { try Publisher(bus: bus, logger: global.logger("factoryctl.forget", context)).forget(factoryID) }
         if json {
-            try printJSON(Forgotten(factoryID: factoryID, host: existing.host, commit: existing.commit,
-                                    lastSeenAt: existing.lastSeenAt, wasLive: live))
+            try context.printJSON(Forgotten(factoryID: factoryID, host: existing.host, commit: existing.commit,
+                                            lastSeenAt: existing.lastSeenAt, wasLive: live))
         } else {
-            say("Forgot \(factoryID) (host \(existing.host.isEmpty ? "?" : existing.host), last seen \(seconds) s ago\(live ? "; still live: it registers again at its next heartbeat" : ""))")
+            let host = existing.host.isEmpty ? "?" : existing.host
+            let seconds = ForgetRule.secondsSinceSeen(existing, now: now)
+            context.say("Forgot \(factoryID) (host \(host), last seen \(seconds) s ago\(live ? "; still live: it registers again at its next heartbeat" : ""))")
         }
+    }
+
+    /// The factory's registration; when there is none, the failure names the closest registered ids.
+    private func registration(in registry: FleetRegistry) throws -> Registration {
+        if let existing = try withRedis("read the fleet registry", { try registry.get(factoryID) }) { return existing }
+        let known = try withRedis("read the fleet registry") { try registry.entries(capabilities: false).map(\.factoryID) }
+        var hint = ""
+        do { try Publisher.checkRegistered(.ids([factoryID]), registered: known) } catch {
+            hint = error.suggestions.isEmpty ? " (no factory has registered)" : " (registered: \(error.suggestions.joined(separator: ", ")))"
+        }
+        throw CommandFailure(code: .failedUnchanged, message: "no factory '\(factoryID)' is registered\(hint); nothing was removed")
     }
 }
 

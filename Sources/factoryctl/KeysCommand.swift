@@ -12,7 +12,7 @@ struct KeysCommand: ParsableCommand {
     )
 }
 
-struct KeysGenerateCommand: ParsableCommand {
+struct KeysGenerateCommand: FactoryctlCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "Write a new mission signing key pair: DIR/mission.key (0600) and DIR/mission.pub.",
@@ -37,18 +37,10 @@ struct KeysGenerateCommand: ParsableCommand {
     @Flag(name: .long, help: "Print one JSON object instead of text.")
     var json = false
 
-    func run() throws {
-        let directory = URL(fileURLWithPath: out).standardizedFileURL.path
+    func run(_ context: CommandContext) throws {
+        let directory = context.absolutePath(out)
         let privatePath = directory + "/mission.key", publicPath = directory + "/mission.pub"
-        for path in [privatePath, publicPath] where FileManager.default.fileExists(atPath: path) {
-            throw CommandFailure(code: .failedUnchanged, message: "\(path) already exists; nothing was written (move it away to make a new pair)")
-        }
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw CommandFailure(code: .failedUnchanged, message: "cannot create \(directory): \(error)")
-        }
+        try prepare(directory, for: [privatePath, publicPath])
         let signer = MissionSigner.generate()
         try write(signer.privateKeyText, to: privatePath, mode: 0o600)
         do {
@@ -58,11 +50,24 @@ struct KeysGenerateCommand: ParsableCommand {
             throw error
         }
         if json {
-            try printJSON(GeneratedKeys(keyID: signer.keyID, privateKey: privatePath, publicKey: publicPath))
+            try context.printJSON(GeneratedKeys(keyID: signer.keyID, privateKey: privatePath, publicKey: publicPath))
         } else {
-            say("Key \(signer.keyID)")
-            say("  private: \(privatePath) (keep at HQ: UA_MISSION_SIGNING_KEY)")
-            say("  public:  \(publicPath) (on every factory: UA_MISSION_VERIFY_KEYS)")
+            context.say("Key \(signer.keyID)")
+            context.say("  private: \(privatePath) (keep at HQ: UA_MISSION_SIGNING_KEY)")
+            context.say("  public:  \(publicPath) (on every factory: UA_MISSION_VERIFY_KEYS)")
+        }
+    }
+
+    /// Refuses to overwrite either file; creates the directory (0700) if it is missing.
+    private func prepare(_ directory: String, for paths: [String]) throws(CommandFailure) {
+        for path in paths where FileManager.default.fileExists(atPath: path) {
+            throw CommandFailure(code: .failedUnchanged, message: "\(path) already exists; nothing was written (move it away to make a new pair)")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw CommandFailure(code: .failedUnchanged, message: "cannot create \(directory): \(error)")
         }
     }
 

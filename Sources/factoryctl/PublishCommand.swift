@@ -8,7 +8,7 @@ import GitKit
 import Logging
 import Synchronization
 
-struct PublishCommand: ParsableCommand {
+struct PublishCommand: FactoryctlCommand {
     static let configuration = CommandConfiguration(
         commandName: "publish",
         abstract: "Publish an update, pause or resume mission on the Redis mission stream (HQ only).",
@@ -59,15 +59,7 @@ struct PublishCommand: ParsableCommand {
             completion: .custom(Completions.factoryIDs))
     var target: [String] = []
 
-    @Option(name: [.short, .long], help: ArgumentHelp("Branch for an update.", valueName: "name"),
-            completion: .custom(Completions.branches))
-    var branch = "main"
-
-    @Option(name: .long, help: ArgumentHelp("Pin the update to this commit (full id): every factory moves exactly there, and refuses it unless it is on the branch.", valueName: "sha"))
-    var commit: String?
-
-    @Flag(name: .long, help: "Let factories move to older code (a deliberate fleet rollback to --commit).")
-    var allowRewind = false
+    @OptionGroup var revision: RevisionOptions
 
     @Option(name: .long, help: ArgumentHelp("The factories' repository, to pin an update to its branch tip now (env UA_FACTORY_REPO_URL; else the origin of UA_FACTORY_DIR's checkout).", valueName: "url"))
     var repo: String?
@@ -110,141 +102,162 @@ struct PublishCommand: ParsableCommand {
             if dryRun { throw ValidationError("a rollout has no --dry-run; use publish update --dry-run to see the targets") }
             if noPin { throw ValidationError("a rollout sends one pinned commit: drop --no-pin") }
         }
-        if action == .update {
-            do { try BranchName.validate(branch) } catch { throw ValidationError("\(error)") }
-        }
         if action != .update, target.isEmpty {
             throw ValidationError("\(action.rawValue) needs --target (use --target '*' for every factory)")
         }
         do { _ = try MissionTarget(arguments: target) } catch { throw ValidationError("\(error)") }
         guard (1...86_400).contains(missionTimeout) else { throw ValidationError("--mission-timeout must be 1...86400 seconds") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
-        if let maxLength, maxLength < 100 { throw ValidationError("--max-length must be at least 100") }
-        if dryRun && wait { throw ValidationError("use --dry-run or --wait, not both") }
-        if let commit {
-            guard action == .update || action == .rollback else { throw ValidationError("--commit is for update and rollback missions") }
-            guard Mission.isCommitID(commit) else {
-                throw ValidationError("--commit needs a full commit id (40 lowercase hex digits), not '\(commit.prefix(60))'")
-            }
+        if let maxLength, maxLength < FactoryEnvironment.minimumStreamMaxLength {
+            throw ValidationError("--max-length must be at least \(FactoryEnvironment.minimumStreamMaxLength)")
         }
-        if allowRewind, commit == nil { throw ValidationError("--allow-rewind needs --commit (the commit to roll the fleet back to)") }
-        if noPin, commit != nil || repo != nil { throw ValidationError("--no-pin cannot go with --commit or --repo") }
+        if dryRun && wait { throw ValidationError("use --dry-run or --wait, not both") }
+        if revision.commit != nil, action != .update, action != .rollback {
+            throw ValidationError("--commit is for update and rollback missions")
+        }
+        if revision.allowRewind, revision.commit == nil { throw ValidationError("--allow-rewind needs --commit (the commit to roll the fleet back to)") }
+        if noPin, revision.commit != nil || repo != nil { throw ValidationError("--no-pin cannot go with --commit or --repo") }
     }
 
-    func run() throws {
-        let environment = FactoryEnvironment.current
-        guard environment.role == "HEADQUARTERS" else {
-            throw CommandFailure(code: .refused,
-                                 message: "delegation publish not allowed on this machine (FACTORY_ROLE=\(environment.role)); publish from HQ, where FACTORY_ROLE=HEADQUARTERS")
-        }
-        // Read up front, as update does: a bad value is refused before anything is published.
-        _ = try environment.checkedFetchTimeout()
-        let leaseSeconds = try environment.checkedRolloutLeaseSeconds()
-        let logger = global.logger("factoryctl.publish")
-        let maxLength = self.maxLength ?? environment["UA_DELEGATION_STREAM_MAXLEN"].flatMap(Int.init) ?? 10_000
-        let bus = try redis.bus(environment, maxLength: maxLength)
-        let signer: MissionSigner?
-        do { signer = try environment.missionSigner() } catch { throw CommandFailure(code: .usage, message: "\(error)") }
-        let publisher = Publisher(bus: bus, logger: logger, signer: signer)
+    func run(_ context: CommandContext) throws {
+        let session = try PublishSession(self, context)
         if action == .resumeRollout || action == .abortRollout {
-            return try controlRollout(publisher, id: rolloutID ?? "", leaseSeconds: leaseSeconds, logger: logger)
+            return try controlRollout(session, id: rolloutID ?? "")
         }
-        let kind: Mission.Kind = switch action {
+        let target = try configured { try MissionTarget(arguments: self.target) }
+        if rollout.isRollout { return try startRollout(session, target: target) }
+        if dryRun { return try showPlan(session, target: target) }
+        let outcome = try publish(session, target: target)
+        if wait { return try waitForResults(session, outcome) }
+        if json { try context.printJSON(outcome) } else { context.say(outcome.jobID) }
+    }
+
+    /// The mission's kind for the action (the rollout controls send no mission).
+    var kind: Mission.Kind {
+        switch action {
         case .update: .update
         case .pause: .pause
         case .resume: .resume
         case .rollback, .resumeRollout, .abortRollout: .rollback
         }
-        let target = try MissionTarget(arguments: target)
-        if rollout.isRollout {
-            return try startRollout(publisher, target: target, environment: environment, leaseSeconds: leaseSeconds, logger: logger)
-        }
-        if dryRun { return try showPlan(publisher, kind: kind, target: target) }
-        let commit = try self.commit ?? (kind == .update && !noPin ? resolveTip(environment, logger: logger) : nil)
-        let outcome: Publisher.Outcome
-        do {
-            outcome = try withRedis("publish") {
-                try publisher.publish(kind: kind, target: target, branch: branch,
-                                      timeoutSeconds: Int64(missionTimeout), force: force, requireRegistered: !allowUnregistered,
-                                      commit: commit, allowRewind: allowRewind)
+    }
+
+    private func publish(_ session: PublishSession, target: MissionTarget) throws -> Publisher.Outcome {
+        let commit = try revision.commit ?? (kind == .update && !noPin ? pinnedTip(session) : nil)
+        return try publishRefusals {
+            try withRedis("publish") {
+                try session.publisher.publish(kind: kind, target: target, branch: revision.branch,
+                                              timeoutSeconds: Int64(missionTimeout), force: force, requireRegistered: !allowUnregistered,
+                                              commit: commit, allowRewind: revision.allowRewind)
             }
-        } catch let refusal as Publisher.Refusal {
-            throw CommandFailure(code: .refused, message: refusal.description)
-        } catch let refusal as Publisher.UnregisteredTarget {
-            throw CommandFailure(code: .refused, message: refusal.description)
         }
-        if !wait {
-            if json { try printJSON(outcome) } else { say(outcome.jobID) }
-            return
-        }
-        if !json { say(outcome.jobID) }
-        let progress = WaitProgress(total: outcome.targeted.count, enabled: !json)
+    }
+
+    /// `--wait`: progress on stderr as results come, then the summary.
+    private func waitForResults(_ session: PublishSession, _ outcome: Publisher.Outcome) throws {
+        let context = session.context
+        if !json { context.say(outcome.jobID) }
+        let progress = WaitProgress(total: outcome.targeted.count, enabled: !json, stream: context.stderr)
         if !json {
-            for id in outcome.skipped { StandardStream.error("  \(id): stale, not waited for\n") }
-            StandardStream.error("  waiting for \(outcome.targeted.count) factor\(outcome.targeted.count == 1 ? "y" : "ies")\n")
+            for id in outcome.skipped { context.stderr.write("  \(id): stale, not waited for\n") }
+            context.stderr.write("  waiting for \(outcome.targeted.count) factor\(outcome.targeted.count == 1 ? "y" : "ies")\n")
         }
         let summary = try withRedis("wait for results") {
-            try publisher.wait(for: outcome, timeout: timeout, stop: StopSignal(), onEvent: progress.show)
+            try session.publisher.wait(for: outcome, timeout: timeout, stop: StopSignal(), onEvent: progress.show)
         }
         let (status, message): (ExitStatus, String?) =
             if summary.targeted.isEmpty { (.timedOut, "no live registered factory matches \(outcome.targets); nothing to wait for") }
             else if summary.timedOut { (.timedOut, "timed out waiting for \(summary.pending.joined(separator: ", "))") }
             else if !summary.allSucceeded { (.failedUnchanged, "some factories failed") }
             else { (.success, nil) }
-        if json { try printJSON(summary, exit: status, error: message) } else { PublishSummaryText(summary: summary).lines.forEach(say) }
+        if json {
+            try context.printJSON(summary, exit: status, error: message)
+        } else {
+            PublishSummaryText(summary: summary).lines.forEach(context.say)
+        }
         if let message { throw CommandFailure(code: status, message: message) }
     }
 
-    /// Pins an update to the branch's tip as it is now, so every factory ends on the same commit
-    /// however long the rollout takes. Without a repository to ask, the mission is not pinned.
-    func resolveTip(_ environment: FactoryEnvironment, logger: Logger) throws -> String? {
-        var url = repo ?? environment["UA_FACTORY_REPO_URL"]
-        if url == nil, let directory = environment.factoryDirectory {
-            url = try? Repository.open(at: directory).remoteURL("origin")
-        }
-        guard let url, !url.isEmpty else {
-            logger.notice("not pinned: no repository to resolve \(branch) from (set UA_FACTORY_REPO_URL or --repo); each factory takes the branch's tip when it fetches")
-            return nil
-        }
-        let shown = UpdatePipeline.redact(url)
-        do {
-            let timeout = try environment.checkedFetchTimeout()
-            guard let tip = try IsolatedFetch.remoteTip(url: url, branch: branch, environment: environment.values, timeout: timeout) else {
-                throw CommandFailure(code: .failedUnchanged, message: "\(shown) has no branch '\(branch)'; nothing was published")
+    /// Pins an update to the branch's tip as it is now (`BranchTip`: --repo, else
+    /// UA_FACTORY_REPO_URL, else the origin of UA_FACTORY_DIR's checkout), so every factory ends
+    /// on the same commit however long the rollout takes. With no repository to ask, nil.
+    func pinnedTip(_ session: PublishSession) throws(CommandFailure) -> String? {
+        let branch = revision.branch
+        let tip = try configured { try BranchTip(repository: repo, environment: session.context.environment) }
+        do throws(BranchTip.Failure) {
+            switch try tip.resolve(branch) {
+            case .unpinned:
+                session.logger.notice("not pinned: no repository to resolve \(branch) from (set UA_FACTORY_REPO_URL or --repo); each factory takes the branch's tip when it fetches")
+                return nil
+            case .pinned(let commit, let shownURL):
+                session.logger.info("pinned to \(commit) (the tip of \(branch) at \(shownURL))")
+                return commit
             }
-            logger.info("pinned to \(tip.hex) (the tip of \(branch) at \(shown))")
-            return tip.hex
-        } catch let failure as CommandFailure {
-            throw failure
         } catch {
-            throw CommandFailure(code: .remoteUnreachable,
-                                 message: "could not read the tip of \(branch) from \(shown): \(error); nothing was published (pass --commit SHA to pin by hand, or --no-pin)")
+            switch error.reason {
+            case .noSuchBranch:
+                throw CommandFailure(code: .failedUnchanged, message: "\(error); nothing was published")
+            case .unreadable:
+                throw CommandFailure(code: .remoteUnreachable, message: "\(error); nothing was published (pass --commit SHA to pin by hand, or --no-pin)")
+            }
         }
     }
 
-    private func showPlan(_ publisher: Publisher, kind: Mission.Kind, target: MissionTarget) throws {
-        let matches: [Publisher.Match]
-        do {
-            matches = try withRedis("read the fleet registry") {
-                try publisher.plan(kind: kind, target: target, force: force, requireRegistered: !allowUnregistered)
+    private func showPlan(_ session: PublishSession, target: MissionTarget) throws {
+        let context = session.context
+        let matches = try publishRefusals {
+            try withRedis("read the fleet registry") {
+                try session.publisher.plan(kind: kind, target: target, force: force, requireRegistered: !allowUnregistered,
+                                           now: context.now())
             }
-        } catch let refusal as Publisher.Refusal {
-            throw CommandFailure(code: .refused, message: refusal.description)
-        } catch let refusal as Publisher.UnregisteredTarget {
-            throw CommandFailure(code: .refused, message: refusal.description)
         }
+        let branch = revision.branch
         if json {
-            try printJSON(PublishPlan(kind: kind.rawValue, branch: branch, targets: target.description, dryRun: true, matches: matches))
+            try context.printJSON(PublishPlan(kind: kind.rawValue, branch: branch, targets: target.description, dryRun: true, matches: matches))
             return
         }
         let live = matches.filter { !$0.stale }.count
-        say("Would publish \(kind.rawValue)\(kind == .update ? " of \(branch)" : "") for \(target): \(matches.count) registered factor\(matches.count == 1 ? "y matches" : "ies match") (\(live) live)")
+        context.say("Would publish \(kind.rawValue)\(kind == .update ? " of \(branch)" : "") for \(target): \(matches.count) registered factor\(matches.count == 1 ? "y matches" : "ies match") (\(live) live)")
         let rows = matches.map { match in
             [match.factoryID, match.stale ? "\(match.status) (stale)" : match.status, match.branch ?? "-",
              match.commit.map { String($0.prefix(7)) } ?? "-"]
         }
-        if !rows.isEmpty { sayAll(render([["FACTORY", "STATUS", "BRANCH", "COMMIT"]] + rows)) }
-        say("Dry run: nothing was published")
+        if !rows.isEmpty { context.sayAll(render([["FACTORY", "STATUS", "BRANCH", "COMMIT"]] + rows)) }
+        context.say("Dry run: nothing was published")
+    }
+}
+
+/// What every publish runs with: the HEADQUARTERS rule passed, the configuration read (a bad
+/// value is refused before anything is published, as update refuses it), the publisher on its bus.
+struct PublishSession {
+    let context: CommandContext
+    let publisher: Publisher
+    let logger: Logger
+    /// `FACTORYCTL_ROLLOUT_LEASE_SECONDS`.
+    let leaseSeconds: Double
+
+    init(_ command: PublishCommand, _ context: CommandContext) throws(CommandFailure) {
+        let environment = context.environment
+        try environment.role.require(.publish)
+        _ = try configured { try environment.fetchTimeout() }
+        leaseSeconds = try configured { try environment.rolloutLeaseSeconds() }
+        logger = command.global.logger("factoryctl.publish", context)
+        let maxLength = try configured { try environment.missionStreamMaxLength(flag: command.maxLength) }
+        let bus = try command.redis.bus(context, maxLength: maxLength)
+        let signer = try configured { try environment.missionSigner() }
+        publisher = Publisher(bus: bus, logger: logger, signer: signer)
+        self.context = context
+    }
+}
+
+/// A publish the fleet refuses (an update in flight, a target nobody registered): exit 8.
+func publishRefusals<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let refusal as Publisher.Refusal {
+        throw CommandFailure(code: .refused, message: refusal.description)
+    } catch let refusal as Publisher.UnregisteredTarget {
+        throw CommandFailure(code: .refused, message: refusal.description)
     }
 }
 
@@ -266,11 +279,13 @@ struct PublishPlan: Encodable {
 final class WaitProgress: Sendable {
     let total: Int
     let enabled: Bool
+    let stream: CommandOutput
     private let done = Mutex(Set<String>())
 
-    init(total: Int, enabled: Bool) {
+    init(total: Int, enabled: Bool, stream: CommandOutput) {
         self.total = total
         self.enabled = enabled
+        self.stream = stream
     }
 
     func show(_ event: Publisher.WaitEvent) {
@@ -292,7 +307,7 @@ final class WaitProgress: Sendable {
             line = "\(id): \(reason)"
         }
         let pending = total - done.withLock { $0.count }
-        StandardStream.error("  \(line) (\(pending) pending)\n")
+        stream.write("  \(line) (\(pending) pending)\n")
     }
 }
 

@@ -9,23 +9,25 @@ import RedisKit
 /// Where the mission bus is. Flags override the environment.
 struct RedisOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
-        "redis://[:password@]host:port/db or unix:///path.sock (env UA_REDIS_URL, else UA_REDIS_HOST/PORT/DB, REDIS_PASSWORD).",
+        "redis://[:password@]host:port/db, rediss://… (TLS: UA_REDIS_TLS_CA/CERT/KEY) or unix:///path.sock (env UA_REDIS_URL, else UA_REDIS_HOST/PORT/DB, REDIS_PASSWORD).",
         valueName: "url"))
     var redisURL: String?
 
     @Option(name: .long, help: ArgumentHelp("Mission stream (env UA_DELEGATION_STREAM_NAME; default ua:missions:delegation).", valueName: "name"))
     var stream: String?
 
-    func url(_ environment: FactoryEnvironment) throws -> RedisURL {
+    func url(_ context: CommandContext) throws(CommandFailure) -> RedisURL {
         do {
-            return try RedisURL(redisURL ?? environment.redisURL)
+            return try context.environment.redisServerURL(flag: redisURL)
         } catch {
             throw CommandFailure(code: .usage, message: "\(error)")
         }
     }
 
-    func bus(_ environment: FactoryEnvironment, maxLength: Int = 10_000, commandTimeout: Double = 10) throws -> MissionBus {
-        let client = RedisClient(url: try url(environment), connectTimeout: 5, commandTimeout: commandTimeout)
+    func bus(_ context: CommandContext, maxLength: Int = FactoryEnvironment.defaultStreamMaxLength,
+             commandTimeout: Double = 10) throws(CommandFailure) -> MissionBus {
+        let environment = context.environment
+        let client = RedisClient(url: try url(context), connectTimeout: 5, commandTimeout: commandTimeout)
         return MissionBus(redis: client, stream: stream ?? environment.missionStream,
                           deadLetterStream: environment.deadLetterStream, maxLength: maxLength, fleetID: environment.fleetID)
     }

@@ -5,7 +5,7 @@ import FactoryBasics
 import Glibc
 import GitKit
 
-struct RollbackCommand: ParsableCommand {
+struct RollbackCommand: FactoryctlCommand {
     static let configuration = CommandConfiguration(
         commandName: "rollback",
         abstract: "Move the factory back to the commit before its last successful update (or --to SHA).",
@@ -36,14 +36,7 @@ struct RollbackCommand: ParsableCommand {
     @Flag(name: .long, help: "Do not restart the services (and skip the health gate).")
     var noRestart = false
 
-    @Option(name: .long, help: ArgumentHelp("A systemd --user service to restart (repeatable; env UA_FACTORY_SERVICE).", valueName: "name"))
-    var service: [String] = []
-
-    @Flag(name: .long, help: "Do not run the dependency sync.")
-    var noSync = false
-
-    @Option(name: .long, help: ArgumentHelp("Seconds a restarted Type=simple/exec service must stay up.", valueName: "seconds"))
-    var settle: Double = 3
+    @OptionGroup var pipeline: PipelineOptions
 
     @Flag(name: [.customShort("n"), .long], help: "Say where it would go; change nothing.")
     var dryRun = false
@@ -55,55 +48,31 @@ struct RollbackCommand: ParsableCommand {
         if let to, !Mission.isCommitID(to) { throw ValidationError("--to needs a full commit id (40 lowercase hex digits)") }
         if let branch { do { try BranchName.validate(branch) } catch { throw ValidationError("\(error)") } }
         if branch != nil, to == nil { throw ValidationError("--branch goes with --to") }
-        guard settle >= 0, settle <= 600 else { throw ValidationError("--settle must be between 0 and 600 seconds") }
     }
 
-    func run() throws {
-        let environment = FactoryEnvironment.current
-        let factoryDirectory = directory.resolve(environment, searchUpward: true)
-        let target: RollbackTarget
+    func run(_ context: CommandContext) throws {
+        let factoryDirectory = directory.resolve(context, searchUpward: true)
+        let target = try rollbackTarget(factoryDirectory)
+        let logger = global.logger("factoryctl.rollback", context)
+        logger.notice("rolling back to \(target.commit.short) on \(target.branch)\(target.undoing.map { ", undoing \($0)" } ?? "")")
+        let settings = try pipeline.settings(pipeline.flags(restart: !noRestart), context)
+        var request = UpdateRequest(factoryDirectory: factoryDirectory, branch: target.branch, commit: target.commit,
+                                    allowRewind: true, settings: settings)
+        request.dryRun = dryRun
+        let report = PipelineRun(request: request, logger: logger).run(context)
+        let status = ExitStatus(report)
+        try UpdateSummary(report: report).write(to: context, json: json, status: status)
+        if status != .success { throw CommandFailure(code: status, message: report.error ?? "rollback failed") }
+    }
+
+    /// The commit before the last update (or `--to`); what is missing when there is none.
+    private func rollbackTarget(_ factoryDirectory: String) throws(CommandFailure) -> RollbackTarget {
         do {
-            target = try RollbackTarget.resolve(factoryDirectory: factoryDirectory, explicit: to.flatMap(ObjectID.init(hex:)), branch: branch)
+            return try RollbackTarget.resolve(factoryDirectory: factoryDirectory, explicit: to.flatMap(ObjectID.init(hex:)), branch: branch)
         } catch let missing as RollbackTarget.Missing {
             throw CommandFailure(code: .failedUnchanged, message: missing.description)
         } catch {
             throw CommandFailure(code: .failedUnchanged, message: "\(factoryDirectory) is not a git checkout (\(error)); set --factory-dir or UA_FACTORY_DIR")
         }
-        let logger = global.logger("factoryctl.rollback")
-        logger.notice("rolling back to \(target.commit.short) on \(target.branch)\(target.undoing.map { ", undoing \($0)" } ?? "")")
-        var request = UpdateRequest(factoryDirectory: factoryDirectory)
-        request.branch = target.branch
-        request.commit = target.commit
-        request.allowRewind = true
-        request.restart = !noRestart
-        request.services = service.isEmpty ? environment.services : service
-        request.dryRun = dryRun
-        request.sync = !noSync
-        request.syncCommand = environment.syncCommand
-        request.settleSeconds = settle
-        request.environment = environment.values
-        do {
-            request.fetchTimeout = try environment.fetchTimeout()
-            request.signaturePolicy = try environment.commitSignaturePolicy()
-            if request.restart { request.healthGate = try environment.healthGate() }
-        } catch {
-            throw CommandFailure(code: .usage, message: "\(error)")
-        }
-        let stop = StopSignal()
-        stop.installHandlers(brokenPipe: true)
-        var pipeline = UpdatePipeline(request: request, logger: logger)
-        pipeline.shouldCancel = { stop.isSet }
-        pipeline.shouldStopSync = { stop.childShouldStop(grace: UpdatePipeline.syncStopGrace) }
-        stop.onSet {
-            logger.notice("asked to stop: stopping once nothing is half-done (a running sync gets up to \(Int(UpdatePipeline.syncStopGrace)) s; ask again to end it now)")
-        }
-        let report = pipeline.run()
-        let status = ExitStatus(report)
-        if json {
-            try printJSON(report, exit: status)
-        } else {
-            UpdateSummary(report: report).lines.forEach(say)
-        }
-        if status != .success { throw CommandFailure(code: status, message: report.error ?? "rollback failed") }
     }
 }

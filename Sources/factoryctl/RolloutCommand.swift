@@ -39,67 +39,66 @@ struct RolloutOptions: ParsableArguments {
         guard waveTimeout > 0 else { throw ValidationError("--wave-timeout must be positive") }
         for id in canaryTarget where !MissionID.isValid(id) { throw ValidationError("invalid factory id '\(id)'") }
     }
+
+    /// The waves and their pacing, as these flags say.
+    func apply(to start: inout RolloutStart) {
+        start.canaryTargets = canaryTarget
+        start.canary = canary.flatMap(Rollout.Size.init)
+        start.batch = batch.flatMap(Rollout.Size.init)
+        start.pauseSeconds = pause
+        start.maxFailures = maxFailures
+        start.rollbackOnHalt = rollbackOnHalt
+        start.waveTimeout = waveTimeout
+    }
 }
 
 extension PublishCommand {
-    func startRollout(_ publisher: Publisher, target: MissionTarget, environment: FactoryEnvironment, leaseSeconds: Double,
-                      logger: Logger) throws {
-        guard let commit = try commit ?? resolveTip(environment, logger: logger) else {
+    /// Starts the rollout (`RolloutStart`, as the HTTP route does) and drives it here.
+    func startRollout(_ session: PublishSession, target: MissionTarget) throws {
+        guard let commit = try revision.commit ?? pinnedTip(session) else {
             throw CommandFailure(code: .usage, message: "a rollout moves every wave to one commit: pass --commit SHA, or set UA_FACTORY_REPO_URL (or --repo) to pin the branch's tip")
         }
-        let matches: [Publisher.Match]
+        var start = RolloutStart(target: target, branch: revision.branch, commit: commit)
+        rollout.apply(to: &start)
+        start.missionTimeout = Int64(missionTimeout)
+        start.force = force
+        start.requireRegistered = !allowUnregistered
+        let runner = session.rollout(runnerName: Self.runnerName)
+        let plan: Rollout.Plan
         do {
-            matches = try withRedis("read the fleet registry") {
-                try publisher.plan(kind: .update, target: target, force: force, requireRegistered: !allowUnregistered)
-            }
-        } catch let refusal as Publisher.Refusal {
-            throw CommandFailure(code: .refused, message: refusal.description)
-        } catch let refusal as Publisher.UnregisteredTarget {
-            throw CommandFailure(code: .refused, message: refusal.description)
-        }
-        let live = matches.filter { !$0.stale }.map(\.factoryID)
-        guard !live.isEmpty else { throw CommandFailure(code: .timedOut, message: "no live registered factory matches \(target); nothing to roll out") }
-        let waves = Rollout.waves(live: live, canaryTargets: rollout.canaryTarget, canary: rollout.canary.flatMap(Rollout.Size.init),
-                                  batch: rollout.batch.flatMap(Rollout.Size.init))
-        let plan = Rollout.Plan(id: MissionID.make(prefix: "rollout"), branch: branch, commit: commit, waves: waves,
-                                pauseSeconds: rollout.pause, maxFailures: rollout.maxFailures, rollbackOnHalt: rollout.rollbackOnHalt,
-                                waveTimeout: rollout.waveTimeout, missionTimeout: Int64(missionTimeout),
-                                createdAt: Date().timeIntervalSince1970)
-        let runner = Rollout(publisher: publisher, logger: logger, leaseSeconds: leaseSeconds, runnerName: Self.runnerName)
-        do {
+            plan = try publishRefusals { try withRedis("read the fleet registry") { try start.plan(with: runner, now: session.context.now()) } }
             try withRedis("record the rollout") { try runner.create(plan) }
+        } catch let none as RolloutStart.NoLiveFactory {
+            throw CommandFailure(code: .timedOut, message: "\(none); nothing to roll out")
         } catch let conflict as Rollout.Conflict {
             throw CommandFailure(code: .refused, message: conflict.description)
         }
-        if !json { say(plan.id) }
-        StandardStream.error("rollout \(plan.id): \(waves.count) wave\(waves.count == 1 ? "" : "s") of \(waves.map { String($0.count) }.joined(separator: ", ")) → \(commit.prefix(7))\n")
-        try drive(runner, id: plan.id)
+        if !json { session.context.say(plan.id) }
+        let waves = plan.waves
+        session.context.stderr.write("rollout \(plan.id): \(waves.count) wave\(waves.count == 1 ? "" : "s") of \(waves.map { String($0.count) }.joined(separator: ", ")) → \(commit.prefix(7))\n")
+        try drive(runner, id: plan.id, session.context)
     }
 
     /// Names this process in a rollout's lease.
     static let runnerName = "factoryctl publish"
 
-    func controlRollout(_ publisher: Publisher, id: String, leaseSeconds: Double, logger: Logger) throws {
-        let runner = Rollout(publisher: publisher, logger: logger, leaseSeconds: leaseSeconds, runnerName: Self.runnerName)
-        if action == .abortRollout {
-            let aborted = try withRedis("abort the rollout") { try runner.abort(id) }
-            guard aborted else { throw CommandFailure(code: .failedUnchanged, message: "rollout \(id) is not running (unknown, finished or already aborted)") }
-            let summary = try withRedis("read the rollout") { try runner.summary(id) }
-            if json { try printJSON(summary) } else { RolloutText(summary: summary).lines.forEach(say) }
-            return
-        }
-        try drive(runner, id: id)
+    func controlRollout(_ session: PublishSession, id: String) throws {
+        let runner = session.rollout(runnerName: Self.runnerName)
+        guard action == .abortRollout else { return try drive(runner, id: id, session.context) }
+        let aborted = try withRedis("abort the rollout") { try runner.abort(id) }
+        guard aborted else { throw CommandFailure(code: .failedUnchanged, message: "rollout \(id) is not running (unknown, finished or already aborted)") }
+        let summary = try withRedis("read the rollout") { try runner.summary(id) }
+        try RolloutText(summary: summary).write(to: session.context, json: json)
     }
 
     /// Runs the rollout to its end (or until SIGTERM/Ctrl-C: then it can be resumed).
-    private func drive(_ runner: Rollout, id: String) throws {
-        let stop = StopSignal()
-        stop.installHandlers()
-        let quiet = json
+    private func drive(_ runner: Rollout, id: String, _ context: CommandContext) throws {
+        let stop = context.stopSignal()
+        let stderr: CommandOutput? = json ? nil : context.stderr
         let summary: Rollout.Summary
         do {
             summary = try withRedis("run the rollout") {
-                try runner.run(id, stop: stop) { line in if !quiet { StandardStream.error(line + "\n") } }
+                try runner.run(id, stop: stop) { line in stderr?.write(line + "\n") }
             }
         } catch let busy as RolloutLease.Busy {
             throw CommandFailure(code: .refused, message: busy.description)
@@ -108,7 +107,15 @@ extension PublishCommand {
         } catch let error as FactoryError {
             throw CommandFailure(code: .failedUnchanged, message: "\(error)")
         }
-        let (status, message): (ExitStatus, String?) = switch summary.state {
+        let (status, message) = Self.outcome(of: summary)
+        try RolloutText(summary: summary).write(to: context, json: json, status: status, error: message)
+        if let message { throw CommandFailure(code: status, message: message) }
+    }
+
+    /// How a rollout that stopped running ends the command.
+    static func outcome(of summary: Rollout.Summary) -> (ExitStatus, String?) {
+        let id = summary.id
+        return switch summary.state {
         case .succeeded: (.success, nil)
         case .halted: (.failedUnchanged, "rollout \(id) halted at wave \(summary.wave + 1): \(summary.failures.map(\.factoryID).joined(separator: ", "))")
         case .rolledBack: (.rolledBack, "rollout \(id) halted at wave \(summary.wave + 1) and rolled back")
@@ -116,14 +123,24 @@ extension PublishCommand {
         case .aborted: (.refused, "rollout \(id) was aborted")
         case .running: (.failedUnchanged, "stopped; the rollout is still running: factoryctl publish resume-rollout \(id)")
         }
-        if json { try printJSON(summary, exit: status, error: message) } else { RolloutText(summary: summary).lines.forEach(say) }
-        if let message { throw CommandFailure(code: status, message: message) }
+    }
+}
+
+extension PublishSession {
+    /// A rollout runner on this session's publisher, under the lease settings.
+    func rollout(runnerName: String) -> Rollout {
+        Rollout(publisher: publisher, logger: logger, leaseSeconds: leaseSeconds, runnerName: runnerName)
     }
 }
 
 /// A rollout for people: the state, then where every factory is.
 struct RolloutText {
     let summary: Rollout.Summary
+
+    /// The summary as one JSON object, or the text.
+    func write(to context: CommandContext, json: Bool, status: ExitStatus = .success, error: String? = nil) throws {
+        if json { try context.printJSON(summary, exit: status, error: error) } else { lines.forEach(context.say) }
+    }
 
     var lines: [String] {
         var lines = ["Rollout \(summary.id): \(summary.state.rawValue), \(summary.branch) → \(summary.commit.prefix(7)), wave \(min(summary.wave + 1, summary.waves.count)) of \(summary.waves.count)"]

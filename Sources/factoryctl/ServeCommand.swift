@@ -6,7 +6,7 @@ import Dispatch
 import FactoryBasics
 import Glibc
 
-struct ServeCommand: AsyncParsableCommand {
+struct ServeCommand: AsyncFactoryctlCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Run the HQ HTTP endpoint (publish updates, fleet registry, fleet page).",
@@ -34,9 +34,10 @@ struct ServeCommand: AsyncParsableCommand {
         Publishing routes need FACTORY_ROLE=HEADQUARTERS (else 403). The server refuses \
         to start without UA_OPS_TOKEN unless --insecure-no-auth, and with a token shorter than \
         16 characters (exit 64). An address it cannot listen on (in use, not permitted) exits \
-        12; the unit does not restart on 64 or 12. SIGTERM shuts down gracefully. With \
-        UA_FACTORY_REPO_URL, an update without "commit" is pinned to the branch's tip read \
-        there (502 when it cannot be read); with UA_MISSION_SIGNING_KEY every mission is signed.
+        12; the unit does not restart on 64 or 12. SIGTERM shuts down gracefully. An update or \
+        rollout without "commit" is pinned to the branch's tip, read as `publish` reads it \
+        (UA_FACTORY_REPO_URL, else the origin of UA_FACTORY_DIR's checkout; 502 when it cannot \
+        be read); with UA_MISSION_SIGNING_KEY every mission is signed.
 
         Example:
           UA_OPS_TOKEN=... FACTORY_ROLE=HEADQUARTERS factoryctl serve --port 8080
@@ -58,45 +59,24 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Serve /api/v1/ without a token (never on a reachable address).")
     var insecureNoAuth = false
 
-    /// Shorter tokens are refused: 16 random characters is the least worth guarding an API with.
-    static let minimumTokenLength = 16
-
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
     }
 
-    func run() async throws {
-        let environment = FactoryEnvironment.current
-        let logger = global.logger("factoryctl.serve")
-        var configuration = GatewayConfiguration(role: environment.role)
+    func run(_ context: CommandContext) async throws {
+        let logger = global.logger("factoryctl.serve", context)
+        var configuration = try configured { try GatewayConfiguration(environment: context.environment, insecureNoAuth: insecureNoAuth) }
         configuration.host = host
         configuration.port = port
-        configuration.opsToken = environment.opsToken
-        configuration.insecureNoAuth = insecureNoAuth
-        do { configuration.signer = try environment.missionSigner() } catch { throw CommandFailure(code: .usage, message: "\(error)") }
-        configuration.repoURL = environment["UA_FACTORY_REPO_URL"].flatMap { $0.isEmpty ? nil : $0 }
-        configuration.fetchTimeout = try environment.checkedFetchTimeout()
-        configuration.rolloutLeaseSeconds = try environment.checkedRolloutLeaseSeconds()
-        configuration.environment = environment.values
-        if configuration.opsToken == nil && !insecureNoAuth {
-            throw CommandFailure(code: .usage, message: "UA_OPS_TOKEN is not set: refusing to serve /api/v1/ without a token (pass --insecure-no-auth to do it anyway)")
-        }
-        if let token = configuration.opsToken, token.utf8.count < Self.minimumTokenLength {
-            // Never echo the token itself, not even its length beyond "too short".
-            throw CommandFailure(code: .usage, message: "UA_OPS_TOKEN is shorter than \(Self.minimumTokenLength) characters: refusing a token that can be guessed. Generate one with `openssl rand -hex 32`")
-        }
         if insecureNoAuth {
             logger.critical("INSECURE: --insecure-no-auth given: /api/v1/ routes accept requests WITHOUT a token")
         }
-        if environment.role != "HEADQUARTERS" {
-            logger.warning("FACTORY_ROLE=\(environment.role): publishing routes will answer 403")
+        if !configuration.role.isHeadquarters {
+            logger.warning("FACTORY_ROLE=\(configuration.role): publishing routes will answer 403")
         }
-        let gateway = Gateway(configuration: configuration, bus: try redis.bus(environment), logger: logger)
-        let address = configuration.host
+        let gateway = Gateway(configuration: configuration, bus: try redis.bus(context), logger: logger)
         do {
-            try await gateway.run { boundPort in
-                logger.notice("listening on \(address):\(boundPort)")
-            }
+            try await gateway.run { [host] boundPort in logger.notice("listening on \(host):\(boundPort)") }
         } catch let error as Gateway.ListenError {
             throw CommandFailure(code: .cannotListen, message: "\(error)")
         }

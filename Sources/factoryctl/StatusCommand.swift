@@ -5,7 +5,7 @@ import Dispatch
 import FactoryBasics
 import Glibc
 
-struct StatusCommand: ParsableCommand {
+struct StatusCommand: FactoryctlCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show the local checkout, the whole fleet (--fleet), or one mission's results (--job).",
@@ -50,22 +50,21 @@ struct StatusCommand: ParsableCommand {
         if let job, !MissionID.isValid(job) { throw ValidationError("invalid job id '\(job)'") }
     }
 
-    func run() throws {
-        let environment = FactoryEnvironment.current
-        if fleet { return try showFleet(environment) }
-        if let job { return try showJob(job, environment) }
-        if let rollout { return try showRollout(rollout, environment) }
+    func run(_ context: CommandContext) throws {
+        if fleet { return try showFleet(context) }
+        if let job { return try showJob(job, context) }
+        if let rollout { return try showRollout(rollout, context) }
         let status: LocalStatus
         do {
-            status = try LocalStatus.read(factoryDirectory: directory.resolve(environment, searchUpward: true), fetch: fetch,
-                                          environment: environment.values)
+            status = try LocalStatus.read(factoryDirectory: directory.resolve(context, searchUpward: true), fetch: fetch,
+                                          environment: context.environment.values)
         } catch {
             throw CommandFailure(code: .failedUnchanged, message: "\(error)")
         }
         if json {
-            try printJSON(status)
+            try context.printJSON(status)
         } else {
-            LocalStatusText(status: status).lines.forEach(say)
+            LocalStatusText(status: status).lines.forEach(context.say)
         }
     }
 }
@@ -105,50 +104,51 @@ struct LocalStatusText {
 }
 
 extension StatusCommand {
-    func showFleet(_ environment: FactoryEnvironment) throws {
-        let bus = try redis.bus(environment)
+    func showFleet(_ context: CommandContext) throws {
+        let bus = try redis.bus(context)
         let entries = try withRedis("read the fleet registry") { try FleetRegistry(redis: bus.redis).entries(capabilities: json) }
-        let now = Date()
+        let now = context.now()
         let rows = entries.map { FleetRow(entry: $0, now: now) }
-        if json { try printJSON(FleetStatus(factories: rows)); return }
-        if rows.isEmpty { say("No factory has registered yet."); return }
+        if json { try context.printJSON(FleetStatus(factories: rows)); return }
+        if rows.isEmpty { context.say("No factory has registered yet."); return }
         let header = ["FACTORY", "STATUS", "BRANCH", "COMMIT", "LAST SEEN", "LAST JOB", "RESULT", "FACTORYCTL"]
         let table = rows.map { row in
             [row.factoryID, row.stale ? "\(row.status) (stale)" : row.status, row.branch ?? "-",
              row.commit.map { String($0.prefix(7)) } ?? "-", age(row.lastSeenSeconds), row.lastJobID ?? "-", row.lastJobStatus ?? "-",
              row.version.isEmpty ? "-" : row.version]
         }
-        sayAll(render([header] + table))
+        context.sayAll(render([header] + table))
     }
 
-    func showRollout(_ id: String, _ environment: FactoryEnvironment) throws {
-        let bus = try redis.bus(environment)
-        let runner = Rollout(publisher: Publisher(bus: bus, logger: global.logger("factoryctl.status")), logger: global.logger("factoryctl.status"))
+    func showRollout(_ id: String, _ context: CommandContext) throws {
+        let bus = try redis.bus(context)
+        let logger = global.logger("factoryctl.status", context)
+        let runner = Rollout(publisher: Publisher(bus: bus, logger: logger), logger: logger)
         let summary: Rollout.Summary
         do {
             summary = try withRedis("read rollout \(id)") { try runner.summary(id) }
         } catch let error as FactoryError {
             throw CommandFailure(code: .failedUnchanged, message: "\(error)")
         }
-        if json { try printJSON(summary) } else { RolloutText(summary: summary).lines.forEach(say) }
+        try RolloutText(summary: summary).write(to: context, json: json)
     }
 
-    func showJob(_ jobID: String, _ environment: FactoryEnvironment) throws {
-        let bus = try redis.bus(environment)
+    func showJob(_ jobID: String, _ context: CommandContext) throws {
+        let bus = try redis.bus(context)
         let (record, live) = try withRedis("read job \(jobID)") {
             (try bus.job(jobID), try FleetRegistry(redis: bus.redis).liveFactoryIDs())
         }
         let pending = record.pending(among: live)
         let unknown = "no record of job \(jobID) (unknown, or older than 7 days)"
         if json {
-            try printJSON(JobStatus(jobID: jobID, known: record.known,
+            try context.printJSON(JobStatus(jobID: jobID, known: record.known,
                                     meta: record.meta, results: record.results.map(\.json), pending: pending),
                           exit: record.known ? .success : .failedUnchanged, error: record.known ? nil : unknown)
         }
         guard record.known else { throw CommandFailure(code: .failedUnchanged, message: unknown) }
         if json { return }
         if let meta = record.meta {
-            say("Job \(jobID): \(meta["kind"]?.string ?? "?") branch \(meta["branch"]?.string ?? "?") for \(record.target?.description ?? "?")")
+            context.say("Job \(jobID): \(meta["kind"]?.string ?? "?") branch \(meta["branch"]?.string ?? "?") for \(record.target?.description ?? "?")")
         }
         let rows = record.results.map { result -> [String] in
             let r = result.result
@@ -156,7 +156,7 @@ extension StatusCommand {
                     r["from_commit"]?.string.map { String($0.prefix(7)) } ?? "-",
                     r["to_commit"]?.string.map { String($0.prefix(7)) } ?? "-", result.error ?? ""]
         } + pending.map { [$0, "PENDING", "-", "-", "-", ""] }
-        sayAll(render([["FACTORY", "STATUS", "OUTCOME", "FROM", "TO", "ERROR"]] + rows))
+        context.sayAll(render([["FACTORY", "STATUS", "OUTCOME", "FROM", "TO", "ERROR"]] + rows))
     }
 
     private func age(_ seconds: Double) -> String {
@@ -189,17 +189,6 @@ func render(_ rows: [[String]]) -> [String] {
         while line.last == " " { line.removeLast() }
         return line
     }
-}
-
-/// Lines to stdout in one write (a 1,000-row table is one syscall, not a thousand).
-func sayAll(_ lines: [String]) {
-    var text = ""
-    text.reserveCapacity(lines.reduce(0) { $0 + $1.utf8.count + 1 })
-    for line in lines {
-        text += line
-        text += "\n"
-    }
-    StandardStream.output(text)
 }
 
 struct FleetRow: Encodable {

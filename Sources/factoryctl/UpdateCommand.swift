@@ -5,8 +5,9 @@ import Dispatch
 import FactoryBasics
 import Glibc
 import GitKit
+import Logging
 
-struct UpdateCommand: ParsableCommand {
+struct UpdateCommand: FactoryctlCommand {
     static let configuration = CommandConfiguration(
         commandName: "update",
         abstract: "Pull the factory's branch (fetch + pull --rebase), sync dependencies, optionally restart.",
@@ -49,42 +50,20 @@ struct UpdateCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var directory: FactoryDirectoryOption
-
-    @Option(name: [.short, .long], help: ArgumentHelp("The branch to update to.", valueName: "name"),
-            completion: .custom(Completions.branches))
-    var branch = "main"
-
-    @Option(name: .long, help: ArgumentHelp("Move exactly to this commit (full id), which must be on origin's branch, instead of the branch's tip.", valueName: "sha"))
-    var commit: String?
-
-    @Flag(name: .long, help: "Allow moving to older code, or past a force-push that dropped commits this checkout runs (a deliberate rollback).")
-    var allowRewind = false
+    @OptionGroup var revision: RevisionOptions
+    @OptionGroup var pipeline: PipelineOptions
 
     @Flag(name: .long, help: "Restart the services afterwards and check they are active.")
     var restart = false
 
-    @Option(name: .long, help: ArgumentHelp(
-        "A systemd --user service to restart (repeatable; env UA_FACTORY_SERVICE; default universal-agent-local-factory).",
-        valueName: "name"))
-    var service: [String] = []
-
     @Flag(name: [.customShort("n"), .long], help: "Fetch and report what would change; change nothing else.")
     var dryRun = false
-
-    @Flag(name: .long, help: "Do not run the dependency sync (uv sync).")
-    var noSync = false
 
     @Flag(name: .long, help: "Exit 0 only when the checkout changed; exit 11 when it was already up to date (for cron and timer wrappers, like ansible-pull's --only-if-changed).")
     var exitCode = false
 
-    @Flag(name: .long, help: "Run the dependency sync even when no dependency file (pyproject.toml, uv.lock, ...) changed since the environment was last synced.")
-    var forceSync = false
-
     @Flag(name: .long, help: "Wait for another update's lock instead of failing at once.")
     var waitLock = false
-
-    @Option(name: .long, help: ArgumentHelp("Seconds a restarted service of Type=simple/exec must stay up before it counts as started (units that report readiness, Type=notify, are known at once).", valueName: "seconds"))
-    var settle: Double = 3
 
     @Option(name: .long, help: ArgumentHelp(
         "Longest a network fetch may wait without progress (connect or read) before it is stopped (env FACTORYCTL_FETCH_TIMEOUT; default 120).",
@@ -95,88 +74,64 @@ struct UpdateCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        do {
-            try BranchName.validate(branch)
-        } catch {
-            throw ValidationError("\(error)")
-        }
-        if let commit, !Mission.isCommitID(commit) {
-            throw ValidationError("--commit needs a full commit id (40 lowercase hex digits), not '\(commit.prefix(60))'")
-        }
-        for name in service where name.hasPrefix("-") || name.isEmpty {
-            throw ValidationError("invalid service name '\(name)'")
-        }
-        guard settle >= 0, settle <= 600 else { throw ValidationError("--settle must be between 0 and 600 seconds") }
-        if let fetchTimeout, !(fetchTimeout > 0 && fetchTimeout <= 86_400) {
+        if let fetchTimeout, !FactoryEnvironment.isValidFetchTimeout(fetchTimeout) {
             throw ValidationError("--fetch-timeout must be between 0 and 86400 seconds")
         }
     }
 
-    func run() throws {
-        let environment = FactoryEnvironment.current
-        var request = UpdateRequest(factoryDirectory: directory.resolve(environment, searchUpward: true))
-        request.branch = branch
-        request.restart = restart
-        request.services = service.isEmpty ? environment.services : service
+    func run(_ context: CommandContext) throws {
+        let settings = try pipeline.settings(pipeline.flags(restart: restart, waitForLock: waitLock, fetchTimeout: fetchTimeout), context)
+        var request = UpdateRequest(factoryDirectory: directory.resolve(context, searchUpward: true), branch: revision.branch,
+                                    commit: revision.commitID, allowRewind: revision.allowRewind, settings: settings)
         request.dryRun = dryRun
-        request.commit = commit.flatMap(ObjectID.init(hex:))
-        request.allowRewind = allowRewind
-        request.sync = !noSync
-        request.forceSync = forceSync
-        request.syncCommand = environment.syncCommand
-        request.waitForLock = waitLock
-        request.settleSeconds = settle
-        do {
-            request.fetchTimeout = try fetchTimeout ?? environment.fetchTimeout()
-        } catch {
-            throw CommandFailure(code: .usage, message: "\(error)")
-        }
-        request.environment = environment.values
-        do {
-            request.signaturePolicy = try environment.commitSignaturePolicy()
-            if restart { request.healthGate = try environment.healthGate() }
-        } catch {
-            throw CommandFailure(code: .usage, message: "\(error)")
-        }
-
-        // Ctrl-C, SIGTERM, a dropped SSH session (SIGHUP), SIGQUIT or a dead output pipe stop the
-        // update at once only while nothing has changed yet; once the checkout moves, the pipeline
-        // finishes (or rolls back) rather than leave it half-updated. A sync still running
-        // `UpdatePipeline.syncStopGrace` seconds after the stop (or at a second one) is ended, and
-        // the intent record is left for the next run to finish.
-        let stop = StopSignal()
-        stop.installHandlers(brokenPipe: true)
-        var pipeline = UpdatePipeline(request: request, logger: global.logger("factoryctl.update"))
-        pipeline.shouldCancel = { stop.isSet }
-        pipeline.shouldStopSync = { stop.childShouldStop(grace: UpdatePipeline.syncStopGrace) }
-        let stopLogger = global.logger("factoryctl.update")
-        stop.onSet {
-            stopLogger.notice("asked to stop: stopping once nothing is half-done (a running sync gets up to \(Int(UpdatePipeline.syncStopGrace)) s; ask again to end it now)")
-        }
-        let meter = ProgressMeter(enabled: stderrIsTerminal)
-        pipeline.progress = meter.show
-        let report = pipeline.run()
-        meter.finish()
-
+        let report = PipelineRun(request: request, logger: global.logger("factoryctl.update", context)).run(context, meter: true)
         var status = ExitStatus(report)
         if status == .success, exitCode, !report.changed, !report.dryRun { status = .upToDate }
-        if json {
-            try printJSON(report, exit: status)
-        } else {
-            UpdateSummary(report: report).lines.forEach(say)
-        }
+        try UpdateSummary(report: report).write(to: context, json: json, status: status)
         if status != .success {
             throw CommandFailure(code: status, message: status == .upToDate ? "" : report.error ?? "update failed")
         }
     }
 }
 
+/// Runs the update pipeline under the context's stop signal, as `update` and `rollback` do.
+///
+/// Ctrl-C, SIGTERM, a dropped SSH session (SIGHUP), SIGQUIT or a dead output pipe stop the
+/// update at once only while nothing has changed yet; once the checkout moves, the pipeline
+/// finishes (or rolls back) rather than leave it half-updated. A sync still running
+/// `UpdatePipeline.syncStopGrace` seconds after the stop (or at a second one) is ended, and the
+/// intent record is left for the next run to finish.
+struct PipelineRun {
+    let request: UpdateRequest
+    let logger: Logger
+
+    func run(_ context: CommandContext, meter showsProgress: Bool = false) -> UpdateReport {
+        let stop = context.stopSignal(brokenPipe: true)
+        var pipeline = UpdatePipeline(request: request, logger: logger)
+        pipeline.shouldCancel = { stop.isSet }
+        pipeline.shouldStopSync = { stop.childShouldStop(grace: UpdatePipeline.syncStopGrace) }
+        let logger = self.logger
+        stop.onSet {
+            logger.notice("asked to stop: stopping once nothing is half-done (a running sync gets up to \(Int(UpdatePipeline.syncStopGrace)) s; ask again to end it now)")
+        }
+        let meter = ProgressMeter(stream: context.stderr, enabled: showsProgress && context.stderr.isTerminal)
+        if showsProgress { pipeline.progress = meter.show }
+        let report = pipeline.run()
+        meter.finish()
+        return report
+    }
+}
+
 /// Fetch progress on a terminal; silent otherwise (never in logs).
 final class ProgressMeter {
+    let stream: CommandOutput
     let enabled: Bool
     private var lastPercent = -1
 
-    init(enabled: Bool) { self.enabled = enabled }
+    init(stream: CommandOutput, enabled: Bool) {
+        self.stream = stream
+        self.enabled = enabled
+    }
 
     func show(_ progress: FetchProgress) {
         guard enabled, progress.totalObjects > 0 else { return }
@@ -184,11 +139,11 @@ final class ProgressMeter {
         guard percent != lastPercent else { return }
         lastPercent = percent
         let kib = progress.receivedBytes / 1024
-        ProgressLine.write("Receiving objects: \(percent)% (\(progress.receivedObjects)/\(progress.totalObjects)), \(kib) KiB")
+        stream.progress("Receiving objects: \(percent)% (\(progress.receivedObjects)/\(progress.totalObjects)), \(kib) KiB")
     }
 
     func finish() {
-        ProgressLine.end()
+        stream.endProgress()
     }
 }
 
@@ -196,46 +151,24 @@ final class ProgressMeter {
 struct UpdateSummary {
     let report: UpdateReport
 
+    /// The report as one JSON object, or the summary lines.
+    func write(to context: CommandContext, json: Bool, status: ExitStatus) throws {
+        if json {
+            try context.printJSON(report, exit: status)
+        } else {
+            lines.forEach(context.say)
+        }
+    }
+
     var lines: [String] {
         var lines: [String] = []
-        let from = report.shortFrom ?? "?"
-        let to = report.shortTo ?? "?"
-        let prefix = report.dryRun ? "Would " : ""
         if let recovery = report.recovery { lines.append("Recovered first: \(recovery)") }
-        // A rolled-back run says what it tried and where the checkout is; nothing it undid.
-        if report.rolledBack {
-            let tried = report.attempted.map { String($0.prefix(7)) } ?? "?"
-            let why = report.failure.map(Self.describe) ?? "the update failed"
-            // The error's own words, without the rollback clause the line already says.
-            let detail = report.error.map { ": " + ($0.components(separatedBy: "; rolled back to").first ?? $0) } ?? ""
-            lines.append("Rolled back: tried \(from) → \(tried), \(why)\(detail); still at \(from)")
-            if let down = report.inactiveAfterRollback, !down.isEmpty {
-                lines.append("Needs attention: still not active after the rollback: \(down.joined(separator: ", "))")
-            }
-            return lines
+        if report.rolledBack { return lines + rolledBackLines }
+        // Nothing happened, and nothing else is said.
+        if report.integration == .upToDate, !report.dryRun, !report.changed {
+            return lines + ["Already up to date at \(report.shortTo ?? "?")"]
         }
-        switch report.integration {
-        case .none:
-            break
-        case .upToDate where !report.dryRun && !report.changed:
-            // Nothing happened, and nothing else is said.
-            return lines + ["Already up to date at \(to)"]
-        case .upToDate:
-            lines.append(report.dryRun ? "\(report.branch) is up to date with origin/\(report.branch) at \(to)"
-                                       : "\(report.branch) is up to date with origin/\(report.branch) at \(to)")
-        case .fastForward:
-            lines.append("\(prefix.isEmpty ? "Fast-forwarded" : prefix + "fast-forward") \(report.branch) \(from) → \(to) (\(plural(report.commitCount, "commit")) pulled)")
-        case .rebase:
-            if report.wouldConflict == true {
-                lines.append("Would rebase \(report.rebasedCommits > 0 ? plural(report.rebasedCommits, "local commit") : "local commits") onto origin/\(report.branch): CONFLICT in \(report.paths.joined(separator: ", "))")
-            } else {
-                lines.append("\(prefix.isEmpty ? "Rebased" : prefix + "rebase") \(plural(report.rebasedCommits, "local commit")) onto origin/\(report.branch) (\(plural(report.commitCount, "commit")) pulled): \(from) → \(to)")
-            }
-        case .rewind:
-            lines.append("\(prefix.isEmpty ? "Rewound" : prefix + "rewind") \(report.branch) \(from) → \(to) (allowed: older code\(report.pinned != nil ? ", pinned" : ""))")
-        case .created:
-            lines.append("\(prefix.isEmpty ? "Created" : prefix + "create") \(report.branch) from origin/\(report.branch) at \(to) (was on \(report.previousBranch ?? "detached HEAD") at \(from))")
-        }
+        if let integration = integrationLine { lines.append(integration) }
         if report.integration != .none, report.previousBranch != report.branch, report.integration != .created {
             lines.append("\(report.dryRun ? "Would switch" : "Switched") from \(report.previousBranch ?? "detached HEAD") to \(report.branch)")
         }
@@ -251,11 +184,49 @@ struct UpdateSummary {
         if report.syncSkipped == true { lines.append("Dependencies unchanged: sync skipped (--force-sync runs it anyway)") }
         if report.restarted { lines.append("Restarted \(report.services.joined(separator: ", "))") }
         if report.succeeded && !report.dryRun {
-            lines.append("Factory updated to \(to)")
+            lines.append("Factory updated to \(report.shortTo ?? "?")")
         } else if report.succeeded {
             lines.append("Dry run: nothing was changed")
         }
         return lines
+    }
+
+    /// A rolled-back run says what it tried and where the checkout is; nothing it undid.
+    private var rolledBackLines: [String] {
+        let from = report.shortFrom ?? "?"
+        let tried = report.attempted.map { String($0.prefix(7)) } ?? "?"
+        let why = report.failure.map(Self.describe) ?? "the update failed"
+        // The error's own words, without the rollback clause the line already says.
+        let detail = report.error.map { ": " + ($0.components(separatedBy: "; rolled back to").first ?? $0) } ?? ""
+        var lines = ["Rolled back: tried \(from) → \(tried), \(why)\(detail); still at \(from)"]
+        if let down = report.inactiveAfterRollback, !down.isEmpty {
+            lines.append("Needs attention: still not active after the rollback: \(down.joined(separator: ", "))")
+        }
+        return lines
+    }
+
+    /// How the branch was integrated (or would be, for a dry run); nil when it was not reached.
+    private var integrationLine: String? {
+        let from = report.shortFrom ?? "?"
+        let to = report.shortTo ?? "?"
+        let prefix = report.dryRun ? "Would " : ""
+        let branch = report.branch
+        switch report.integration {
+        case .none:
+            return nil
+        case .upToDate:
+            return "\(branch) is up to date with origin/\(branch) at \(to)"
+        case .fastForward:
+            return "\(prefix.isEmpty ? "Fast-forwarded" : prefix + "fast-forward") \(branch) \(from) → \(to) (\(plural(report.commitCount, "commit")) pulled)"
+        case .rebase where report.wouldConflict == true:
+            return "Would rebase \(report.rebasedCommits > 0 ? plural(report.rebasedCommits, "local commit") : "local commits") onto origin/\(branch): CONFLICT in \(report.paths.joined(separator: ", "))"
+        case .rebase:
+            return "\(prefix.isEmpty ? "Rebased" : prefix + "rebase") \(plural(report.rebasedCommits, "local commit")) onto origin/\(branch) (\(plural(report.commitCount, "commit")) pulled): \(from) → \(to)"
+        case .rewind:
+            return "\(prefix.isEmpty ? "Rewound" : prefix + "rewind") \(branch) \(from) → \(to) (allowed: older code\(report.pinned != nil ? ", pinned" : ""))"
+        case .created:
+            return "\(prefix.isEmpty ? "Created" : prefix + "create") \(branch) from origin/\(branch) at \(to) (was on \(report.previousBranch ?? "detached HEAD") at \(from))"
+        }
     }
 
     /// 1990 → "1,990".

@@ -14,6 +14,17 @@ import TestSupport
         FakeSystemctl.calls(world.systemctlState).filter { $0.hasPrefix("--user show") && $0.hasSuffix(" \(service)") }.count
     }
 
+    /// Runs `change` on a thread of its own once the watch has read the restarted unit's state
+    /// (its first `show` after the restart): "during the window", whatever the machine's speed.
+    func duringTheWindow(_ world: GitWorld, _ service: String, _ change: @escaping @Sendable () -> Void) -> Thread {
+        let thread = Thread {
+            guard eventually(timeout: 60, { shows(world, service) >= 1 }) else { return }
+            change()
+        }
+        thread.start()
+        return thread
+    }
+
     @Test func unitThatReportsReadinessIsKnownAtOnce() throws {
         let world = try GitWorld()
         try world.write(world.systemctlState, "app.type", "notify\n")
@@ -35,14 +46,15 @@ import TestSupport
     @Test func crashDuringTheWindowIsCaughtWhenItHappens() throws {
         let world = try GitWorld()
         let stateFile = world.systemctlState + "/app.state"
-        // The service "crashes" shortly after the restart; the watch must see it and not report it up.
-        let crash = Thread {
-            Thread.sleep(forTimeInterval: 0.3)
+        // The service "crashes" once the watch has seen it up; the watch must see the crash and
+        // not report it up, long before its 600 s window would have ended.
+        _ = duringTheWindow(world, "app") {
             try? "failed\n".write(toFile: stateFile, atomically: true, encoding: .utf8)
         }
-        crash.start()
+        let started = Date()
         let failed = manager(world).restart(["app"], settle: 600)
         #expect(failed == ["app"])
+        #expect(Date().timeIntervalSince(started) < 60, "caught when it happened, not at the end of the window")
     }
 
     @Test func restartedAgainDuringTheWindowRestartsTheWatch() throws {
@@ -50,22 +62,26 @@ import TestSupport
         // A second start (systemd's Restart= after a crash) changes MainPID: the window starts over,
         // and the service is still reported up only after a full window of the new run.
         let log = world.systemctlState + "/calls.log"
-        let restartAgain = Thread {
-            Thread.sleep(forTimeInterval: 0.1)
+        let restartedAt = Messages()
+        _ = duringTheWindow(world, "app") {
             if let handle = FileHandle(forWritingAtPath: log) {
                 handle.seekToEndOfFile()
                 handle.write(Data("--user start app\n".utf8))
                 try? handle.close()
             }
+            restartedAt.append("\(Date().timeIntervalSince1970)")
         }
-        restartAgain.start()
         let messages = Messages()
         let manager = ServiceManager(runner: ProcessRunner(environment: world.environment),
                                      logger: Logger(label: "test") { _ in CollectingHandler(messages: messages) })
-        let failed = manager.restart(["app"], settle: 0.5)
+        let settle = 2.0
+        let failed = manager.restart(["app"], settle: settle)
         #expect(failed.isEmpty)
         // The new run was noticed (the window restarted), not slept through.
         #expect(messages.all.contains("app restarted again while being watched"), "\(messages.all)")
+        // And reported up only after a full window of the new run.
+        let second = try #require(restartedAt.all.first.flatMap(Double.init))
+        #expect(Date().timeIntervalSince1970 - second >= settle, "a full window after the second start")
     }
 
     @Test func unitLeftFailedByTheRestartIsReportedAtOnce() throws {

@@ -13,7 +13,7 @@ import TestSupport
     }
 
     @Test func appendsKeepOrderAndTrimToTheNewest() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let history = UpdateHistory(gitDirectory: directory.path, limit: 10)
         for number in 1...200 { try history.append(report(number)) }
         let entries = history.entries()
@@ -27,7 +27,7 @@ import TestSupport
     }
 
     @Test func tornLastLineIsSkippedAndDoesNotSwallowTheNext() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let history = UpdateHistory(gitDirectory: directory.path)
         try history.append(report(1))
         // A writer killed mid-line leaves half a JSON object without a newline.

@@ -396,14 +396,27 @@ import TestSupport
     @Test func waitLockWaitsForTheHolder() throws {
         let world = try GitWorld()
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        let holder = Thread {
-            let lock = try? CheckoutLock.acquire(gitDirectory: world.factory + "/.git", wait: false)
-            Thread.sleep(forTimeInterval: 0.5)
-            withExtendedLifetime(lock) {}
+        let before = try world.head(world.factory)
+        // The test holds the lock before the update starts, so the update meets a holder.
+        var holder: CheckoutLock? = try CheckoutLock.acquire(gitDirectory: world.factory + "/.git", wait: false)
+        let messages = Messages()
+        let finished = DispatchSemaphore(value: 0)
+        let outcome = ReportBox()
+        Thread {
+            var logger = Logger(label: "test") { _ in CollectingHandler(messages: messages) }
+            logger.logLevel = .notice
+            outcome.report = UpdatePipeline(request: request(world) { $0.waitForLock = true; $0.sync = false }, logger: logger).run()
+            finished.signal()
+        }.start()
+        try withExtendedLifetime(holder) { () throws in
+            // It waits for the holder (and says whom it waits for) instead of failing or going ahead.
+            #expect(eventually { messages.all.contains("waiting for the update lock held by pid \(getpid())") }, "\(messages.all)")
+            #expect(finished.wait(timeout: .now()) == .timedOut, "still waiting while the lock is held")
+            #expect(try world.head(world.factory) == before)
         }
-        holder.start()
-        Thread.sleep(forTimeInterval: 0.1)
-        let report = update(world) { $0.waitForLock = true; $0.sync = false }
+        holder = nil // lets go
+        #expect(finished.wait(timeout: .now() + 60) == .success, "went ahead once the holder let go")
+        let report = try #require(outcome.report)
         #expect(report.succeeded, "\(report.error ?? "")")
         #expect(try world.head(world.factory) == world.originHead())
     }
@@ -450,6 +463,16 @@ import TestSupport
         let last = UpdateHistory(gitDirectory: world.factory + "/.git").last
         #expect(last?.failure == .preflight)
         #expect(!FileManager.default.fileExists(atPath: world.factory + "/history.jsonl"))
+    }
+}
+
+/// An update's report, handed over from the thread that ran it.
+final class ReportBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: UpdateReport?
+    var report: UpdateReport? {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
     }
 }
 

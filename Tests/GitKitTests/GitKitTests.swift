@@ -24,13 +24,9 @@ import TestSupport
 
     @Test func openingSomethingThatIsNotARepositoryThrowsLibgit2sMessage() throws {
         let directory = TemporaryDirectory()
-        #expect(throws: GitError.self) { try Repository.open(at: directory.path) }
-        do {
-            _ = try Repository.open(at: directory.path)
-        } catch let error as GitError {
-            #expect(error.kind == .notFound)
-            #expect(!error.message.isEmpty)
-        }
+        let error = #expect(throws: GitError.self) { try Repository.open(at: directory.path) }
+        #expect(error?.kind == .notFound)
+        #expect(error?.message.isEmpty == false)
     }
 
     @Test func headAndCommitsMatchTheGitCLI() throws {

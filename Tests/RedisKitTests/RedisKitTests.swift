@@ -24,18 +24,29 @@ import TestSupport
         #expect(v6.description == "redis://hq:***@[::1]:6380/1")
     }
 
-    @Test(arguments: ["rediss://h:6379/0", "http://h", "redis://h:6379/x", "redis://:pw@/0", "nonsense"])
+    @Test(arguments: ["http://h", "redis://h:6379/x", "redis://:pw@/0", "rediss://:pw@/0", "rediss://h:0/0", "nonsense"])
     func rejectsBadURLs(text: String) {
         #expect(throws: RedisError.self) { try RedisURL(text) }
     }
 
-    @Test func tlsIsRefusedWithAClearMessage() {
-        do {
-            _ = try RedisURL("rediss://h:6379/0")
-            Issue.record("rediss accepted")
-        } catch {
-            #expect(error.description.contains("TLS"))
-        }
+    @Test func redissURLsCarryTheirTLSOptionsAndStayRedacted() throws {
+        let options = RedisTLSOptions(ca: "/etc/factoryctl/redis-ca.pem", cert: "/etc/factoryctl/factory.pem", key: "/etc/factoryctl/factory.key")
+        let url = try RedisURL("rediss://factory-eu-1:s3cr%40t@redis.hq.example:6380/2", tls: options)
+        #expect(url.endpoint == .tcp(host: "redis.hq.example", port: 6380))
+        #expect(url.username == "factory-eu-1" && url.password == "s3cr@t" && url.database == 2)
+        #expect(url.tls == options)
+        #expect(url.description == "rediss://factory-eu-1:***@redis.hq.example:6380/2")
+        // Without options: the system CA bundle and no client certificate; the port defaults to 6379.
+        let plain = try RedisURL("rediss://redis.hq.example")
+        #expect(plain.tls == RedisTLSOptions() && plain.endpoint == .tcp(host: "redis.hq.example", port: 6379))
+        // The options are for rediss:// only: redis:// and unix:// stay plain.
+        #expect(try RedisURL("redis://h:6379/0", tls: options).tls == nil)
+        #expect(try RedisURL("unix:///run/redis.sock", tls: options).tls == nil)
+        #expect(try RedisURL("redis://h:6379/0").description == "redis://h:6379/0")
+    }
+
+    @Test func anUnknownSchemeNamesTheOnesThatWork() {
+        #expect(throws: RedisError.invalidURL("unsupported scheme 'http': use redis://, rediss:// (TLS) or unix://")) { try RedisURL("http://h") }
     }
 
     @Test func typedRepliesAndBinarySafeArguments() throws {
@@ -75,7 +86,7 @@ import TestSupport
 
     @Test func withoutClientReplyPermissionNothingIsSentSilently() throws {
         // A user that may not run CLIENT: the probe says no, so callers send normal commands.
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let acl = directory.join("users.acl")
         try "user default off\nuser plain on >pw ~* +@all -client\n".write(toFile: acl, atomically: true, encoding: .utf8)
         let server = try RedisServer(password: "pw", aclFile: acl, user: "plain")

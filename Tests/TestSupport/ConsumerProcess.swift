@@ -83,6 +83,8 @@ public final class Supervisor: @unchecked Sendable {
     private var current: [String: ConsumerProcess] = [:]
     private var exits: [String: [Int32]] = [:]
     private var threads: [Thread] = []
+    /// Entered for each supervising thread, left when it ends.
+    private let watching = DispatchGroup()
 
     public init() {}
 
@@ -90,7 +92,10 @@ public final class Supervisor: @unchecked Sendable {
     public func supervise(_ id: String, _ make: @escaping @Sendable () throws -> ConsumerProcess) throws {
         let first = try make()
         lock.lock(); current[id] = first; lock.unlock()
+        let watching = self.watching
+        watching.enter()
         let thread = Thread { [weak self] in
+            defer { watching.leave() }
             var process = first
             while true {
                 guard let status = process.waitForExit(timeout: 0.2) else {
@@ -127,11 +132,14 @@ public final class Supervisor: @unchecked Sendable {
         return current[id]
     }
 
-    /// Stops supervising and stops every consumer by pid.
+    /// Stops supervising and stops every consumer by pid, then waits for the supervising threads
+    /// to end (one may have been starting a consumer just then: that one is stopped too).
     public func stopAll() {
         lock.lock(); running = false; let processes = Array(current.values); lock.unlock()
         for process in processes { process.stop() }
-        Thread.sleep(forTimeInterval: 0.3)
+        _ = watching.wait(timeout: .now() + 10)
+        lock.lock(); let late = Array(current.values); lock.unlock()
+        for process in late { process.stop() }
     }
 
     deinit { stopAll() }

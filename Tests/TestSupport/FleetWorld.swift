@@ -23,19 +23,14 @@ public final class FleetWorld: @unchecked Sendable {
     }
 
     public func consumer(_ id: String, _ extra: [String] = [], environment: [String: String]? = nil) throws -> ConsumerProcess {
-        try ConsumerProcess(binary: Package.factoryctl, factoryID: id, factoryDirectory: factories[id]!,
+        try ConsumerProcess(binary: FactoryctlBinary.path, factoryID: id, factoryDirectory: factories[id]!,
                             redisURL: redis.url, environment: environment ?? self.environment,
                             extraArguments: ["--min-interval", "0", "--heartbeat", "1"] + extra,
                             log: world.directory.join("consume-\(id).log"))
     }
 
-    @discardableResult
-    public func factoryctl(_ arguments: [String], environment: [String: String]? = nil) throws -> Command.Result {
-        try Command.run([Package.factoryctl] + arguments, environment: environment ?? self.environment)
-    }
-
     public func publish(_ arguments: [String]) throws -> String {
-        let result = try factoryctl(["publish"] + arguments + ["--log-level", "error"])
+        let result = try FactoryctlBinary.run(["publish"] + arguments + ["--log-level", "error"], environment: environment)
         #expect(result.status == 0, "publish failed: \(result.stderr)")
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -46,13 +41,21 @@ public final class FleetWorld: @unchecked Sendable {
     }
 
     public func results(_ jobID: String) throws -> [[String: Any]] {
-        let result = try factoryctl(["status", "--job", jobID, "--json"])
-        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
-        return object?["results"] as? [[String: Any]] ?? []
+        let result = try FactoryctlBinary.run(["status", "--job", jobID, "--json"], environment: environment)
+        return try result.json()["results"] as? [[String: Any]] ?? []
     }
 
     public func waitUntilRegistered(_ id: String, status: String = "online") throws -> Bool {
         eventually { (try? registration(id))?["registration_status"] as? String == status }
+    }
+
+    /// Waits until `id` registered with `status` after `time` (seconds since 1970): a heartbeat
+    /// that proves the consumer went back to its loop after whatever happened before `time`.
+    public func heardFrom(_ id: String, after time: Double, status: String) -> Bool {
+        eventually {
+            let row = try? registration(id)
+            return row?["registration_status"] as? String == status && (row?["last_seen_at"] as? Double ?? 0) > time
+        }
     }
 
     public func pending(_ id: String) throws -> Int {

@@ -7,9 +7,9 @@ public final class GatewayProcess: @unchecked Sendable {
 
     public init(fleet: FleetWorld, environment: [String: String], arguments: [String] = []) throws {
         let log = fleet.world.directory.join("serve-\(UUID().uuidString.prefix(6)).log")
-        let process = try ConsumerProcess(binary: Package.factoryctl,
-                                               arguments: ["serve", "--port", "0", "--redis-url", fleet.redis.url] + arguments,
-                                               environment: environment, log: log)
+        let process = try ConsumerProcess(binary: FactoryctlBinary.path,
+                                          arguments: ["serve", "--port", "0", "--redis-url", fleet.redis.url] + arguments,
+                                          environment: environment, log: log)
         self.process = process
         var found = 0
         _ = eventually(timeout: 30) {
@@ -18,6 +18,11 @@ public final class GatewayProcess: @unchecked Sendable {
                 found = Int(output[range].split(separator: ":").last ?? "") ?? 0
             }
             return found > 0 || process.status != nil
+        }
+        guard found > 0 else {
+            process.stop()
+            throw Command.Failed(argv: ["factoryctl", "serve"], status: process.status ?? -1,
+                                 output: "did not start listening: \(process.output)")
         }
         port = found
     }

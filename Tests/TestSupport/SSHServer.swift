@@ -13,6 +13,21 @@ public func freeLoopbackPort() -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
+/// A free TCP port on ::1 (bound to 0, read back, released); nil where there is no IPv6 loopback.
+public func freeIPv6LoopbackPort() -> Int? {
+    let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var address = sockaddr_in6()
+    address.sin6_family = sa_family_t(AF_INET6)
+    guard inet_pton(AF_INET6, "::1", &address.sin6_addr) == 1 else { return nil }
+    var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    guard bound == 0 else { return nil }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin6_port))
+}
+
 /// A real OpenSSH server on a loopback port, with its own host key and one authorized client key,
 /// started by the test and stopped by pid. `home` is a HOME with `.ssh/id_ed25519` and a
 /// `known_hosts` that trusts this server.
@@ -65,8 +80,9 @@ public final class SSHServer: @unchecked Sendable {
         defer { argv.forEach { free($0) } }
         let spawned = posix_spawn(&pid, "/usr/sbin/sshd", &actions, nil, argv, environ)
         guard spawned == 0 else { throw Command.Failed(argv: ["sshd"], status: spawned, output: String(cString: strerror(spawned))) }
-        _ = eventually(timeout: 10) {
-            (FileManager.default.contents(atPath: log).map { String(decoding: $0, as: UTF8.self) } ?? "").contains("Server listening")
+        let output = { FileManager.default.contents(atPath: log).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+        guard eventually(timeout: 10, { output().contains("Server listening") }) else {
+            throw Command.Failed(argv: arguments, status: -1, output: "sshd is not listening: \(output())") // deinit stops it
         }
     }
 

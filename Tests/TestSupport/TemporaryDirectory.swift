@@ -27,6 +27,12 @@ public struct Command: Sendable {
         public let status: Int32
         public let output: String
         public var description: String { "\(argv.joined(separator: " ")) exited \(status): \(output)" }
+
+        public init(argv: [String], status: Int32, output: String) {
+            self.argv = argv
+            self.status = status
+            self.output = output
+        }
     }
 
     public struct Result: Sendable {

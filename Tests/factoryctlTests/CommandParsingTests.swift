@@ -7,9 +7,9 @@ import Testing
 @Suite struct CommandParsingTests {
     @Test func updateDefaults() throws {
         let command = try UpdateCommand.parse([])
-        #expect(command.branch == "main")
-        #expect(!command.restart && !command.dryRun && !command.noSync && !command.waitLock && !command.json)
-        #expect(command.service.isEmpty)
+        #expect(command.revision.branch == "main")
+        #expect(!command.restart && !command.dryRun && !command.pipeline.noSync && !command.waitLock && !command.json)
+        #expect(command.pipeline.service.isEmpty)
         #expect(command.global.logLevel == .info)
     }
 
@@ -19,20 +19,20 @@ import Testing
             "--dry-run", "--no-sync", "--wait-lock", "--json", "--log-level", "debug", "--settle", "0",
         ])
         #expect(command.directory.factoryDir == "/srv/f")
-        #expect(command.branch == "release/1")
-        #expect(command.service == ["a", "b"])
-        #expect(command.restart && command.dryRun && command.noSync && command.waitLock && command.json)
+        #expect(command.revision.branch == "release/1")
+        #expect(command.pipeline.service == ["a", "b"])
+        #expect(command.restart && command.dryRun && command.pipeline.noSync && command.waitLock && command.json)
         #expect(command.global.logLevel == .debug)
     }
 
     @Test func shortFlagsGitAndAnsibleUsersExpect() throws {
         let command = try UpdateCommand.parse(["-b", "release/1", "-n", "-q"])
-        #expect(command.branch == "release/1")
+        #expect(command.revision.branch == "release/1")
         #expect(command.dryRun)
         #expect(command.global.level == .error)
         #expect(try UpdateCommand.parse(["-v"]).global.level == .debug)
         #expect(try UpdateCommand.parse(["--log-level", "warning"]).global.level == .warning)
-        #expect(try PublishCommand.parse(["update", "-b", "hotfix"]).branch == "hotfix")
+        #expect(try PublishCommand.parse(["update", "-b", "hotfix"]).revision.branch == "hotfix")
         #expect(throws: (any Error).self) { try UpdateCommand.parse(["-q", "-v"]) }
     }
 

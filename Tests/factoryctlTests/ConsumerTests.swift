@@ -14,11 +14,12 @@ import TestSupport
             #expect(try fleet.waitUntilRegistered(id))
         }
         let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
-        let result = try fleet.factoryctl(["publish", "update", "--wait", "--timeout", "60", "--json", "--log-level", "error"])
+        let result = try FactoryctlBinary.run(["publish", "update", "--wait", "--timeout", "60", "--json", "--log-level", "error"],
+                                              environment: fleet.environment)
         #expect(result.status == 0, "\(result.stderr)")
-        let summary = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
-        #expect(summary?["all_succeeded"] as? Bool == true)
-        #expect((summary?["targeted"] as? [String])?.sorted() == ["f-1", "f-2"])
+        let summary = try result.json()
+        #expect(summary["all_succeeded"] as? Bool == true)
+        #expect((summary["targeted"] as? [String])?.sorted() == ["f-1", "f-2"])
 
         for id in ["f-1", "f-2"] {
             #expect(try fleet.world.head(fleet.factories[id]!) == target)
@@ -26,7 +27,7 @@ import TestSupport
             #expect(try eventually { (try? fleet.registration(id))?["commit"] as? String == target })
             #expect(try fleet.pending(id) == 0)
         }
-        let fleetStatus = try fleet.factoryctl(["status", "--fleet"])
+        let fleetStatus = try FactoryctlBinary.run(["status", "--fleet"], environment: fleet.environment)
         #expect(fleetStatus.stdout.contains("f-1") && fleetStatus.stdout.contains("f-2"))
         #expect(fleetStatus.stdout.components(separatedBy: String(target.prefix(7))).count == 3)
         // Every factory's .env is untouched.
@@ -50,7 +51,7 @@ import TestSupport
         #expect(try fleet.world.head(fleet.factories["f-1"]!) == before)
         #expect(one.status == nil, "f-1 keeps consuming")
         // f-2 reported, so its update is no longer in flight: a new one needs no --force.
-        #expect(try fleet.factoryctl(["publish", "update", "--target", "f-2"]).status == 0)
+        #expect(try FactoryctlBinary.run(["publish", "update", "--target", "f-2"], environment: fleet.environment).status == 0)
     }
 
     @Test func malformedEntriesGoToTheDeadLetterStreamAndTheConsumerLives() throws {
@@ -141,12 +142,13 @@ import TestSupport
         consumer.signal(SIGSTOP) // frozen: registered, but cannot act
         defer { consumer.signal(SIGCONT); consumer.stop() }
         let first = try fleet.publish(["update", "--target", "f-1"])
-        let refused = try fleet.factoryctl(["publish", "update", "--target", "f-1"])
+        let refused = try FactoryctlBinary.run(["publish", "update", "--target", "f-1"], environment: fleet.environment)
         #expect(refused.status == 8)
         #expect(refused.stderr.contains(first))
-        let other = try fleet.factoryctl(["publish", "update", "--target", "f-9", "--allow-unregistered"])
+        let other = try FactoryctlBinary.run(["publish", "update", "--target", "f-9", "--allow-unregistered"],
+                                             environment: fleet.environment)
         #expect(other.status == 0, "a different target is not blocked")
-        let forced = try fleet.factoryctl(["publish", "update", "--target", "f-1", "--force"])
+        let forced = try FactoryctlBinary.run(["publish", "update", "--target", "f-1", "--force"], environment: fleet.environment)
         #expect(forced.status == 0)
     }
 
@@ -211,14 +213,16 @@ import TestSupport
         defer { two.stop() }
         #expect(try fleet.waitUntilRegistered("f-2"))
 
-        let job = JSONDoc.object(try fleet.factoryctl(["status", "--job", fleetWide, "--json"]), exit: 0)
+        let job = JSONDoc.object(try FactoryctlBinary.run(["status", "--job", fleetWide, "--json"],
+                                                          environment: fleet.environment), exit: 0)
         #expect(job["pending"] as? [String] == ["f-1"], "\(job)")
         #expect((job["meta"] as? [String: Any])?["factories"] as? [String] == ["f-1"], "\(job)")
         // An update for f-2 alone is not refused as in flight (it was exit 8 until the old job timed out).
-        let forNew = try fleet.factoryctl(["publish", "update", "--target", "f-2", "--log-level", "error"])
+        let forNew = try FactoryctlBinary.run(["publish", "update", "--target", "f-2", "--log-level", "error"],
+                                              environment: fleet.environment)
         #expect(forNew.status == 0, "\(forNew.stderr)")
         // f-1 still has it in flight.
-        let forOld = try fleet.factoryctl(["publish", "update", "--target", "f-1"])
+        let forOld = try FactoryctlBinary.run(["publish", "update", "--target", "f-1"], environment: fleet.environment)
         #expect(forOld.status == 8 && forOld.stderr.contains(fleetWide), "\(forOld.stderr)")
     }
 
@@ -226,16 +230,18 @@ import TestSupport
         let fleet = try FleetWorld()
         var environment = fleet.environment
         environment["FACTORY_ROLE"] = "LOCAL_WORKER"
-        let result = try fleet.factoryctl(["publish", "update"], environment: environment)
+        let result = try FactoryctlBinary.run(["publish", "update"], environment: environment)
         #expect(result.status == 8)
         #expect(result.stderr.contains("delegation publish not allowed on this machine"))
         #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0")
-        #expect(try fleet.factoryctl(["publish", "update", "--branch", "-x"]).status == 64)
-        #expect(try fleet.factoryctl(["publish", "pause"]).status == 64, "pause needs --target")
-        let unreachable = try fleet.factoryctl(["publish", "update", "--redis-url", "unix:///nonexistent/redis.sock"])
+        #expect(try FactoryctlBinary.run(["publish", "update", "--branch", "-x"], environment: fleet.environment).status == 64)
+        #expect(try FactoryctlBinary.run(["publish", "pause"], environment: fleet.environment).status == 64, "pause needs --target")
+        let unreachable = try FactoryctlBinary.run(["publish", "update", "--redis-url", "unix:///nonexistent/redis.sock"],
+                                                   environment: fleet.environment)
         #expect(unreachable.status == 7)
         #expect(unreachable.stderr.contains("cannot connect"))
-        #expect(try fleet.factoryctl(["status", "--fleet", "--redis-url", "rediss://h:6379/0"]).status == 64)
+        #expect(try FactoryctlBinary.run(["status", "--fleet", "--redis-url", "rediss://h:6379/x"],
+                                         environment: fleet.environment).status == 64, "a bad Redis URL is a usage error")
     }
 
     @Test func pauseStopsUpdatesUntilResume() throws {
@@ -248,7 +254,10 @@ import TestSupport
         #expect(try fleet.waitUntilRegistered("f-1", status: "paused"))
         try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
         let update = try fleet.publish(["update", "--target", "f-1"])
-        Thread.sleep(forTimeInterval: 1.5)
+        // Received, and the consumer back in its loop (a heartbeat after it, still paused): had it
+        // run the update, it would have registered "updating" and exited for the restart.
+        #expect(eventually { consumer.output.contains("received \(update)") }, "\(consumer.output)")
+        #expect(fleet.heardFrom("f-1", after: Date().timeIntervalSince1970, status: "paused"), "\(consumer.output)")
         #expect(try fleet.world.head(fleet.world.factory) == before, "no update while paused")
         #expect(try fleet.results(update).isEmpty)
         #expect(try fleet.registration("f-1")?["registration_status"] as? String == "paused", "registration continues")
@@ -264,11 +273,11 @@ import TestSupport
         defer { consumer.stop() }
         #expect(try fleet.waitUntilRegistered("f-1"))
         fleet.redis.stop()
-        Thread.sleep(forTimeInterval: 1.5)
+        // Failed to reach it and retried (a second failure), instead of exiting.
+        #expect(eventually { consumer.redisFailures >= 2 }, "\(consumer.output)")
         #expect(consumer.status == nil, "no crash while Redis is down")
         try fleet.redis.start()
         #expect(try fleet.waitUntilRegistered("f-1"), "registers again after Redis returns")
-        #expect(consumer.output.contains("Redis unavailable"))
         try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
         let job = try fleet.publish(["update"])
         #expect(consumer.waitForExit(timeout: 30) == 10)
@@ -280,7 +289,8 @@ import TestSupport
         fleet.redis.stop()
         let consumer = try fleet.consumer("f-1")
         defer { consumer.stop() }
-        Thread.sleep(forTimeInterval: 1.5)
+        // Failed to reach it and retried (a second failure), instead of exiting.
+        #expect(eventually { consumer.redisFailures >= 2 }, "\(consumer.output)")
         #expect(consumer.status == nil)
         try fleet.redis.start()
         #expect(try fleet.waitUntilRegistered("f-1"))
@@ -305,18 +315,16 @@ import TestSupport
         let before = try fleet.world.head(fleet.world.factory)
         let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
         let job = try fleet.publish(["update"])
-        #expect(try eventually { consumer.output.contains("running sleep 2") })
+        // The checkout has moved and the sync runs: past the point where a stop can leave nothing changed.
+        #expect(eventually { consumer.output.contains("running sleep 2") }, "\(consumer.output)")
+        #expect(try fleet.world.head(fleet.world.factory) != before)
         consumer.signal(SIGTERM)
-        let status = consumer.waitForExit(timeout: 20)
-        #expect(status == 10 || status == 0)
-        let head = try fleet.world.head(fleet.world.factory)
-        let results = try fleet.results(job)
-        if head == target {
-            #expect(results.first?["status"] as? String == "SUCCESS", "applied updates are reported")
-            #expect(FakeSystemctl.calls(fleet.world.systemctlState).contains("--user restart universal-agent-local-factory"))
-        } else {
-            #expect(head == before)
-        }
+        // One stop request: the 2 s sync is well inside its grace period, so the update is finished
+        // (synced, restarted, reported) and the consumer exits for the restart.
+        #expect(consumer.waitForExit(timeout: 20) == 10, "\(consumer.output)")
+        #expect(try fleet.world.head(fleet.world.factory) == target)
+        #expect(try fleet.results(job).first?["status"] as? String == "SUCCESS", "the applied update is reported")
+        #expect(FakeSystemctl.calls(fleet.world.systemctlState).contains("--user restart universal-agent-local-factory"))
         #expect(try fleet.world.git(["status", "--porcelain", "--untracked-files=no"], in: fleet.world.factory).isEmpty)
         #expect(try fleet.pending("f-1") == 0, "acked before exiting")
     }
@@ -350,7 +358,7 @@ import TestSupport
         let supervisor = Supervisor()
         defer { supervisor.stopAll() }
         try supervisor.supervise("f-1") {
-            try ConsumerProcess(binary: Package.factoryctl, factoryID: "f-1", factoryDirectory: fleet.world.factory,
+            try ConsumerProcess(binary: FactoryctlBinary.path, factoryID: "f-1", factoryDirectory: fleet.world.factory,
                                 redisURL: fleet.redis.url, environment: fleet.environment,
                                 extraArguments: ["--min-interval", "3", "--heartbeat", "1", "--no-sync"],
                                 log: fleet.world.directory.join("consume.log"))
@@ -363,10 +371,8 @@ import TestSupport
         let second = try fleet.publish(["update", "--force"])
         #expect(try eventually(timeout: 30) { try fleet.results(second).first?["status"] as? String == "SUCCESS" })
         let history = UpdateHistory(gitDirectory: fleet.world.factory + "/.git").entries()
-        #expect(history.count == 2)
-        if history.count == 2 {
-            #expect(history[1].startedAt - (history[0].finishedAt ?? 0) >= 3, "second update started inside the interval")
-        }
+        try #require(history.count == 2)
+        #expect(history[1].startedAt - (history[0].finishedAt ?? 0) >= 3, "second update started inside the interval")
     }
 
     @Test func fleetStatusMarksStaleFactories() throws {
@@ -376,12 +382,12 @@ import TestSupport
         #expect(try fleet.waitUntilRegistered("f-1"))
         let old = #"{"factory_id":"gone-1","factory_role":"LOCAL_WORKER","deployment_profile":"x","registration_status":"online","capabilities":[],"metadata":{},"version":"0.1.0","pid":1,"host":"h","started_at":1,"last_seen_at":1}"#
         try fleet.redis.cli(["HSET", "factoryctl:registry", "gone-1", old])
-        let text = try fleet.factoryctl(["status", "--fleet"]).stdout
+        let text = try FactoryctlBinary.run(["status", "--fleet"], environment: fleet.environment).stdout
         let lines = text.split(separator: "\n")
         #expect(lines.first { $0.hasPrefix("gone-1") }?.contains("online (stale)") == true)
         #expect(lines.first { $0.hasPrefix("f-1") }?.contains("stale") == false)
-        let object = try JSONSerialization.jsonObject(with: Data(try fleet.factoryctl(["status", "--fleet", "--json"]).stdout.utf8)) as? [String: Any]
-        let json = object?["factories"] as? [[String: Any]]
+        let object = try FactoryctlBinary.run(["status", "--fleet", "--json"], environment: fleet.environment).json()
+        let json = object["factories"] as? [[String: Any]]
         #expect(json?.first { $0["factory_id"] as? String == "gone-1" }?["stale"] as? Bool == true)
         #expect(json?.first { $0["factory_id"] as? String == "f-1" }?["stale"] as? Bool == false)
     }
@@ -397,13 +403,18 @@ import TestSupport
         defer { one.stop() }
         let job = try fleet.publish(["update"]) // nothing new upstream: SUCCESS, changed false
         #expect(try eventually { try fleet.results(job).count == 1 })
-        let text = try fleet.factoryctl(["status", "--job", job])
+        let text = try FactoryctlBinary.run(["status", "--job", job], environment: fleet.environment)
         #expect(text.stdout.contains("f-1") && text.stdout.contains("SUCCESS") && text.stdout.contains("up_to_date"))
         #expect(text.stdout.contains("f-2") && text.stdout.contains("PENDING"))
         #expect(one.status == nil, "an update that changed nothing keeps consuming")
         #expect(!FakeSystemctl.calls(fleet.world.systemctlState).contains { $0.contains(" restart ") }, "nothing restarted")
-        #expect(try fleet.factoryctl(["status", "--job", "update-000000000000"]).status == 1)
+        #expect(try FactoryctlBinary.run(["status", "--job", "update-000000000000"], environment: fleet.environment).status == 1)
     }
+}
+
+extension ConsumerProcess {
+    /// How many times the consumer logged that Redis could not be reached (each followed by a retry).
+    var redisFailures: Int { output.components(separatedBy: "Redis unavailable").count - 1 }
 }
 
 @Suite struct ConsumerRedisFailureTests {

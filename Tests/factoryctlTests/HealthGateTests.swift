@@ -17,7 +17,10 @@ final class HealthServer: @unchecked Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        _ = eventually(timeout: 10) { (try? Command.run(["curl", "-s", "-o", "/dev/null", "http://127.0.0.1:\(port)/"]).status) == 0 }
+        let answers = { [port] in (try? Command.run(["curl", "-s", "-o", "/dev/null", "http://127.0.0.1:\(port)/"]).status) == 0 }
+        guard eventually(timeout: 10, answers) else {
+            throw Command.Failed(argv: process.arguments ?? [], status: -1, output: "http.server did not answer on 127.0.0.1:\(port)")
+        }
     }
 
     deinit {
@@ -38,8 +41,8 @@ final class HealthServer: @unchecked Sendable {
         var environment = world.environment
         environment["UA_FACTORY_HEALTH_URL"] = health.url
         environment["UA_FACTORY_HEALTH_TIMEOUT"] = timeout
-        return try Command.run([Package.factoryctl, "update", "--restart", "--settle", "0", "--no-sync", "--json",
-                                "--factory-dir", world.factory], environment: environment)
+        return try FactoryctlBinary.run(["update", "--restart", "--settle", "0", "--no-sync", "--json"],
+                                        factoryDir: world.factory, environment: environment)
     }
 
     @Test func aHealthyServiceAfterTheRestartCompletesTheUpdate() throws {
@@ -71,7 +74,7 @@ final class HealthServer: @unchecked Sendable {
         // Nothing listening at all is a failure too (connection refused), and a bad URL is a usage error.
         var environment = world.environment
         environment["UA_FACTORY_HEALTH_URL"] = "ftp://127.0.0.1/x"
-        let bad = try Command.run([Package.factoryctl, "update", "--restart", "--factory-dir", world.factory], environment: environment)
+        let bad = try FactoryctlBinary.run(["update", "--restart"], factoryDir: world.factory, environment: environment)
         #expect(bad.status == 64 && bad.stderr.contains("UA_FACTORY_HEALTH_URL must be an http"), "\(bad.stderr)")
     }
 }

@@ -50,28 +50,32 @@ enum JSONDoc {
         let world = try GitWorld()
         let env = world.environment
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        let ok = JSONDoc.object(try Command.run([Package.factoryctl, "update", "--json", "--no-sync", "--factory-dir", world.factory], environment: env), exit: 0)
+        let ok = JSONDoc.object(try FactoryctlBinary.run(["update", "--json", "--no-sync"],
+                                                         factoryDir: world.factory, environment: env), exit: 0)
         #expect(ok["changed"] as? Bool == true)
-        let same = JSONDoc.object(try Command.run([Package.factoryctl, "update", "--json", "--no-sync", "--exit-code", "--factory-dir", world.factory], environment: env), exit: 11)
+        let same = JSONDoc.object(try FactoryctlBinary.run(["update", "--json", "--no-sync", "--exit-code"],
+                                                           factoryDir: world.factory, environment: env), exit: 11)
         #expect(same["changed"] as? Bool == false)
         // A rollback (the sync fails) and a preflight refusal.
         try world.pushUpstream(["app.py": "print('v3')\n"], message: "v3")
         var failing = env
         failing["UA_FACTORY_SYNC_COMMAND"] = "false"
         // The sync fails for the previous code too: rolled back, the environment owed (exit 6).
-        let rolledBack = JSONDoc.object(try Command.run([Package.factoryctl, "update", "--json", "--factory-dir", world.factory], environment: failing), exit: 6)
+        let rolledBack = JSONDoc.object(try FactoryctlBinary.run(["update", "--json"],
+                                                                 factoryDir: world.factory, environment: failing), exit: 6)
         #expect(rolledBack["rolled_back"] as? Bool == true && rolledBack["attempted"] is String && rolledBack["environment_owed"] is String)
         try world.write(world.factory, "app.py", "local edit\n")
-        let refused = JSONDoc.object(try Command.run([Package.factoryctl, "update", "--json", "--factory-dir", world.factory], environment: env), exit: 4)
+        let refused = JSONDoc.object(try FactoryctlBinary.run(["update", "--json"], factoryDir: world.factory, environment: env), exit: 4)
         #expect(refused["failure"] as? String == "preflight")
         // The rollback above could not re-sync (the sync fails): the sync is owed, nothing is
         // redone first, and nothing checks out over the operator's edit.
         #expect(world.read(world.factory, "app.py") == "local edit\n")
-        let status = JSONDoc.object(try Command.run([Package.factoryctl, "status", "--json", "--factory-dir", world.factory], environment: env), exit: 0)
+        let status = JSONDoc.object(try FactoryctlBinary.run(["status", "--json"], factoryDir: world.factory, environment: env), exit: 0)
         #expect((status["last_update"] as? [String: Any])?["failure"] as? String == "preflight")
         #expect(status["needs_attention"] is String, "\(status)")
         // Usage errors too.
-        let usage = JSONDoc.object(try Command.run([Package.factoryctl, "update", "--json", "--branch", "bad..name", "--factory-dir", world.factory], environment: env), exit: 64)
+        let usage = JSONDoc.object(try FactoryctlBinary.run(["update", "--json", "--branch", "bad..name"],
+                                                            factoryDir: world.factory, environment: env), exit: 64)
         #expect((usage["error"] as? String)?.contains("bad..name") == true)
         #expect((usage["error"] as? String)?.contains("Usage:") == false, "the message, not the usage text")
     }
@@ -80,16 +84,16 @@ enum JSONDoc {
         let directory = TemporaryDirectory("json-contract")
         var env = ProcessInfo.processInfo.environment
         for key in ["UA_FACTORY_DIR", "UA_REDIS_URL", "FACTORY_ROLE"] { env.removeValue(forKey: key) }
-        let outside = try Command.run([Package.factoryctl, "status", "--json", "--factory-dir", directory.path], environment: env)
+        let outside = try FactoryctlBinary.run(["status", "--json"], factoryDir: directory.path, environment: env)
         #expect((JSONDoc.object(outside, exit: 1)["error"] as? String)?.contains("not a git") == true, "\(outside.stdout)")
         env["FACTORY_ROLE"] = "LOCAL_WORKER"
-        _ = JSONDoc.object(try Command.run([Package.factoryctl, "publish", "update", "--json"], environment: env), exit: 8)
+        _ = JSONDoc.object(try FactoryctlBinary.run(["publish", "update", "--json"], environment: env), exit: 8)
         env["FACTORY_ROLE"] = "HEADQUARTERS"
         env["UA_REDIS_URL"] = "unix://" + directory.join("nothing.sock")
-        _ = JSONDoc.object(try Command.run([Package.factoryctl, "publish", "update", "--json"], environment: env), exit: 7)
-        _ = JSONDoc.object(try Command.run([Package.factoryctl, "status", "--fleet", "--json"], environment: env), exit: 7)
+        _ = JSONDoc.object(try FactoryctlBinary.run(["publish", "update", "--json"], environment: env), exit: 7)
+        _ = JSONDoc.object(try FactoryctlBinary.run(["status", "--fleet", "--json"], environment: env), exit: 7)
         // --help is not a failure and prints no object.
-        let help = try Command.run([Package.factoryctl, "status", "--json", "--help"], environment: env)
+        let help = try FactoryctlBinary.run(["status", "--json", "--help"], environment: env)
         #expect(help.status == 0 && !help.stdout.hasPrefix("{"))
     }
 
@@ -97,9 +101,10 @@ enum JSONDoc {
         let redis = try RedisServer()
         var env = ProcessInfo.processInfo.environment
         env["UA_REDIS_URL"] = redis.url
-        let text = try Command.run([Package.factoryctl, "status", "--job", "update-000000000000"], environment: env)
+        let text = try FactoryctlBinary.run(["status", "--job", "update-000000000000"], environment: env)
         #expect(text.status == 1)
-        let json = JSONDoc.object(try Command.run([Package.factoryctl, "status", "--job", "update-000000000000", "--json"], environment: env), exit: 1)
+        let json = JSONDoc.object(try FactoryctlBinary.run(["status", "--job", "update-000000000000", "--json"], environment: env),
+                                  exit: 1)
         #expect(json["known"] as? Bool == false)
     }
 }
@@ -114,16 +119,17 @@ enum JSONDoc {
     @Test func publishRefusesTargetsNoRegisteredFactoryMatches() throws {
         let fleet = try FleetWorld()
         for id in ["eu-1", "eu-2", "us-1"] { try register(fleet, id) }
-        let typo = try fleet.factoryctl(["publish", "update", "--target", "eu-l"])
+        let typo = try FactoryctlBinary.run(["publish", "update", "--target", "eu-l"], environment: fleet.environment)
         #expect(typo.status == 8)
         #expect(typo.stderr.contains("'eu-l' matches no registered factory") && typo.stderr.contains("registered: eu-1, eu-2"), "\(typo.stderr)")
-        let glob = try fleet.factoryctl(["publish", "update", "--target", "ap-*", "--json"])
+        let glob = try FactoryctlBinary.run(["publish", "update", "--target", "ap-*", "--json"], environment: fleet.environment)
         #expect(JSONDoc.object(glob, exit: 8)["error"] as? String != nil)
         #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0", "nothing was written")
-        let mixed = try fleet.factoryctl(["publish", "pause", "--target", "eu-1", "--target", "eu-9"])
+        let mixed = try FactoryctlBinary.run(["publish", "pause", "--target", "eu-1", "--target", "eu-9"], environment: fleet.environment)
         #expect(mixed.status == 8 && mixed.stderr.contains("eu-9"))
         #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0")
-        let allowed = try fleet.factoryctl(["publish", "update", "--target", "new-1", "--allow-unregistered", "--json"])
+        let allowed = try FactoryctlBinary.run(["publish", "update", "--target", "new-1", "--allow-unregistered", "--json"],
+                                               environment: fleet.environment)
         #expect(JSONDoc.object(allowed, exit: 0)["job_id"] is String)
         #expect(try fleet.redis.cli(["XLEN", "ua:missions:delegation"]) == "1")
     }
@@ -133,11 +139,12 @@ enum JSONDoc {
         try register(fleet, "eu-1")
         try register(fleet, "eu-2", secondsAgo: 600)
         try register(fleet, "us-1")
-        let text = try fleet.factoryctl(["publish", "update", "--target", "eu-*", "-n"])
+        let text = try FactoryctlBinary.run(["publish", "update", "--target", "eu-*", "-n"], environment: fleet.environment)
         #expect(text.status == 0, "\(text.stderr)")
         #expect(text.stdout.contains("2 registered factories match (1 live)"), "\(text.stdout)")
         #expect(text.stdout.contains("eu-2") && text.stdout.contains("(stale)") && !text.stdout.contains("us-1"))
-        let json = JSONDoc.object(try fleet.factoryctl(["publish", "update", "--target", "eu-*", "--dry-run", "--json"]), exit: 0)
+        let json = JSONDoc.object(try FactoryctlBinary.run(["publish", "update", "--target", "eu-*", "--dry-run", "--json"],
+                                                           environment: fleet.environment), exit: 0)
         #expect((json["matches"] as? [[String: Any]])?.compactMap { $0["factory_id"] as? String } == ["eu-1", "eu-2"])
         #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0")
         #expect(try fleet.redis.cli(["KEYS", "factoryctl:job:*"]).isEmpty)
@@ -149,18 +156,18 @@ enum JSONDoc {
         try register(fleet, "live-1")
         var worker = fleet.environment
         worker["FACTORY_ROLE"] = "LOCAL_WORKER"
-        #expect(try fleet.factoryctl(["forget", "old-1"], environment: worker).status == 8)
-        let unknown = try fleet.factoryctl(["forget", "old-2"])
+        #expect(try FactoryctlBinary.run(["forget", "old-1"], environment: worker).status == 8)
+        let unknown = try FactoryctlBinary.run(["forget", "old-2"], environment: fleet.environment)
         #expect(unknown.status == 1 && unknown.stderr.contains("registered: old-1"), "\(unknown.stderr)")
-        let live = try fleet.factoryctl(["forget", "live-1"])
+        let live = try FactoryctlBinary.run(["forget", "live-1"], environment: fleet.environment)
         #expect(live.status == 8 && live.stderr.contains("is live"), "\(live.stderr)")
         #expect(try fleet.redis.cli(["HEXISTS", "factoryctl:registry", "live-1"]) == "1")
-        let gone = JSONDoc.object(try fleet.factoryctl(["forget", "old-1", "--json"]), exit: 0)
+        let gone = JSONDoc.object(try FactoryctlBinary.run(["forget", "old-1", "--json"], environment: fleet.environment), exit: 0)
         #expect(gone["factory_id"] as? String == "old-1" && gone["was_live"] as? Bool == false)
         #expect(try fleet.redis.cli(["HEXISTS", "factoryctl:registry", "old-1"]) == "0")
-        #expect(try fleet.factoryctl(["forget", "live-1", "--force"]).status == 0)
+        #expect(try FactoryctlBinary.run(["forget", "live-1", "--force"], environment: fleet.environment).status == 0)
         #expect(try fleet.redis.cli(["HLEN", "factoryctl:registry"]) == "0")
-        #expect(try fleet.factoryctl(["forget", "bad id!"]).status == 64)
+        #expect(try FactoryctlBinary.run(["forget", "bad id!"], environment: fleet.environment).status == 64)
     }
 
     @Test func publishWaitShowsProgressAndNamesStaleFactoriesAtOnce() throws {
@@ -175,7 +182,8 @@ enum JSONDoc {
         try supervisor.supervise("f-1") { try fleet.consumer("f-1", environment: consumerEnvironment) }
         #expect(try fleet.waitUntilRegistered("f-1"))
         let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        let result = try fleet.factoryctl(["publish", "update", "--target", "f-*", "--wait", "--timeout", "60", "--log-level", "error"])
+        let result = try FactoryctlBinary.run(["publish", "update", "--target", "f-*", "--wait", "--timeout", "60",
+                                               "--log-level", "error"], environment: fleet.environment)
         #expect(result.status == 0, "\(result.stderr)")
         let lines = result.stderr.split(separator: "\n").map(String.init)
         let short = String(target.prefix(7))
@@ -184,7 +192,7 @@ enum JSONDoc {
         let positions = order.map { needle in lines.firstIndex { $0.contains(needle) } }
         #expect(positions.allSatisfy { $0 != nil }, "\(result.stderr)")
         #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "in the order it happened: \(result.stderr)")
-        let json = JSONDoc.object(try fleet.factoryctl(["status", "--fleet", "--json"]), exit: 0)
+        let json = JSONDoc.object(try FactoryctlBinary.run(["status", "--fleet", "--json"], environment: fleet.environment), exit: 0)
         #expect((json["factories"] as? [[String: Any]])?.count == 2)
     }
 
@@ -193,16 +201,17 @@ enum JSONDoc {
         try fleet.world.pushUpstream(["b.txt": "b\n"], message: "release", branch: "release")
         try fleet.world.git(["fetch", "--quiet", "origin"], in: fleet.world.factory)
         try fleet.world.git(["branch", "local-only"], in: fleet.world.factory)
-        let branches = try Command.run([Package.factoryctl, "---completion", "update", "--", "--branch", "3", "0",
-                                        "factoryctl", "update", "--branch", ""], in: fleet.world.factory, environment: fleet.world.environment)
+        let branches = try FactoryctlBinary.run(["---completion", "update", "--", "--branch", "3", "0",
+                                                 "factoryctl", "update", "--branch", ""],
+                                                environment: fleet.world.environment, in: fleet.world.factory)
         #expect(branches.stdout.split(separator: "\n") == ["local-only", "main", "release"], "\(branches.stdout) \(branches.stderr)")
-        let prefixed = try Command.run([Package.factoryctl, "---completion", "update", "--", "--branch", "5", "1",
-                                        "factoryctl", "update", "--factory-dir", fleet.world.factory, "--branch", "r"],
-                                       environment: fleet.world.environment)
+        let prefixed = try FactoryctlBinary.run(["---completion", "update", "--", "--branch", "5", "1",
+                                                 "factoryctl", "update", "--factory-dir", fleet.world.factory, "--branch", "r"],
+                                                environment: fleet.world.environment)
         #expect(prefixed.stdout.split(separator: "\n") == ["release"])
         for id in ["eu-1", "eu-2", "us-1"] { try register(fleet, id) }
-        let ids = try Command.run([Package.factoryctl, "---completion", "publish", "--", "--target", "4", "2",
-                                   "factoryctl", "publish", "update", "--target", "eu"], environment: fleet.environment)
+        let ids = try FactoryctlBinary.run(["---completion", "publish", "--", "--target", "4", "2",
+                                            "factoryctl", "publish", "update", "--target", "eu"], environment: fleet.environment)
         #expect(ids.stdout.split(separator: "\n") == ["eu-1", "eu-2"], "\(ids.stdout) \(ids.stderr)")
     }
 }
@@ -216,7 +225,7 @@ enum JSONDoc {
         var env = world.environment
         env["FAKE_SYSTEMCTL_NO_BUS"] = "1"
         env.removeValue(forKey: "XDG_RUNTIME_DIR")
-        let result = try Command.run([Package.factoryctl, "update", "--restart", "--factory-dir", world.factory], environment: env)
+        let result = try FactoryctlBinary.run(["update", "--restart"], factoryDir: world.factory, environment: env)
         #expect(result.status == 1)
         #expect(result.stderr.contains("Failed to connect to bus") && result.stderr.contains("loginctl enable-linger")
                 && result.stderr.contains("XDG_RUNTIME_DIR is not set"), "\(result.stderr)")
@@ -224,18 +233,19 @@ enum JSONDoc {
         #expect(try world.git(["rev-parse", "refs/remotes/origin/main"], in: world.factory) .trimmingCharacters(in: .whitespacesAndNewlines) != (try world.originHead()), "not even fetched")
         #expect(world.protectedSnapshot() == protected)
         #expect(FakeSystemctl.calls(world.systemctlState) == ["--user show --property=Version"])
-        let json = JSONDoc.object(try Command.run([Package.factoryctl, "update", "--restart", "--json", "--factory-dir", world.factory], environment: env), exit: 1)
+        let json = JSONDoc.object(try FactoryctlBinary.run(["update", "--restart", "--json"],
+                                                           factoryDir: world.factory, environment: env), exit: 1)
         #expect(json["failure"] as? String == "systemd_unavailable")
     }
 
-    @Test func theProgressLineEndsBeforeTheNextLogLine() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { return }
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script"), "needs script(1) for a pseudo-terminal"))
+    func theProgressLineEndsBeforeTheNextLogLine() throws {
         let world = try GitWorld()
         var files: [String: String] = [:]
         for index in 0..<300 { files["data/f\(index).txt"] = String(repeating: "line \(index) of some text\n", count: 40) + UUID().uuidString }
         try world.pushUpstream(files, message: "Many files")
         // Under a pseudo-terminal (script), so the progress meter is on.
-        let command = [Package.factoryctl, "update", "--no-sync", "--restart", "--settle", "0", "--factory-dir", world.factory]
+        let command = [FactoryctlBinary.path, "update", "--no-sync", "--restart", "--settle", "0", "--factory-dir", world.factory]
             .map { "'\($0)'" }.joined(separator: " ")
         let result = try Command.run(["/usr/bin/script", "-qec", command, "/dev/null"], environment: world.environment)
         #expect(result.status == 0, "\(result.stdout)")
@@ -259,7 +269,7 @@ enum JSONDoc {
     @Test func aShortTokenIsRefusedWithoutEchoingIt() throws {
         var env = environment
         env["UA_OPS_TOKEN"] = "short-secret-15"
-        let result = try Command.run([Package.factoryctl, "serve", "--port", "0"], environment: env)
+        let result = try FactoryctlBinary.run(["serve", "--port", "0"], environment: env)
         #expect(result.status == 64)
         #expect(result.stderr.contains("shorter than 16 characters") && !result.stderr.contains("short-secret-15"), "\(result.stderr)")
     }
@@ -277,7 +287,7 @@ enum JSONDoc {
         #expect(Int(port) != nil)
         var env = environment
         env["UA_OPS_TOKEN"] = String(repeating: "k", count: 32)
-        let result = try Command.run([Package.factoryctl, "serve", "--port", port], environment: env)
+        let result = try FactoryctlBinary.run(["serve", "--port", port], environment: env)
         #expect(result.status == 12)
         #expect(result.stderr.contains("address already in use: another process is listening on 127.0.0.1:\(port)"), "\(result.stderr)")
         #expect(!result.stderr.contains("errno"), "\(result.stderr)")

@@ -20,7 +20,8 @@ import TestSupport
         let three = try fleet.world.pushUpstream(["app.py": "print('v3')\n"], message: "v3")
 
         // Pinned to v2 while origin is already at v3.
-        let pinned = try fleet.factoryctl(["publish", "update", "--commit", two, "--json", "--log-level", "error"])
+        let pinned = try FactoryctlBinary.run(["publish", "update", "--commit", two, "--json", "--log-level", "error"],
+                                              environment: fleet.environment)
         let outcome = JSONDoc.object(pinned, exit: 0)
         #expect(outcome["commit"] as? String == two)
         let job = outcome["job_id"] as? String ?? ""
@@ -68,9 +69,10 @@ import TestSupport
         #expect(try fleet.world.head(fleet.world.factory) == before)
         #expect(consumer.status == nil, "nothing changed: it keeps consuming")
         for bad in ["abc123", String(repeating: "G", count: 40), String(repeating: "A", count: 40)] {
-            #expect(try fleet.factoryctl(["publish", "update", "--commit", bad]).status == 64)
+            #expect(try FactoryctlBinary.run(["publish", "update", "--commit", bad], environment: fleet.environment).status == 64)
         }
-        #expect(try fleet.factoryctl(["publish", "update", "--allow-rewind"]).status == 64, "a rollback names its commit")
+        #expect(try FactoryctlBinary.run(["publish", "update", "--allow-rewind"],
+                                         environment: fleet.environment).status == 64, "a rollback names its commit")
     }
 
     @Test func publishPinsTheBranchTipItReadsFromTheRepository() throws {
@@ -82,7 +84,7 @@ import TestSupport
         let two = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
         var hq = fleet.environment
         hq["UA_FACTORY_REPO_URL"] = fleet.world.origin
-        let pinned = JSONDoc.object(try fleet.factoryctl(["publish", "update", "--target", "f-1", "--json"], environment: hq), exit: 0)
+        let pinned = JSONDoc.object(try FactoryctlBinary.run(["publish", "update", "--target", "f-1", "--json"], environment: hq), exit: 0)
         #expect(pinned["commit"] as? String == two)
         try fleet.world.pushUpstream(["app.py": "print('v3')\n"], message: "v3")
         consumer.signal(SIGCONT)
@@ -90,10 +92,10 @@ import TestSupport
         #expect(eventually { (try? fleet.results(job).first?["status"] as? String) == "SUCCESS" })
         #expect(try fleet.world.head(fleet.world.factory) == two)
         // --no-pin leaves it to each factory; a branch the repository lacks is refused.
-        let unpinned = JSONDoc.object(try fleet.factoryctl(["publish", "update", "--target", "f-1", "--no-pin", "--force", "--json"],
-                                                           environment: hq), exit: 0)
+        let unpinned = JSONDoc.object(try FactoryctlBinary.run(["publish", "update", "--target", "f-1", "--no-pin", "--force", "--json"],
+                                                               environment: hq), exit: 0)
         #expect(unpinned["commit"] is NSNull)
-        let missing = try fleet.factoryctl(["publish", "update", "--branch", "nope", "--target", "f-1", "--force"], environment: hq)
+        let missing = try FactoryctlBinary.run(["publish", "update", "--branch", "nope", "--target", "f-1", "--force"], environment: hq)
         #expect(missing.status == 1 && missing.stderr.contains("has no branch 'nope'"), "\(missing.stderr)")
     }
 
@@ -103,8 +105,9 @@ import TestSupport
         let silent = try SilentServer()
         var hq = fleet.environment
         hq["FACTORYCTL_FETCH_TIMEOUT"] = "1"
-        let result = try fleet.factoryctl(["publish", "update", "--allow-unregistered", "--target", "f-1",
-                                           "--repo", "\(scheme)://git@127.0.0.1:\(silent.port)/factory.git"], environment: hq)
+        let result = try FactoryctlBinary.run(["publish", "update", "--allow-unregistered", "--target", "f-1",
+                                               "--repo", "\(scheme)://git@127.0.0.1:\(silent.port)/factory.git"],
+                                              environment: hq)
         #expect(result.status == 5, "\(result.stderr)")
         #expect(result.stderr.contains("nothing was published"), "\(result.stderr)")
         #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0")

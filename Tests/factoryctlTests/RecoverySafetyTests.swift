@@ -6,14 +6,6 @@ import TestSupport
 /// restore never blocks the next version; every move passes the same gate. End to end, with the
 /// built binary, real git and real uv (or a sync program that fails on purpose).
 @Suite struct RecoverySafetyTests {
-    func factoryctl(_ world: GitWorld, _ arguments: [String], environment: [String: String]) throws -> Command.Result {
-        try Command.run([Package.factoryctl] + arguments + ["--factory-dir", world.factory], environment: environment)
-    }
-
-    func json(_ result: Command.Result) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
-    }
-
     var journalName: String { "/.git/factoryctl/journal.json" }
 
     /// Gone, or a zombie nobody reaped yet.
@@ -38,7 +30,7 @@ import TestSupport
         let target = try world.pushUpstream(["app.py": "print('v2')\n", "added.py": "x = 1\n"], message: "Ship v2")
         var env = environment
         env["UA_FACTORY_SYNC_COMMAND"] = slow
-        let update = try ConsumerProcess(binary: Package.factoryctl, arguments: ["update", "--factory-dir", world.factory],
+        let update = try ConsumerProcess(binary: FactoryctlBinary.path, arguments: ["update", "--factory-dir", world.factory],
                                          environment: env, log: world.directory.join("update.log"))
         let journal = world.factory + journalName
         #expect(eventually(timeout: 30) {
@@ -75,8 +67,8 @@ import TestSupport
 
         var env = world.environment
         env["UA_FACTORY_SYNC_COMMAND"] = try world.script("quick-sync", "exit 0\n")
-        let next = try factoryctl(world, ["update", "--json"], environment: env)
-        let object = json(next)
+        let next = try FactoryctlBinary.run(["update", "--json"], factoryDir: world.factory, environment: env)
+        let object = try next.json()
         #expect((object["recovery"] as? String)?.contains("nothing was undone") == true, "\(next.stdout) \(next.stderr)")
         let branch = work == .branchSwitch ? "operator" : "main"
         #expect(try world.git(["rev-parse", "refs/heads/\(branch)"], in: world.factory).trimmingCharacters(in: .whitespacesAndNewlines) == hotfix,
@@ -98,8 +90,8 @@ import TestSupport
         var env = world.environment
         env["UA_FACTORY_SYNC_COMMAND"] = try world.script("quick-sync", "exit 0\n")
         // Nothing was touched since: the record's own work is undone, then the update runs again.
-        let next = try factoryctl(world, ["update", "--json"], environment: env)
-        let object = json(next)
+        let next = try FactoryctlBinary.run(["update", "--json"], factoryDir: world.factory, environment: env)
+        let object = try next.json()
         #expect(next.status == 0, "\(next.stdout) \(next.stderr)")
         #expect((object["recovery"] as? String)?.contains("undid an update interrupted during syncing") == true, "\(next.stdout)")
         #expect(object["from"] as? String == before)
@@ -117,20 +109,20 @@ import TestSupport
         env["UA_FACTORY_SYNC_COMMAND"] = try pickySync(world)
         let v1 = try world.head(world.factory)
         _ = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2, which does not sync")
-        let failed = try factoryctl(world, ["update", "--json"], environment: env)
+        let failed = try FactoryctlBinary.run(["update", "--json"], factoryDir: world.factory, environment: env)
         #expect(failed.status == 6, "rolled back, but the environment is owed: \(failed.stdout)")
-        #expect(json(failed)["environment_owed"] is String, "\(failed.stdout)")
+        #expect(try failed.json()["environment_owed"] is String, "\(failed.stdout)")
         #expect(try world.head(world.factory) == v1)
-        let status = try factoryctl(world, ["status", "--json"], environment: env)
-        #expect(json(status)["needs_attention"] is String, "status says so: \(status.stdout)")
+        let status = try FactoryctlBinary.run(["status", "--json"], factoryDir: world.factory, environment: env)
+        #expect(try status.json()["needs_attention"] is String, "status says so: \(status.stdout)")
 
         let v3 = try world.pushUpstream(["app.py": "print('v3')\n", "syncs-ok": "\n"], message: "v3, which syncs")
-        let fixed = try factoryctl(world, ["update", "--json"], environment: env)
+        let fixed = try FactoryctlBinary.run(["update", "--json"], factoryDir: world.factory, environment: env)
         #expect(fixed.status == 0, "\(fixed.stdout) \(fixed.stderr)")
         #expect(try world.head(world.factory) == v3)
-        #expect(json(fixed)["synced"] as? Bool == true)
-        let after = try factoryctl(world, ["status", "--json"], environment: env)
-        #expect(json(after)["needs_attention"] == nil || json(after)["needs_attention"] is NSNull, "healthy again: \(after.stdout)")
+        #expect(try fixed.json()["synced"] as? Bool == true)
+        let after = try FactoryctlBinary.run(["status", "--json"], factoryDir: world.factory, environment: env)
+        #expect(try after.json()["needs_attention"] == nil, "healthy again (no needs_attention key): \(after.stdout)")
     }
 
     @Test func anOwedEnvironmentOnUnchangedCodeIsSyncedByTheNextUpdate() throws {
@@ -138,13 +130,14 @@ import TestSupport
         var env = world.environment
         env["UA_FACTORY_SYNC_COMMAND"] = try pickySync(world)
         _ = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2, which does not sync")
-        #expect(try factoryctl(world, ["update", "--json"], environment: env).status == 6)
+        #expect(try FactoryctlBinary.run(["update", "--json"], factoryDir: world.factory, environment: env).status == 6)
         // The index is back: the same code now syncs, and the debt is paid without any new commit
         // (origin still has v2, which the anti-rewind record does not count: it was never kept).
         env["UA_FACTORY_SYNC_COMMAND"] = try world.script("good-sync", "exit 0\n")
-        let retried = try factoryctl(world, ["update", "--json", "--commit", try world.head(world.factory)], environment: env)
+        let retried = try FactoryctlBinary.run(["update", "--json", "--commit", try world.head(world.factory)],
+                                               factoryDir: world.factory, environment: env)
         #expect(retried.status == 0, "\(retried.stdout) \(retried.stderr)")
-        #expect(json(retried)["synced"] as? Bool == true, "\(retried.stdout)")
+        #expect(try retried.json()["synced"] as? Bool == true, "\(retried.stdout)")
         #expect(!FileManager.default.fileExists(atPath: world.factory + "/.git/factoryctl/needs-sync.json"))
     }
 
@@ -157,9 +150,10 @@ import TestSupport
         let start = try world.head(world.factory)
         var env = world.environment
         env["UA_ALLOWED_SIGNERS"] = keys.allowed
-        let refused = try factoryctl(world, ["update", "--no-sync", "--json", "--branch", "release"], environment: env)
+        let refused = try FactoryctlBinary.run(["update", "--no-sync", "--json", "--branch", "release"],
+                                               factoryDir: world.factory, environment: env)
         #expect(refused.status == 1, "\(refused.stdout)")
-        #expect(json(refused)["failure"] as? String == "signature_refused", "\(refused.stdout)")
+        #expect(try refused.json()["failure"] as? String == "signature_refused", "\(refused.stdout)")
         #expect(try world.head(world.factory) == start)
         #expect(try world.git(["branch", "--show-current"], in: world.factory).trimmingCharacters(in: .whitespacesAndNewlines) == "main")
     }
@@ -173,10 +167,10 @@ import TestSupport
         let library = "/usr/lib/x86_64-linux-gnu/libgit2.so.1.5"
         // In a mount namespace of its own, the library is an empty file: dlopen fails.
         let result = try Command.run(["unshare", "--mount", "sh", "-c", "mount --bind /dev/null \"$0\" && exec \"$@\"", library,
-                                      Package.factoryctl, "update", "--json", "--no-sync", "--factory-dir", world.factory],
+                                      FactoryctlBinary.path, "update", "--json", "--no-sync", "--factory-dir", world.factory],
                                      environment: world.environment)
-        let object = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
         #expect(result.status == 1, "\(result.stdout) \(result.stderr)")
+        let object = try result.json()
         #expect(object["ok"] as? Bool == false)
         #expect((object["error"] as? String)?.contains("cannot load libgit2.so.1.5") == true, "\(result.stdout)")
     }

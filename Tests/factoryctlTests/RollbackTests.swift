@@ -4,34 +4,34 @@ import TestSupport
 
 /// `factoryctl rollback` on a factory and as a `system:rollback_factory` mission.
 @Suite struct RollbackTests {
-    func factoryctl(_ world: GitWorld, _ arguments: [String]) throws -> Command.Result {
-        try Command.run([Package.factoryctl] + arguments + ["--factory-dir", world.factory], environment: world.environment)
-    }
-
     @Test func rollbackGoesBackOneSuccessfulUpdateAtATimeThroughThePipeline() throws {
         let world = try GitWorld()
         let one = try world.head(world.factory)
         let two = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        #expect(try factoryctl(world, ["update", "--no-sync"]).status == 0)
+        #expect(try FactoryctlBinary.run(["update", "--no-sync"], factoryDir: world.factory, environment: world.environment).status == 0)
         let three = try world.pushUpstream(["app.py": "print('v3')\n"], message: "v3")
-        #expect(try factoryctl(world, ["update", "--no-sync"]).status == 0)
+        #expect(try FactoryctlBinary.run(["update", "--no-sync"], factoryDir: world.factory, environment: world.environment).status == 0)
         #expect(try world.head(world.factory) == three)
         let protected = world.protectedSnapshot()
 
-        let back = try factoryctl(world, ["rollback", "--no-sync", "--settle", "0", "--json"])
+        let back = try FactoryctlBinary.run(["rollback", "--no-sync", "--settle", "0", "--json"],
+                                            factoryDir: world.factory, environment: world.environment)
         #expect(back.status == 0, "\(back.stdout) \(back.stderr)")
         #expect(back.stdout.contains("\"integration\":\"rewind\""))
         #expect(try world.head(world.factory) == two)
         #expect(FakeSystemctl.calls(world.systemctlState).contains("--user restart universal-agent-local-factory"), "restarted")
         #expect(world.protectedSnapshot() == protected)
         // Again: further back, not a flip to v3.
-        #expect(try factoryctl(world, ["rollback", "--no-sync", "--no-restart"]).status == 0)
+        #expect(try FactoryctlBinary.run(["rollback", "--no-sync", "--no-restart"],
+                                         factoryDir: world.factory, environment: world.environment).status == 0)
         #expect(try world.head(world.factory) == one)
         // Nothing recorded before v1.
-        let none = try factoryctl(world, ["rollback", "--no-sync", "--no-restart"])
+        let none = try FactoryctlBinary.run(["rollback", "--no-sync", "--no-restart"],
+                                            factoryDir: world.factory, environment: world.environment)
         #expect(none.status == 1 && none.stderr.contains("nothing to roll back to"), "\(none.stderr)")
         // An explicit commit.
-        #expect(try factoryctl(world, ["rollback", "--no-sync", "--no-restart", "--to", three]).status == 0)
+        #expect(try FactoryctlBinary.run(["rollback", "--no-sync", "--no-restart", "--to", three],
+                                         factoryDir: world.factory, environment: world.environment).status == 0)
         #expect(try world.head(world.factory) == three)
     }
 

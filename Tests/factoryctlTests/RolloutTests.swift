@@ -21,10 +21,6 @@ import TestSupport
         return env
     }
 
-    func summary(_ result: Command.Result) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any] ?? [:]
-    }
-
     @Test func canaryThenBatchesInOrderWithWavesThatNeverOverlap() throws {
         let fleet = try FleetWorld(factories: Self.ids)
         let supervisor = Supervisor()
@@ -32,8 +28,9 @@ import TestSupport
         try start(fleet, supervisor)
         let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
         // A pause between waves, and the rollout goes on after it.
-        let result = try fleet.factoryctl(["publish", "update", "--canary", "1", "--batch", "2", "--pause", "0.2", "--json",
-                                           "--log-level", "error"], environment: hq(fleet))
+        let result = try FactoryctlBinary.run(["publish", "update", "--canary", "1", "--batch", "2", "--pause", "0.2", "--json",
+                                               "--log-level", "error"],
+                                              environment: hq(fleet))
         let object = JSONDoc.object(result, exit: 0)
         #expect(object["state"] as? String == "succeeded", "\(result.stdout) \(result.stderr)")
         #expect((object["waves"] as? [[String]]) == [["f-1"], ["f-2", "f-3"], ["f-4", "f-5"], ["f-6"]])
@@ -50,7 +47,7 @@ import TestSupport
             #expect(!received.isEmpty && received.min()! >= previousEnd, "wave \(job) overlapped the previous one")
             previousEnd = finished.max() ?? previousEnd
         }
-        let status = try fleet.factoryctl(["status", "--rollout", object["id"] as? String ?? ""])
+        let status = try FactoryctlBinary.run(["status", "--rollout", object["id"] as? String ?? ""], environment: fleet.environment)
         #expect(status.stdout.contains("succeeded") && status.stdout.contains("f-6"), "\(status.stdout)")
     }
 
@@ -69,8 +66,9 @@ import TestSupport
         }
         let before = try fleet.world.head(fleet.world.factory)
         try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        let result = try fleet.factoryctl(["publish", "update", "--canary", "1", "--batch", "2", "--rollback-on-halt", "--json",
-                                           "--log-level", "error"], environment: hq(fleet))
+        let result = try FactoryctlBinary.run(["publish", "update", "--canary", "1", "--batch", "2", "--rollback-on-halt", "--json",
+                                               "--log-level", "error"],
+                                              environment: hq(fleet))
         let object = JSONDoc.object(result, exit: 2)
         #expect(object["state"] as? String == "rolled_back", "\(result.stdout)")
         #expect((object["failures"] as? [[String: Any]])?.compactMap { $0["factory_id"] as? String } == ["f-3"], "\(result.stdout)")
@@ -83,7 +81,8 @@ import TestSupport
             #expect(try fleet.registration(id)?["last_job_id"] == nil, "\(id) received nothing")
         }
         // Another rollout for the same factories may start now (this one is over).
-        let status = JSONDoc.object(try fleet.factoryctl(["status", "--rollout", object["id"] as? String ?? "", "--json"]), exit: 0)
+        let status = JSONDoc.object(try FactoryctlBinary.run(["status", "--rollout", object["id"] as? String ?? "", "--json"],
+                                                             environment: fleet.environment), exit: 0)
         #expect(status["state"] as? String == "rolled_back")
     }
 
@@ -102,8 +101,9 @@ import TestSupport
         }
         let before = try fleet.world.head(fleet.world.factory)
         let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        let result = try fleet.factoryctl(["publish", "update", "--canary", "1", "--batch", "2", "--max-failures", "1", "--json",
-                                           "--log-level", "error"], environment: hq(fleet))
+        let result = try FactoryctlBinary.run(["publish", "update", "--canary", "1", "--batch", "2", "--max-failures", "1", "--json",
+                                               "--log-level", "error"],
+                                              environment: hq(fleet))
         let object = JSONDoc.object(result, exit: 0)
         #expect(object["state"] as? String == "succeeded", "\(result.stdout)")
         #expect((object["failures"] as? [[String: Any]])?.compactMap { $0["factory_id"] as? String } == ["f-3"])
@@ -119,7 +119,7 @@ import TestSupport
         let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
         var env = hq(fleet)
         env["FACTORYCTL_ROLLOUT_LEASE_SECONDS"] = "2"
-        let publisher = try ConsumerProcess(binary: Package.factoryctl,
+        let publisher = try ConsumerProcess(binary: FactoryctlBinary.path,
                                             arguments: ["publish", "update", "--canary", "1", "--batch", "5", "--pause", "30", "--log-level", "error"],
                                             environment: env, log: fleet.world.directory.join("publisher.log"))
         // Killed during the pause after the canary wave.
@@ -131,11 +131,11 @@ import TestSupport
         #expect(try fleet.world.head(fleet.factories["f-1"]!) == target)
         #expect(try fleet.world.head(fleet.factories["f-2"]!) != target)
         // Still marked running: an overlapping rollout is refused.
-        let overlapping = try fleet.factoryctl(["publish", "update", "--batch", "1", "--target", "f-2"], environment: hq(fleet))
+        let overlapping = try FactoryctlBinary.run(["publish", "update", "--batch", "1", "--target", "f-2"], environment: hq(fleet))
         #expect(overlapping.status == 8 && overlapping.stderr.contains("rollout \(id) is in progress"), "\(overlapping.stderr)")
         // The dead publisher's lease runs out on its own.
         #expect(eventually(timeout: 10) { (try? fleet.redis.cli(["EXISTS", "factoryctl:rollout:\(id):lease"])) == "0" })
-        let resumed = try fleet.factoryctl(["publish", "resume-rollout", id, "--json", "--log-level", "error"], environment: env)
+        let resumed = try FactoryctlBinary.run(["publish", "resume-rollout", id, "--json", "--log-level", "error"], environment: env)
         #expect(JSONDoc.object(resumed, exit: 0)["state"] as? String == "succeeded", "\(resumed.stdout) \(resumed.stderr)")
         for id in Self.ids { #expect(try fleet.world.head(fleet.factories[id]!) == target, "\(id)") }
     }
@@ -150,7 +150,7 @@ import TestSupport
         let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
         var env = hq(fleet)
         env["FACTORYCTL_ROLLOUT_LEASE_SECONDS"] = "2"
-        let first = try ConsumerProcess(binary: Package.factoryctl,
+        let first = try ConsumerProcess(binary: FactoryctlBinary.path,
                                         arguments: ["publish", "update", "--canary", "1", "--batch", "1", "--pause", "60", "--log-level", "error"],
                                         environment: env, log: fleet.world.directory.join("first.log"))
         defer { first.stop() }
@@ -169,7 +169,7 @@ import TestSupport
 
         // A second runner while the first drives it: refused, the holder named, nothing changed.
         for arguments in [["publish", "resume-rollout", id], ["publish", "resume-rollout", id, "--json"]] {
-            let second = try fleet.factoryctl(arguments + ["--log-level", "error"], environment: env)
+            let second = try FactoryctlBinary.run(arguments + ["--log-level", "error"], environment: env)
             let message = arguments.contains("--json") ? JSONDoc.object(second, exit: 8)["error"] as? String ?? "" : second.stderr
             #expect(second.status == 8, "\(second.stdout) \(second.stderr)")
             #expect(message.contains("already being driven by factoryctl publish, pid \(first.pid)"), "\(message)")
@@ -182,8 +182,8 @@ import TestSupport
         first.signal(SIGKILL)
         _ = first.waitForExit(timeout: 10)
         #expect(eventually(timeout: 10) { (try? fleet.redis.cli(["EXISTS", lease])) == "0" })
-        let resumed = JSONDoc.object(try fleet.factoryctl(["publish", "resume-rollout", id, "--json", "--log-level", "error"],
-                                                          environment: env), exit: 0)
+        let resumed = JSONDoc.object(try FactoryctlBinary.run(["publish", "resume-rollout", id, "--json", "--log-level", "error"],
+                                                              environment: env), exit: 0)
         #expect(resumed["state"] as? String == "succeeded", "\(resumed)")
         #expect((resumed["jobs"] as? [String])?.count == 2, "each wave sent once")
         #expect((resumed["failures"] as? [Any])?.isEmpty == true)

@@ -11,7 +11,7 @@ struct SSHFetchTests {
         environment["HOME"] = ssh.home
         environment.removeValue(forKey: "SSH_AUTH_SOCK")
         environment.merge(extra) { $1 }
-        return try Command.run([Package.factoryctl, "update", "--factory-dir", world.factory, "--no-sync"], environment: environment)
+        return try FactoryctlBinary.run(["update", "--no-sync"], factoryDir: world.factory, environment: environment)
     }
 
     @Test func fetchesOverSSHWithAKeyFileAndAKnownHost() throws {
@@ -117,8 +117,9 @@ struct SSHFetchTests {
         environment.removeValue(forKey: "SSH_AUTH_SOCK")
         environment["FACTORY_ROLE"] = "HEADQUARTERS"
         environment["UA_REDIS_URL"] = redis.url
-        let result = try Command.run([Package.factoryctl, "publish", "update", "--allow-unregistered", "--target", "f-1", "--json",
-                                      "--repo", ssh.url(forRepository: world.origin)], environment: environment)
+        let result = try FactoryctlBinary.run(["publish", "update", "--allow-unregistered", "--target", "f-1", "--json",
+                                               "--repo", ssh.url(forRepository: world.origin)],
+                                              environment: environment)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("\"commit\":\"\(target)\""), "\(result.stdout)")
     }

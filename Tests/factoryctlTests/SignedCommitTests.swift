@@ -42,7 +42,7 @@ import TestSupport
     func update(_ world: GitWorld, _ keys: Keys) throws -> Command.Result {
         var environment = world.environment
         environment["UA_ALLOWED_SIGNERS"] = keys.allowed
-        return try Command.run([Package.factoryctl, "update", "--no-sync", "--json", "--factory-dir", world.factory], environment: environment)
+        return try FactoryctlBinary.run(["update", "--no-sync", "--json"], factoryDir: world.factory, environment: environment)
     }
 
     @Test func onlyCodeSignedByAnAllowedSignerIsCheckedOut() throws {

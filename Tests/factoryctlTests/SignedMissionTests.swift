@@ -32,7 +32,7 @@ import TestSupport
 
     func keys(_ fleet: FleetWorld, _ name: String) throws -> (key: String, pub: String) {
         let directory = fleet.world.directory.join(name)
-        let result = try fleet.factoryctl(["keys", "generate", "--out", directory])
+        let result = try FactoryctlBinary.run(["keys", "generate", "--out", directory], environment: fleet.environment)
         #expect(result.status == 0, "\(result.stderr)")
         return (directory + "/mission.key", directory + "/mission.pub")
     }
@@ -45,14 +45,15 @@ import TestSupport
         #expect(try String(contentsOfFile: key, encoding: .utf8).hasPrefix("factoryctl-mission-private-key-v1 "))
         #expect(try String(contentsOfFile: pub, encoding: .utf8).hasPrefix("factoryctl-mission-public-key-v1 "))
         let before = try String(contentsOfFile: key, encoding: .utf8)
-        let again = try fleet.factoryctl(["keys", "generate", "--out", fleet.world.directory.join("hq")])
+        let again = try FactoryctlBinary.run(["keys", "generate", "--out", fleet.world.directory.join("hq")],
+                                             environment: fleet.environment)
         #expect(again.status == 1 && again.stderr.contains("already exists"))
         #expect(try String(contentsOfFile: key, encoding: .utf8) == before)
         // A signing key others can read is refused.
         chmod(key, 0o644)
         var env = fleet.environment
         env["UA_MISSION_SIGNING_KEY"] = key
-        let refused = try fleet.factoryctl(["publish", "update", "--allow-unregistered", "--target", "f-1"], environment: env)
+        let refused = try FactoryctlBinary.run(["publish", "update", "--allow-unregistered", "--target", "f-1"], environment: env)
         #expect(refused.status == 64 && refused.stderr.contains("readable by others"), "\(refused.stderr)")
         #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0")
     }
@@ -134,7 +135,7 @@ import TestSupport
         // Signed by the new key through publish: it runs.
         var hq = fleet.environment
         hq["UA_MISSION_SIGNING_KEY"] = newKey
-        let job = try fleet.factoryctl(["publish", "update", "--target", "f-1", "--log-level", "error"], environment: hq)
+        let job = try FactoryctlBinary.run(["publish", "update", "--target", "f-1", "--log-level", "error"], environment: hq)
             .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(eventually { (try? fleet.results(job).first?["status"] as? String) == "SUCCESS" })
         #expect(try eventually { (try? fleet.registration("f-1"))?["commit"] as? String == two })
@@ -157,7 +158,7 @@ import TestSupport
 
         // The old key still verifies during the rotation (a pause, signed with it).
         hq["UA_MISSION_SIGNING_KEY"] = oldKey
-        let pause = try fleet.factoryctl(["publish", "pause", "--target", "f-1", "--log-level", "error"], environment: hq)
+        let pause = try FactoryctlBinary.run(["publish", "pause", "--target", "f-1", "--log-level", "error"], environment: hq)
             .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(eventually { (try? fleet.results(pause).first?["status"] as? String) == "SUCCESS" })
         #expect(try eventually { (try? fleet.registration("f-1"))?["registration_status"] as? String == "paused" })
@@ -196,7 +197,8 @@ import TestSupport
         hq["UA_FLEET_ID"] = "prod"
         func publish(_ env: [String: String]) throws -> String {
             // --force: the jobs before were dead-lettered, so they stay in flight for f-1.
-            let result = try fleet.factoryctl(["publish", "update", "--target", "f-1", "--force", "--log-level", "error"], environment: env)
+            let result = try FactoryctlBinary.run(["publish", "update", "--target", "f-1", "--force", "--log-level", "error"],
+                                                  environment: env)
             #expect(result.status == 0, "\(result.stderr)")
             return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         }

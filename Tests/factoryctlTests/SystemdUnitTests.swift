@@ -15,7 +15,7 @@ import TestSupport
         #expect(unit.contains(restart))
         #expect(unit.contains("ExecStart=/usr/local/bin/factoryctl "))
         let path = directory.join(name)
-        try unit.replacingOccurrences(of: "/usr/local/bin/factoryctl", with: Package.factoryctl)
+        try unit.replacingOccurrences(of: "/usr/local/bin/factoryctl", with: FactoryctlBinary.path)
             .write(toFile: path, atomically: true, encoding: .utf8)
         var environment = ProcessInfo.processInfo.environment
         environment["XDG_RUNTIME_DIR"] = runtime

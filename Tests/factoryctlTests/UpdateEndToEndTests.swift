@@ -5,14 +5,11 @@ import TestSupport
 
 /// The built binary, run as an operator would: stdout, stderr and exit codes.
 @Suite struct UpdateEndToEndTests {
-    func factoryctl(_ world: GitWorld, _ arguments: [String]) throws -> Command.Result {
-        try Command.run([Package.factoryctl] + arguments + ["--factory-dir", world.factory], environment: world.environment)
-    }
-
     @Test func updatePrintsASummaryEndingWithTheNewCommit() throws {
         let world = try GitWorld()
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
-        let result = try factoryctl(world, ["update", "--restart", "--settle", "0"])
+        let result = try FactoryctlBinary.run(["update", "--restart", "--settle", "0"],
+                                              factoryDir: world.factory, environment: world.environment)
         let head = try world.head(world.factory)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("Ship v2"))
@@ -24,54 +21,56 @@ import TestSupport
     @Test func jsonOutputIsOneParsableObject() throws {
         let world = try GitWorld()
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
-        let result = try factoryctl(world, ["update", "--json", "--no-sync"])
+        let result = try FactoryctlBinary.run(["update", "--json", "--no-sync"], factoryDir: world.factory, environment: world.environment)
         #expect(result.status == 0)
-        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let object = try result.json()
         let keys = ["from", "to", "branch", "commits", "synced", "restarted", "rolled_back", "status", "error", "duration_ms"]
-        for key in keys { #expect(object?[key] != nil, "missing \(key)") }
-        #expect(object?["status"] as? String == "success")
-        #expect(object?["to"] as? String == (try world.head(world.factory)))
-        #expect((object?["commits"] as? [[String: Any]])?.first?["summary"] as? String == "Ship v2")
+        for key in keys { #expect(object[key] != nil, "missing \(key)") }
+        #expect(object["status"] as? String == "success")
+        #expect(object["to"] as? String == (try world.head(world.factory)))
+        #expect((object["commits"] as? [[String: Any]])?.first?["summary"] as? String == "Ship v2")
     }
 
     @Test func exitCodesDistinguishTheFailures() throws {
         // Preflight refusal.
         let dirty = try GitWorld()
         try dirty.write(dirty.factory, "app.py", "edited\n")
-        let refused = try factoryctl(dirty, ["update"])
+        let refused = try FactoryctlBinary.run(["update"], factoryDir: dirty.factory, environment: dirty.environment)
         #expect(refused.status == 4)
         #expect(refused.stderr.contains("app.py"))
 
         // Unreachable remote.
         let offline = try GitWorld()
         try offline.git(["remote", "set-url", "origin", "/nonexistent/origin.git"], in: offline.factory)
-        #expect(try factoryctl(offline, ["update"]).status == 5)
+        #expect(try FactoryctlBinary.run(["update"], factoryDir: offline.factory, environment: offline.environment).status == 5)
 
         // Rolled back after a failed sync.
         let broken = try GitWorld()
         try broken.pushUpstream(["pyproject.toml": GitWorld.pyproject(dependencies: ["no-such-package-factoryctl"])],
                                 message: "Bad dependency")
-        let rolledBack = try factoryctl(broken, ["update", "--json"])
+        let rolledBack = try FactoryctlBinary.run(["update", "--json"], factoryDir: broken.factory, environment: broken.environment)
         #expect(rolledBack.status == 2)
-        let object = try JSONSerialization.jsonObject(with: Data(rolledBack.stdout.utf8)) as? [String: Any]
-        #expect(object?["rolled_back"] as? Bool == true)
-        #expect(object?["status"] as? String == "failed")
+        let object = try rolledBack.json()
+        #expect(object["rolled_back"] as? Bool == true)
+        #expect(object["status"] as? String == "failed")
 
         // Lock held by another process.
         let locked = try GitWorld()
         let holder = try CheckoutLock.acquire(gitDirectory: locked.factory + "/.git", wait: false)
-        let lockResult = try factoryctl(locked, ["update"])
+        let lockResult = try FactoryctlBinary.run(["update"], factoryDir: locked.factory, environment: locked.environment)
         #expect(lockResult.status == 3)
         #expect(lockResult.stderr.contains("pid \(getpid())"))
         withExtendedLifetime(holder) {}
 
         // Usage error.
-        #expect(try factoryctl(locked, ["update", "--branch", "--evil"]).status == 64)
-        #expect(try factoryctl(locked, ["update", "--branch=-evil"]).status == 64)
+        #expect(try FactoryctlBinary.run(["update", "--branch", "--evil"],
+                                         factoryDir: locked.factory, environment: locked.environment).status == 64)
+        #expect(try FactoryctlBinary.run(["update", "--branch=-evil"],
+                                         factoryDir: locked.factory, environment: locked.environment).status == 64)
 
         // Not a checkout.
         let empty = TemporaryDirectory()
-        let notRepo = try Command.run([Package.factoryctl, "update", "--factory-dir", empty.path], environment: locked.environment)
+        let notRepo = try FactoryctlBinary.run(["update"], factoryDir: empty.path, environment: locked.environment)
         #expect(notRepo.status == 1)
         #expect(notRepo.stderr.contains("not a git checkout"))
     }
@@ -84,7 +83,7 @@ import TestSupport
         var environment = world.environment
         environment["UA_FACTORY_SYNC_COMMAND"] = script
         let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
-        let update = try ConsumerProcess(binary: Package.factoryctl,
+        let update = try ConsumerProcess(binary: FactoryctlBinary.path,
                                          arguments: ["update", "--factory-dir", world.factory, "--json"],
                                          environment: environment, log: world.directory.join("update.log"))
         #expect(eventually { update.output.contains("running \(script)") })
@@ -102,7 +101,7 @@ import TestSupport
         let before = try world.head(world.factory)
         // Hold the lock so the update waits (--wait-lock) before changing anything, then interrupt it.
         let lock = try CheckoutLock.acquire(gitDirectory: world.factory + "/.git", wait: false)
-        let update = try ConsumerProcess(binary: Package.factoryctl,
+        let update = try ConsumerProcess(binary: FactoryctlBinary.path,
                                          arguments: ["update", "--factory-dir", world.factory, "--wait-lock", "--no-sync"],
                                          environment: world.environment, log: world.directory.join("update.log"))
         #expect(eventually { update.output.contains("waiting for the update lock") })
@@ -117,7 +116,7 @@ import TestSupport
         let world = try GitWorld()
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
         let before = try world.head(world.factory)
-        let result = try factoryctl(world, ["update", "--dry-run"])
+        let result = try FactoryctlBinary.run(["update", "--dry-run"], factoryDir: world.factory, environment: world.environment)
         #expect(result.status == 0)
         #expect(result.stdout.contains("Would fast-forward main"))
         #expect(result.stdout.contains("Dry run: nothing was changed"))
@@ -128,19 +127,19 @@ import TestSupport
         let world = try GitWorld()
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
         try world.write(world.factory, "README.md", "local edit\n")
-        let stale = try factoryctl(world, ["status", "--json"])
+        let stale = try FactoryctlBinary.run(["status", "--json"], factoryDir: world.factory, environment: world.environment)
         #expect(stale.status == 0)
-        var object = try JSONSerialization.jsonObject(with: Data(stale.stdout.utf8)) as? [String: Any]
-        #expect(object?["behind"] as? Int == 0)
-        let fresh = try factoryctl(world, ["status", "--fetch", "--json"])
-        object = try JSONSerialization.jsonObject(with: Data(fresh.stdout.utf8)) as? [String: Any]
-        #expect(object?["behind"] as? Int == 1)
-        #expect(object?["branch"] as? String == "main")
-        #expect((object?["modified"] as? [[String: Any]])?.first?["path"] as? String == "README.md")
+        var object = try stale.json()
+        #expect(object["behind"] as? Int == 0)
+        let fresh = try FactoryctlBinary.run(["status", "--fetch", "--json"], factoryDir: world.factory, environment: world.environment)
+        object = try fresh.json()
+        #expect(object["behind"] as? Int == 1)
+        #expect(object["branch"] as? String == "main")
+        #expect((object["modified"] as? [[String: Any]])?.first?["path"] as? String == "README.md")
 
         try world.git(["checkout", "--", "README.md"], in: world.factory)
-        #expect(try factoryctl(world, ["update", "--no-sync"]).status == 0)
-        let text = try factoryctl(world, ["status"])
+        #expect(try FactoryctlBinary.run(["update", "--no-sync"], factoryDir: world.factory, environment: world.environment).status == 0)
+        let text = try FactoryctlBinary.run(["status"], factoryDir: world.factory, environment: world.environment)
         #expect(text.stdout.contains("Branch:   main"))
         #expect(text.stdout.contains("Ship v2"))
         #expect(text.stdout.contains("Last update:"))
@@ -152,7 +151,7 @@ import TestSupport
         try world.git(["checkout", "--quiet", "-b", "release"], in: world.seed)
         try world.pushUpstream(["r.txt": "1\n"], message: "Release", branch: "release")
         var environment = world.environment
-        environment["FACTORYCTL"] = Package.factoryctl
+        environment["FACTORYCTL"] = FactoryctlBinary.path
         environment["UA_FACTORY_DIR"] = world.factory
         let script = Package.root + "/scripts/update_factory.sh"
 
@@ -173,22 +172,18 @@ import TestSupport
 
 /// What `update` says is what happened (issue 10's honest outcomes).
 @Suite struct UpdateOutcomeTextTests {
-    func factoryctl(_ world: GitWorld, _ arguments: [String], in directory: String? = nil) throws -> Command.Result {
-        let located = directory == nil ? ["--factory-dir", world.factory] : []
-        return try Command.run([Package.factoryctl] + arguments + located, in: directory, environment: world.environment)
-    }
-
     @Test func upToDateSaysSoAndNothingElseAndExitCodeTellsTheCases() throws {
         let world = try GitWorld()
         let head = try world.head(world.factory)
-        let plain = try factoryctl(world, ["update"])
+        let plain = try FactoryctlBinary.run(["update"], factoryDir: world.factory, environment: world.environment)
         #expect(plain.status == 0, "\(plain.stderr)")
         #expect(plain.stdout == "Already up to date at \(head.prefix(7))\n")
-        let unchanged = try factoryctl(world, ["update", "--exit-code"])
+        let unchanged = try FactoryctlBinary.run(["update", "--exit-code"], factoryDir: world.factory, environment: world.environment)
         #expect(unchanged.status == 11)
         #expect(unchanged.stdout == "Already up to date at \(head.prefix(7))\n")
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        let changed = try factoryctl(world, ["update", "--exit-code", "--no-sync"])
+        let changed = try FactoryctlBinary.run(["update", "--exit-code", "--no-sync"],
+                                               factoryDir: world.factory, environment: world.environment)
         #expect(changed.status == 0, "\(changed.stderr)")
         #expect(changed.stdout.hasSuffix("Factory updated to \(try world.head(world.factory).prefix(7))\n"))
     }
@@ -200,7 +195,7 @@ import TestSupport
             try world.git(["commit", "--quiet", "--allow-empty", "-m", "c\(index)"], in: world.seed)
         }
         try world.git(["push", "--quiet", "origin", "HEAD:refs/heads/main"], in: world.seed)
-        let result = try factoryctl(world, ["update", "--no-sync"])
+        let result = try FactoryctlBinary.run(["update", "--no-sync"], factoryDir: world.factory, environment: world.environment)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("(120 commits pulled)"))
         #expect(result.stdout.contains("  … and 110 more\n"), "\(result.stdout)")
@@ -213,19 +208,19 @@ import TestSupport
         var environment = world.environment
         // Fails for the new code only, so the rollback's re-sync of the old code succeeds.
         environment["UA_FACTORY_SYNC_COMMAND"] = try world.script("sync-fails-on-v2", "! grep -q v2 app.py\n")
-        let text = try Command.run([Package.factoryctl, "update", "--factory-dir", world.factory], environment: environment)
+        let text = try FactoryctlBinary.run(["update"], factoryDir: world.factory, environment: environment)
         #expect(text.status == 2)
         #expect(text.stdout.hasPrefix("Rolled back: tried \(from.prefix(7)) → \(target.prefix(7)), the dependency sync failed: "), "\(text.stdout)")
         #expect(text.stdout.contains("still at \(from.prefix(7))"))
         for misleading in ["Fast-forwarded", "Factory updated", "Synced", "Restarted"] {
             #expect(!text.stdout.contains(misleading), "\(misleading) in \(text.stdout)")
         }
-        let json = try Command.run([Package.factoryctl, "update", "--json", "--factory-dir", world.factory], environment: environment)
-        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
-        #expect(object?["to"] as? String == from)
-        #expect(object?["attempted"] as? String == target)
-        #expect(object?["changed"] as? Bool == false)
-        #expect(object?["rolled_back"] as? Bool == true)
+        let json = try FactoryctlBinary.run(["update", "--json"], factoryDir: world.factory, environment: environment)
+        let object = try json.json()
+        #expect(object["to"] as? String == from)
+        #expect(object["attempted"] as? String == target)
+        #expect(object["changed"] as? Bool == false)
+        #expect(object["rolled_back"] as? Bool == true)
         #expect(try world.head(world.factory) == from)
     }
 
@@ -234,17 +229,17 @@ import TestSupport
         let subdirectory = world.factory + "/deep/er"
         try FileManager.default.createDirectory(atPath: subdirectory, withIntermediateDirectories: true)
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        let update = try factoryctl(world, ["update", "--no-sync"], in: subdirectory)
+        let update = try FactoryctlBinary.run(["update", "--no-sync"], environment: world.environment, in: subdirectory)
         #expect(update.status == 0, "\(update.stderr)")
         #expect(try world.head(world.factory) == world.head(world.origin))
-        let status = try factoryctl(world, ["status"], in: subdirectory)
+        let status = try FactoryctlBinary.run(["status"], environment: world.environment, in: subdirectory)
         #expect(status.status == 0, "\(status.stderr)")
         #expect(status.stdout.contains("Factory:  \(world.factory)\n"), "\(status.stdout)")
         // The consumer does not search: a service started below some checkout must not adopt it.
         var environment = world.environment
         environment["UA_REDIS_URL"] = "unix://" + world.directory.join("no-redis.sock")
         environment["UA_FACTORY_ID"] = "sub-1"
-        let consume = try Command.run(["timeout", "10", Package.factoryctl, "consume"], in: subdirectory, environment: environment)
+        let consume = try Command.run(["timeout", "10", FactoryctlBinary.path, "consume"], in: subdirectory, environment: environment)
         #expect(consume.status == 64, "\(consume.stderr)")
         #expect(consume.stderr.contains("is not a git checkout"), "\(consume.stderr)")
     }
@@ -257,7 +252,7 @@ import TestSupport
         let world = try GitWorld()
         let before = try world.head(world.factory)
         try world.git(["remote", "set-url", "origin", url], in: world.factory)
-        let result = try Command.run([Package.factoryctl, "update", "--no-sync", "--factory-dir", world.factory], environment: world.environment)
+        let result = try FactoryctlBinary.run(["update", "--no-sync"], factoryDir: world.factory, environment: world.environment)
         #expect(result.status == 5, "\(result.stderr)")
         #expect(result.stderr.contains("origin is the local path \(url), which does not exist"), "\(result.stderr)")
         #expect(!result.stderr.contains("unsupported URL protocol"))
@@ -271,7 +266,7 @@ import TestSupport
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
         var environment = world.environment
         environment["UA_FACTORY_SYNC_COMMAND"] = program
-        let result = try Command.run([Package.factoryctl, "update", "--factory-dir", world.factory], environment: environment)
+        let result = try FactoryctlBinary.run(["update"], factoryDir: world.factory, environment: environment)
         #expect(result.status == 1, "\(result.stderr)")
         #expect(result.stderr.contains("was not found (looked in "), "\(result.stderr)")
         #expect(result.stderr.contains("UA_FACTORY_SYNC_COMMAND"))
@@ -280,7 +275,7 @@ import TestSupport
         // Not even fetched: origin/main still where it was.
         #expect(try world.git(["rev-parse", "origin/main"], in: world.factory) == before)
         // Without the sync, the same update goes through.
-        let noSync = try Command.run([Package.factoryctl, "update", "--no-sync", "--factory-dir", world.factory], environment: environment)
+        let noSync = try FactoryctlBinary.run(["update", "--no-sync"], factoryDir: world.factory, environment: environment)
         #expect(noSync.status == 0, "\(noSync.stderr)")
     }
 }
@@ -289,7 +284,7 @@ import TestSupport
 @Suite struct JournalOutputTests {
     /// Runs factoryctl with stderr appended to a file, JOURNAL_STREAM naming that file or not.
     func run(_ world: GitWorld, _ arguments: [String], journal: Bool) throws -> (status: Int32, stderr: String) {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let log = directory.join("stderr.log")
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let attributes = try FileManager.default.attributesOfItem(atPath: log)
@@ -297,7 +292,7 @@ import TestSupport
         let device = (attributes[.systemNumber] as? NSNumber)?.uint64Value ?? 0
         var environment = world.environment
         environment["JOURNAL_STREAM"] = journal ? "\(device):\(inode)" : "\(device):\(inode + 1)"
-        let result = try Command.run(["sh", "-c", "exec \"$0\" \"$@\" 2>>\"$LOG\"", Package.factoryctl] + arguments,
+        let result = try Command.run(["sh", "-c", "exec \"$0\" \"$@\" 2>>\"$LOG\"", FactoryctlBinary.path] + arguments,
                                      environment: environment.merging(["LOG": log]) { $1 })
         return (result.status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
@@ -313,7 +308,7 @@ import TestSupport
             #expect(!line.contains("+0000") && !line.contains("T\(Calendar.current.component(.year, from: Date()))"), "\(line)")
         }
         let failed = try run(world, ["update", "--factory-dir", world.directory.join("not-a-checkout")], journal: true)
-        #expect(failed.status != 0)
+        #expect(failed.status == 1, "\(failed.stderr)")
         #expect(failed.stderr.contains("<3>factoryctl: "), "\(failed.stderr)")
     }
 
@@ -333,8 +328,8 @@ import TestSupport
         let from = try world.head(world.factory)
         try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
         _ = FileManager.default.createFile(atPath: world.systemctlState + "/app.fail-always", contents: nil)
-        let result = try Command.run([Package.factoryctl, "update", "--restart", "--service", "app", "--settle", "0", "--no-sync",
-                                      "--factory-dir", world.factory], environment: world.environment)
+        let result = try FactoryctlBinary.run(["update", "--restart", "--service", "app", "--settle", "0", "--no-sync"],
+                                              factoryDir: world.factory, environment: world.environment)
         #expect(result.status == 6, "\(result.stderr)")
         #expect(result.stdout.contains("Rolled back: tried \(from.prefix(7))"), "\(result.stdout)")
         #expect(result.stdout.contains("Needs attention: still not active after the rollback: app"), "\(result.stdout)")
@@ -342,11 +337,11 @@ import TestSupport
         // A service that fails once and comes back with the old code is a clean rollback: exit 2.
         try FileManager.default.removeItem(atPath: world.systemctlState + "/app.fail-always")
         _ = FileManager.default.createFile(atPath: world.systemctlState + "/app.fail-next-restart", contents: nil)
-        let clean = try Command.run([Package.factoryctl, "update", "--restart", "--service", "app", "--settle", "0", "--no-sync",
-                                     "--factory-dir", world.factory, "--json"], environment: world.environment)
+        let clean = try FactoryctlBinary.run(["update", "--restart", "--service", "app", "--settle", "0", "--no-sync", "--json"],
+                                             factoryDir: world.factory, environment: world.environment)
         #expect(clean.status == 2, "\(clean.stderr)")
-        let object = try JSONSerialization.jsonObject(with: Data(clean.stdout.utf8)) as? [String: Any]
-        #expect((object?["inactive_after_rollback"] as? [String]) == [])
-        #expect(object?["rolled_back"] as? Bool == true)
+        let object = try clean.json()
+        #expect((object["inactive_after_rollback"] as? [String]) == [])
+        #expect(object["rolled_back"] as? Bool == true)
     }
 }

@@ -24,11 +24,41 @@ public struct FactoryEnvironment: Sendable {
         return value
     }
 
-    /// `FACTORYCTL_FETCH_TIMEOUT`: seconds a network fetch may go without progress (default 120).
-    public func fetchTimeout() throws(FactoryError) -> Double {
+    /// `FACTORYCTL_FETCH_TIMEOUT`: seconds a network fetch may go without progress (default 120);
+    /// `flag` (`--fetch-timeout`, checked by `isValidFetchTimeout`) wins when given.
+    public func fetchTimeout(flag: Double? = nil) throws(FactoryError) -> Double {
+        if let flag { return flag }
         guard let raw = self["FACTORYCTL_FETCH_TIMEOUT"] else { return 120 }
-        guard let value = Double(raw), value > 0, value <= 86_400 else {
+        guard let value = Double(raw), Self.isValidFetchTimeout(value) else {
             throw .invalidArgument("FACTORYCTL_FETCH_TIMEOUT must be a number of seconds between 0 and 86400, not '\(raw.prefix(40))'")
+        }
+        return value
+    }
+
+    /// The fetch timeout's rule, for the flag and the variable alike: more than 0, at most a day.
+    public static func isValidFetchTimeout(_ seconds: Double) -> Bool { seconds > 0 && seconds <= 86_400 }
+
+    /// `UA_DELEGATION_STREAM_MAXLEN`: the approximate MAXLEN publishing keeps the mission stream
+    /// to (default 10,000); `flag` (`--max-length`) wins when given. At least 100, flag or not.
+    public func missionStreamMaxLength(flag: Int? = nil) throws(FactoryError) -> Int {
+        if let flag { return flag }
+        guard let raw = self["UA_DELEGATION_STREAM_MAXLEN"] else { return Self.defaultStreamMaxLength }
+        guard let value = Int(raw), value >= Self.minimumStreamMaxLength else {
+            throw .invalidArgument("UA_DELEGATION_STREAM_MAXLEN must be a whole number of at least \(Self.minimumStreamMaxLength), not '\(raw.prefix(40))'")
+        }
+        return value
+    }
+
+    public static let defaultStreamMaxLength = 10_000
+    public static let minimumStreamMaxLength = 100
+
+    /// `UA_FACTORY_MIN_UPDATE_INTERVAL`: the fewest seconds between two updates of a factory
+    /// (default 10); `flag` (`--min-interval`) wins when given. Never negative.
+    public func minimumUpdateInterval(flag: Double? = nil) throws(FactoryError) -> Double {
+        if let flag { return flag }
+        guard let raw = self["UA_FACTORY_MIN_UPDATE_INTERVAL"] else { return 10 }
+        guard let value = Double(raw), value >= 0, value.isFinite else {
+            throw .invalidArgument("UA_FACTORY_MIN_UPDATE_INTERVAL must be a number of seconds, 0 or more, not '\(raw.prefix(40))'")
         }
         return value
     }
@@ -53,8 +83,25 @@ public struct FactoryEnvironment: Sendable {
     /// `UA_FACTORY_ID`, else the host name.
     public var factoryID: String { self["UA_FACTORY_ID"] ?? ProcessInfo.processInfo.hostName }
 
-    /// `FACTORY_ROLE` (`HEADQUARTERS` may publish).
-    public var role: String { self["FACTORY_ROLE"] ?? "LOCAL_WORKER" }
+    /// This factory's id: `flag` (`--factory-id`), else `UA_FACTORY_ID`, else the host name; it
+    /// must be a valid id (a host name such as `my_host!` is not).
+    public func checkedFactoryID(flag: String? = nil) throws(FactoryError) -> String {
+        let id = flag ?? factoryID
+        guard MissionID.isValid(id) else {
+            throw .invalidArgument("factory id '\(id)' is not valid; set UA_FACTORY_ID or --factory-id")
+        }
+        return id
+    }
+
+    /// `FACTORY_ROLE` (`HEADQUARTERS` may publish; see `FactoryRole`).
+    public var role: FactoryRole { FactoryRole(self["FACTORY_ROLE"] ?? FactoryRole.localWorker.name) }
+
+    /// `UA_FACTORY_REPO_URL`: the factories' repository, where HQ reads a branch's tip to pin
+    /// an update (see `BranchTip`).
+    public var repoURL: String? { self["UA_FACTORY_REPO_URL"] }
+
+    /// Whether stderr is the systemd journal (`JOURNAL_STREAM`): log lines then carry priorities.
+    public var stderrIsJournal: Bool { JournalLogHandler.stderrIsJournal(environment: values) }
 
     /// `UA_FACTORY_SERVICE`: one or more services, separated by commas or spaces.
     public var services: [String] {
@@ -71,6 +118,7 @@ public struct FactoryEnvironment: Sendable {
 
     public var missionStream: String { self["UA_DELEGATION_STREAM_NAME"] ?? Self.defaultMissionStream }
     public var deadLetterStream: String { self["UA_DELEGATION_DLQ_STREAM"] ?? Self.defaultDeadLetterStream }
+    /// `UA_OPS_TOKEN` as it is (the consumer sends it to HQ); `OpsToken.forServing` checks it for `serve`.
     public var opsToken: String? { self["UA_OPS_TOKEN"] }
 
     /// `UA_MISSION_SIGNING_KEY`: HQ signs every mission it publishes with this key file.

@@ -207,22 +207,19 @@ final class ChildExit: Sendable {
 }
 
 /// Keeps the last 8 KiB of a child's output.
-final class OutputTail: @unchecked Sendable {
-    private let lock = Lock()
-    private var data = Data()
+final class OutputTail: Sendable {
+    private let data = Mutex(Data())
     private let limit = 8192
 
     func append(_ chunk: Data) {
-        lock.lock()
-        defer { lock.unlock() }
-        data.append(chunk)
-        if data.count > limit { data = data.suffix(limit) }
+        data.withLock { data in
+            data.append(chunk)
+            if data.count > limit { data = data.suffix(limit) }
+        }
     }
 
     var text: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return String(decoding: data, as: UTF8.self)
+        data.withLock { String(decoding: $0, as: UTF8.self) }
     }
 }
 

@@ -2,71 +2,68 @@ import FoundationEssentials
 import Dispatch
 import FactoryBasics
 import Glibc
+import Synchronization
 
 /// Set when the process is asked to stop (SIGTERM, SIGINT, SIGHUP, SIGQUIT; SIGPIPE for the
 /// operator's commands); read from any thread. Counts the requests: a second one means "now".
-public final class StopSignal: @unchecked Sendable {
-    private let condition = Condition()
-    private var stopped = false
-    private var requests = 0
-    private var firstRequest: Double?
-    private var sources: [DispatchSourceSignal] = []
-    private var handlers: [@Sendable () -> Void] = []
+public final class StopSignal: Sendable {
+    private struct State {
+        var stopped = false
+        var requests = 0
+        var firstRequest: Double?
+        var handlers: [@Sendable () -> Void] = []
+        /// Threads in `sleep`, each woken through its own semaphore.
+        var sleepers: [Int: DispatchSemaphore] = [:]
+        var nextSleeper = 0
+    }
+
+    private let state = Mutex(State())
+    /// The signal sources stay alive as long as this object. Written only by `installHandlers`,
+    /// which a command calls once at start-up before any other thread sees this object; never
+    /// read. (DispatchSourceSignal is not Sendable, so a Mutex cannot hold it.)
+    nonisolated(unsafe) private var sources: [DispatchSourceSignal] = []
 
     public init() {}
 
-    public var isSet: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return stopped
-    }
+    public var isSet: Bool { state.withLock { $0.stopped } }
 
     /// How many times a stop was asked for.
-    public var count: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return requests
-    }
+    public var count: Int { state.withLock { $0.requests } }
 
     /// Seconds since the first stop request (nil: none yet).
     public var secondsSinceSet: Double? {
-        condition.lock()
-        defer { condition.unlock() }
-        return firstRequest.map { Monotonic.now - $0 }
+        state.withLock { $0.firstRequest }.map { Monotonic.now - $0 }
     }
 
     /// True once a child the process waits for should be ended too: a second request, or
     /// `grace` seconds after the first.
     public func childShouldStop(grace: Double) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        guard let firstRequest else { return false }
-        return requests >= 2 || Monotonic.now - firstRequest >= grace
+        state.withLock { state in
+            guard let first = state.firstRequest else { return false }
+            return state.requests >= 2 || Monotonic.now - first >= grace
+        }
     }
 
     public func set() {
-        condition.lock()
-        let first = !stopped
-        stopped = true
-        requests += 1
-        if first { firstRequest = Monotonic.now }
-        let run = first ? handlers : []
-        condition.broadcast()
-        condition.unlock()
+        let (run, sleepers) = state.withLock { state in
+            let first = !state.stopped
+            state.stopped = true
+            state.requests += 1
+            if first { state.firstRequest = Monotonic.now }
+            return (first ? state.handlers : [], Array(state.sleepers.values))
+        }
+        for sleeper in sleepers { sleeper.signal() }
         for handler in run { handler() }
     }
 
     /// Runs `handler` once when the signal is set (at once if it already is), on the setting
     /// thread. Used to interrupt a blocking read, so that nothing has to poll for the stop.
     public func onSet(_ handler: @escaping @Sendable () -> Void) {
-        condition.lock()
-        if stopped {
-            condition.unlock()
-            handler()
-            return
+        let already = state.withLock { state in
+            if !state.stopped { state.handlers.append(handler) }
+            return state.stopped
         }
-        handlers.append(handler)
-        condition.unlock()
+        if already { handler() }
     }
 
     /// Routes SIGTERM, SIGINT, SIGHUP (the SSH session or terminal went away) and SIGQUIT here,
@@ -87,12 +84,18 @@ public final class StopSignal: @unchecked Sendable {
     /// Returns false if stopped.
     @discardableResult
     public func sleep(_ seconds: Double) -> Bool {
-        let end = Monotonic.now + seconds
-        condition.lock()
-        defer { condition.unlock() }
-        while !stopped {
-            if !condition.wait(until: end) { return !stopped }
+        let wake = DispatchSemaphore(value: 0)
+        let id: Int? = state.withLock { state in
+            guard !state.stopped else { return nil }
+            state.nextSleeper += 1
+            state.sleepers[state.nextSleeper] = wake
+            return state.nextSleeper
         }
-        return false
+        guard let id else { return false }
+        _ = wake.wait(timeout: .now() + max(0, seconds))
+        return state.withLock { state in
+            state.sleepers[id] = nil
+            return !state.stopped
+        }
     }
 }

@@ -5,6 +5,7 @@ import FactoryBasics
 import Glibc
 import GitKit
 import Logging
+import Synchronization
 import RedisKit
 
 /// Everything `factoryctl consume` needs.
@@ -141,7 +142,9 @@ public final class MissionConsumer {
         }
     }
 
-    /// Runs until stopped or until an update asks for a restart.
+    /// Runs until stopped or until an update asks for a restart: connect (and catch up on what
+    /// this consumer left pending), heartbeat, run deferred missions, read and handle new ones;
+    /// Redis failures back off and reconnect.
     public func run() -> ConsumerExit {
         var backoff = Backoff(initial: 0.5, cap: 30)
         var connected = false
@@ -150,75 +153,16 @@ public final class MissionConsumer {
         if let recovery = makePipeline(branch: "main").recoverInterruptedUpdate(), let error = recovery.error {
             logger.error("\(error)") // a successful repair has logged what it did
         }
-        while !stop.isSet {
+        loop: while !stop.isSet {
             do {
-                if !connected {
-                    try redis.connect()
-                    _ = try redis.canSkipReplies() // asked now, not at the first idle heartbeat
-                    // Before the group exists or the fleet hears of this factory.
-                    try joined.establish(redis: redis, consumedBefore: consumedBefore, logger: logger)
-                    try bus.ensureGroup(group)
-                    status = state.paused ? "paused" : "online"
-                    try register()
-                    connected = true
-                    if backoff.attempt > 0 { logger.notice("Redis is back") }
-                    backoff.reset()
-                    // Crash recovery: this consumer's own pending entries first. Deferred ones are
-                    // among them (never acked), so they are read again rather than kept twice.
-                    deferred = []
-                    if let owed = unreported {
-                        try bus.publishResult(owed.result)
-                        try bus.ack(group: group, [owed.entry.id])
-                        unreported = nil
-                        logger.notice("reported \(owed.result.jobID) after Redis came back")
-                        if owed.restart { return .restartRequested(jobID: owed.result.jobID) }
-                    }
-                    if let exit = try handle(try bus.readPending(group: group, consumer: consumerName), recovering: true) {
-                        return exit
-                    }
-                }
-                // A heartbeat that changes nothing but last_seen_at rides on the next blocking read
-                // (its reply suppressed): an idle consumer wakes once per heartbeat, not twice.
-                var silently: [[String]] = []
-                // Due a little early is due: Redis may end a BLOCK a few ms before the heartbeat
-                // time, and waking again for the remainder would be a wasted wake-up.
-                if Date().timeIntervalSince(lastHeartbeat) >= configuration.heartbeatSeconds - 0.05 {
-                    if status == lastRegisteredStatus, !hqPostDue, try redis.canSkipReplies() {
-                        let registration = currentRegistration()
-                        silently = [FleetRegistry.registerCommand(registration)]
-                        lastHeartbeat = Date(timeIntervalSince1970: registration.lastSeenAt)
-                    } else {
-                        try register()
-                    }
-                }
+                if !connected, let exit = try connect(&connected, &backoff) { return exit }
+                let silently = try heartbeat()
                 if let exit = try runDeferredIfDue() { return exit }
-                // The flag goes up before the last stop check: a stop either is seen here or
-                // finds the flag up and interrupts the read.
-                reading.set(true)
-                defer { reading.set(false) }
-                if stop.isSet { break }
-                var block = blockTime()
-                if idleTrimDue {
-                    // Idle for a second after work: hand back freed heap, and the clean code and
-                    // data pages start-up or the missions touched (re-read from the page cache
-                    // if needed again), so an idle consumer holds only what idling uses. Not
-                    // sooner: a mission arriving right after another would pay for the refaults.
-                    let idleFor = Date().timeIntervalSince(lastActivity)
-                    if idleFor >= 1 {
-                        idleTrimDue = false
-                        _ = factoryctl_malloc_trim()
-                        _ = factoryctl_release_clean_pages()
-                    } else {
-                        block = min(block, max(1, Int(((1 - idleFor) * 1000).rounded(.up))))
-                    }
+                switch try readAndHandle(silently: silently) {
+                case .exit(let exit): return exit
+                case .stopRequested: break loop
+                case .carryOn: continue
                 }
-                let entries = try bus.readNew(group: group, consumer: consumerName, blockMilliseconds: block, silently: silently)
-                reading.set(false)
-                if !entries.isEmpty {
-                    idleTrimDue = true
-                    lastActivity = Date()
-                }
-                if let exit = try handle(entries, recovering: false) { return exit }
             } catch let error as RedisError {
                 connected = false
                 if stop.isSet { break }
@@ -238,6 +182,84 @@ public final class MissionConsumer {
         redis.resume()
         try? register()
         return .stopped
+    }
+
+    /// Connects, joins (floor, group, registration), then reports what an earlier run could not
+    /// and handles this consumer's own pending entries first. Deferred ones are among them (never
+    /// acked), so they are read again rather than kept twice.
+    private func connect(_ connected: inout Bool, _ backoff: inout Backoff) throws -> ConsumerExit? {
+        try redis.connect()
+        _ = try redis.canSkipReplies() // asked now, not at the first idle heartbeat
+        // Before the group exists or the fleet hears of this factory.
+        try joined.establish(redis: redis, consumedBefore: consumedBefore, logger: logger)
+        try bus.ensureGroup(group)
+        status = state.paused ? "paused" : "online"
+        try register()
+        connected = true
+        if backoff.attempt > 0 { logger.notice("Redis is back") }
+        backoff.reset()
+        deferred = []
+        if let owed = unreported {
+            try bus.publishResult(owed.result)
+            try bus.ack(group: group, [owed.entry.id])
+            unreported = nil
+            logger.notice("reported \(owed.result.jobID) after Redis came back")
+            if owed.restart { return .restartRequested(jobID: owed.result.jobID) }
+        }
+        return try handle(try bus.readPending(group: group, consumer: consumerName), recovering: true)
+    }
+
+    /// Registers when due. A heartbeat that changes nothing but last_seen_at rides on the next
+    /// blocking read (its reply suppressed): an idle consumer wakes once per heartbeat, not twice.
+    /// Returns the commands to send silently with that read.
+    private func heartbeat() throws -> [[String]] {
+        // Due a little early is due: Redis may end a BLOCK a few ms before the heartbeat time,
+        // and waking again for the remainder would be a wasted wake-up.
+        guard Date().timeIntervalSince(lastHeartbeat) >= configuration.heartbeatSeconds - 0.05 else { return [] }
+        if status == lastRegisteredStatus, !hqPostDue, try redis.canSkipReplies() {
+            let registration = currentRegistration()
+            lastHeartbeat = Date(timeIntervalSince1970: registration.lastSeenAt)
+            return [FleetRegistry.registerCommand(registration)]
+        }
+        try register()
+        return []
+    }
+
+    private enum ReadOutcome {
+        case exit(ConsumerExit)
+        case stopRequested
+        case carryOn
+    }
+
+    /// One blocking read of new entries, then handling them.
+    private func readAndHandle(silently: [[String]]) throws -> ReadOutcome {
+        // The flag goes up before the last stop check: a stop either is seen here or finds the
+        // flag up and interrupts the read.
+        reading.set(true)
+        defer { reading.set(false) }
+        if stop.isSet { return .stopRequested }
+        let entries = try bus.readNew(group: group, consumer: consumerName, blockMilliseconds: readBlock(), silently: silently)
+        reading.set(false)
+        if !entries.isEmpty {
+            idleTrimDue = true
+            lastActivity = Date()
+        }
+        return try handle(entries, recovering: false).map(ReadOutcome.exit) ?? .carryOn
+    }
+
+    /// How long the next read may block. Idle for a second after work: hand back freed heap, and
+    /// the clean code and data pages start-up or the missions touched (re-read from the page
+    /// cache if needed again), so an idle consumer holds only what idling uses. Not sooner: a
+    /// mission arriving right after another would pay for the refaults.
+    private func readBlock() -> Int {
+        let block = blockTime()
+        guard idleTrimDue else { return block }
+        let idleFor = Date().timeIntervalSince(lastActivity)
+        guard idleFor >= 1 else { return min(block, max(1, Int(((1 - idleFor) * 1000).rounded(.up)))) }
+        idleTrimDue = false
+        _ = factoryctl_malloc_trim()
+        _ = factoryctl_release_clean_pages()
+        return block
     }
 
     /// This checkout has run missions before (a factory upgraded from a factoryctl without the
@@ -399,22 +421,11 @@ public final class MissionConsumer {
         return min(block, max(1, Int((untilHeartbeat * 1000).rounded(.up))))
     }
 
+    /// An update or rollback mission: reported again if it already ran, else run through the
+    /// pipeline, reported, acked, and followed by an exit for systemd's restart when it moved.
     private func runUpdate(_ entry: StreamEntry, _ mission: Mission, receivedAt: Date) throws -> ConsumerExit? {
-        // Idempotent: a redelivered mission that already ran is reported again, not re-run.
         if let previous = history.entry(forJob: mission.jobID) {
-            logger.notice("\(mission.jobID) already ran (\(previous.status.rawValue)); reporting it again")
-            var result = missionResult(previous, mission: mission, receivedAt: receivedAt)
-            result.result["duplicate_delivery"] = .bool(true)
-            try bus.publishResult(result)
-            try bus.ack(group: group, [entry.id])
-            lastJob = (mission.jobID, result.status)
-            // This process ran it (Redis failed before the ack): it still owes systemd its restart.
-            if previous.succeeded, previous.changed, (previous.finishedAt ?? 0) >= startedAt.timeIntervalSince1970 {
-                return .restartRequested(jobID: mission.jobID)
-            }
-            status = state.paused ? "paused" : "online"
-            try register()
-            return nil
+            return try reportAgain(previous, entry, mission, receivedAt: receivedAt)
         }
         status = "updating"
         currentJobID = mission.jobID
@@ -425,27 +436,7 @@ public final class MissionConsumer {
         pipeline.request.commit = mission.commit.flatMap(ObjectID.init(hex:))
         pipeline.request.allowRewind = mission.allowRewind
         if mission.kind == .rollback {
-            do {
-                let target = try RollbackTarget.resolve(factoryDirectory: configuration.factoryDirectory, explicit: pipeline.request.commit,
-                                                        branch: mission.envelope.context["branch"]?.string)
-                pipeline.request.branch = target.branch
-                pipeline.request.commit = target.commit
-                pipeline.request.allowRewind = true
-                logger.notice("\(mission.jobID): rolling back to \(target.commit.short)\(target.undoing.map { ", undoing \($0)" } ?? "")")
-            } catch {
-                var report = UpdateReport(branch: mission.branch)
-                report.failure = .nothingToRollBack
-                report.error = "\(error)"
-                report.finishedAt = Date().timeIntervalSince1970
-                let result = missionResult(report, mission: mission, receivedAt: receivedAt)
-                logger.error("\(mission.jobID): \(error)")
-                lastJob = (mission.jobID, result.status)
-                try bus.publishResult(result)
-                try bus.ack(group: group, [entry.id])
-                status = state.paused ? "paused" : "online"
-                try register()
-                return nil
-            }
+            guard try aimRollback(&pipeline, entry, mission, receivedAt: receivedAt) else { return nil }
         }
         pipeline.request.deadline = receivedAt.addingTimeInterval(Double(mission.envelope.timeoutSeconds))
         pipeline.request.jobID = mission.jobID
@@ -470,24 +461,63 @@ public final class MissionConsumer {
             // Exit so systemd restarts the consumer, which registers again on the new commit.
             return .restartRequested(jobID: mission.jobID)
         }
-        status = state.paused ? "paused" : "online"
-        try register()
+        try backToIdle()
         return nil
     }
 
+    /// Idempotent: a redelivered mission that already ran is reported again, not re-run.
+    private func reportAgain(_ previous: UpdateReport, _ entry: StreamEntry, _ mission: Mission,
+                             receivedAt: Date) throws -> ConsumerExit? {
+        logger.notice("\(mission.jobID) already ran (\(previous.status.rawValue)); reporting it again")
+        var result = missionResult(previous, mission: mission, receivedAt: receivedAt)
+        result.result["duplicate_delivery"] = .bool(true)
+        try bus.publishResult(result)
+        try bus.ack(group: group, [entry.id])
+        lastJob = (mission.jobID, result.status)
+        // This process ran it (Redis failed before the ack): it still owes systemd its restart.
+        if previous.succeeded, previous.changed, (previous.finishedAt ?? 0) >= startedAt.timeIntervalSince1970 {
+            return .restartRequested(jobID: mission.jobID)
+        }
+        try backToIdle()
+        return nil
+    }
+
+    /// Points a rollback mission's pipeline at the commit before the last update (or the one it
+    /// names). False when there is none: then `nothing_to_roll_back` was reported and acked.
+    private func aimRollback(_ pipeline: inout UpdatePipeline, _ entry: StreamEntry, _ mission: Mission,
+                             receivedAt: Date) throws -> Bool {
+        do {
+            let target = try RollbackTarget.resolve(factoryDirectory: configuration.factoryDirectory, explicit: pipeline.request.commit,
+                                                    branch: mission.envelope.context["branch"]?.string)
+            pipeline.request.branch = target.branch
+            pipeline.request.commit = target.commit
+            pipeline.request.allowRewind = true
+            logger.notice("\(mission.jobID): rolling back to \(target.commit.short)\(target.undoing.map { ", undoing \($0)" } ?? "")")
+            return true
+        } catch {
+            var report = UpdateReport(branch: mission.branch)
+            report.failure = .nothingToRollBack
+            report.error = "\(error)"
+            report.finishedAt = Date().timeIntervalSince1970
+            let result = missionResult(report, mission: mission, receivedAt: receivedAt)
+            logger.error("\(mission.jobID): \(error)")
+            lastJob = (mission.jobID, result.status)
+            try bus.publishResult(result)
+            try bus.ack(group: group, [entry.id])
+            try backToIdle()
+            return false
+        }
+    }
+
+    /// Online (or paused) again, and the registry hears of it.
+    private func backToIdle() throws {
+        status = state.paused ? "paused" : "online"
+        try register()
+    }
+
     private func makePipeline(branch: String) -> UpdatePipeline {
-        var request = UpdateRequest(factoryDirectory: configuration.factoryDirectory)
-        request.branch = branch
-        request.restart = configuration.restart
-        request.services = configuration.services
-        request.sync = configuration.sync
-        request.syncCommand = configuration.syncCommand
-        request.forceSync = configuration.forceSync
-        request.settleSeconds = configuration.settleSeconds
-        request.fetchTimeout = configuration.fetchTimeout
-        request.signaturePolicy = configuration.signaturePolicy
-        if configuration.restart { request.healthGate = configuration.healthGate }
-        request.environment = configuration.environment
+        let request = UpdateRequest(factoryDirectory: configuration.factoryDirectory, branch: branch,
+                                    settings: configuration.updateSettings)
         var pipeline = UpdatePipeline(request: request, logger: logger)
         pipeline.shouldCancel = { [stop] in stop.isSet }
         pipeline.shouldStopSync = { [stop] in stop.childShouldStop(grace: UpdatePipeline.syncStopGrace) }
@@ -573,20 +603,13 @@ public final class MissionConsumer {
 }
 
 /// A boolean shared between threads.
-final class Flag: @unchecked Sendable {
-    private let lock = Lock()
-    private var value = false
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
 
-    var isSet: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
-    }
+    var isSet: Bool { value.load(ordering: .sequentiallyConsistent) }
 
     func set(_ newValue: Bool) {
-        lock.lock()
-        value = newValue
-        lock.unlock()
+        value.store(newValue, ordering: .sequentiallyConsistent)
     }
 }
 
@@ -653,7 +676,7 @@ final class ConsumerState {
 
 /// Re-registers a fixed registration (status "updating") every `interval` seconds on its own
 /// thread and Redis connection while the pipeline runs on the consumer's thread.
-final class UpdateHeartbeat: @unchecked Sendable {
+final class UpdateHeartbeat: Sendable {
     private let stopRequested = DispatchSemaphore(value: 0)
     private let stopped = DispatchSemaphore(value: 0)
 

@@ -250,82 +250,25 @@ public struct Publisher {
     public func wait(for outcome: Outcome, timeout: Double, stop: StopSignal,
                      onEvent: (WaitEvent) -> Void = { _ in }) throws -> WaitSummary {
         let deadline = Date().addingTimeInterval(timeout)
-        let targeted = Set(outcome.targeted)
         var lastEntry = try bus.lastResultID()
-        var results: [String: MissionResult] = [:]
-        var order: [String] = []
-        /// Reported a changed checkout; waiting for its consumer to come back on the new commit.
-        var restarting: [String: (commit: String?, finishedAt: Double)] = [:]
-        var awaiting = targeted
-        var updating: Set<String> = []
-        var unreachable: [String: String] = [:]
-
-        func take(_ incoming: [MissionResult]) {
-            for result in incoming {
-                guard let id = result.factoryID, targeted.contains(id), results[id] == nil else { continue }
-                results[id] = result
-                order.append(id)
-                awaiting.remove(id)
-                unreachable[id] = nil
-                if result.succeeded, result.result["restart_requested"]?.bool == true {
-                    restarting[id] = (result.result["to_commit"]?.string, result.result["finished_at"]?.number ?? 0)
-                }
-                onEvent(.result(result))
-            }
-        }
-
-        /// One HMGET of the factories still owed a result or a re-registration.
-        func look() throws {
-            let ids = Array(awaiting.union(restarting.keys)).sorted()
-            guard !ids.isEmpty else { return }
-            let reply = try bus.redis.command(["HMGET", FleetRegistry.key] + ids)
-            let now = Date()
-            for (id, value) in zip(ids, reply.array ?? []) {
-                guard let registration = value.text.flatMap(Registration.init(text:)) else {
-                    if unreachable[id] == nil { unreachable[id] = "no longer registered"; onEvent(.unreachable(id, reason: "no longer registered")) }
-                    continue
-                }
-                if let expected = restarting[id] {
-                    if registration.commit == expected.commit, registration.startedAt >= expected.finishedAt {
-                        restarting[id] = nil
-                        onEvent(.reregistered(id, commit: registration.commit))
-                    }
-                    continue // between its exit and systemd's restart it is briefly offline: expected
-                }
-                if awaiting.contains(id), !updating.contains(id), registration.registrationStatus == "updating",
-                   registration.metadata["current_job_id"]?.string == outcome.jobID {
-                    updating.insert(id)
-                    onEvent(.updating(id))
-                }
-                let reason: String? = registration.isStale(now: now, after: FleetRegistry.staleAfter)
-                    ? "stale: not heard from for \(Int(now.timeIntervalSince1970 - registration.lastSeenAt)) s"
-                    : registration.registrationStatus == "offline" ? "offline: its consumer has stopped" : nil
-                if let reason, unreachable[id] == nil {
-                    unreachable[id] = reason
-                    onEvent(.unreachable(id, reason: reason))
-                } else if reason == nil {
-                    unreachable[id] = nil
-                }
-            }
-        }
-
-        take(try bus.job(outcome.jobID).results)
+        var watch = JobWatch(outcome: outcome)
+        watch.take(try bus.job(outcome.jobID).results, onEvent)
         while true {
-            try look()
-            let pending = outcome.targeted.filter { awaiting.contains($0) || restarting[$0] != nil }
-            let timedOut = Date() >= deadline || stop.isSet
-            if pending.isEmpty || timedOut {
-                return WaitSummary(jobID: outcome.jobID, targeted: outcome.targeted, results: order.compactMap { results[$0] },
-                                   pending: pending, timedOut: !pending.isEmpty && timedOut,
-                                   unreachable: unreachable.filter { pending.contains($0.key) })
+            // One HMGET of the factories still owed a result or a re-registration.
+            let ids = watch.owed
+            if !ids.isEmpty {
+                let reply = try bus.redis.command(["HMGET", FleetRegistry.key] + ids)
+                watch.look(zip(ids, (reply.array ?? []).map { $0.text.flatMap(Registration.init(text:)) }), now: Date(), onEvent)
             }
+            let timedOut = Date() >= deadline || stop.isSet
+            if watch.pending.isEmpty || timedOut { return watch.summary(timedOut: timedOut) }
             // Wake on the next result (no polling); re-registrations and "updating" are not on that
             // stream, so look at the registry every 50 ms while restarts are awaited, else every 1 s.
-            let block = restarting.isEmpty ? 1000 : 50
+            let block = watch.restarting.isEmpty ? 1000 : 50
             let remaining = Int(deadline.timeIntervalSinceNow * 1000)
             let read = try bus.readResults(after: lastEntry, jobID: outcome.jobID, blockMilliseconds: max(1, min(block, remaining)))
             lastEntry = read.lastID
-            take(read.results)
+            watch.take(read.results, onEvent)
         }
     }
 }

@@ -82,16 +82,30 @@ public struct UpdatePipeline {
         var keepJournal = false
     }
 
+    /// Checks what must hold before anything is touched, opens and locks the checkout, repairs
+    /// what a killed run left, then runs the pipeline.
     private func execute(_ report: inout UpdateReport, held: inout (lock: CheckoutLock, gitDirectory: String)?) throws {
-        let branch = request.branch
         do {
-            try BranchName.validate(branch)
+            try BranchName.validate(request.branch)
         } catch {
             throw Stop(failure: .invalidBranch, message: "\(error); nothing was changed")
         }
-        // The sync program is found before anything moves: a missing uv must not be discovered
-        // after the checkout changed (which would end in a rollback).
-        if request.sync, !request.dryRun, let program = request.syncCommand.first {
+        try precheck()
+        let repository = try openCheckout()
+        // 1. Lock.
+        held = (try lock(repository), repository.gitDirectory)
+        if let recovery = try recover(repository, deferSync: request.sync && !request.dryRun) {
+            report.recovery = recovery.message
+        }
+        try update(repository, &report)
+    }
+
+    /// The sync program and, with --restart, the user's service manager are found before
+    /// anything moves: a missing uv or an unreachable manager (no XDG_RUNTIME_DIR in an SSH
+    /// session without lingering) must not be discovered after the checkout changed.
+    private func precheck() throws {
+        guard !request.dryRun else { return }
+        if request.sync, let program = request.syncCommand.first {
             do {
                 _ = try ProcessRunner(environment: request.environment).resolve(program)
             } catch let ProcessRunnerError.notFound(name, searched) {
@@ -101,9 +115,7 @@ public struct UpdatePipeline {
                 throw Stop(failure: .syncUnavailable, message: "\(error); nothing was changed")
             }
         }
-        // The same for --restart: a user manager that cannot be reached (no XDG_RUNTIME_DIR in an
-        // SSH session without lingering) would otherwise be found only after the checkout moved.
-        if request.restart, !request.dryRun {
+        if request.restart {
             let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
             if let reason = services.unreachableReason() {
                 let runtime = request.environment["XDG_RUNTIME_DIR"].map { "XDG_RUNTIME_DIR=\($0)" } ?? "XDG_RUNTIME_DIR is not set"
@@ -111,6 +123,9 @@ public struct UpdatePipeline {
                            message: "--restart needs the user's service manager, and systemctl --user cannot reach it: \(reason) (\(runtime)). Usual fixes: `loginctl enable-linger $USER` once (so the manager runs without a login session), and export XDG_RUNTIME_DIR=/run/user/$(id -u) in this shell. Nothing was changed")
             }
         }
+    }
+
+    private func openCheckout() throws -> Repository {
         let repository: Repository
         do {
             repository = try Repository.open(at: request.factoryDirectory)
@@ -123,10 +138,13 @@ public struct UpdatePipeline {
         guard repository.workingDirectory != nil else {
             throw Stop(failure: .notARepository, message: "\(request.factoryDirectory) is a bare repository, not a checkout")
         }
-        // 1. Lock.
-        let lock: CheckoutLock
+        return repository
+    }
+
+    /// The checkout lock (flock): fails fast naming the holder, or waits with --wait-lock.
+    private func lock(_ repository: Repository) throws -> CheckoutLock {
         do {
-            lock = try CheckoutLock.acquire(
+            return try CheckoutLock.acquire(
                 gitDirectory: repository.gitDirectory, wait: request.waitForLock,
                 onWait: { holder in logger.notice("waiting for the update lock held by pid \(holder.map(String.init) ?? "?")") },
                 shouldCancel: { shouldCancel() || pastDeadline })
@@ -141,233 +159,40 @@ public struct UpdatePipeline {
                 throw Stop(failure: .cancelled, message: "stopped while waiting for the update lock; nothing was changed")
             }
         }
-        held = (lock, repository.gitDirectory)
-        if let recovery = try recover(repository, deferSync: request.sync && !request.dryRun) {
-            report.recovery = recovery.message
-        }
-        try update(repository, &report)
     }
 
+    /// The pipeline proper, under the lock: each step takes what the one before found.
     private func update(_ repository: Repository, _ report: inout UpdateReport) throws {
-        let branch = request.branch
-        let remote = request.remote
-
-        // 2. Preflight.
-        let state = repository.state
-        guard state == .clean else {
-            throw Stop(failure: .preflight,
-                       message: "the checkout is in the middle of \(state.inProgressName); finish or abort it (git \(abortHint(state))) and run the update again. Nothing was changed")
-        }
-        let original = try repository.head()
-        guard let originalCommit = original.commit else {
-            throw Stop(failure: .preflight, message: "HEAD has no commit yet (unborn branch \(original.branchName ?? "?")); nothing was changed")
-        }
-        report.from = originalCommit.hex
-        report.to = originalCommit.hex
-        report.previousBranch = original.branchName
-        let changes = try report.time("status") { try repository.trackedChanges() }
-        guard changes.isEmpty else {
-            let list = changes.map { "\($0.change): \($0.path)" }.joined(separator: ", ")
-            throw Stop(failure: .preflight,
-                       message: "tracked files have local changes (\(list)); commit, stash or revert them first. Nothing was changed",
-                       paths: changes.map(\.path))
-        }
-        try checkCancelled()
-
-        report.pinned = request.commit?.hex
-        // Dedupe by version: pinned to the commit the branch already runs, nothing to fetch.
-        if let pinned = request.commit, case .branch(let name, let commit) = original, name == branch, commit == pinned {
-            logger.info("already at the pinned commit \(pinned.short)")
-            if let owed = EnvironmentDebt.read(gitDirectory: repository.gitDirectory), request.sync {
-                try payDebt(owed, repository, commit: pinned, &report)
-            }
-            report.upstream = pinned.hex
-            report.integration = .upToDate
-            report.status = .success
-            return
-        }
-        // origin's branch before the fetch: what this factory last knew as upstream.
-        let originBefore = try repository.resolve(reference: "refs/remotes/\(remote)/\(branch)")
-
-        // 3. Fetch. The record lets a later run remove lock files a killed fetch leaves behind.
-        let startedAt = report.startedAt
-        var journal = ApplyJournal(phase: .fetch, startedAt: startedAt, branch: branch, jobID: request.jobID)
-        try advance(&journal, to: .fetch, repository)
-        logger.info("fetching \(remote)")
-        try report.time("fetch") { try fetch(repository, remote: remote, journal: &journal) }
-        try checkCancelled()
-
-        // 4–5. Plan: which commit the branch should end on.
-        guard let tip = try repository.resolve(reference: "refs/remotes/\(remote)/\(branch)") else {
-            throw Stop(failure: .branchMissing, message: "\(remote) has no branch '\(branch)'; nothing was changed")
-        }
-        let upstream = try pinnedUpstream(repository, tip: tip)
-        report.upstream = upstream.hex
-        let localTip = try repository.resolve(reference: "refs/heads/\(branch)")
-        // Incoming commits: upstream's, measured from the local branch (or from HEAD for a new branch).
-        let base = localTip ?? originalCommit
-        let (ahead, behind) = try repository.aheadBehind(local: base, upstream: upstream)
-        report.commitCount = behind
-        report.commits = try repository.commits(from: base, to: upstream, limit: 100).map(CommitLine.init)
-        let rewind = try checkRewind(repository, base: base, upstream: upstream, originBefore: originBefore)
-
-        let target: ObjectID
-        if rewind {
-            target = upstream
-            report.integration = .rewind
-            report.commitCount = 0
-            report.commits = []
-        } else if let localTip {
-            switch (ahead, behind) {
-            case (_, 0):
-                target = localTip
-                report.integration = .upToDate
-            case (0, _):
-                target = upstream
-                report.integration = .fastForward
-            default:
-                logger.info("rebasing \(ahead) local commit(s) onto \(remote)/\(branch)")
-                switch try repository.rebaseInMemory(tip: localTip, onto: upstream) {
-                case .rebased(let tip, let applied, _):
-                    target = tip
-                    report.integration = .rebase
-                    report.rebasedCommits = applied
-                    if request.dryRun { report.wouldConflict = false }
-                case .conflict(let commit, let paths):
-                    if request.dryRun {
-                        report.wouldConflict = true
-                        report.integration = .rebase
-                        report.paths = paths
-                        report.status = .success
-                        return
-                    }
-                    throw Stop(failure: .conflict,
-                               message: "rebasing local commit \(commit.id.short) (\(commit.summary)) onto \(remote)/\(branch) conflicts in \(paths.joined(separator: ", ")); the rebase was aborted and the checkout is exactly as it was. Resolve by hand (git pull --rebase) or drop the local commits",
-                               paths: paths)
-                }
-            }
-        } else {
-            target = upstream
-            report.integration = .created
-        }
-        let switching: Bool
-        if case .branch(let name, _) = original { switching = name != branch } else { switching = true }
-        report.to = target.hex
-        report.changed = switching || target != originalCommit
-        // Whatever changes the code that runs — a fast-forward, a rebase, a rewind, and a switch to
-        // a local branch that is already up to date — passes the same gate: the upstream code it
-        // brings must be signed by an allowed signer (local commits replayed on top are the
-        // operator's own and are not). Pins and anti-rewind were applied above, for every move.
-        if let policy = request.signaturePolicy, report.changed {
-            do {
-                let signer = try policy.check(upstream, in: repository)
-                logger.info("\(upstream.short) is signed by \(signer)")
-            } catch {
-                throw Stop(failure: .signatureRefused,
-                           message: "\(error.description); refusing to move to it (UA_ALLOWED_SIGNERS). Nothing was changed")
-            }
-        }
+        let start = try preflight(repository, &report)
+        if try alreadyAtPin(repository, start, &report) { return }
+        var journal = try fetchStep(repository, &report)
+        guard let plan = try plan(repository, start, &report) else { return }
         if request.dryRun {
             report.status = .success
             return
         }
         let owed = EnvironmentDebt.read(gitDirectory: repository.gitDirectory)
         guard report.changed else {
-            logger.info("already up to date at \(target.short)")
-            if let owed, request.sync { try payDebt(owed, repository, commit: target, &report) }
+            logger.info("already up to date at \(plan.target.short)")
+            if let owed, request.sync { try payDebt(owed, repository, commit: plan.target, &report) }
             report.status = .success
             return
         }
         try checkCancelled()
-
-        // 4–5. Apply: work tree first (all-or-nothing), then the branch ref and HEAD.
-        let rollback = Rollback(repository: repository, original: original, branch: branch, branchTipBefore: localTip)
-        // Only the paths that differ between what is checked out and the target are examined and
-        // written (the status check above found no tracked change anywhere). A very large change
-        // is checked out as a whole tree, which is cheaper than a huge path list.
-        let changed = try repository.changedPaths(from: originalCommit, to: target)
-        let paths: [String]? = changed.count <= 2000 ? changed : nil
-        do {
-            // Refuse files in the way before the intent is recorded: a recovery may then treat
-            // every file at a path the target adds as one this update wrote.
-            try report.time("checkout") { try repository.checkoutTree(of: target, dryRun: true, paths: paths) }
-        } catch let error as GitError where error.kind == .conflict {
-            throw Stop(failure: .checkoutBlocked,
-                       message: "cannot check out \(branch) at \(target.short): \(error.message); nothing was changed. Move the files out of the way and retry")
-        }
-        journal.from = originalCommit.hex
-        if case .branch(let name, _) = original { journal.previousBranch = name }
-        journal.to = target.hex
-        journal.branchTipBefore = localTip?.hex
-        journal.sync = request.sync
-        journal.restart = request.restart
-        journal.services = request.services
-        try advance(&journal, to: .checkout, repository)
-        do {
-            try report.time("checkout") { try repository.checkoutTree(of: target, paths: paths) }
-        } catch let error as GitError where error.kind == .conflict {
-            // libgit2 finds conflicts before writing anything.
-            throw Stop(failure: .checkoutBlocked,
-                       message: "cannot check out \(branch) at \(target.short): \(error.message); nothing was changed. Move the files out of the way and retry")
-        } catch {
-            // Anything else may have failed half-way through writing files.
-            try rollBack(rollback, &report, failure: .internalError, reason: "checkout of \(target.short) failed: \(error)",
-                         resync: false, restart: false)
-        }
-        do {
-            try repository.setReference("refs/heads/\(branch)", to: target,
-                                        message: "factoryctl: pull --rebase \(remote) \(branch)")
-            if localTip == nil { try repository.setUpstream(branch: branch, remote: remote) }
-            if switching { try repository.setHead(branch: branch) }
-        } catch {
-            try rollBack(rollback, &report, failure: .internalError, reason: "could not move \(branch): \(error)", resync: false, restart: false)
-        }
-        logger.info("\(branch) now at \(target.short) (\(report.integration.rawValue))")
-        try advance(&journal, to: .moved, repository, rollback, &report)
-
-        // 6. Dependencies (always synced when an earlier failure left the environment owed).
-        if request.sync, owed == nil, let since = syncNotNeeded(repository, target: target) {
-            // Nothing uv reads changed since the environment was last synced.
-            logger.info("dependencies unchanged since \(since.short), whose environment is in place: skipping \(request.syncCommand.joined(separator: " "))")
-            report.syncSkipped = true
-        } else if request.sync {
-            try advance(&journal, to: .syncing, repository, rollback, &report)
-            let result = report.time("sync") { runSync(journalIn: repository.gitDirectory, for: target) }
-            if result.stopped {
-                throw Stop(failure: .cancelled,
-                           message: "stopped during the dependency sync of \(target.short) (asked to stop); ended the sync. The checkout is on \(target.short) with a half-synced environment; the next `factoryctl update` (or consumer start) finishes or undoes it",
-                           keepJournal: true)
-            }
-            if !result.ok {
-                try rollBack(rollback, &report, failure: .syncFailed, reason: result.message, resync: true, restart: false)
-            }
-            report.synced = true
-            try advance(&journal, to: .synced, repository, rollback, &report)
-        }
-
-        // 7. Services.
-        if request.restart {
-            try advance(&journal, to: .restarting, repository, rollback, &report)
-            report.services = request.services
-            let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
-            let inactive = report.time("restart") { services.restart(request.services, settle: request.settleSeconds) }
-            report.restarted = true
-            if !inactive.isEmpty {
-                try rollBack(rollback, &report, failure: .serviceInactive,
-                             reason: "service(s) not active after restart: \(inactive.joined(separator: ", "))",
-                             resync: request.sync, restart: true)
-            }
-            if let gate = request.healthGate {
-                logger.info("waiting for \(gate.url) to answer 2xx (up to \(Int(gate.timeout)) s)")
-                if let why = report.time("health", { gate.wait() }) {
-                    try rollBack(rollback, &report, failure: .healthCheckFailed,
-                                 reason: "health check \(gate.url) did not answer 2xx within \(Int(gate.timeout)) s (last: \(why))",
-                                 resync: request.sync, restart: true)
-                }
-                report.healthChecked = true
-            }
-        }
+        let rollback = try apply(plan, repository, &journal, &report)
+        try syncStep(plan.target, owed: owed, rollback, repository, &journal, &report)
+        try restartStep(rollback, repository, &journal, &report)
         report.status = .success
+    }
+
+    /// Step 3: fetch. The record lets a later run remove lock files a killed fetch leaves behind.
+    private func fetchStep(_ repository: Repository, _ report: inout UpdateReport) throws -> ApplyJournal {
+        var journal = ApplyJournal(phase: .fetch, startedAt: report.startedAt, branch: request.branch, jobID: request.jobID)
+        try advance(&journal, to: .fetch, repository)
+        logger.info("fetching \(request.remote)")
+        try report.time("fetch") { try fetch(repository, remote: request.remote, journal: &journal) }
+        try checkCancelled()
+        return journal
     }
 
     /// Fetches `remote`: in-process for a local path, else in a killable helper process.
@@ -444,7 +269,7 @@ public struct UpdatePipeline {
     // MARK: Helpers
 
     /// Moves the intent record to `phase`; if it cannot be written, stops (before the step runs).
-    private func advance(_ journal: inout ApplyJournal, to phase: ApplyJournal.Phase, _ repository: Repository) throws {
+    func advance(_ journal: inout ApplyJournal, to phase: ApplyJournal.Phase, _ repository: Repository) throws {
         precondition(phase <= .checkout, "after the move, advance with the rollback")
         journal.phase = phase
         do {
@@ -456,8 +281,8 @@ public struct UpdatePipeline {
 
     /// Moves the record on once the code has moved; a record that cannot be written then stops
     /// the update too, rolled back, rather than go on with a record that says less than happened.
-    private func advance(_ journal: inout ApplyJournal, to phase: ApplyJournal.Phase, _ repository: Repository,
-                         _ rollback: Rollback, _ report: inout UpdateReport) throws {
+    func advance(_ journal: inout ApplyJournal, to phase: ApplyJournal.Phase, _ repository: Repository,
+                 _ rollback: Rollback, _ report: inout UpdateReport) throws {
         journal.phase = phase
         do {
             try journal.write(gitDirectory: repository.gitDirectory)
@@ -469,7 +294,7 @@ public struct UpdatePipeline {
     }
 
     /// An environment left owed by an earlier failure, on code that does not move now: sync it.
-    private func payDebt(_ owed: EnvironmentDebt, _ repository: Repository, commit: ObjectID, _ report: inout UpdateReport) throws {
+    func payDebt(_ owed: EnvironmentDebt, _ repository: Repository, commit: ObjectID, _ report: inout UpdateReport) throws {
         guard !request.dryRun else { return }
         logger.notice("the environment is owed a sync (\(owed.reason)); syncing \(commit.short)")
         let result = report.time("sync") { runSync(journalIn: repository.gitDirectory, for: commit) }
@@ -484,7 +309,7 @@ public struct UpdatePipeline {
         request.deadline.map { Date() >= $0 } ?? false
     }
 
-    private func checkCancelled() throws {
+    func checkCancelled() throws {
         if shouldCancel() { throw Stop(failure: .cancelled, message: "cancelled before anything was changed") }
         if pastDeadline { throw Stop(failure: .cancelled, message: "the mission deadline passed before anything was changed") }
     }
@@ -547,26 +372,10 @@ public struct UpdatePipeline {
         return changed.contains(where: SyncMarker.isDependencyInput) ? nil : synced
     }
 
-    /// Puts code (and environment, and services) back as they were, then ends the pipeline.
-    /// The upstream to integrate: origin's tip, or the pinned commit, which must be on it.
-    private func pinnedUpstream(_ repository: Repository, tip: ObjectID) throws -> ObjectID {
-        guard let pinned = request.commit else { return tip }
-        let where_ = "\(request.remote)/\(request.branch) (at \(tip.short))"
-        guard repository.hasCommit(pinned) else {
-            throw Stop(failure: .commitNotOnBranch,
-                       message: "commit \(pinned.short) is not in \(request.remote) (fetched \(where_)); nothing was changed. Check the commit id and the branch")
-        }
-        guard try repository.contains(pinned, in: tip) else {
-            throw Stop(failure: .commitNotOnBranch,
-                       message: "commit \(pinned.short) is not on \(where_); nothing was changed. Pin a commit of that branch, or name the branch it is on")
-        }
-        return pinned
-    }
-
     /// Whether moving to `upstream` leaves behind upstream code this factory already runs (older
     /// code, or a force-push that dropped commits). Refused unless `allowRewind`; allowed, it is
     /// only done when no local commits sit on top of that code. Returns true for an allowed rewind.
-    private func checkRewind(_ repository: Repository, base: ObjectID, upstream: ObjectID, originBefore: ObjectID?) throws -> Bool {
+    func checkRewind(_ repository: Repository, base: ObjectID, upstream: ObjectID, originBefore: ObjectID?) throws -> Bool {
         // The upstream commit last integrated that the branch still runs: from the history, else
         // origin's branch as it was before this fetch.
         let recorded = UpdateHistory(gitDirectory: repository.gitDirectory).entries().reversed()
@@ -593,7 +402,8 @@ public struct UpdatePipeline {
         return true
     }
 
-    private func rollBack(_ rollback: Rollback, _ report: inout UpdateReport, failure: UpdateFailure,
+    /// Puts code (and environment, and services) back as they were, then ends the pipeline.
+    func rollBack(_ rollback: Rollback, _ report: inout UpdateReport, failure: UpdateFailure,
                           reason: String, resync: Bool, restart: Bool) throws -> Never {
         logger.error("\(reason); rolling back to \(rollback.original.commit?.short ?? "?")")
         let gitDirectory = rollback.repository.gitDirectory
@@ -626,23 +436,7 @@ public struct UpdatePipeline {
         report.to = report.from
         report.changed = false
         var notes: [String] = []
-        var environmentRestored = true
-        if resync && request.sync {
-            let result = runSync(withinDeadline: false, journalIn: gitDirectory, for: rollback.original.commit)
-            if !result.ok {
-                // Owed, not blocking: the next update syncs whatever it ends on (this code, or a
-                // newer one that syncs), and status says "needs attention" until then.
-                let reason = "re-syncing \(report.shortFrom ?? "?") after a failed update failed: \(result.message)"
-                do {
-                    try EnvironmentDebt(commit: rollback.original.commit?.hex, reason: reason).record(gitDirectory: gitDirectory)
-                } catch {
-                    environmentRestored = false
-                    logger.warning("cannot record that the environment needs a sync: \(error); keeping the update record instead")
-                }
-                report.environmentOwed = reason
-                notes.append("re-syncing the previous environment failed: \(result.message); needs attention: the next update syncs the code it ends on")
-            }
-        }
+        let environmentRestored = resync && request.sync ? restoreEnvironment(rollback, &report, &notes) : true
         if restart {
             let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
             let inactive = services.restart(request.services, settle: request.settleSeconds)
@@ -656,14 +450,23 @@ public struct UpdatePipeline {
                    keepJournal: !environmentRestored)
     }
 
-    private func abortHint(_ state: RepositoryState) -> String {
-        switch state {
-        case .merge: "merge --abort"
-        case .cherryPick: "cherry-pick --abort"
-        case .revert: "revert --abort"
-        case .bisect: "bisect reset"
-        case .applyMailbox: "am --abort"
-        default: "rebase --abort"
+    /// Re-syncs the previous environment after the code went back. A failure is owed, not
+    /// blocking: the next update syncs whatever it ends on (this code, or a newer one that
+    /// syncs), and status says "needs attention" until then. False only when even that could not
+    /// be recorded (the intent record is kept instead).
+    private func restoreEnvironment(_ rollback: Rollback, _ report: inout UpdateReport, _ notes: inout [String]) -> Bool {
+        let gitDirectory = rollback.repository.gitDirectory
+        let result = runSync(withinDeadline: false, journalIn: gitDirectory, for: rollback.original.commit)
+        guard !result.ok else { return true }
+        let reason = "re-syncing \(report.shortFrom ?? "?") after a failed update failed: \(result.message)"
+        report.environmentOwed = reason
+        notes.append("re-syncing the previous environment failed: \(result.message); needs attention: the next update syncs the code it ends on")
+        do {
+            try EnvironmentDebt(commit: rollback.original.commit?.hex, reason: reason).record(gitDirectory: gitDirectory)
+            return true
+        } catch {
+            logger.warning("cannot record that the environment needs a sync: \(error); keeping the update record instead")
+            return false
         }
     }
 

@@ -44,3 +44,112 @@ public struct UpdateRequest: Sendable {
         self.factoryDirectory = factoryDirectory
     }
 }
+
+/// How the pipeline runs an update, whoever asks for it: built once from flags and the
+/// environment (`init(_:environment:)`), by `update`, `rollback` and `consume` alike, and turned
+/// into a request for a branch by `UpdateRequest(factoryDirectory:branch:settings:)`.
+public struct UpdateSettings: Sendable {
+    public var restart = false
+    public var services: [String] = [FactoryEnvironment.defaultService]
+    public var sync = true
+    public var syncCommand: [String] = ["uv", "sync"]
+    public var forceSync = false
+    public var waitForLock = false
+    public var settleSeconds: Double = 3
+    public var fetchTimeout: Double = 120
+    public var signaturePolicy: CommitSignaturePolicy?
+    /// Read only for a pipeline that restarts (the gate runs after the restart).
+    public var healthGate: HealthGate?
+    public var environment: [String: String] = [:]
+
+    public init() {}
+
+    /// What the flags say; nil or empty where a flag was not given.
+    public struct Flags: Sendable {
+        public var restart = false
+        /// Empty: `UA_FACTORY_SERVICE`, else the default service.
+        public var services: [String] = []
+        public var sync = true
+        public var forceSync = false
+        public var waitForLock = false
+        public var settleSeconds: Double = 3
+        /// nil: `FACTORYCTL_FETCH_TIMEOUT`, else 120.
+        public var fetchTimeout: Double?
+
+        public init() {}
+    }
+
+    /// Flags win over the environment. Reads `UA_FACTORY_SERVICE`, `UA_FACTORY_SYNC_COMMAND`,
+    /// `FACTORYCTL_FETCH_TIMEOUT`, `UA_ALLOWED_SIGNERS` and, with `restart`, `UA_FACTORY_HEALTH_URL`
+    /// and `UA_FACTORY_HEALTH_TIMEOUT`. Throws the first value that is not valid (a configuration
+    /// error: FactoryError or CommitSignaturePolicy.Refusal), before anything runs.
+    public init(_ flags: Flags, environment: FactoryEnvironment) throws {
+        restart = flags.restart
+        services = flags.services.isEmpty ? environment.services : flags.services
+        sync = flags.sync
+        syncCommand = environment.syncCommand
+        forceSync = flags.forceSync
+        waitForLock = flags.waitForLock
+        settleSeconds = flags.settleSeconds
+        self.environment = environment.values
+        fetchTimeout = try environment.fetchTimeout(flag: flags.fetchTimeout)
+        signaturePolicy = try environment.commitSignaturePolicy()
+        if restart { healthGate = try environment.healthGate() }
+    }
+}
+
+extension UpdateRequest {
+    /// The one way a request is made from settings: `update`, `rollback` and the consumer's
+    /// update and rollback missions all come through here.
+    public init(factoryDirectory: String, branch: String, commit: ObjectID? = nil, allowRewind: Bool = false,
+                settings: UpdateSettings) {
+        self.init(factoryDirectory: factoryDirectory)
+        self.branch = branch
+        self.commit = commit
+        self.allowRewind = allowRewind
+        restart = settings.restart
+        services = settings.services
+        sync = settings.sync
+        syncCommand = settings.syncCommand
+        forceSync = settings.forceSync
+        waitForLock = settings.waitForLock
+        settleSeconds = settings.settleSeconds
+        fetchTimeout = settings.fetchTimeout
+        signaturePolicy = settings.signaturePolicy
+        healthGate = settings.restart ? settings.healthGate : nil
+        environment = settings.environment
+    }
+}
+
+extension ConsumerConfiguration {
+    /// The consumer's pipeline settings, kept in its own fields (the consumer never waits for
+    /// the checkout lock: a held lock fails the mission, which reports it).
+    public var updateSettings: UpdateSettings {
+        get {
+            var settings = UpdateSettings()
+            settings.restart = restart
+            settings.services = services
+            settings.sync = sync
+            settings.syncCommand = syncCommand
+            settings.forceSync = forceSync
+            settings.settleSeconds = settleSeconds
+            settings.fetchTimeout = fetchTimeout
+            settings.signaturePolicy = signaturePolicy
+            settings.healthGate = healthGate
+            settings.environment = environment
+            return settings
+        }
+        set {
+            restart = newValue.restart
+            services = newValue.services
+            sync = newValue.sync
+            syncCommand = newValue.syncCommand
+            forceSync = newValue.forceSync
+            settleSeconds = newValue.settleSeconds
+            fetchTimeout = newValue.fetchTimeout
+            signaturePolicy = newValue.signaturePolicy
+            healthGate = newValue.healthGate
+            environment = newValue.environment
+        }
+    }
+}

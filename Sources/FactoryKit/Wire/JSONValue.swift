@@ -282,36 +282,41 @@ struct JSONParser {
             if byte != UInt8(ascii: "\\") { buffer.append(byte); index += 1; continue }
             index += 1
             guard index < bytes.count else { throw fail("unterminated string") }
-            let escape = bytes[index]
-            index += 1
-            switch escape {
-            case UInt8(ascii: "\""): buffer.append(UInt8(ascii: "\""))
-            case UInt8(ascii: "\\"): buffer.append(UInt8(ascii: "\\"))
-            case UInt8(ascii: "/"): buffer.append(UInt8(ascii: "/"))
-            case UInt8(ascii: "b"): buffer.append(0x08)
-            case UInt8(ascii: "f"): buffer.append(0x0C)
-            case UInt8(ascii: "n"): buffer.append(0x0A)
-            case UInt8(ascii: "r"): buffer.append(0x0D)
-            case UInt8(ascii: "t"): buffer.append(0x09)
-            case UInt8(ascii: "u"):
-                let high = try hex4()
-                var value = high
-                if (0xD800...0xDBFF).contains(high) {
-                    guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
-                        throw fail("lone surrogate escape in string")
-                    }
-                    index += 2
-                    let low = try hex4()
-                    guard (0xDC00...0xDFFF).contains(low) else { throw fail("lone surrogate escape in string") }
-                    value = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
-                } else if (0xDC00...0xDFFF).contains(high) {
+            try appendEscape(to: &buffer)
+        }
+    }
+
+    /// The escape after a backslash (at `index`), appended to `buffer` as UTF-8.
+    private mutating func appendEscape(to buffer: inout [UInt8]) throws(JSONValue.ParseError) {
+        let escape = bytes[index]
+        index += 1
+        switch escape {
+        case UInt8(ascii: "\""): buffer.append(UInt8(ascii: "\""))
+        case UInt8(ascii: "\\"): buffer.append(UInt8(ascii: "\\"))
+        case UInt8(ascii: "/"): buffer.append(UInt8(ascii: "/"))
+        case UInt8(ascii: "b"): buffer.append(0x08)
+        case UInt8(ascii: "f"): buffer.append(0x0C)
+        case UInt8(ascii: "n"): buffer.append(0x0A)
+        case UInt8(ascii: "r"): buffer.append(0x0D)
+        case UInt8(ascii: "t"): buffer.append(0x09)
+        case UInt8(ascii: "u"):
+            let high = try hex4()
+            var value = high
+            if (0xD800...0xDBFF).contains(high) {
+                guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
                     throw fail("lone surrogate escape in string")
                 }
-                guard let scalar = Unicode.Scalar(value) else { throw fail("invalid escape") }
-                buffer.append(contentsOf: UTF8.encode(scalar)!)
-            default:
-                throw fail("invalid escape")
+                index += 2
+                let low = try hex4()
+                guard (0xDC00...0xDFFF).contains(low) else { throw fail("lone surrogate escape in string") }
+                value = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+            } else if (0xDC00...0xDFFF).contains(high) {
+                throw fail("lone surrogate escape in string")
             }
+            guard let scalar = Unicode.Scalar(value) else { throw fail("invalid escape") }
+            buffer.append(contentsOf: UTF8.encode(scalar)!)
+        default:
+            throw fail("invalid escape")
         }
     }
 

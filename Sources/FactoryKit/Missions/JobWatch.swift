@@ -1,0 +1,84 @@
+import FoundationEssentials
+import FactoryBasics
+
+/// What `Publisher.wait` knows about one job while it follows it: the results in, the factories
+/// still owed one, those that reported a changed checkout and must come back on the new commit,
+/// and those that cannot answer (stale, offline, gone). Pure state: the Redis reads are the
+/// caller's.
+struct JobWatch {
+    let outcome: Publisher.Outcome
+    let targeted: Set<String>
+    private(set) var results: [String: MissionResult] = [:]
+    private(set) var order: [String] = []
+    /// Reported a changed checkout; waiting for its consumer to come back on the new commit.
+    private(set) var restarting: [String: (commit: String?, finishedAt: Double)] = [:]
+    private(set) var awaiting: Set<String>
+    private(set) var updating: Set<String> = []
+    private(set) var unreachable: [String: String] = [:]
+
+    init(outcome: Publisher.Outcome) {
+        self.outcome = outcome
+        targeted = Set(outcome.targeted)
+        awaiting = targeted
+    }
+
+    /// The factories whose registration must be read: owed a result or a re-registration.
+    var owed: [String] { Array(awaiting.union(restarting.keys)).sorted() }
+
+    /// Targeted factories still owed something, in the order they were targeted.
+    var pending: [String] { outcome.targeted.filter { awaiting.contains($0) || restarting[$0] != nil } }
+
+    func summary(timedOut: Bool) -> Publisher.WaitSummary {
+        let pending = pending
+        return Publisher.WaitSummary(jobID: outcome.jobID, targeted: outcome.targeted, results: order.compactMap { results[$0] },
+                                     pending: pending, timedOut: !pending.isEmpty && timedOut,
+                                     unreachable: unreachable.filter { pending.contains($0.key) })
+    }
+
+    /// New results: the first one per targeted factory counts.
+    mutating func take(_ incoming: [MissionResult], _ onEvent: (Publisher.WaitEvent) -> Void) {
+        for result in incoming {
+            guard let id = result.factoryID, targeted.contains(id), results[id] == nil else { continue }
+            results[id] = result
+            order.append(id)
+            awaiting.remove(id)
+            unreachable[id] = nil
+            if result.succeeded, result.result["restart_requested"]?.bool == true {
+                restarting[id] = (result.result["to_commit"]?.string, result.result["finished_at"]?.number ?? 0)
+            }
+            onEvent(.result(result))
+        }
+    }
+
+    /// The registrations of `owed` (nil: not registered any more).
+    mutating func look<S: Sequence>(_ registrations: S, now: Date, _ onEvent: (Publisher.WaitEvent) -> Void)
+    where S.Element == (String, Registration?) {
+        for (id, registration) in registrations {
+            guard let registration else {
+                if unreachable[id] == nil { unreachable[id] = "no longer registered"; onEvent(.unreachable(id, reason: "no longer registered")) }
+                continue
+            }
+            if let expected = restarting[id] {
+                if registration.commit == expected.commit, registration.startedAt >= expected.finishedAt {
+                    restarting[id] = nil
+                    onEvent(.reregistered(id, commit: registration.commit))
+                }
+                continue // between its exit and systemd's restart it is briefly offline: expected
+            }
+            if awaiting.contains(id), !updating.contains(id), registration.registrationStatus == "updating",
+               registration.metadata["current_job_id"]?.string == outcome.jobID {
+                updating.insert(id)
+                onEvent(.updating(id))
+            }
+            let reason: String? = registration.isStale(now: now, after: FleetRegistry.staleAfter)
+                ? "stale: not heard from for \(Int(now.timeIntervalSince1970 - registration.lastSeenAt)) s"
+                : registration.registrationStatus == "offline" ? "offline: its consumer has stopped" : nil
+            if let reason, unreachable[id] == nil {
+                unreachable[id] = reason
+                onEvent(.unreachable(id, reason: reason))
+            } else if reason == nil {
+                unreachable[id] = nil
+            }
+        }
+    }
+}

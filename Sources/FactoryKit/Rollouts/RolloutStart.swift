@@ -1,0 +1,61 @@
+import FoundationEssentials
+import FactoryBasics
+
+/// "Start a rollout": the live registered factories the target matches now, split into waves,
+/// recorded in Redis as a running rollout that the caller then drives (`Rollout.run`). One
+/// implementation for `publish update --canary/--batch` and `POST /api/v1/ops/factory/rollout`;
+/// what differs between them is what their callers ask for here, not how it is done.
+public struct RolloutStart: Sendable {
+    public var target: MissionTarget
+    public var branch: String
+    /// The one commit every wave moves to: given, or the branch's tip (`BranchTip`); nil until then.
+    public var commit: String?
+    /// Factories for the first wave (canaries go first).
+    public var canaryTargets: [String] = []
+    public var canary: Rollout.Size?
+    public var batch: Rollout.Size?
+    public var pauseSeconds: Double = 0
+    public var maxFailures = 0
+    public var rollbackOnHalt = false
+    public var waveTimeout: Double = 600
+    public var missionTimeout: Int64 = 300
+    /// Start even while an update for these targets is in flight.
+    public var force = false
+    /// Refuse ids (or a glob) that match no registered factory.
+    public var requireRegistered = false
+
+    public init(target: MissionTarget, branch: String, commit: String? = nil) {
+        self.target = target
+        self.branch = branch
+        self.commit = commit
+    }
+
+    /// No live registered factory matches the target: there is nothing to roll out.
+    public struct NoLiveFactory: Error, CustomStringConvertible, Sendable {
+        public let target: MissionTarget
+        public var description: String { "no live registered factory matches \(target)" }
+    }
+
+    /// Plans the waves and records the rollout with `rollout`'s connection: `plan`, then
+    /// `Rollout.create`, which throws `Rollout.Conflict` when another running rollout shares a factory.
+    public func start(with rollout: Rollout, now: Date = Date()) throws -> Rollout.Plan {
+        let plan = try plan(with: rollout, now: now)
+        try rollout.create(plan)
+        return plan
+    }
+
+    /// The waves over the live factories the target matches, after the checks a publish makes:
+    /// throws `Publisher.Refusal` (an update in flight, without `force`),
+    /// `Publisher.UnregisteredTarget` (with `requireRegistered`), `NoLiveFactory`, or a Redis
+    /// error. Writes nothing. A start without a commit is the caller's mistake.
+    public func plan(with rollout: Rollout, now: Date = Date()) throws -> Rollout.Plan {
+        guard let commit else { throw FactoryError.invalidArgument("a rollout moves every wave to one commit: none was given") }
+        let matches = try rollout.publisher.plan(kind: .update, target: target, force: force, requireRegistered: requireRegistered, now: now)
+        let live = matches.filter { !$0.stale }.map(\.factoryID)
+        guard !live.isEmpty else { throw NoLiveFactory(target: target) }
+        return Rollout.Plan(id: MissionID.make(prefix: "rollout"), branch: branch, commit: commit,
+                            waves: Rollout.waves(live: live, canaryTargets: canaryTargets, canary: canary, batch: batch),
+                            pauseSeconds: pauseSeconds, maxFailures: maxFailures, rollbackOnHalt: rollbackOnHalt,
+                            waveTimeout: waveTimeout, missionTimeout: missionTimeout, createdAt: now.timeIntervalSince1970)
+    }
+}
