@@ -82,10 +82,10 @@ mkdir -p "$stage/debian"
 printf 'Source: factoryctl\n\nPackage: factoryctl\nArchitecture: any\n' > "$stage/debian/control"
 shlibs=$(cd "$stage" && dpkg-shlibdeps -O -e"root/usr/bin/factoryctl" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] || { echo "package: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
-# Loaded with dlopen on first use, so not in NEEDED: libgit2 (every git operation) and libcurl
-# (the HQ registration POST). At run time too: CA certificates for HTTPS (git fetch, the HQ
+# Loaded with dlopen on first use, so not in NEEDED: libgit2 (every git operation), libcurl
+# (the HQ registration POST, the health gate) and libssl3 (rediss:// only). At run time too: CA certificates for HTTPS (git fetch, the HQ
 # POST), time zones for log timestamps; the git CLI nowhere (libgit2 is native).
-depends="$shlibs, libgit2-1.5, libcurl4, ca-certificates, tzdata"
+depends="$shlibs, libgit2-1.5, libcurl4, libssl3, ca-certificates, tzdata"
 installed_size=$(du -sk "$root" | cut -f1)
 
 mkdir -p "$root/DEBIAN"
