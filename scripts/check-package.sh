@@ -57,7 +57,7 @@ check "libgit2 is loaded on first use: not for --version, yes for status" sh -c 
 check "mbedTLS's CA loader is interposed (exported), so the CA bundle loads only for HTTPS" sh -c "readelf --dyn-syms -W '$BIN' | grep -q ' mbedtls_x509_crt_parse_file$'"
 check "--version names the version and commit" sh -c "'$BIN' --version | grep -Eq '^$VERSION\\+[0-9a-f]{12}(-dirty)?\$'"
 check "--help and every subcommand's --help" sh -c "for c in '' update publish consume status serve forget; do '$BIN' \$c --help >/dev/null || exit 1; done"
-check "the man page and completions are installed" sh -c "zcat '$INST/usr/share/man/man1/factoryctl.1.gz' | grep -q 'EXIT CODES' && [ -s '$INST/usr/share/bash-completion/completions/factoryctl' ] && [ -s '$INST/usr/share/zsh/vendor-completions/_factoryctl' ] && [ -s '$INST/usr/share/fish/vendor_completions.d/factoryctl.fish' ]"
+check "the man page and completions are installed" sh -c "zcat '$INST/usr/share/man/man1/factoryctl.1.gz' | grep -q 'EXIT STATUS' && [ -s '$INST/usr/share/bash-completion/completions/factoryctl' ] && [ -s '$INST/usr/share/zsh/vendor-completions/_factoryctl' ] && [ -s '$INST/usr/share/fish/vendor_completions.d/factoryctl.fish' ]"
 check "the user units run the installed binary" grep -q '^ExecStart=/usr/bin/factoryctl consume' "$INST/usr/lib/systemd/user/factoryctl-consume.service"
 
 # A world: bare origin, seed, factory with .env.
