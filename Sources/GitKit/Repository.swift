@@ -474,6 +474,18 @@ public final class Repository {
         }
     }
 
+    /// The paths among `paths` that `commit` has no file at but the work tree has something at
+    /// (a file, link or directory, tracked or not, ignored or not).
+    public func presentInWorkTree(_ paths: [String], absentFrom commit: ObjectID) throws -> [String] {
+        guard let root = workingDirectory else { return [] }
+        let commitTree = try tree(of: commit)
+        defer { git_tree_free(commitTree) }
+        return paths.filter { path in
+            var info = stat()
+            return blob(at: path, in: commitTree) == nil && lstat(root + "/" + path, &info) == 0
+        }
+    }
+
     /// Whether the file at `path` holds the first bytes of blob `id` and no more.
     private func isCutShortCopy(_ path: String, of id: ObjectID) -> Bool {
         var oid = id.raw

@@ -82,6 +82,22 @@ import TestSupport
         #expect(eventually(timeout: 5) { (try? Command.run(["pgrep", "-f", slow]).status) == 1 }, "the orphaned sync was ended")
     }
 
+    @Test func aFileCreatedAfterTheCrashWhereTheUpdateRemovedOneIsKept() throws {
+        let world = try GitWorld()
+        try world.pushUpstream(["legacy.cfg": "old setting\n"], message: "Add legacy.cfg")
+        #expect(try FactoryctlBinary.run(["update", "--no-sync"], factoryDir: world.factory, environment: world.environment).status == 0)
+        try world.git(["rm", "--quiet", "legacy.cfg"], in: world.seed)
+        try world.git(["commit", "--quiet", "-m", "Drop legacy.cfg"], in: world.seed)
+        // interruptDuringSync pushes one more commit on top and kills the update during its sync.
+        _ = try interruptDuringSync(world, signal: SIGKILL, environment: world.environment)
+        #expect(!FileManager.default.fileExists(atPath: world.factory + "/legacy.cfg"))
+        try world.write(world.factory, "legacy.cfg", "the operator's own file\n")
+        var env = world.environment
+        env["UA_FACTORY_SYNC_COMMAND"] = try world.script("quick-sync", "exit 0\n")
+        let next = try FactoryctlBinary.run(["update", "--json"], factoryDir: world.factory, environment: env)
+        #expect(world.read(world.factory, "legacy.cfg") == "the operator's own file\n", "\(next.stdout) \(next.stderr)")
+    }
+
     @Test func aSecondStopEndsTheSyncGroupAndTheNextRunUndoesTheUntouchedUpdate() throws {
         let world = try GitWorld()
         let before = try world.head(world.factory)

@@ -113,6 +113,15 @@ extension UpdatePipeline {
                 return try keepLaterWork(repository, context, found: later)
             }
             logger.warning("an update (\(who)) was interrupted during \(journal.stage) (\(from.short) → \(interruptedTarget?.short ?? "?")); putting \(from.short) back")
+            // Recorded first: a kill during the restore leaves a record whose files may hold either
+            // version, so the next run finishes the undo instead of taking it for later work.
+            var undoing = journal
+            undoing.rollingBack = true
+            do {
+                try undoing.write(gitDirectory: gitDirectory)
+            } catch {
+                throw Stop(failure: .rollbackFailed, message: "cannot record that an interrupted update (\(who)) is being undone: \(error); nothing was changed. Free space in \(gitDirectory) and run `factoryctl update` again")
+            }
             try restoreCode(repository, journal, from: from, interruptedTarget: interruptedTarget, who: who)
         } else {
             logger.warning("an update (\(who)) rolled back to \(from.short) but could not restore its environment; syncing it now")
@@ -175,6 +184,10 @@ extension UpdatePipeline {
         let changes = try repository.trackedChanges().map(\.path)
         if settled {
             if !changes.isEmpty { found.append("tracked files changed: \(changes.prefix(10).joined(separator: ", "))") }
+            // The run removed these paths; whatever is there now (untracked or ignored) is newer.
+            let removed = try repository.changedPaths(from: context.from, to: target)
+            let recreated = try repository.presentInWorkTree(removed, absentFrom: target)
+            if !recreated.isEmpty { found.append("files created where the update removed them: \(recreated.prefix(10).joined(separator: ", "))") }
         } else {
             let touched = Set(try repository.changedPaths(from: context.from, to: target))
             let elsewhere = changes.filter { !touched.contains($0) }
