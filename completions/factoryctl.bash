@@ -173,13 +173,13 @@ _factoryctl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    update|publish|consume|status|serve|forget|keys|rollback|help)
+    update|publish|consume|status|serve|enroll|forget|keys|rollback|help)
         # Offer subcommand argument completions
         "_factoryctl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'update publish consume status serve forget keys rollback help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'update publish consume status serve enroll forget keys rollback help' -- "${cur}"))
         ;;
     esac
 }
@@ -388,6 +388,35 @@ _factoryctl_serve() {
         return
         ;;
     '--port')
+        return
+        ;;
+    esac
+}
+
+_factoryctl_enroll() {
+    repeating_flags=()
+    non_repeating_flags=(--quiet -q --verbose -v --rotate --json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--log-level --redis-url --stream --acl-file --factory-redis-url)
+    __factoryctl_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--log-level')
+        __factoryctl_add_completions -W 'trace'$'\n''debug'$'\n''info'$'\n''notice'$'\n''warning'$'\n''error'$'\n''critical'
+        return
+        ;;
+    '--redis-url')
+        return
+        ;;
+    '--stream')
+        return
+        ;;
+    '--acl-file')
+        __factoryctl_add_completions -f
+        return
+        ;;
+    '--factory-redis-url')
         return
         ;;
     esac

@@ -71,6 +71,9 @@ public struct Gateway: Sendable {
 
     /// The only routes served without the token: liveness, readiness and the fleet page.
     public static let publicRoutes: Set<String> = ["GET /healthz", "GET /readyz", "GET /"]
+    /// The only route an enrolled factory's own token (`x-ua-factory-token`) reaches, exactly as
+    /// spelled here; every other route needs the ops token.
+    public static let factoryTokenRoutes: Set<String> = ["POST /api/v1/factory/registrations"]
 
     /// Public routes on the router; everything else in the protected group. The router-wide
     /// middleware denies any request that is not exactly a public route and has no valid token,
@@ -79,12 +82,12 @@ public struct Gateway: Sendable {
         let router = Router()
         let token = configuration.insecureNoAuth ? nil : configuration.opsToken
         router.add(middleware: AccessLogMiddleware(logger: logger))
-        router.add(middleware: OpsTokenMiddleware(token: token, publicRoutes: Self.publicRoutes))
+        router.add(middleware: OpsTokenMiddleware(token: token, publicRoutes: Self.publicRoutes, factoryTokenRoutes: Self.factoryTokenRoutes))
         router.get("/healthz") { _, _ in jsonResponse(.ok, ["ok": .bool(true)]) }
         router.get("/readyz") { _, _ in await self.readiness() }
         router.get("/") { _, _ in try await self.fleetPage() }
 
-        let api = router.group("api/v1").add(middleware: OpsTokenMiddleware(token: token))
+        let api = router.group("api/v1").add(middleware: OpsTokenMiddleware(token: token, factoryTokenRoutes: Self.factoryTokenRoutes))
         api.post("ops/factory/update") { request, context in try await self.update(request, context) }
         api.post("ops/factory/control") { request, context in try await self.control(request, context) }
         api.post("ops/factory/rollout") { request, context in try await self.rollout(request, context) }
@@ -439,6 +442,11 @@ public struct Gateway: Sendable {
             return invalid("factory_id", body["factory_id"] == nil ? "is required" : "must be a string")
         }
         guard MissionID.isValid(factoryID) else { return invalid("factory_id", "'\(factoryID.prefix(80))' is not a valid factory id") }
+        let own: FactoryKeys?
+        switch await authorizeRegistration(of: factoryID, by: RegistrationCredential(request)) {
+        case .failure(let response): return response
+        case .success(let keys): own = keys
+        }
         var strings: [String: String] = [:]
         for field in ["factory_role", "deployment_profile", "registration_status"] {
             switch body[field] {
@@ -465,7 +473,7 @@ public struct Gateway: Sendable {
         let (fields, newCapabilities, newMetadata) = (strings, capabilities, metadata)
         do {
             let stored = try await redis.run { bus in
-                let registry = FleetRegistry(redis: bus.redis)
+                let registry = FleetRegistry(redis: bus.redis, own: own)
                 let now = Date().timeIntervalSince1970
                 var registration = try registry.get(factoryID) ?? Registration(
                     factoryID: factoryID, factoryRole: FactoryRole.localWorker.name, registrationStatus: "online", capabilities: [],
@@ -482,6 +490,31 @@ public struct Gateway: Sendable {
             return jsonResponse(.ok, ["ok": .bool(true), "factory_id": .string(factoryID), "registration": stored.json])
         } catch {
             return redisFailure(error)
+        }
+    }
+
+    /// Whether `credential` may register `factoryID`, and where: a factory token only for the
+    /// enrolled factory it was issued to (its own key), the ops token only for a factory that is
+    /// not enrolled (the shared registry). The answer (403, 503) when it may not.
+    private func authorizeRegistration(of factoryID: String, by credential: RegistrationCredential) async -> Parsed<FactoryKeys?> {
+        do {
+            switch credential {
+            case .factory(let token):
+                guard try await redis.run({ bus in try Enrollment(redis: bus.redis).accepts(token: token, for: factoryID) }) else {
+                    return .failure(jsonResponse(.forbidden, ["ok": .bool(false), "error": .string(
+                        "x-ua-factory-token is not the token of factory '\(factoryID)': a factory token registers only the factory it was issued to; nothing was registered")]))
+                }
+                return .success(FactoryKeys(factoryID))
+            case .operators:
+                // Enrolled as the registry reads it (`FleetRegistry`): such a factory is read from its own key only.
+                guard try await redis.run({ bus in try Enrollment(redis: bus.redis).enrolled(among: [factoryID]).isEmpty }) else {
+                    return .failure(jsonResponse(.forbidden, ["ok": .bool(false), "error": .string(
+                        "factory '\(factoryID)' is enrolled: registers with its own token (x-ua-factory-token), not the ops token; nothing was registered")]))
+                }
+                return .success(nil)
+            }
+        } catch {
+            return .failure(redisFailure(error))
         }
     }
 

@@ -7,29 +7,64 @@ import Hummingbird
 import Logging
 
 /// Deny by default: a request needs `x-ua-ops-token` equal to the configured token (constant-time)
-/// unless its method and raw path are exactly one of `publicRoutes`. The raw path is what the
+/// unless its method and raw path are exactly one of `publicRoutes`, or exactly one of
+/// `factoryTokenRoutes` and it carries an `x-ua-factory-token` (which the route's handler then
+/// checks against the factory it names: `RegistrationCredential`). The raw path is what the
 /// client sent, so spellings the router would fold together (`//api/v1/...`, `/api/./v1/...`,
-/// percent-encoding, a trailing slash) are never public. A nil token means `--insecure-no-auth`.
+/// percent-encoding, a trailing slash) are never public and never reachable with a factory token.
+/// A nil token means `--insecure-no-auth`.
 struct OpsTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: [UInt8]?
     /// `"GET /healthz"`-style keys.
     let publicRoutes: Set<String>
+    /// The routes a factory token may reach (`"POST /api/v1/factory/registrations"`), and no other.
+    let factoryTokenRoutes: Set<String>
 
-    init(token: String?, publicRoutes: Set<String> = []) {
+    init(token: String?, publicRoutes: Set<String> = [], factoryTokenRoutes: Set<String> = []) {
         self.token = token.map { Array($0.utf8) }
         self.publicRoutes = publicRoutes
+        self.factoryTokenRoutes = factoryTokenRoutes
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let token else { return try await next(request, context) }
-        if !publicRoutes.isEmpty, publicRoutes.contains("\(request.method.rawValue) \(request.uri.path)") {
-            return try await next(request, context)
-        }
-        let given = request.headers.first { $0.name.canonicalName == "x-ua-ops-token" }.map { Array($0.value.utf8) } ?? []
-        guard TokenCheck.equal(given, token) else {
-            return jsonResponse(.unauthorized, ["ok": .bool(false), "error": .string("missing or invalid x-ua-ops-token")])
-        }
-        return try await next(request, context)
+        let route = "\(request.method.rawValue) \(request.uri.path)"
+        if publicRoutes.contains(route) { return try await next(request, context) }
+        let given = request.headers.first { $0.name.canonicalName == TokenHeader.ops }.map { Array($0.value.utf8) } ?? []
+        if TokenCheck.equal(given, token) { return try await next(request, context) }
+        let factoryToken = RegistrationCredential.factoryToken(in: request)
+        if factoryToken != nil, factoryTokenRoutes.contains(route) { return try await next(request, context) }
+        let error = factoryToken == nil
+            ? "missing or invalid x-ua-ops-token"
+            : "missing or invalid x-ua-ops-token (an x-ua-factory-token only reaches \(factoryTokenRoutes.sorted().joined(separator: ", ")))"
+        return jsonResponse(.unauthorized, ["ok": .bool(false), "error": .string(error)])
+    }
+}
+
+/// The request headers that carry secrets (never logged, never echoed).
+enum TokenHeader {
+    /// `UA_OPS_TOKEN`: operators and HQ scripts.
+    static let ops = "x-ua-ops-token"
+    /// `UA_FACTORY_TOKEN`: one enrolled factory, registering itself.
+    static let factory = "x-ua-factory-token"
+}
+
+/// Who a registration comes from. A request with an `x-ua-factory-token` is a factory speaking for
+/// itself, and is believed only about the factory that token was issued to (whatever else it
+/// carries); one without it passed `OpsTokenMiddleware` on the ops token (or `--insecure-no-auth`).
+enum RegistrationCredential {
+    case factory(token: String)
+    case operators
+
+    init(_ request: Request) {
+        self = Self.factoryToken(in: request).map { .factory(token: $0) } ?? .operators
+    }
+
+    /// The factory token, nil when the header is absent or empty.
+    static func factoryToken(in request: Request) -> String? {
+        guard let value = request.headers.first(where: { $0.name.canonicalName == TokenHeader.factory })?.value,
+              !value.isEmpty else { return nil }
+        return value
     }
 }
 

@@ -287,6 +287,27 @@ public final class Repository {
         return result.reversed()
     }
 
+    /// The commits reachable from `tip` and from none of `hidden` (`git rev-list tip ^a ^b`),
+    /// newest first, at most `limit`.
+    public func commitIDs(reachableFrom tip: ObjectID, notFrom hidden: [ObjectID], limit: Int = .max) throws -> [ObjectID] {
+        var walk: OpaquePointer?
+        try check(git_revwalk_new(&walk, handle), "start history walk")
+        defer { git_revwalk_free(walk) }
+        try check(git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL.rawValue), "sort history walk")
+        var tipOID = tip.raw
+        try check(git_revwalk_push(walk, &tipOID), "walk from \(tip.short)")
+        for commit in hidden {
+            var oid = commit.raw
+            try check(git_revwalk_hide(walk, &oid), "hide \(commit.short)")
+        }
+        var result: [ObjectID] = []
+        var oid = git_oid()
+        while result.count < limit, git_revwalk_next(&oid, walk) == 0 {
+            result.append(ObjectID(oid))
+        }
+        return result
+    }
+
     /// (ahead, behind): commits in `local` not in `upstream`, and the other way round.
     public func aheadBehind(local: ObjectID, upstream: ObjectID) throws -> (ahead: Int, behind: Int) {
         var ahead = 0, behind = 0
@@ -453,25 +474,34 @@ public final class Repository {
     /// or the other) from edits someone made since. Contents are hashed as git would store them
     /// (the repository's filters applied); a symbolic link is compared by its target.
     ///
-    /// A regular file whose bytes are a beginning of one of the two versions (empty included)
-    /// counts as that version: a checkout killed while writing a file leaves it cut short.
-    public func workTreeMatchesNeither(_ paths: [String], _ first: ObjectID, _ second: ObjectID) throws -> [String] {
+    /// A checkout killed while writing a file leaves that one file cut short: a regular file whose
+    /// bytes are a beginning of one of the two versions (empty included). Up to `cutShortLimit`
+    /// such files count as that version (one per write that may have been interrupted); when
+    /// there are more, no kill explains them, and every one of them is listed (an edit that
+    /// deleted the end of a file looks exactly like this).
+    public func workTreeMatchesNeither(_ paths: [String], _ first: ObjectID, _ second: ObjectID,
+                                       cutShortLimit: Int) throws -> [String] {
         guard let root = workingDirectory else { return [] }
         let firstTree = try tree(of: first)
         defer { git_tree_free(firstTree) }
         let secondTree = try tree(of: second)
         defer { git_tree_free(secondTree) }
-        return try paths.filter { path in
+        var neither = Set<String>(), cutShort = Set<String>()
+        for path in paths {
             let full = root + "/" + path
             let actual = try workTreeBlob(full, relative: path)
             let versions = [blob(at: path, in: firstTree), blob(at: path, in: secondTree)]
-            if versions.contains(actual) { return false }
-            guard let actual, !actual.link, !actual.other else { return true }
-            return !versions.contains { version in
-                guard let version, !version.link else { return false }
-                return isCutShortCopy(full, of: version.id)
-            }
+            if versions.contains(actual) { continue }
+            let isPrefix = actual.map { actual in
+                !actual.link && !actual.other && versions.contains { version in
+                    guard let version, !version.link else { return false }
+                    return isCutShortCopy(full, of: version.id)
+                }
+            } ?? false
+            if isPrefix { cutShort.insert(path) } else { neither.insert(path) }
         }
+        if cutShort.count > cutShortLimit { neither.formUnion(cutShort) }
+        return paths.filter(neither.contains)
     }
 
     /// The paths among `paths` that `commit` has no file at but the work tree has something at

@@ -63,6 +63,24 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         self.password = components.percentEncodedPassword.flatMap { $0.removingPercentEncoding } ?? query["password"]
     }
 
+    /// The URL with its user and password, percent-encoded: for a credentials file, never a log.
+    public var secretText: String {
+        func encoded(_ text: String) -> String {
+            text.utf8.map { byte -> String in
+                let unreserved = (byte >= 48 && byte <= 57) || (byte >= 65 && byte <= 90) || (byte >= 97 && byte <= 122)
+                    || byte == 45 || byte == 46 || byte == 95 || byte == 126
+                return unreserved ? String(UnicodeScalar(byte)) : "%" + String(byte, radix: 16, uppercase: true).leftPad2
+            }.joined()
+        }
+        let auth = password == nil ? (username.map { "\(encoded($0))@" } ?? "") : "\(username.map(encoded) ?? ""):\(encoded(password!))@"
+        switch endpoint {
+        case .tcp(let host, let port):
+            let shown = host.contains(":") ? "[\(host)]" : host
+            return "\(tls == nil ? "redis" : "rediss")://\(auth)\(shown):\(port)/\(database)"
+        case .unix(let path): return "unix://\(auth)\(path)" + (database == 0 ? "" : "?db=\(database)")
+        }
+    }
+
     /// The URL with any password replaced by `***`: safe for logs.
     public var description: String {
         let auth = password == nil ? (username.map { "\($0)@" } ?? "") : "\(username ?? ""):***@"
@@ -78,4 +96,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         guard let at = text.lastIndex(of: "@"), let scheme = text.firstRange(of: "://") else { return text }
         return String(text[..<scheme.upperBound]) + "***" + String(text[at...])
     }
+}
+
+extension String {
+    fileprivate var leftPad2: String { count == 1 ? "0" + self : self }
 }

@@ -86,66 +86,27 @@ final class TLSRelay {
         _ = shutdown(local, Int32(SHUT_RDWR))
     }
 
+    /// What one turn of the pump did, and what to poll for when nothing moved.
+    private struct Turn {
+        var progress = false
+        var tlsEvents: Int16 = 0
+        var localEvents: Int16 = 0
+    }
+
     /// Moves bytes both ways until either side ends. Each turn tries every transfer that has room
     /// or data, and polls only when none moved.
     private func pump() -> End {
         var serverClosed = false
         while true {
-            var progress = false
-            var tlsEvents: Int16 = 0
-            var localEvents: Int16 = 0
-
-            // Server → hiredis. SSL_read is called whenever there is room, so bytes OpenSSL holds
-            // already are never left waiting for a poll that would not wake.
-            if toClient.isEmpty && !serverClosed {
-                switch session.read(into: toClient.space) {
-                case .transferred(let count): toClient.filled(count); progress = true
-                case .wantRead: tlsEvents |= Int16(POLLIN)
-                case .wantWrite: tlsEvents |= Int16(POLLOUT)
-                case .closed: serverClosed = true; progress = true
-                case .failed(let text): return .failed(text)
-                }
-            }
-            if !toClient.isEmpty {
-                let count = send(local, toClient.data.baseAddress, toClient.data.count, Int32(MSG_NOSIGNAL))
-                if count > 0 {
-                    toClient.consumed(count); progress = true
-                } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                    localEvents |= Int16(POLLOUT)
-                } else if errno != EINTR {
-                    return .client // hiredis' end is closed
-                }
-            }
-            if serverClosed && toClient.isEmpty { return .server }
-
-            // hiredis → server.
-            if toServer.isEmpty {
-                let count = Glibc.read(local, toServer.space.baseAddress, toServer.space.count)
-                if count > 0 {
-                    toServer.filled(count); progress = true
-                } else if count == 0 {
-                    return .client // hiredis' end was shut down or closed
-                } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                    localEvents |= Int16(POLLIN)
-                } else if errno != EINTR {
-                    return .client
-                }
-            }
-            if !toServer.isEmpty {
-                switch session.write(UnsafeRawBufferPointer(toServer.data)) {
-                case .transferred(let count): toServer.consumed(count); progress = true
-                case .wantRead: tlsEvents |= Int16(POLLIN)
-                case .wantWrite: tlsEvents |= Int16(POLLOUT)
-                case .closed: return .server
-                case .failed(let text): return .failed(text)
-                }
-            }
-            if progress { continue }
+            var turn = Turn()
+            if let end = serverToClient(&turn, serverClosed: &serverClosed) { return end }
+            if let end = clientToServer(&turn) { return end }
+            if turn.progress { continue }
 
             // Nothing moved: wait, without a timeout (hiredis times its own reads), for what the
             // transfers asked for. hiredis' end is always watched, so its hang-up ends the relay.
-            var entries = [pollfd(fd: tlsEvents == 0 ? -1 : session.socket, events: tlsEvents, revents: 0),
-                           pollfd(fd: local, events: localEvents, revents: 0)]
+            var entries = [pollfd(fd: turn.tlsEvents == 0 ? -1 : session.socket, events: turn.tlsEvents, revents: 0),
+                           pollfd(fd: local, events: turn.localEvents, revents: 0)]
             if poll(&entries, 2, -1) < 0 {
                 if errno == EINTR { continue }
                 return .failed("poll failed: \(String(cString: strerror(errno)))")
@@ -154,6 +115,59 @@ final class TLSRelay {
                 return .client
             }
         }
+    }
+
+    /// Server → hiredis: one read from the session (whenever there is room, so bytes OpenSSL
+    /// holds already are never left waiting for a poll that would not wake), one send to
+    /// hiredis' end. Returns how the pump ends, if it does.
+    private func serverToClient(_ turn: inout Turn, serverClosed: inout Bool) -> End? {
+        if toClient.isEmpty && !serverClosed {
+            switch session.read(into: toClient.space) {
+            case .transferred(let count): toClient.filled(count); turn.progress = true
+            case .wantRead: turn.tlsEvents |= Int16(POLLIN)
+            case .wantWrite: turn.tlsEvents |= Int16(POLLOUT)
+            case .closed: serverClosed = true; turn.progress = true
+            case .failed(let text): return .failed(text)
+            }
+        }
+        if !toClient.isEmpty {
+            let count = send(local, toClient.data.baseAddress, toClient.data.count, Int32(MSG_NOSIGNAL))
+            if count > 0 {
+                toClient.consumed(count); turn.progress = true
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                turn.localEvents |= Int16(POLLOUT)
+            } else if errno != EINTR {
+                return .client // hiredis' end is closed
+            }
+        }
+        return serverClosed && toClient.isEmpty ? .server : nil
+    }
+
+    /// hiredis → server: one read from hiredis' end, one write to the session. Returns how the
+    /// pump ends, if it does.
+    private func clientToServer(_ turn: inout Turn) -> End? {
+        if toServer.isEmpty {
+            let count = Glibc.read(local, toServer.space.baseAddress, toServer.space.count)
+            if count > 0 {
+                toServer.filled(count); turn.progress = true
+            } else if count == 0 {
+                return .client // hiredis' end was shut down or closed
+            } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                turn.localEvents |= Int16(POLLIN)
+            } else if errno != EINTR {
+                return .client
+            }
+        }
+        if !toServer.isEmpty {
+            switch session.write(UnsafeRawBufferPointer(toServer.data)) {
+            case .transferred(let count): toServer.consumed(count); turn.progress = true
+            case .wantRead: turn.tlsEvents |= Int16(POLLIN)
+            case .wantWrite: turn.tlsEvents |= Int16(POLLOUT)
+            case .closed: return .server
+            case .failed(let text): return .failed(text)
+            }
+        }
+        return nil
     }
 }
 

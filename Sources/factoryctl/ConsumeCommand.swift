@@ -96,7 +96,13 @@ struct ConsumeCommand: FactoryctlCommand {
         configuration.minimumInterval = try configured { try environment.minimumUpdateInterval(flag: minInterval) }
         configuration.blockMilliseconds = Int(heartbeat * 1000)
         configuration.hqBaseURL = environment.hqBaseURL
-        configuration.opsToken = environment.opsToken
+        configuration.enrolled = try configured { try environment.enrolled() }
+        configuration.factoryToken = environment.factoryToken
+        // The ops token publishes to the whole fleet: an enrolled factory has its own token.
+        configuration.opsToken = configuration.enrolled ? nil : environment.opsToken
+        if configuration.enrolled, environment.opsToken != nil {
+            context.stderr.write("factoryctl: warning: UA_OPS_TOKEN is set on an enrolled factory: it is not used (it can publish to every factory); remove it from this factory's environment\n")
+        }
         configuration.verifier = try configured { try environment.missionVerifier() }
         return configuration
     }

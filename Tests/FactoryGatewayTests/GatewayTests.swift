@@ -4,16 +4,9 @@ import Testing
 import TestSupport
 
 @Suite struct GatewayTests {
-    func environment(_ fleet: FleetWorld, role: String = "HEADQUARTERS") -> [String: String] {
-        var env = fleet.environment
-        env["UA_OPS_TOKEN"] = "test-ops-token-0123"
-        env["FACTORY_ROLE"] = role
-        return env
-    }
-
     @Test func updateRoutePublishesTheMissionAConsumerRuns() throws {
         let fleet = try FleetWorld()
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
         defer { server.process.stop() }
         #expect(server.port > 0, "\(server.process.output)")
         let consumer = try fleet.consumer("f-1")
@@ -46,7 +39,7 @@ import TestSupport
 
     @Test func everyAPIRouteNeedsTheToken() throws {
         let fleet = try FleetWorld()
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
         defer { server.process.stop() }
         let routes = [("POST", "/api/v1/ops/factory/update"), ("POST", "/api/v1/ops/factory/control"),
                       ("GET", "/api/v1/ops/factory/jobs/update-000000000000"), ("POST", "/api/v1/factory/registrations"),
@@ -59,7 +52,7 @@ import TestSupport
             }
         }
         #expect(try server.request("GET", "/healthz", token: nil).status == 200)
-        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0", "nothing published")
+        #expect(try fleet.nothingPublished(), "nothing published")
     }
 
     /// Spellings of a path that a router may fold into a protected route.
@@ -81,7 +74,7 @@ import TestSupport
 
     @Test func noPathSpellingReachesAProtectedRouteWithoutTheToken() throws {
         let fleet = try FleetWorld()
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
         defer { server.process.stop() }
         let routes = [("POST", "/api/v1/ops/factory/update", #"{"branch": "main"}"#),
                       ("POST", "/api/v1/ops/factory/control", #"{"target_factory_id": "", "action": "pause"}"#),
@@ -103,7 +96,7 @@ import TestSupport
             }
         }
         #expect(tried > 100)
-        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0", "nothing published")
+        #expect(try fleet.nothingPublished(), "nothing published")
         #expect(try fleet.redis.cli(["HEXISTS", "factoryctl:registry", "intruder"]) == "0", "nothing registered")
         // The public list is exact: only GET of these three paths answers without a token.
         for path in ["/healthz", "/readyz", "/"] {
@@ -116,7 +109,7 @@ import TestSupport
 
     @Test func invalidUTF8AndDeepNestingAreRejectedAndNumbersEchoExactly() throws {
         let fleet = try FleetWorld()
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
         defer { server.process.stop() }
         let bodyFile = fleet.world.directory.join("bad-utf8.json")
         try Data(#"{"branch": "ma"#.utf8 + [0xFF, 0xFE] + #"in"}"#.utf8).write(to: URL(fileURLWithPath: bodyFile))
@@ -127,7 +120,7 @@ import TestSupport
         let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
         #expect(try server.request("POST", "/api/v1/ops/factory/update", body: deep).status == 400)
         #expect(try server.request("POST", "/api/v1/ops/factory/update", body: #"{"branch": "\udcff"}"#).status == 400)
-        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0", "nothing published")
+        #expect(try fleet.nothingPublished(), "nothing published")
         let body = #"{"factory_id": "n-1", "metadata": {"a": 1.0, "b": 1, "c": 2.5, "d": -0.0, "e": 1e3}}"#
         let posted = try server.request("POST", "/api/v1/factory/registrations", body: body)
         #expect(posted.status == 200, "\(posted.body)")
@@ -142,7 +135,7 @@ import TestSupport
 
     @Test func refusesToStartWithoutATokenUnlessInsecure() throws {
         let fleet = try FleetWorld()
-        var env = environment(fleet)
+        var env = hqEnvironment(fleet)
         env.removeValue(forKey: "UA_OPS_TOKEN")
         let refused = try FactoryctlBinary.run(["serve", "--port", "0", "--redis-url", fleet.redis.url], environment: env)
         #expect(refused.status == 64)
@@ -155,7 +148,7 @@ import TestSupport
 
     @Test func publishingNeedsTheHeadquartersRole() throws {
         let fleet = try FleetWorld()
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet, role: "LOCAL_WORKER"))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet, role: "LOCAL_WORKER"))
         defer { server.process.stop() }
         for (path, body) in [("/api/v1/ops/factory/update", #"{"branch": "main"}"#),
                              ("/api/v1/ops/factory/control", #"{"target_factory_id": "f-1", "action": "pause"}"#)] {
@@ -164,12 +157,12 @@ import TestSupport
             #expect(reply.json?["error"] as? String == "delegation publish not allowed on this machine")
         }
         #expect(try server.request("GET", "/api/v1/factory/registrations").status == 200)
-        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0")
+        #expect(try fleet.nothingPublished())
     }
 
     @Test func badInputIsRejectedNamingTheFieldAndPublishesNothing() throws {
         let fleet = try FleetWorld()
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
         defer { server.process.stop() }
         let cases: [(String, String, Int, String)] = [
             ("/api/v1/ops/factory/update", "{not json", 400, "body"),
@@ -196,13 +189,13 @@ import TestSupport
         }
         #expect(try server.request("GET", "/api/v1/ops/factory/jobs/bad%20id").status == 422)
         #expect(try server.request("GET", "/api/v1/ops/factory/jobs/update-000000000000").status == 404)
-        #expect(try fleet.redis.cli(["EXISTS", "ua:missions:delegation"]) == "0", "nothing published")
+        #expect(try fleet.nothingPublished(), "nothing published")
         #expect(server.process.status == nil, "the server is still running")
     }
 
     @Test func inFlightUpdateIsAConflictUnlessForced() throws {
         let fleet = try FleetWorld()
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
         defer { server.process.stop() }
         // A live registration for f-1 that will not report (no consumer).
         #expect(try server.request("POST", "/api/v1/factory/registrations", body: #"{"factory_id": "f-1"}"#).status == 200)
@@ -218,7 +211,7 @@ import TestSupport
 
     @Test func controlRoutePausesAFactory() throws {
         let fleet = try FleetWorld()
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
         defer { server.process.stop() }
         let consumer = try fleet.consumer("f-1")
         defer { consumer.stop() }
@@ -231,7 +224,7 @@ import TestSupport
 
     @Test func registrationsRoundTripIntoTheRegistryStatusReads() throws {
         let fleet = try FleetWorld()
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
         defer { server.process.stop() }
         let body = #"{"factory_id": "legacy-1", "factory_role": "LOCAL_WORKER", "deployment_profile": "vps", "registration_status": "online", "capabilities": ["delegation_redis", "gpu"], "metadata": {"hostname": "box", "version": 3}}"#
         let posted = try server.request("POST", "/api/v1/factory/registrations", body: body)
@@ -250,7 +243,7 @@ import TestSupport
 
     @Test func redisOutageIs503AndTheServerRecovers() throws {
         let fleet = try FleetWorld()
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
         defer { server.process.stop() }
         fleet.redis.stop()
         let down = try server.request("POST", "/api/v1/ops/factory/update", body: #"{"branch": "main"}"#)
@@ -265,7 +258,7 @@ import TestSupport
 
     @Test func fleetPageListsFactoriesWithoutExternalAssets() throws {
         let fleet = try FleetWorld()
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
         defer { server.process.stop() }
         let consumer = try fleet.consumer("f-1")
         defer { consumer.stop() }
@@ -286,7 +279,7 @@ import TestSupport
 
     @Test func fleetPageShowsTheWantedCommitWhoIsBehindWhyAJobFailedAndLinksTheJob() throws {
         let fleet = try FleetWorld(factories: ["f-1", "f-2"])
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
         defer { server.process.stop() }
         let supervisor = Supervisor()
         defer { supervisor.stopAll() }
@@ -319,7 +312,7 @@ import TestSupport
     @Test func updateRoutePinsTheTipAndTakesACommitOrARewind() throws {
         let fleet = try FleetWorld()
         let two = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        var env = environment(fleet)
+        var env = hqEnvironment(fleet)
         env["UA_FACTORY_REPO_URL"] = fleet.world.origin
         let server = try GatewayProcess(fleet: fleet, environment: env)
         defer { server.process.stop() }
@@ -348,7 +341,7 @@ import TestSupport
             #expect(try fleet.waitUntilRegistered(id))
         }
         let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        var env = environment(fleet)
+        var env = hqEnvironment(fleet)
         env["UA_FACTORY_REPO_URL"] = fleet.world.origin
         let server = try GatewayProcess(fleet: fleet, environment: env)
         defer { server.process.stop() }
@@ -380,7 +373,7 @@ import TestSupport
             #expect(try fleet.waitUntilRegistered(id))
         }
         try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        var env = environment(fleet)
+        var env = hqEnvironment(fleet)
         env["UA_FACTORY_REPO_URL"] = fleet.world.origin
         let server = try GatewayProcess(fleet: fleet, environment: env)
         defer { server.process.stop() }
@@ -400,9 +393,9 @@ import TestSupport
         let fleet = try FleetWorld()
         // HQ has its own Redis: what arrives there came over HTTP.
         let hqRedis = try RedisServer()
-        var hqEnvironment = environment(fleet)
-        hqEnvironment["UA_REDIS_URL"] = hqRedis.url
-        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment, arguments: ["--redis-url", hqRedis.url])
+        var headquarters = hqEnvironment(fleet)
+        headquarters["UA_REDIS_URL"] = hqRedis.url
+        let server = try GatewayProcess(fleet: fleet, environment: headquarters, arguments: ["--redis-url", hqRedis.url])
         defer { server.process.stop() }
         var factoryEnvironment = fleet.environment
         factoryEnvironment["UA_HQ_BASE_URL"] = "http://127.0.0.1:\(server.port)"
@@ -427,7 +420,7 @@ import TestSupport
 
     @Test func sigtermShutsDownGracefully() throws {
         let fleet = try FleetWorld()
-        let server = try GatewayProcess(fleet: fleet, environment: environment(fleet))
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
         #expect(server.port > 0)
         #expect(server.process.stop() == 0)
     }

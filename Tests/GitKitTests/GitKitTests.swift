@@ -63,14 +63,37 @@ import TestSupport
         let repository = try Repository.open(at: world.factory)
         let paths = ["app.py", "added.py", "README.md"]
         // Everything still at `from` (added.py absent, as in `from`).
-        #expect(try repository.workTreeMatchesNeither(paths, from, to) == [])
+        #expect(try repository.workTreeMatchesNeither(paths, from, to, cutShortLimit: 1) == [])
         // Partly at `to`, one file cut short while it was written: still only the two versions.
         try world.write(world.factory, "added.py", "x = 1\n")
         try world.write(world.factory, "app.py", "print('v2 is lon")
-        #expect(try repository.workTreeMatchesNeither(paths, from, to) == [])
+        #expect(try repository.workTreeMatchesNeither(paths, from, to, cutShortLimit: 1) == [])
         // An edit, and a file removed that both versions have.
         try world.write(world.factory, "app.py", "print('operator')\n")
         try FileManager.default.removeItem(atPath: world.factory + "/README.md")
-        #expect(try repository.workTreeMatchesNeither(paths, from, to) == ["app.py", "README.md"])
+        #expect(try repository.workTreeMatchesNeither(paths, from, to, cutShortLimit: 1) == ["app.py", "README.md"])
+    }
+
+    @Test func moreFilesCutShortThanTheLimitAreAllListed() throws {
+        let world = try GitWorld()
+        let from = try #require(ObjectID(hex: try world.head(world.factory)))
+        let to = try #require(ObjectID(hex: try world.pushUpstream(["app.py": "print('v2')\nprint('more')\n", "lib.py": "x = 1\ny = 2\n"],
+                                                                    message: "v2")))
+        try world.git(["fetch", "--quiet", "origin"], in: world.factory)
+        let repository = try Repository.open(at: world.factory)
+        // Each file a beginning of its `to` version: one interrupted write explains one of them, not two.
+        try world.write(world.factory, "app.py", "print('v2')\n")
+        try world.write(world.factory, "lib.py", "x = 1\n")
+        #expect(try repository.workTreeMatchesNeither(["app.py", "lib.py"], from, to, cutShortLimit: 1) == ["app.py", "lib.py"])
+    }
+
+    @Test func withNoAllowanceAFileCutShortIsListed() throws {
+        let world = try GitWorld()
+        let from = try #require(ObjectID(hex: try world.head(world.factory)))
+        let to = try #require(ObjectID(hex: try world.pushUpstream(["app.py": "print('v2')\nprint('more')\n"], message: "v2")))
+        try world.git(["fetch", "--quiet", "origin"], in: world.factory)
+        let repository = try Repository.open(at: world.factory)
+        try world.write(world.factory, "app.py", "print('v2')\n")
+        #expect(try repository.workTreeMatchesNeither(["app.py"], from, to, cutShortLimit: 0) == ["app.py"])
     }
 }

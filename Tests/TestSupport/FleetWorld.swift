@@ -29,14 +29,40 @@ public final class FleetWorld: @unchecked Sendable {
                             log: world.directory.join("consume-\(id).log"))
     }
 
+    /// `factoryctl enroll ID` at HQ: the factory's env lines as a dictionary.
+    public func enroll(_ id: String, _ extra: [String] = []) throws -> [String: String] {
+        let result = try FactoryctlBinary.run(["enroll", id, "--log-level", "error"] + extra, environment: environment)
+        #expect(result.status == 0, "enroll failed: \(result.stderr)")
+        var lines: [String: String] = [:]
+        for line in result.stdout.split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            lines[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        return lines
+    }
+
+    /// The consumer of an enrolled factory, with nothing but its own credentials (no ops token).
+    public func enrolledConsumer(_ id: String, credentials: [String: String], _ extra: [String] = []) throws -> ConsumerProcess {
+        var env = world.environment
+        env["FACTORY_ROLE"] = "LOCAL_WORKER"
+        env["UA_OPS_TOKEN"] = nil
+        env.merge(credentials) { $1 }
+        return try ConsumerProcess(binary: FactoryctlBinary.path, factoryID: id, factoryDirectory: factories[id]!,
+                                   redisURL: credentials["UA_REDIS_URL"]!, environment: env,
+                                   extraArguments: ["--min-interval", "0", "--heartbeat", "1"] + extra,
+                                   log: world.directory.join("consume-\(id).log"))
+    }
+
     public func publish(_ arguments: [String]) throws -> String {
         let result = try FactoryctlBinary.run(["publish"] + arguments + ["--log-level", "error"], environment: environment)
         #expect(result.status == 0, "publish failed: \(result.stderr)")
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// The registration as stored: an enrolled factory's own key, else the shared hash.
     public func registration(_ id: String) throws -> [String: Any]? {
-        let text = try redis.cli(["HGET", "factoryctl:registry", id])
+        var text = try redis.cli(["GET", "factoryctl:f:{\(id)}:registration"])
+        if text.isEmpty { text = try redis.cli(["HGET", "factoryctl:registry", id]) }
         return try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
     }
 

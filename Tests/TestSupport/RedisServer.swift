@@ -112,6 +112,14 @@ public final class RedisServer: @unchecked Sendable {
         }
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
+
+    /// Runs redis-cli as another ACL user; returns stdout and stderr, trimmed (errors included:
+    /// what an attacker holding those credentials would see).
+    public func cli(user: String, password: String, _ arguments: [String]) throws -> String {
+        let argv = ["redis-cli", "-s", socket, "--user", user, "--no-auth-warning", "-a", password]
+        let result = try Command.run(argv + arguments)
+        return (result.stdout + result.stderr).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
 }
 
 /// A throwaway certificate authority in a temp dir, made with the openssl CLI: it issues server

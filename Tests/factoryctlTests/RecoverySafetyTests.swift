@@ -114,6 +114,121 @@ import TestSupport
         #expect(try world.head(world.factory) == target)
     }
 
+    /// The state an update leaves when it is killed after writing the files for the new commit
+    /// and before moving the branch: work tree and index at `to`, HEAD and main still at `from`,
+    /// and its record at `phase` (`checked_out`; `checkout` is what a factoryctl from before that
+    /// phase records until the branch moved). Returns (from, to).
+    func stageKilledBeforeTheBranchMoved(_ world: GitWorld, phase: String, _ files: [String: String],
+                                         extra: String = "") throws -> (from: String, to: String) {
+        let from = try world.head(world.factory)
+        let to = try world.pushUpstream(files, message: "Ship v2")
+        try world.git(["fetch", "--quiet", "origin"], in: world.factory)
+        try world.git(["checkout", to, "--", "."], in: world.factory)
+        try FileManager.default.createDirectory(atPath: world.factory + "/.git/factoryctl", withIntermediateDirectories: true)
+        let record = #"{"phase":"\#(phase)","pid":999999,"started_at":1,"from":"\#(from)","previous_branch":"main","to":"\#(to)","#
+            + #""branch":"main","branch_tip_before":"\#(from)","sync":false,"restart":false,"services":[],"rolling_back":false\#(extra)}"#
+        try Data(record.utf8).write(to: URL(fileURLWithPath: world.factory + journalName))
+        return (from, to)
+    }
+
+    @Test func anEditThatCutsAFileShortAfterTheCheckoutFinishedIsKept() throws {
+        let world = try GitWorld()
+        _ = try stageKilledBeforeTheBranchMoved(world, phase: "checked_out", ["app.py": "print('v2')\nprint('and more')\n"])
+        // The operator deletes the last line: the file is now a beginning of its new version.
+        try world.write(world.factory, "app.py", "print('v2')\n")
+        let next = try FactoryctlBinary.run(["update", "--no-sync", "--json"], factoryDir: world.factory, environment: world.environment)
+        #expect((try next.json()["recovery"] as? String)?.contains("nothing was undone") == true, "\(next.stdout) \(next.stderr)")
+        #expect(world.read(world.factory, "app.py") == "print('v2')\n", "the edit is kept: \(next.stdout)")
+    }
+
+    @Test func twoFilesCutShortBeforeTheCheckoutFinishedAreNotTheKillsAndAreKept() throws {
+        let world = try GitWorld()
+        // A record as a factoryctl without the checked_out phase leaves it: `checkout` until the branch moved.
+        _ = try stageKilledBeforeTheBranchMoved(world, phase: "checkout", ["app.py": "print('v2')\nprint('and more')\n",
+                                                                           "lib.py": "x = 1\ny = 2\n"])
+        try world.write(world.factory, "app.py", "print('v2')\n")
+        try world.write(world.factory, "lib.py", "x = 1\n")
+        let next = try FactoryctlBinary.run(["update", "--no-sync", "--json"], factoryDir: world.factory, environment: world.environment)
+        #expect((try next.json()["recovery"] as? String)?.contains("nothing was undone") == true, "\(next.stdout) \(next.stderr)")
+        #expect(world.read(world.factory, "app.py") == "print('v2')\n" && world.read(world.factory, "lib.py") == "x = 1\n",
+                "both edits are kept: \(next.stdout)")
+    }
+
+    @Test func anOldRecordWithTheOneFileAKilledCheckoutCutShortIsUndoneAndTheUpdateRuns() throws {
+        let world = try GitWorld()
+        let (from, to) = try stageKilledBeforeTheBranchMoved(world, phase: "checkout", ["app.py": "print('v2')\nprint('and more')\n"])
+        try world.write(world.factory, "app.py", "print('v2')\n") // the write the kill interrupted
+        let next = try FactoryctlBinary.run(["update", "--no-sync", "--json"], factoryDir: world.factory, environment: world.environment)
+        let object = try next.json()
+        #expect(next.status == 0, "\(next.stdout) \(next.stderr)")
+        #expect((object["recovery"] as? String)?.contains("undid an update interrupted during checkout") == true, "\(next.stdout)")
+        #expect(object["from"] as? String == from)
+        #expect(try world.head(world.factory) == to)
+        #expect(world.read(world.factory, "app.py") == "print('v2')\nprint('and more')\n")
+    }
+
+    @Test func anEnvironmentDebtThatCannotBeRecordedFailsTheRunAndKeepsTheRecord() throws {
+        let world = try GitWorld()
+        let v1 = try world.head(world.factory)
+        // A rollback put v1 back but could not re-sync it; its record says so.
+        _ = try stageKilledBeforeTheBranchMoved(world, phase: "syncing", ["app.py": "print('v2')\n"],
+                                                extra: #","code_restored":true"#)
+        try world.git(["checkout", v1, "--", "."], in: world.factory)
+        let journal = world.factory + journalName
+        var text = try String(contentsOfFile: journal, encoding: .utf8)
+        text = text.replacingOccurrences(of: #""sync":false"#, with: #""sync":true"#)
+            .replacingOccurrences(of: #""rolling_back":false"#, with: #""rolling_back":true"#)
+        try text.write(toFile: journal, atomically: true, encoding: .utf8)
+        // Something is in the way of the needs-sync record (a directory where the file goes).
+        try FileManager.default.createDirectory(atPath: world.factory + "/.git/factoryctl/needs-sync.json/x", withIntermediateDirectories: true)
+        var env = world.environment
+        env["UA_FACTORY_SYNC_COMMAND"] = try world.script("quick-sync", "exit 0\n")
+        // Already at the pinned v1: without the record nothing would ever sync v1's environment.
+        let next = try FactoryctlBinary.run(["update", "--json", "--commit", v1], factoryDir: world.factory, environment: env)
+        #expect(next.status == 1, "\(next.stdout) \(next.stderr)")
+        #expect((try next.json()["error"] as? String)?.contains("cannot be recorded") == true, "\(next.stdout)")
+        #expect(FileManager.default.fileExists(atPath: journal), "the record is kept for the next run")
+    }
+
+    @Test func aLocalBranchCarryingUnsignedCommitsFromAnotherBranchIsRefused() throws {
+        let world = try GitWorld()
+        let keys = try SignedCommitTests.Keys()
+        // origin/release: a signed release; origin/feature: an unsigned commit on top of it.
+        try world.git(["checkout", "--quiet", "-b", "release"], in: world.seed)
+        try world.write(world.seed, "app.py", "print('signed release')\n")
+        try world.git(["add", "app.py"], in: world.seed)
+        try world.git(["-c", "gpg.format=ssh", "-c", "user.signingkey=\(keys.trusted)", "commit", "--quiet", "-S", "-m", "Release"], in: world.seed)
+        try world.git(["push", "--quiet", "origin", "release"], in: world.seed)
+        let unsigned = try world.pushUpstream(["app.py": "print('unsigned feature')\n"], message: "Feature", branch: "feature")
+        // The factory's local release branch was made from origin/feature: ahead of origin/release.
+        try world.git(["fetch", "--quiet", "origin"], in: world.factory)
+        try world.git(["branch", "--quiet", "release", "origin/feature"], in: world.factory)
+        let start = try world.head(world.factory)
+        var env = world.environment
+        env["UA_ALLOWED_SIGNERS"] = keys.allowed
+        let refused = try FactoryctlBinary.run(["update", "--no-sync", "--json", "--branch", "release"],
+                                               factoryDir: world.factory, environment: env)
+        let object = try refused.json()
+        #expect(object["failure"] as? String == "signature_refused", "\(refused.stdout)")
+        #expect((object["error"] as? String)?.contains("commit \(unsigned.prefix(7)) is not signed") == true, "\(refused.stdout)")
+        #expect(try world.head(world.factory) == start)
+    }
+
+    @Test func theOperatorsOwnLocalCommitsOnTheCheckedOutBranchAreRebasedUnderThePolicy() throws {
+        let world = try GitWorld()
+        let keys = try SignedCommitTests.Keys()
+        _ = try world.commit(in: world.factory, ["hotfix.py": "fixed = True\n"], message: "Hotfix on the factory")
+        try world.write(world.seed, "app.py", "print('signed v2')\n")
+        try world.git(["add", "app.py"], in: world.seed)
+        try world.git(["-c", "gpg.format=ssh", "-c", "user.signingkey=\(keys.trusted)", "commit", "--quiet", "-S", "-m", "v2"], in: world.seed)
+        try world.git(["push", "--quiet", "origin", "main"], in: world.seed)
+        var env = world.environment
+        env["UA_ALLOWED_SIGNERS"] = keys.allowed
+        let result = try FactoryctlBinary.run(["update", "--no-sync", "--json"], factoryDir: world.factory, environment: env)
+        let integration = try result.json()["integration"] as? String
+        #expect(result.status == 0 && integration == "rebase", "\(result.stdout) \(result.stderr)")
+    }
+
     /// A sync program that fails unless the checked-out commit carries `syncs-ok`.
     func pickySync(_ world: GitWorld) throws -> String {
         try world.script("picky-sync", "test -f syncs-ok || { echo 'index unreachable: cannot resolve dependencies' >&2; exit 1; }\n")

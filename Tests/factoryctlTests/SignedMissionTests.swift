@@ -239,4 +239,59 @@ import TestSupport
         #expect(eventually { (try? fleet.results(job).first?["status"] as? String) == "SUCCESS" })
         #expect(try eventually { (try? fleet.registration("f-1"))?["commit"] as? String == two })
     }
+
+    /// A consumer on f-1 that verifies missions against `pub`.
+    func verifyingConsumer(_ fleet: FleetWorld, pub: String, _ supervisor: Supervisor) throws {
+        var factory = fleet.environment
+        factory["UA_MISSION_VERIFY_KEYS"] = pub
+        let consumerEnvironment = factory
+        try supervisor.supervise("f-1") { try fleet.consumer("f-1", ["--no-sync"], environment: consumerEnvironment) }
+    }
+
+    @Test func aSignedBroadcastFromBeforeAFactoryJoinedCopiedToANewEntryIdIsDeadLettered() throws {
+        let fleet = try FleetWorld()
+        let (key, pub) = try keys(fleet, "hq")
+        let start = try fleet.world.head(fleet.world.factory)
+        _ = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var hq = fleet.environment
+        hq["UA_MISSION_SIGNING_KEY"] = key
+        let job = try FactoryctlBinary.run(["publish", "update", "--log-level", "error"], environment: hq)
+            .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let original = try entries(fleet).first { $0["job_id"] == job } ?? [:]
+        let issued = Int64(original["issued_at"] ?? "") ?? 0
+        // f-1 joins in a later second than the broadcast was signed in.
+        #expect(eventually { (try? fleet.redis.cli(["TIME"]).split(separator: "\n").first.flatMap { Int64($0) }).map { $0 > issued } == true })
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        try verifyingConsumer(fleet, pub: pub, supervisor)
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        // A Redis writer adds the signed fields again: `XADD … *` gives them an id after f-1's floor.
+        try add(fleet, original)
+        #expect(eventually { (try? fleet.redis.cli(["XRANGE", "ua:missions:dlq", "-", "+"]))?.contains(job) == true })
+        let letters = try fleet.redis.cli(["XRANGE", "ua:missions:dlq", "-", "+"])
+        #expect(letters.contains("before this factory joined the fleet"), "\(letters)")
+        #expect(try fleet.world.head(fleet.world.factory) == start, "not run")
+    }
+
+    @Test func aSignedMissionAddedUnderAnEntryIdFarFromItsIssueTimeIsDeadLettered() throws {
+        let fleet = try FleetWorld()
+        let (key, pub) = try keys(fleet, "hq")
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        try verifyingConsumer(fleet, pub: pub, supervisor)
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let start = try fleet.world.head(fleet.world.factory)
+        _ = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        // Signed (and still valid) ten minutes ago, naming f-1; added to the stream only now.
+        let mission = Mission.make(kind: .update, target: .ids(["f-1"]))
+        var fields = ["job_id": mission.jobID, "idempotency_key": mission.jobID, "envelope": mission.envelope.json.pythonJSON]
+        for (k, v) in try MissionSigner.load(path: key).sign(jobID: mission.jobID, idempotencyKey: mission.jobID, envelope: fields["envelope"]!,
+                                                            binding: Self.production, issuedAt: Date().addingTimeInterval(-600),
+                                                            lifetime: 3600) { fields[k] = v }
+        try add(fleet, fields)
+        #expect(eventually { (try? fleet.redis.cli(["XRANGE", "ua:missions:dlq", "-", "+"]))?.contains(mission.jobID) == true })
+        let letters = try fleet.redis.cli(["XRANGE", "ua:missions:dlq", "-", "+"])
+        #expect(letters.contains("away from when the mission was signed"), "\(letters)")
+        #expect(try fleet.world.head(fleet.world.factory) == start, "not run")
+    }
 }

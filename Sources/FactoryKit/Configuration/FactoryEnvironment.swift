@@ -120,6 +120,19 @@ public struct FactoryEnvironment: Sendable {
     public var deadLetterStream: String { self["UA_DELEGATION_DLQ_STREAM"] ?? Self.defaultDeadLetterStream }
     /// `UA_OPS_TOKEN` as it is (the consumer sends it to HQ); `OpsToken.forServing` checks it for `serve`.
     public var opsToken: String? { self["UA_OPS_TOKEN"] }
+    /// `UA_FACTORY_TOKEN`: an enrolled factory's own HTTP registration token (`factoryctl enroll`).
+    public var factoryToken: String? { self["UA_FACTORY_TOKEN"] }
+
+    /// `UA_FACTORY_ENROLLED` (`1`/`true`/`yes`, or `0`/`false`/`no`; default no): this factory has
+    /// its own Redis user (`factoryctl enroll`) and uses its own keys.
+    public func enrolled() throws(FactoryError) -> Bool {
+        guard let raw = self["UA_FACTORY_ENROLLED"] else { return false }
+        switch raw.lowercased() {
+        case "1", "true", "yes": return true
+        case "0", "false", "no": return false
+        default: throw .invalidArgument("UA_FACTORY_ENROLLED must be 1 or 0 (true/false, yes/no), not '\(raw.prefix(40))'")
+        }
+    }
 
     /// `UA_MISSION_SIGNING_KEY`: HQ signs every mission it publishes with this key file.
     public func missionSigner() throws(MissionSigning.KeyError) -> MissionSigner? {

@@ -21,6 +21,8 @@ public struct FactoryRole: Sendable, Equatable, CustomStringConvertible {
         case publish
         /// Remove a factory from the registry (`forget`).
         case forget
+        /// Give a factory its own credentials (`enroll`).
+        case enroll
     }
 
     /// The HEADQUARTERS rule: nothing when this machine may do `action`, else the refusal.
@@ -39,13 +41,14 @@ public struct FactoryRole: Sendable, Equatable, CustomStringConvertible {
             switch action {
             case .publish: "delegation publish not allowed on this machine"
             case .forget: "forget is not allowed on this machine"
+            case .enroll: "enroll is not allowed on this machine"
             }
         }
 
         public var description: String {
             let hint = switch action {
             case .publish: "publish from HQ"
-            case .forget: "run it at HQ"
+            case .forget, .enroll: "run it at HQ"
             }
             return "\(summary) (FACTORY_ROLE=\(role)); \(hint), where FACTORY_ROLE=\(FactoryRole.headquarters)"
         }

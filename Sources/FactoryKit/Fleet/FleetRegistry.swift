@@ -6,53 +6,120 @@ import Glibc
 import Logging
 import RedisKit
 
-/// The fleet as registered in Redis.
+/// The fleet as registered in Redis: factories that are not enrolled register in the shared hash
+/// `factoryctl:registry` (field = id), enrolled ones under their own key (`FactoryKeys`).
+///
+/// Reading attributes every registration by the key it was found under, never by the id inside
+/// it: an enrolled factory is known only from its own key (the shared hash, which every factory
+/// on the shared user can write, is not believed about it), and a record whose `factory_id` is
+/// not the id of its key is ignored and logged. Every reader of the fleet goes through here.
 public struct FleetRegistry {
     public let redis: RedisClient
+    /// The writer's own keys when it is an enrolled factory: it registers there.
+    public var own: FactoryKeys?
     public static let key = MissionBus.keyPrefix + "registry"
     /// A factory not seen for this long is stale (heartbeats come every 15 s by default).
     public static let staleAfter: Double = 90
+    static let logger = Logger(label: "factoryctl.attribution")
 
-    public init(redis: RedisClient) {
+    public init(redis: RedisClient, own: FactoryKeys? = nil) {
         self.redis = redis
+        self.own = own
     }
 
     public func register(_ registration: Registration) throws(RedisError) {
-        try redis.command(Self.registerCommand(registration))
+        try redis.command(Self.registerCommand(registration, own: own))
     }
 
     /// The command `register` sends (for sending it along with another one).
-    public static func registerCommand(_ registration: Registration) -> [String] {
-        ["HSET", key, registration.factoryID, registration.json.pythonJSON]
+    public static func registerCommand(_ registration: Registration, own: FactoryKeys? = nil) -> [String] {
+        if let own { return ["SET", own.registration, registration.json.pythonJSON] }
+        return ["HSET", key, registration.factoryID, registration.json.pythonJSON]
     }
 
     public func all() throws(RedisError) -> [Registration] {
-        let map = try redis.command(["HGETALL", Self.key]).fieldMap ?? [:]
-        return map.values.compactMap(Registration.init(text:))
-            .sorted { $0.factoryID < $1.factoryID }
+        try rawRecords().compactMap { id, data in
+            attributed(Registration(text: String(decoding: data, as: UTF8.self)), to: id, claimed: \.factoryID)
+        }.sorted { $0.factoryID < $1.factoryID }
     }
 
     public func get(_ factoryID: String) throws(RedisError) -> Registration? {
-        guard let text = try redis.command(["HGET", Self.key, factoryID]).text else { return nil }
-        return Registration(text: text)
+        try registrations(of: [factoryID])[factoryID] ?? nil
+    }
+
+    /// The registrations of `ids` (nil for one that has none), each read where that factory writes
+    /// it: two or three commands whatever the count.
+    public func registrations(of ids: [String]) throws(RedisError) -> [String: Registration?] {
+        var found: [String: Registration?] = Dictionary(uniqueKeysWithValues: ids.map { ($0, nil) })
+        guard !ids.isEmpty else { return found }
+        let enrolled = try Enrollment(redis: redis).enrolled(among: ids)
+        let shared = ids.filter { !enrolled.contains($0) }
+        let owned = ids.filter(enrolled.contains)
+        if !shared.isEmpty {
+            let reply = try redis.command(["HMGET", Self.key] + shared)
+            for (id, value) in zip(shared, reply.array ?? []) {
+                found[id] = attributed(value.text.flatMap(Registration.init(text:)), to: id, claimed: \.factoryID)
+            }
+        }
+        if !owned.isEmpty {
+            let reply = try redis.command(["MGET"] + owned.map { FactoryKeys($0).registration })
+            for (id, value) in zip(owned, reply.array ?? []) {
+                found[id] = attributed(value.text.flatMap(Registration.init(text:)), to: id, claimed: \.factoryID)
+            }
+        }
+        return found
     }
 
     /// The fleet as the table shows it, read in one pass per registration (`FleetEntry`),
     /// sorted by factory id.
     public func entries(capabilities: Bool = true) throws(RedisError) -> [FleetEntry] {
-        let reply = try redis.command(["HGETALL", Self.key])
-        guard let items = reply.array else { return [] }
+        let records = try rawRecords()
         var entries: [FleetEntry] = []
-        entries.reserveCapacity(items.count / 2)
+        entries.reserveCapacity(records.count)
+        for (id, data) in records {
+            let entry = data.withUnsafeBytes { FleetEntry.read($0.bindMemory(to: UInt8.self), capabilities: capabilities) }
+            if let entry = attributed(entry, to: id, claimed: \.factoryID) { entries.append(entry) }
+        }
+        return entries.sorted { $0.factoryID < $1.factoryID }
+    }
+
+    /// Every registration as stored, with the id of the key (or hash field) it was found under:
+    /// the shared hash without the enrolled ids, then each enrolled factory's own key.
+    private func rawRecords() throws(RedisError) -> [(id: String, data: Data)] {
+        let enrolled = try Enrollment(redis: redis).enrolled()
+        var records: [(id: String, data: Data)] = []
+        let items = try redis.command(["HGETALL", Self.key]).array ?? []
+        records.reserveCapacity(items.count / 2 + enrolled.count)
         var index = 1
         while index < items.count {
-            if case .string(let data) = items[index],
-               let entry = data.withUnsafeBytes({ FleetEntry.read($0.bindMemory(to: UInt8.self), capabilities: capabilities) }) {
-                entries.append(entry)
+            if let id = items[index - 1].text, case .string(let data) = items[index] {
+                if enrolled.contains(id) {
+                    Self.logger.warning("ignored the shared registry's record for enrolled factory \(id): it registers under its own key")
+                } else {
+                    records.append((id, data))
+                }
             }
             index += 2
         }
-        return entries.sorted { $0.factoryID < $1.factoryID }
+        let owned = enrolled.sorted()
+        for start in stride(from: 0, to: owned.count, by: 1000) {
+            let chunk = Array(owned[start..<min(start + 1000, owned.count)])
+            let reply = try redis.command(["MGET"] + chunk.map { FactoryKeys($0).registration })
+            for (id, value) in zip(chunk, reply.array ?? []) {
+                if case .string(let data) = value { records.append((id, data)) }
+            }
+        }
+        return records
+    }
+
+    /// `record` when it claims to be `id` (the key it was found under); else nil, logged.
+    private func attributed<Record>(_ record: Record?, to id: String, claimed: KeyPath<Record, String>) -> Record? {
+        guard let record else { return nil }
+        guard record[keyPath: claimed] == id else {
+            Self.logger.warning("ignored a registration under \(id)'s key that claims to be \(String(record[keyPath: claimed].prefix(128)).debugDescription)")
+            return nil
+        }
+        return record
     }
 
     /// Ids of registered factories that are not stale.

@@ -9,9 +9,10 @@ import Glibc
 enum FileWriting {
     /// Replaces the file at `path` with `bytes` (through `path.tmp` and rename, so a reader never
     /// sees a torn file).
-    static func replace(_ path: String, with bytes: [UInt8]) throws {
+    static func replace(_ path: String, with bytes: [UInt8], mode: mode_t = 0o644) throws {
         let temporary = path + ".tmp.\(getpid())"
-        _ = try write(temporary, bytes, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        unlink(temporary) // a leftover from a killed writer would keep its own mode
+        _ = try write(temporary, bytes, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
         guard rename(temporary, path) == 0 else {
             let code = errno
             unlink(temporary)
@@ -26,8 +27,8 @@ enum FileWriting {
         try write(path, bytes, flags: O_WRONLY | O_CREAT | O_APPEND)
     }
 
-    private static func write(_ path: String, _ bytes: [UInt8], flags: Int32) throws -> Int {
-        let fd = open(path, flags | O_CLOEXEC, 0o644)
+    private static func write(_ path: String, _ bytes: [UInt8], flags: Int32, mode: mode_t = 0o644) throws -> Int {
+        let fd = open(path, flags | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FactoryError.failed("could not open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var offset = 0

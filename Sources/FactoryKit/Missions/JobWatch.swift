@@ -25,6 +25,9 @@ struct JobWatch {
     /// The factories whose registration must be read: owed a result or a re-registration.
     var owed: [String] { Array(awaiting.union(restarting.keys)).sorted() }
 
+    /// Targeted factories still owed a result.
+    var awaitingResult: [String] { awaiting.sorted() }
+
     /// Targeted factories still owed something, in the order they were targeted.
     var pending: [String] { outcome.targeted.filter { awaiting.contains($0) || restarting[$0] != nil } }
 

@@ -75,6 +75,24 @@ final class JoinFloor {
         return id >= floor
     }
 
+    /// The floor a mission for `target` is held to: none when it names this factory (it runs
+    /// whenever it was published) or when no floor is recorded.
+    func floor(for target: MissionTarget, factoryID: String) -> StreamID? {
+        if case .ids(let ids) = target, ids.contains(factoryID) { return nil }
+        return floor
+    }
+
+    /// Whether a signed mission issued at `issuedAt` (HQ's clock, whole epoch seconds) comes after
+    /// `floor` (Redis's clock). The entry id says when the entry was added, which a stream writer
+    /// chooses (`XADD stream * …` adds a copy of an old signed entry after any floor); the signed
+    /// `issued_at` cannot be moved. Compared by the second: `issued_at` is truncated to one, so a
+    /// mission published in the very second the factory joined counts as after it. No clock
+    /// skew is allowed here (any would let older copies through); HQ's clock running behind
+    /// Redis's only delays when a new factory starts acting on broadcasts.
+    static func admits(issuedAt: Int64, floor: StreamID) -> Bool {
+        issuedAt >= Int64(floor.milliseconds / 1000)
+    }
+
     /// Redis's clock as a stream position (`TIME`: the clock stream ids are made from).
     static func serverTime(_ redis: RedisClient) throws -> StreamID {
         let reply = try redis.command(["TIME"])

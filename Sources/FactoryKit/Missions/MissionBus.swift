@@ -2,6 +2,7 @@ import FoundationEssentials
 import Dispatch
 import FactoryBasics
 import Glibc
+import Logging
 import RedisKit
 
 /// One entry read from a stream.
@@ -59,8 +60,14 @@ public final class MissionBus {
     public var maxLength: Int
     /// `UA_FLEET_ID` (empty when unset): with the stream, what a mission's signature binds it to.
     public var fleetID: String
+    /// Set on an enrolled factory: it reads its own inbox and writes only its own keys.
+    public var own: FactoryKeys?
+    /// Logs records ignored because they claim another identity than their key's.
+    public var logger = Logger(label: "factoryctl.attribution")
 
     public var resultsStream: String { stream + ":results" }
+    /// Where this factory reads missions: its own inbox when enrolled, else the shared stream.
+    public var readStream: String { own?.inbox ?? stream }
     public static let keyPrefix = "factoryctl:"
     public static let jobRetention = 7 * 24 * 3600
 
@@ -76,15 +83,20 @@ public final class MissionBus {
     public var binding: MissionSigning.Binding { MissionSigning.Binding(stream: stream, fleetID: fleetID) }
 
     public static func groupName(factoryID: String) -> String { "factoryctl:\(factoryID)" }
+    /// The job's results from factories that are not enrolled (`result:<id>` fields; the shared
+    /// factory user may write it, so HQ's own record of the job is not kept here).
     static func jobKey(_ jobID: String) -> String { keyPrefix + "job:" + jobID }
+    /// HQ's record of the job (the `jobMeta` JSON): only HQ writes it.
+    static func jobMetaKey(_ jobID: String) -> String { keyPrefix + "jobs:" + jobID }
     static let inflightKey = keyPrefix + "inflight"
 
     // MARK: Consumer groups
 
     /// Creates this factory's group at the stream's end (`$`), once. Other groups are left alone.
+    /// An inbox's group starts at its beginning: everything in it was sent to this factory.
     public func ensureGroup(_ group: String) throws(RedisError) {
         do {
-            try redis.command(["XGROUP", "CREATE", stream, group, "$", "MKSTREAM"])
+            try redis.command(["XGROUP", "CREATE", readStream, group, own == nil ? "$" : "0", "MKSTREAM"])
         } catch {
             if error.replyCode != "BUSYGROUP" { throw error }
         }
@@ -107,7 +119,7 @@ public final class MissionBus {
                       silently: [[String]] = []) throws(RedisError) -> [StreamEntry] {
         var command = ["XREADGROUP", "GROUP", group, consumer, "COUNT", String(count)]
         if let blockMilliseconds { command += ["BLOCK", String(blockMilliseconds)] }
-        command += ["STREAMS", stream, id]
+        command += ["STREAMS", readStream, id]
         let reply = try redis.command(command.map { Data($0.utf8) }, after: silently.map { $0.map { Data($0.utf8) } })
         if reply.isNull { return [] }
         guard let streams = reply.array else { throw .unexpectedReply("XREADGROUP returned \(reply)") }
@@ -132,53 +144,61 @@ public final class MissionBus {
         return reply.array?.first?.array?.first?.text ?? "0-0"
     }
 
-    /// Blocks until results newer than `id` arrive or `blockMilliseconds` pass; returns the newest
-    /// entry id seen (`id` when none) and the results of `jobID` among the new entries. Only new
-    /// entries cross the wire, so a waiter's cost per round is what arrived, not the whole job.
-    public func readResults(after id: String, jobID: String, blockMilliseconds: Int) throws(RedisError) -> (lastID: String, results: [MissionResult]) {
+    /// Blocks until results newer than `id` arrive on the shared results stream or
+    /// `blockMilliseconds` pass; returns the newest entry id seen (`id` when none) and the
+    /// factories that announced a result of `jobID` among the new entries. The entries are
+    /// announcements, not evidence (every factory on the shared user may add to the stream): the
+    /// caller reads each result from its factory's own record (`sharedResults`). Only new entries
+    /// cross the wire, so a waiter's cost per round is what arrived, not the whole job.
+    public func readResults(after id: String, jobID: String, blockMilliseconds: Int) throws(RedisError) -> (lastID: String, factories: [String]) {
         let reply = try redis.command(["XREAD", "COUNT", "1000", "BLOCK", String(blockMilliseconds), "STREAMS", resultsStream, id])
         var last = id
-        var results: [MissionResult] = []
+        var factories: [String] = []
         for entry in reply.array?.first?.array?.last?.array ?? [] {
             guard let pair = entry.array, let entryID = pair.first?.text else { continue }
             last = entryID
             guard let fields = pair.last?.fieldMap, fields["job_id"] == jobID,
-                  let result = fields["envelope"].flatMap(JSONValue.parse).flatMap(MissionResult.init(json:)) else { continue }
-            results.append(result)
+                  let result = fields["envelope"].flatMap(JSONValue.parse).flatMap(MissionResult.init(json:)),
+                  let factory = result.factoryID else { continue }
+            factories.append(factory)
         }
-        return (last, results)
+        return (last, factories)
     }
 
     public func ack(group: String, _ ids: [String]) throws(RedisError) {
         guard !ids.isEmpty else { return }
-        try redis.command(["XACK", stream, group] + ids)
+        try redis.command(["XACK", readStream, group] + ids)
     }
 
     // MARK: Writing
 
-    /// Adds the mission (the existing HQ's fields) and its job record in one server-side script:
-    /// the XADD runs first, so when it fails (wrong key type, out of memory, ACL) nothing is
-    /// recorded and no phantom job is left in flight; once it succeeds, the record follows in the
-    /// same atomic step, so no reader sees one without the other. With a `signer`, the entry
-    /// carries the signature fields too (`signature`, `signature_v2`, `key_id`, `issued_at`,
-    /// `expires_at`). `factories` are the ones the job targets now (its record's `factories`):
-    /// only they count as pending or in flight for it. Returns the entry id.
+    /// Adds the mission (the existing HQ's fields) to the shared stream, a copy of the same entry
+    /// to the inbox of every enrolled factory in `inboxes`, and the job's record, in one
+    /// server-side script: the shared XADD runs first, so when it fails (wrong key type, out of
+    /// memory, ACL) nothing is recorded and no phantom job is left in flight; once it succeeds,
+    /// the copies and the record follow in the same atomic step, so no reader sees one without
+    /// the other, and a 10,000-factory broadcast is one round trip. With a `signer`, the entries
+    /// carry the signature fields too (`signature`, `signature_v2`, `key_id`, `issued_at`,
+    /// `expires_at`), signed once: the signature binds the mission stream's name, not the key an
+    /// entry sits in. `factories` are the ones the job targets now (its record's `factories`):
+    /// only they count as pending or in flight for it. Returns the shared entry's id.
     @discardableResult
     public func publish(_ mission: Mission, publishedAt: Date = Date(), signer: MissionSigner? = nil,
-                        factories: [String]? = nil) throws -> String {
+                        factories: [String]? = nil, inboxes: [String] = []) throws -> String {
         let envelope = mission.envelope
         let envelopeText = envelope.json.pythonJSON
-        let meta = Self.jobMeta(mission, publishedAt: publishedAt, factories: factories)
+        let meta = Self.jobMeta(mission, publishedAt: publishedAt, factories: factories, inboxes: inboxes)
         var extra: [String] = []
         if let signer {
             let fields = try signer.sign(jobID: envelope.jobID, idempotencyKey: envelope.idempotencyKey, envelope: envelopeText,
                                          binding: binding, issuedAt: publishedAt, lifetime: Double(envelope.timeoutSeconds))
             for (name, value) in fields { extra += [name, value] }
         }
+        let keys = [stream, Self.jobMetaKey(mission.jobID), Self.inflightKey] + inboxes.sorted().map { FactoryKeys($0).inbox }
         let reply = try redis.command([
-            "EVAL", Self.publishScript, "3", stream, Self.jobKey(mission.jobID), Self.inflightKey,
+            "EVAL", Self.publishScript, String(keys.count)] + keys + [
             String(maxLength), envelope.jobID, envelope.idempotencyKey, envelopeText,
-            meta.pythonJSON, String(Self.jobRetention), mission.kind == .update ? "1" : "0",
+            meta.pythonJSON, String(Self.jobRetention), mission.kind == .update ? "1" : "0", String(FactoryKeys.inboxMaxLength),
         ] + extra)
         guard let id = reply.text else { throw RedisError.unexpectedReply("publish returned \(reply)") }
         return id
@@ -186,22 +206,30 @@ public final class MissionBus {
 
     static let publishScript = """
     local fields = {'job_id', ARGV[2], 'idempotency_key', ARGV[3], 'envelope', ARGV[4]}
-    for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+    for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
-    redis.call('HSET', KEYS[2], 'meta', ARGV[5])
-    redis.call('EXPIRE', KEYS[2], ARGV[6])
+    for i = 4, #KEYS do redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[8], '*', unpack(fields)) end
+    redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6])
     if ARGV[7] == '1' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[5]) end
     return id
     """
 
-    /// Writes a result to the job's record and to `<stream>:results`, once per job and factory,
-    /// in one server-side script: a consumer killed after reporting and before acking reports
-    /// nothing twice when the mission is delivered again, and no reader sees the record without
-    /// the stream entry. The record is written first, so a reader woken by the entry finds it.
-    /// Returns false when this factory had already reported this job.
+    /// Writes a result once per job and factory, in one server-side script: a consumer killed
+    /// after reporting and before acking reports nothing twice when the mission is delivered
+    /// again, and no reader sees the record without the stream entry (the record is written
+    /// first, so a reader woken by the entry finds it). A factory that is not enrolled writes the
+    /// job's `result:<id>` field and `<stream>:results`; an enrolled one its own job key and
+    /// results stream. Returns false when this factory had already reported this job.
     @discardableResult
     public func publishResult(_ result: MissionResult) throws(RedisError) -> Bool {
         let json = result.json.pythonJSON
+        if let own {
+            let reply = try redis.command([
+                "EVAL", Self.ownResultScript, "2", own.job(result.jobID), own.results,
+                json, String(Self.jobRetention), String(FactoryKeys.inboxMaxLength), result.jobID, result.status,
+            ])
+            return reply.integer == 1
+        }
         let reply = try redis.command([
             "EVAL", Self.resultScript, "2", Self.jobKey(result.jobID), resultsStream,
             result.factoryID.map { "result:" + $0 } ?? "", json, String(Self.jobRetention), String(maxLength),
@@ -216,6 +244,12 @@ public final class MissionBus {
       redis.call('EXPIRE', KEYS[1], ARGV[3])
     end
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'job_id', ARGV[5], 'status', ARGV[6], 'envelope', ARGV[2])
+    return 1
+    """
+
+    static let ownResultScript = """
+    if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'job_id', ARGV[4], 'status', ARGV[5], 'envelope', ARGV[1])
     return 1
     """
 
@@ -239,10 +273,10 @@ public final class MissionBus {
             if !order.contains("job_id") { order.insert("job_id", at: 0) }
         }
         fields["failure_error"] = reason
-        fields["source_stream"] = stream
+        fields["source_stream"] = readStream
         fields["source_id"] = entry.id
         order += ["failure_error", "source_stream", "source_id"].filter { !order.contains($0) }
-        try add(deadLetterStream, fields, order: order)
+        try add(own?.deadLetters ?? deadLetterStream, fields, order: order)
     }
 
     @discardableResult
@@ -257,13 +291,14 @@ public final class MissionBus {
     // MARK: Job records
 
     /// A published job's record: targets, branch, deadline, and the factories it was sent to.
-    static func jobMeta(_ mission: Mission, publishedAt: Date, factories: [String]? = nil) -> JSONValue {
+    static func jobMeta(_ mission: Mission, publishedAt: Date, factories: [String]? = nil, inboxes: [String] = []) -> JSONValue {
         var meta: [String: JSONValue] = [
             "job_id": .string(mission.jobID), "kind": .string(mission.kind.rawValue), "branch": .string(mission.branch),
             "target": mission.target.json, "published_at": .double(publishedAt.timeIntervalSince1970),
             "expires_at": .double(publishedAt.timeIntervalSince1970 + Double(mission.envelope.timeoutSeconds)),
         ]
         if let factories { meta["factories"] = .array(factories.sorted().map(JSONValue.string)) }
+        if !inboxes.isEmpty { meta["inboxes"] = .array(inboxes.sorted().map(JSONValue.string)) }
         return .object(meta)
     }
 
@@ -274,6 +309,9 @@ public final class MissionBus {
         /// The factories the job was sent to when it was published; nil for a record without the
         /// list (published by an older factoryctl).
         public var factories: [String]? { meta?["factories"]?.array?.compactMap(\.string) }
+        /// The enrolled factories the job went to through their own inbox: their results count
+        /// only from their own keys.
+        public var inboxes: Set<String> { Set(meta?["inboxes"]?.array?.compactMap(\.string) ?? []) }
         /// Published by factoryctl, or reported on by some factory.
         public var known: Bool { meta != nil || !results.isEmpty }
 
@@ -298,11 +336,62 @@ public final class MissionBus {
         }
     }
 
+    /// The job as HQ recorded it, with every result attributed by the key it was written to:
+    /// a factory the job reached through its inbox counts only from its own job key, the others
+    /// from the job's `result:<id>` field; a result claiming another factory or job is ignored.
     public func job(_ jobID: String) throws(RedisError) -> JobRecord {
+        let reply = try redis.command(["GET", Self.jobMetaKey(jobID)])
         let map = try redis.command(["HGETALL", Self.jobKey(jobID)]).fieldMap ?? [:]
-        let results = map.filter { $0.key.hasPrefix("result:") }.sorted { $0.key < $1.key }
-            .compactMap { JSONValue.parse($0.value).flatMap(MissionResult.init(json:)) }
-        return JobRecord(meta: map["meta"].flatMap(JSONValue.parse), results: results)
+        // A job published before HQ kept its record apart (older factoryctl): read where it was.
+        let meta = (reply.text ?? map["meta"]).flatMap(JSONValue.parse)
+        var record = JobRecord(meta: meta, results: [])
+        let inboxes = record.inboxes
+        let shared = map.keys.filter { $0.hasPrefix("result:") }.map { String($0.dropFirst(7)) }.filter { !inboxes.contains($0) }
+        var results: [String: MissionResult] = [:]
+        for id in shared {
+            if let result = attributed(map["result:" + id], to: id, jobID: jobID) { results[id] = result }
+        }
+        for (id, result) in try ownResults(jobID, of: inboxes.sorted()) { results[id] = result }
+        for id in map.keys where id.hasPrefix("result:") && inboxes.contains(String(id.dropFirst(7))) {
+            logger.warning("ignored a result for \(jobID) in the shared job record for \(id.dropFirst(7)): the job went to its own inbox")
+        }
+        record.results = results.sorted { $0.key < $1.key }.map(\.value)
+        return record
+    }
+
+    /// The results of `jobID` that `ids` (enrolled factories) wrote to their own keys.
+    func ownResults(_ jobID: String, of ids: [String]) throws(RedisError) -> [String: MissionResult] {
+        var found: [String: MissionResult] = [:]
+        for start in stride(from: 0, to: ids.count, by: 1000) {
+            let chunk = Array(ids[start..<min(start + 1000, ids.count)])
+            let reply = try redis.command(["MGET"] + chunk.map { FactoryKeys($0).job(jobID) })
+            for (id, value) in zip(chunk, reply.array ?? []) {
+                if let result = attributed(value.text, to: id, jobID: jobID) { found[id] = result }
+            }
+        }
+        return found
+    }
+
+    /// The shared job record's results of `ids` (factories that are not enrolled).
+    func sharedResults(_ jobID: String, of ids: [String]) throws(RedisError) -> [String: MissionResult] {
+        guard !ids.isEmpty else { return [:] }
+        let reply = try redis.command(["HMGET", Self.jobKey(jobID)] + ids.map { "result:" + $0 })
+        var found: [String: MissionResult] = [:]
+        for (id, value) in zip(ids, reply.array ?? []) {
+            if let result = attributed(value.text, to: id, jobID: jobID) { found[id] = result }
+        }
+        return found
+    }
+
+    /// The result in `text` when it is about `jobID` and claims to be from `id` (the key it was
+    /// found under); else nil, logged.
+    private func attributed(_ text: String?, to id: String, jobID: String) -> MissionResult? {
+        guard let text, let result = JSONValue.parse(text).flatMap(MissionResult.init(json:)) else { return nil }
+        guard result.factoryID == id, result.jobID == jobID else {
+            logger.warning("ignored a result under \(id)'s key for \(jobID) that claims to be from \(String((result.factoryID ?? "nobody").prefix(128)).debugDescription) about \(String(result.jobID.prefix(128)).debugDescription)")
+            return nil
+        }
+        return result
     }
 
     /// An update still in flight whose targets overlap `target`: not past its timeout, and not yet

@@ -37,6 +37,11 @@ public struct ConsumerConfiguration: Sendable {
     public var maxStreamLength = 10_000
     /// `UA_FLEET_ID` (empty when unset): a signed mission must have been signed for this fleet.
     public var fleetID = ""
+    /// `UA_FACTORY_ENROLLED`: this factory has its own Redis user (`factoryctl enroll`); it reads
+    /// its own inbox and writes only its own keys (`FactoryKeys`).
+    public var enrolled = false
+    /// `UA_FACTORY_TOKEN`: the factory's own HTTP registration token (from `enroll`).
+    public var factoryToken: String?
     public var hqBaseURL: String?
     public var opsToken: String?
     /// Run only missions signed by one of these keys (`UA_MISSION_VERIFY_KEYS`); nil runs any.
@@ -130,8 +135,11 @@ public final class MissionConsumer {
                             commandTimeout: Double(configuration.blockMilliseconds) / 1000 + 10)
         bus = MissionBus(redis: redis, stream: configuration.stream, deadLetterStream: configuration.deadLetterStream,
                          maxLength: configuration.maxStreamLength, fleetID: configuration.fleetID)
-        registry = FleetRegistry(redis: redis)
-        hq = HQRegistrationClient(baseURL: configuration.hqBaseURL, token: configuration.opsToken, logger: logger)
+        let own = configuration.enrolled ? FactoryKeys(configuration.factoryID) : nil
+        bus.own = own
+        registry = FleetRegistry(redis: redis, own: own)
+        hq = HQRegistrationClient(baseURL: configuration.hqBaseURL, token: configuration.factoryToken ?? configuration.opsToken,
+                                  factoryToken: configuration.factoryToken != nil, logger: logger)
         // A stop request ends the blocking read at once instead of being polled for.
         let interrupt = redis.interrupter
         stop.onSet { [reading] in
@@ -148,7 +156,7 @@ public final class MissionConsumer {
     public func run() -> ConsumerExit {
         var backoff = Backoff(initial: 0.5, cap: 30)
         var connected = false
-        logger.info("consumer \(configuration.factoryID) starting (stream \(configuration.stream), group \(group), redis \(configuration.redisURL))")
+        logger.info("consumer \(configuration.factoryID) starting (\(configuration.enrolled ? "enrolled: inbox \(bus.readStream)" : "stream \(configuration.stream)"), group \(group), redis \(configuration.redisURL))")
         // An update killed part-way (this consumer's own, or an operator's) is repaired first.
         if let recovery = makePipeline(branch: "main").recoverInterruptedUpdate(), let error = recovery.error {
             logger.error("\(error)") // a successful repair has logged what it did
@@ -219,7 +227,7 @@ public final class MissionConsumer {
         if status == lastRegisteredStatus, !hqPostDue, try redis.canSkipReplies() {
             let registration = currentRegistration()
             lastHeartbeat = Date(timeIntervalSince1970: registration.lastSeenAt)
-            return [FleetRegistry.registerCommand(registration)]
+            return [FleetRegistry.registerCommand(registration, own: registry.own)]
         }
         try register()
         return []
@@ -308,7 +316,7 @@ public final class MissionConsumer {
             case .mission(let mission) where !mission.target.matches(configuration.factoryID):
                 logger.debug("ignoring \(mission.jobID) (for \(mission.target))")
                 try bus.ack(group: group, [entry.id])
-            case .mission(let mission) where !joined.admits(entryID: entry.id, target: mission.target, factoryID: configuration.factoryID):
+            case .mission(let mission) where bus.own == nil && !joined.admits(entryID: entry.id, target: mission.target, factoryID: configuration.factoryID):
                 // Not counted for this factory at HQ (it was not registered then): no result is owed.
                 logger.notice("skipping \(mission.jobID) (entry \(entry.id), for \(mission.target)): published before this factory joined the fleet at \(joined.floor.map { "\($0)" } ?? "?"); acked, not run. Publish it again, or name this factory, to have it run here")
                 try bus.ack(group: group, [entry.id])
@@ -337,7 +345,7 @@ public final class MissionConsumer {
     private func check(_ entry: StreamEntry, fields: [String: String], mission: Mission, verifier: MissionVerifier) -> String? {
         let expiresAt: Double
         do {
-            let keyID = try verifier.verify(fields: fields, binding: bus.binding)
+            let keyID = try verifier.verify(fields: fields, binding: bus.binding, entryID: entry.id, joinedAt: bus.own == nil ? joined.floor(for: mission.target, factoryID: configuration.factoryID) : nil)
             expiresAt = fields["expires_at"].flatMap(Double.init) ?? 0
             logger.debug("\(mission.jobID): signature verified (key \(keyID))")
         } catch {
@@ -441,7 +449,7 @@ public final class MissionConsumer {
         pipeline.request.deadline = receivedAt.addingTimeInterval(Double(mission.envelope.timeoutSeconds))
         pipeline.request.jobID = mission.jobID
         // The registry keeps hearing from this factory ("updating") while a long sync runs.
-        let heartbeat = UpdateHeartbeat(url: configuration.redisURL, registration: currentRegistration(),
+        let heartbeat = UpdateHeartbeat(url: configuration.redisURL, own: registry.own, registration: currentRegistration(),
                                         interval: configuration.heartbeatSeconds, logger: logger)
         let report = pipeline.run()
         heartbeat.finish()
@@ -680,9 +688,9 @@ final class UpdateHeartbeat: Sendable {
     private let stopRequested = DispatchSemaphore(value: 0)
     private let stopped = DispatchSemaphore(value: 0)
 
-    init(url: RedisURL, registration: Registration, interval: Double, logger: Logger) {
+    init(url: RedisURL, own: FactoryKeys?, registration: Registration, interval: Double, logger: Logger) {
         detachThread { [stopRequested, stopped] in
-            let registry = FleetRegistry(redis: RedisClient(url: url, connectTimeout: 2, commandTimeout: 5))
+            let registry = FleetRegistry(redis: RedisClient(url: url, connectTimeout: 2, commandTimeout: 5), own: own)
             var registration = registration
             while stopRequested.wait(timeout: .now() + interval) == .timedOut {
                 registration.lastSeenAt = Date().timeIntervalSince1970

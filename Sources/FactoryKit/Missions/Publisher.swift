@@ -149,9 +149,11 @@ public struct Publisher {
         let matches = try plan(kind: kind, target: target, force: force, requireRegistered: requireRegistered, now: now)
         let mission = Mission.make(kind: kind, target: target, branch: branch, timeoutSeconds: timeoutSeconds,
                                    commit: commit, allowRewind: allowRewind)
-        let entryID = try bus.publish(mission, publishedAt: now, signer: signer,
-                                      factories: Self.recipients(of: target, registered: matches.map(\.factoryID)))
-        logger.info("published \(mission.jobID) (\(kind.rawValue), \(target), branch \(branch)) as \(entryID)")
+        let recipients = Self.recipients(of: target, registered: matches.map(\.factoryID))
+        // Enrolled factories read only their own inbox: each gets its copy there.
+        let inboxes = try Enrollment(redis: bus.redis).enrolled(among: recipients)
+        let entryID = try bus.publish(mission, publishedAt: now, signer: signer, factories: recipients, inboxes: inboxes.sorted())
+        logger.info("published \(mission.jobID) (\(kind.rawValue), \(target), branch \(branch)) as \(entryID)\(inboxes.isEmpty ? "" : ", and to \(inboxes.count) enrolled factor\(inboxes.count == 1 ? "y's inbox" : "ies' inboxes")")")
         return Outcome(jobID: mission.jobID, kind: kind.rawValue, branch: branch,
                        targetFactoryID: mission.envelope.context["target_factory_id"]?.string ?? "",
                        targets: target.description, entryID: entryID, stream: bus.stream,
@@ -169,17 +171,22 @@ public struct Publisher {
         return registered.filter(target.matches)
     }
 
-    /// Removes a decommissioned factory from the registry: its registration as it was, nil when it
-    /// was not there.
-    /// A factory whose consumer still runs registers again at its next heartbeat; the caller says so.
-    public func forget(_ factoryID: String) throws -> Registration? {
+    /// Removes a decommissioned factory: its registration, and, when it is enrolled, its Redis
+    /// user (connections closed), token and keys. Returns its registration as it was (nil when it
+    /// had none) and whether an enrolment was revoked.
+    /// A factory whose consumer still runs registers again at its next heartbeat unless it was
+    /// enrolled (its credentials no longer authenticate); the caller says so.
+    public func forget(_ factoryID: String) throws -> (registration: Registration?, revoked: Bool) {
         let registry = FleetRegistry(redis: bus.redis)
         let existing = try registry.get(factoryID)
+        // Only an enrolled factory has a user to delete (that takes the `enroll` Redis user).
+        let enrollment = Enrollment(redis: bus.redis)
+        let revoked = try enrollment.record(factoryID) != nil ? try enrollment.revoke(factoryID) : false
         let removed = try bus.redis.command(["HDEL", FleetRegistry.key, factoryID]).integer ?? 0
-        guard removed > 0 else { return nil }
-        logger.notice("forgot factory \(factoryID)")
-        return existing ?? Registration(factoryID: factoryID, factoryRole: "", registrationStatus: "unknown", capabilities: [],
-                                        version: "", pid: 0, host: "", startedAt: 0, lastSeenAt: 0)
+        guard removed > 0 || revoked || existing != nil else { return (nil, false) }
+        logger.notice("forgot factory \(factoryID)\(revoked ? " (enrolment revoked: Redis user deleted, connections closed, token invalid)" : "")")
+        return (existing ?? Registration(factoryID: factoryID, factoryRole: "", registrationStatus: "unknown", capabilities: [],
+                                         version: "", pid: 0, host: "", startedAt: 0, lastSeenAt: 0), revoked)
     }
 
     /// What `wait` saw happen, as it happens.
@@ -252,23 +259,32 @@ public struct Publisher {
         let deadline = Date().addingTimeInterval(timeout)
         var lastEntry = try bus.lastResultID()
         var watch = JobWatch(outcome: outcome)
-        watch.take(try bus.job(outcome.jobID).results, onEvent)
+        let record = try bus.job(outcome.jobID)
+        // Where each factory's result will be: its own keys when the job went to its inbox.
+        let inboxes = record.meta == nil ? try Enrollment(redis: bus.redis).enrolled(among: outcome.targeted) : record.inboxes
+        let registry = FleetRegistry(redis: bus.redis)
+        watch.take(record.results, onEvent)
         while true {
-            // One HMGET of the factories still owed a result or a re-registration.
+            // The registrations of the factories still owed a result or a re-registration.
             let ids = watch.owed
             if !ids.isEmpty {
-                let reply = try bus.redis.command(["HMGET", FleetRegistry.key] + ids)
-                watch.look(zip(ids, (reply.array ?? []).map { $0.text.flatMap(Registration.init(text:)) }), now: Date(), onEvent)
+                let found = try registry.registrations(of: ids)
+                watch.look(ids.map { ($0, found[$0] ?? nil) }, now: Date(), onEvent)
             }
+            // Enrolled factories announce results on their own streams: read their records.
+            let owedByInbox = watch.awaitingResult.filter(inboxes.contains)
+            if !owedByInbox.isEmpty { watch.take(try bus.ownResults(outcome.jobID, of: owedByInbox).sorted { $0.key < $1.key }.map(\.value), onEvent) }
             let timedOut = Date() >= deadline || stop.isSet
             if watch.pending.isEmpty || timedOut { return watch.summary(timedOut: timedOut) }
-            // Wake on the next result (no polling); re-registrations and "updating" are not on that
-            // stream, so look at the registry every 50 ms while restarts are awaited, else every 1 s.
-            let block = watch.restarting.isEmpty ? 1000 : 50
+            // Wake on the next result on the shared stream (no polling); re-registrations,
+            // "updating" and enrolled factories' results are not on it, so look again every 50 ms
+            // while restarts are awaited, every 200 ms for enrolled results, else every 1 s.
+            let block = !watch.restarting.isEmpty ? 50 : owedByInbox.isEmpty ? 1000 : 200
             let remaining = Int(deadline.timeIntervalSinceNow * 1000)
             let read = try bus.readResults(after: lastEntry, jobID: outcome.jobID, blockMilliseconds: max(1, min(block, remaining)))
             lastEntry = read.lastID
-            watch.take(read.results, onEvent)
+            let announced = Set(read.factories).intersection(watch.awaitingResult).subtracting(inboxes)
+            if !announced.isEmpty { watch.take(try bus.sharedResults(outcome.jobID, of: announced.sorted()).sorted { $0.key < $1.key }.map(\.value), onEvent) }
         }
     }
 }

@@ -285,11 +285,12 @@ public struct Rollout {
                                      targets: members.joined(separator: ", "), entryID: "", stream: publisher.bus.stream,
                                      targeted: members, commit: plan.commit, publishedAt: Date().timeIntervalSince1970)
         }
-        // Where each member is now, for a rollback.
-        let reply = try redis.command(["HMGET", FleetRegistry.key] + members)
+        // Where each member is now, for a rollback: what it said about itself (an enrolled
+        // factory's own registration key; `FleetRegistry` believes nothing else about it).
+        let now = try FleetRegistry(redis: redis).registrations(of: members)
         var before: [(String, String)] = []
-        for (member, value) in zip(members, reply.array ?? []) {
-            if let commit = value.text.flatMap(Registration.init(text:))?.commit { before.append(("before:\(member)", commit)) }
+        for member in members {
+            if let commit = (now[member] ?? nil)?.commit { before.append(("before:\(member)", commit)) }
         }
         // HSETNX: a publisher that died after sending this wave but before recording its
         // job sends it again on resume, by when members may already be on the new commit.
@@ -323,11 +324,11 @@ public struct Rollout {
     func rollBack(_ id: String, plan: Plan, upTo: Int, lease: RolloutLease, stop: StopSignal, onEvent: (String) -> Void) throws {
         let fields = try redis.command(["HGETALL", Self.key(id)]).fieldMap ?? [:]
         let members = plan.waves.prefix(upTo + 1).flatMap { $0 }
-        let reply = try redis.command(["HMGET", FleetRegistry.key] + members)
+        let registered = try FleetRegistry(redis: redis).registrations(of: members)
         var groups: [String: [String]] = [:]
-        for (member, value) in zip(members, reply.array ?? []) {
+        for member in members {
             guard let before = fields["before:\(member)"], Mission.isCommitID(before) else { continue }
-            let now = value.text.flatMap(Registration.init(text:))?.commit
+            let now = (registered[member] ?? nil)?.commit
             if now != before { groups[before, default: []].append(member) }
         }
         for (commit, ids) in groups.sorted(by: { $0.key < $1.key }) {
@@ -350,10 +351,7 @@ public struct Rollout {
         for job in jobs {
             for result in try publisher.bus.job(job).results { if let f = result.factoryID { results[f] = result } }
         }
-        let reply = plan.members.isEmpty ? .array([]) : try redis.command(["HMGET", FleetRegistry.key] + plan.members)
-        let registered = zip(plan.members, reply.array ?? []).reduce(into: [String: Registration]()) { map, pair in
-            if let registration = pair.1.text.flatMap(Registration.init(text:)) { map[pair.0] = registration }
-        }
+        let registered = try FleetRegistry(redis: redis).registrations(of: plan.members).compactMapValues { $0 }
         var members: [Member] = []
         for (index, ids) in plan.waves.enumerated() {
             for member in ids {

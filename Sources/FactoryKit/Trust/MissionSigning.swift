@@ -30,7 +30,11 @@ public enum MissionSigning {
     /// older consumers.
     static let domain = "factoryctl-mission-v2"
     static let legacyDomain = "factoryctl-mission-v1"
-    /// Clock skew tolerated between HQ and a factory for `issued_at`.
+    /// Clock skew tolerated, in seconds, for `issued_at`: between HQ and a factory (a mission
+    /// issued further in the future is refused), and between HQ and Redis (a stream entry's id,
+    /// Redis's clock when it was added, must be this close to `issued_at`, since HQ adds the
+    /// entry as it signs it). Five minutes: NTP keeps real clocks far closer, and a copy of a
+    /// signed entry under a new id is refused once the original is older than this.
     public static let allowedSkew: Double = 300
 
     public struct KeyError: Error, CustomStringConvertible, Sendable {
@@ -172,6 +176,11 @@ public struct MissionVerifier: Sendable {
         case unbound(String)
         case expired(Int64)
         case notYetValid(Int64)
+        /// The stream entry's id time is further than `allowedSkew` from `issued_at`: the signed
+        /// fields were added again under a new id (a stream writer controls ids, not signatures).
+        case entryTimeMismatch(entryID: String, issuedAt: Int64)
+        /// A broadcast or glob mission signed before this factory joined the fleet (its join floor).
+        case issuedBeforeJoining(issuedAt: Int64, floor: StreamID)
 
         public var description: String {
             switch self {
@@ -184,6 +193,10 @@ public struct MissionVerifier: Sendable {
                 "signed by key \(id) without a stream binding (factoryctl-mission-v1 only): HQ's factoryctl predates signature_v2; upgrade HQ, then publish again"
             case .expired(let at): "expired: valid until \(at) (epoch seconds)"
             case .notYetValid(let at): "issued in the future (\(at), epoch seconds): check HQ's clock"
+            case .entryTimeMismatch(let entryID, let issued):
+                "stream entry \(entryID.prefix(40)) was added more than \(Int(MissionSigning.allowedSkew)) s away from when the mission was signed (issued_at \(issued), epoch seconds): a signed mission copied to a new entry id (or HQ's and Redis's clocks disagree)"
+            case .issuedBeforeJoining(let issued, let floor):
+                "signed at \(issued) (epoch seconds), before this factory joined the fleet at stream position \(floor): a broadcast from before it joined, copied to a new entry id. Publish it again, or name this factory, to have it run here"
             }
         }
     }
@@ -191,7 +204,13 @@ public struct MissionVerifier: Sendable {
     /// Checks the entry's `signature_v2` against its own `job_id`, `idempotency_key` and
     /// `envelope`, and against where this factory read it (`binding`). Returns the key id it
     /// verified with.
-    public func verify(fields: [String: String], binding: MissionSigning.Binding, now: Date = Date()) throws(Failure) -> String {
+    ///
+    /// Then, since the entry id is the one thing about an entry a stream writer chooses, the
+    /// signed `issued_at` stands in for it: with `entryID`, the id's time must be within
+    /// `allowedSkew` of `issued_at`; with `joinedAt` (the join floor, for a broadcast or glob
+    /// mission), `issued_at` must not be before it (`JoinFloor.admits(issuedAt:floor:)`).
+    public func verify(fields: [String: String], binding: MissionSigning.Binding, entryID: String? = nil,
+                       joinedAt floor: StreamID? = nil, now: Date = Date()) throws(Failure) -> String {
         guard fields["signature"] != nil || fields["signature_v2"] != nil else { throw .unsigned }
         guard let keyID = fields["key_id"], let issuedText = fields["issued_at"], let expiresText = fields["expires_at"] else {
             throw .malformed("signature without key_id, issued_at and expires_at")
@@ -208,6 +227,11 @@ public struct MissionVerifier: Sendable {
         let seconds = now.timeIntervalSince1970
         if Double(issued) > seconds + MissionSigning.allowedSkew { throw .notYetValid(issued) }
         if Double(expires) < seconds { throw .expired(expires) }
+        if let entryID, let id = StreamID(entryID),
+           abs(Double(id.milliseconds) / 1000 - Double(issued)) > MissionSigning.allowedSkew {
+            throw .entryTimeMismatch(entryID: entryID, issuedAt: issued)
+        }
+        if let floor, !JoinFloor.admits(issuedAt: issued, floor: floor) { throw .issuedBeforeJoining(issuedAt: issued, floor: floor) }
         return keyID
     }
 }

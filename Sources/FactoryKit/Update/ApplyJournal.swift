@@ -16,8 +16,12 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
     public enum Phase: String, Codable, Sendable, Comparable {
         /// Fetching: a kill may leave `.lock` files under `.git/refs`.
         case fetch
-        /// About to write the work tree and index for `to`.
+        /// About to write the work tree and index for `to`; a kill may leave one file cut short.
         case checkout
+        /// The work tree and index are on `to` (every file the move changes written whole); the
+        /// branch and HEAD may not be yet. Records of a factoryctl from before this phase go from
+        /// `checkout` straight to `moved`, and recover as before.
+        case checkedOut = "checked_out"
         /// Work tree, index, branch and HEAD are on `to`.
         case moved
         /// The dependency sync for `to` has started (the environment may be half-changed).
@@ -26,7 +30,7 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
         /// Services are being restarted on `to`.
         case restarting
 
-        static let order: [Phase] = [.fetch, .checkout, .moved, .syncing, .synced, .restarting]
+        static let order: [Phase] = [.fetch, .checkout, .checkedOut, .moved, .syncing, .synced, .restarting]
         public static func < (a: Phase, b: Phase) -> Bool {
             order.firstIndex(of: a)! < order.firstIndex(of: b)!
         }

@@ -113,15 +113,6 @@ extension UpdatePipeline {
                 return try keepLaterWork(repository, context, found: later)
             }
             logger.warning("an update (\(who)) was interrupted during \(journal.stage) (\(from.short) → \(interruptedTarget?.short ?? "?")); putting \(from.short) back")
-            // Recorded first: a kill during the restore leaves a record whose files may hold either
-            // version, so the next run finishes the undo instead of taking it for later work.
-            var undoing = journal
-            undoing.rollingBack = true
-            do {
-                try undoing.write(gitDirectory: gitDirectory)
-            } catch {
-                throw Stop(failure: .rollbackFailed, message: "cannot record that an interrupted update (\(who)) is being undone: \(error); nothing was changed. Free space in \(gitDirectory) and run `factoryctl update` again")
-            }
             try restoreCode(repository, journal, from: from, interruptedTarget: interruptedTarget, who: who)
         } else {
             logger.warning("an update (\(who)) rolled back to \(from.short) but could not restore its environment; syncing it now")
@@ -129,7 +120,7 @@ extension UpdatePipeline {
         var done = journal.codeRestored == true ? [] : ["restored \(from.short)"]
         var owed: String?
         if journal.sync, journal.phase >= .syncing {
-            let environment = settleEnvironment(repository, commit: from, context)
+            let environment = try settleEnvironment(repository, commit: from, context)
             done.append(environment.note)
             owed = environment.owed
         }
@@ -156,11 +147,13 @@ extension UpdatePipeline {
     /// Differences between the checkout now and every state the interrupted run could have left
     /// it in, in words; empty when the checkout holds only that run's own work.
     ///
-    /// Before the move was complete (`checkout`), or while a rollback was under way, HEAD may be
-    /// on the previous branch (or detached) at `from` or on the branch at the target, each
-    /// branch at its old or new tip, and every file the two commits differ in may hold either
-    /// version; no other tracked file may differ. Once the move was complete, HEAD must be on the
-    /// branch at the target with no tracked change at all.
+    /// Before the move was complete (`checkout`, `checked_out`), or while a rollback was under
+    /// way, HEAD may be on the previous branch (or detached) at `from` or on the branch at the
+    /// target, each branch at its old or new tip, and every file the two commits differ in may
+    /// hold either version; no other tracked file may differ. A file may be cut short only by a
+    /// write the kill interrupted: one while the forward checkout had not returned (`checkout`),
+    /// one while a rollback was writing (`cutShortLimit`). Once the move was complete, HEAD must
+    /// be on the branch at the target with no tracked change at all.
     func laterWork(_ repository: Repository, _ context: RecoveryContext) throws -> [String] {
         let journal = context.journal
         guard let target = context.target else { return [] }
@@ -191,11 +184,21 @@ extension UpdatePipeline {
         } else {
             let touched = Set(try repository.changedPaths(from: context.from, to: target))
             let elsewhere = changes.filter { !touched.contains($0) }
-            let edited = try repository.workTreeMatchesNeither(Array(touched).sorted(), context.from, target)
+            let edited = try repository.workTreeMatchesNeither(Array(touched).sorted(), context.from, target,
+                                                               cutShortLimit: Self.cutShortLimit(journal))
             let paths = elsewhere + edited
             if !paths.isEmpty { found.append("tracked files hold neither version: \(paths.prefix(10).joined(separator: ", "))") }
         }
         return found
+    }
+
+    /// How many files the interrupted run can have left cut short: a kill interrupts one write
+    /// at a time, so one for the forward checkout if it had not returned, and one for a rollback
+    /// (the pipeline's, or a recovery's) that was writing. After `checked_out` the forward files
+    /// are whole: a file cut short then is someone's edit. A record from before `checked_out`
+    /// existed says `checkout` until `moved`, and gets the allowance of a checkout in progress.
+    static func cutShortLimit(_ journal: ApplyJournal) -> Int {
+        (journal.phase == .checkout ? 1 : 0) + (journal.rollingBack ? 1 : 0)
     }
 
     private static func describe(_ head: Head) -> String {
@@ -216,7 +219,7 @@ extension UpdatePipeline {
         var done: [String] = ["kept the checkout as it is (changed since the crash: \(found.joined(separator: "; ")))"]
         var owed: String?
         if journal.sync, journal.phase >= .syncing || journal.rollingBack, let commit = try repository.head().commit {
-            let environment = settleEnvironment(repository, commit: commit, context)
+            let environment = try settleEnvironment(repository, commit: commit, context)
             done.append(environment.note)
             owed = environment.owed
         }
@@ -228,30 +231,22 @@ extension UpdatePipeline {
     }
 
     /// Syncs the environment for `commit`, or records that it is owed: when the caller will sync
-    /// anyway (`deferSync`), or when the sync fails. A failed sync never blocks the next update.
-    private func settleEnvironment(_ repository: Repository, commit: ObjectID, _ context: RecoveryContext) -> (note: String, owed: String?) {
+    /// anyway (`deferSync`), or when the sync fails. A failed sync never blocks the next update;
+    /// a debt that cannot be recorded stops the run with the intent record kept (`recordDebt`).
+    private func settleEnvironment(_ repository: Repository, commit: ObjectID, _ context: RecoveryContext) throws -> (note: String, owed: String?) {
         let gitDirectory = repository.gitDirectory
         // A rollback already failed to restore this environment once: do not try it again
         // before the update that follows, which syncs whatever it ends on.
         if context.deferSync, context.journal.codeRestored == true {
             let reason = "an interrupted update (\(context.who)) left it half-synced"
-            recordDebt(EnvironmentDebt(commit: commit.hex, reason: reason), gitDirectory: gitDirectory)
+            try recordDebt(EnvironmentDebt(commit: commit.hex, reason: reason), gitDirectory: gitDirectory)
             return ("the environment is synced by this update", reason)
         }
         let result = runSync(withinDeadline: false, journalIn: gitDirectory, for: commit)
         if result.ok { return ("re-synced the environment", nil) }
         let reason = "re-syncing after an interrupted update (\(context.who)) failed: \(result.message)"
-        recordDebt(EnvironmentDebt(commit: commit.hex, reason: reason), gitDirectory: gitDirectory)
+        try recordDebt(EnvironmentDebt(commit: commit.hex, reason: reason), gitDirectory: gitDirectory)
         return ("re-syncing the environment failed (\(result.message)); the next update syncs it", reason)
-    }
-
-    func recordDebt(_ debt: EnvironmentDebt, gitDirectory: String) {
-        do {
-            try debt.record(gitDirectory: gitDirectory)
-        } catch {
-            // The sync marker is cleared either way, so the next update syncs; only status loses the note.
-            logger.warning("cannot record that the environment needs a sync: \(error)")
-        }
     }
 
     private func restartIfInterrupted(_ journal: ApplyJournal) -> [String] {
@@ -264,8 +259,19 @@ extension UpdatePipeline {
 
     /// Puts the code back at `from` (files with the interrupted target as the baseline, so files
     /// it half-wrote are its own), then the branch and HEAD.
+    ///
+    /// That it is undoing is recorded first: a kill during the restore leaves a record whose files
+    /// may hold either version, so the next run finishes the undo instead of taking it for later work.
     private func restoreCode(_ repository: Repository, _ journal: ApplyJournal, from: ObjectID,
                              interruptedTarget: ObjectID?, who: String) throws {
+        let gitDirectory = repository.gitDirectory
+        var undoing = journal
+        undoing.rollingBack = true
+        do {
+            try undoing.write(gitDirectory: gitDirectory)
+        } catch {
+            throw Stop(failure: .rollbackFailed, message: "cannot record that an interrupted update (\(who)) is being undone: \(error); nothing was changed. Free space in \(gitDirectory) and run `factoryctl update` again")
+        }
         do {
             try repository.checkoutTree(of: from, force: true, baseline: interruptedTarget)
             if let previous = journal.previousBranch {

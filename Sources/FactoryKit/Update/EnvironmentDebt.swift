@@ -1,6 +1,7 @@
 import FoundationEssentials
 import FactoryBasics
 import Glibc
+import GitKit
 
 /// An environment that is known not to match the code on disk: a rollback or a crash recovery
 /// could not re-sync it. `.git/factoryctl/needs-sync.json`. It is a reason to sync, never a
@@ -44,5 +45,28 @@ public struct EnvironmentDebt: Codable, Sendable, Equatable {
     /// "the environment needs a sync (since …): <reason>", for status and messages.
     public var summary: String {
         "the environment does not match the code (\(reason)); the next update syncs it"
+    }
+}
+
+extension UpdatePipeline {
+    /// Records that the environment is owed a sync; stops the run when the record cannot be
+    /// written.
+    ///
+    /// The record is what makes the next update sync code that does not move, and what `status`
+    /// and the fleet page show; without it an environment that does not match the code would look
+    /// healthy, and an update that finds nothing to move would never sync it. So a record that
+    /// cannot be written is a failure (`internal_error`), never a warning, and the safe outcome is
+    /// to keep the intent record instead: it is the other record that makes the next run (update,
+    /// rollback or consumer start) settle the environment before anything else. Nothing further
+    /// happens in this run: no update goes on from a state the factory cannot record.
+    func recordDebt(_ debt: EnvironmentDebt, gitDirectory: String) throws {
+        do {
+            try debt.record(gitDirectory: gitDirectory)
+        } catch {
+            let commit = debt.commit.flatMap(ObjectID.init(hex:))?.short ?? "the checked-out code"
+            throw Stop(failure: .internalError,
+                       message: "the environment of \(commit) does not match the code (\(debt.reason)), and that cannot be recorded in \(EnvironmentDebt.path(gitDirectory: gitDirectory)): \(error). Stopped here; the update record is kept, so the next `factoryctl update` (or consumer start) syncs the environment first. Free space or fix permissions in \(gitDirectory)/factoryctl, then run `factoryctl update` again",
+                       keepJournal: true)
+        }
     }
 }

@@ -462,10 +462,12 @@ public struct UpdatePipeline {
         report.environmentOwed = reason
         notes.append("re-syncing the previous environment failed: \(result.message); needs attention: the next update syncs the code it ends on")
         do {
-            try EnvironmentDebt(commit: rollback.original.commit?.hex, reason: reason).record(gitDirectory: gitDirectory)
+            try recordDebt(EnvironmentDebt(commit: rollback.original.commit?.hex, reason: reason), gitDirectory: gitDirectory)
             return true
+        } catch let stop as Stop {
+            notes.append(stop.message)
+            return false
         } catch {
-            logger.warning("cannot record that the environment needs a sync: \(error); keeping the update record instead")
             return false
         }
     }

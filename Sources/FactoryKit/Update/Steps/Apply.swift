@@ -35,6 +35,9 @@ extension UpdatePipeline {
             try rollBack(rollback, &report, failure: .internalError, reason: "checkout of \(target.short) failed: \(error)",
                          resync: false, restart: false)
         }
+        // From here on a recovery holds every file to exactly one version: a file cut short
+        // after this is not the checkout's (an operator's edit that dropped a file's end).
+        try advance(&journal, to: .checkedOut, repository, rollback, &report)
         do {
             try repository.setReference("refs/heads/\(branch)", to: target,
                                         message: "factoryctl: pull --rebase \(request.remote) \(branch)")

@@ -50,7 +50,8 @@ extension UpdatePipeline {
         if case .branch(let name, _) = start.head { switching = name != branch } else { switching = true }
         report.to = target.hex
         report.changed = switching || target != start.commit
-        if report.changed { try admit(upstream, repository) }
+        // Up to date with commits ahead, or rebased: the target keeps the local branch's commits.
+        if report.changed { try admit(upstream, localTip: target == upstream ? nil : localTip, start: start.commit, repository) }
         return Plan(start: start, upstream: upstream, localTip: localTip, target: target, switching: switching)
     }
 
@@ -90,17 +91,32 @@ extension UpdatePipeline {
     }
 
     /// The gate every move that changes the code passes — a fast-forward, a rebase, a rewind, and
-    /// a switch to a local branch that is already up to date: the upstream code it brings must
-    /// be signed by an allowed signer (local commits replayed on top are the operator's own and
-    /// are not). Pins and anti-rewind are applied while planning, for every move.
-    private func admit(_ upstream: ObjectID, _ repository: Repository) throws {
+    /// a switch to a local branch: every commit the move brings must be vouched for by an allowed
+    /// signer. The upstream code is vouched for by its tip's signature (a signed release covers
+    /// its history). The local branch's own commits that the target keeps (as they are, or
+    /// rebased) are checked one by one, except those HEAD already runs: a commit on the branch
+    /// checked out now is the operator's own, but one only on the local branch being switched to
+    /// (created from another remote branch, merged from anywhere) is not vouched for by anyone.
+    /// Pins and anti-rewind are applied while planning, for every move.
+    private func admit(_ upstream: ObjectID, localTip: ObjectID?, start: ObjectID, _ repository: Repository) throws {
         guard let policy = request.signaturePolicy else { return }
+        func refuse(_ reason: String) -> Stop {
+            Stop(failure: .signatureRefused, message: "\(reason); refusing to move to it (UA_ALLOWED_SIGNERS). Nothing was changed")
+        }
         do {
             let signer = try policy.check(upstream, in: repository)
             logger.info("\(upstream.short) is signed by \(signer)")
         } catch {
-            throw Stop(failure: .signatureRefused,
-                       message: "\(error.description); refusing to move to it (UA_ALLOWED_SIGNERS). Nothing was changed")
+            throw refuse(error.description)
+        }
+        guard let localTip else { return }
+        // What the rebase replays or the switch checks out from the local branch.
+        for commit in try repository.commitIDs(reachableFrom: localTip, notFrom: [start, upstream]) {
+            do {
+                _ = try policy.check(commit, in: repository)
+            } catch {
+                throw refuse("local branch \(request.branch) carries \(error.description), which this checkout does not run yet and \(request.remote)/\(request.branch) does not contain. Sign it, or drop it from \(request.branch)")
+            }
         }
     }
 
