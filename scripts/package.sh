@@ -62,6 +62,7 @@ install -D -m 0755 scripts/update_factory.sh "$root/usr/share/factoryctl/update_
 install -D -m 0644 deploy/factory.env.example "$doc/examples/factory.env"
 install -D -m 0644 deploy/serve.env.example "$doc/examples/serve.env"
 install -D -m 0644 deploy/redis-users.acl "$doc/examples/redis-users.acl"
+install -D -m 0644 deploy/MIGRATING.md "$doc/examples/MIGRATING.md"
 cat > "$doc/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: factoryctl

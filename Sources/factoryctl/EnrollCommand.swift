@@ -18,8 +18,10 @@ struct EnrollCommand: FactoryctlCommand {
         logged; HQ keeps only the token's SHA-256.
 
         The connection (--redis-url / UA_REDIS_URL) must be allowed ACL SETUSER, ACL DELUSER, \
-        CLIENT KILL, XGROUP CREATE on factoryctl:f:* and HSET on factoryctl:enrolled: the \
-        `enroll` user of deploy/redis-users.acl. --acl-file writes the user's line (password \
+        ACL SAVE, CLIENT KILL, XGROUP CREATE on factoryctl:f:* and HSET on factoryctl:enrolled: \
+        the `enroll` user of deploy/redis-users.acl. After ACL SETUSER it runs ACL SAVE so the \
+        user survives a restart of Redis; a server without an aclfile keeps it in memory only, \
+        which enroll warns about (JSON acl_saved: false). --acl-file writes the user's line (password \
         hashed) to FILE instead of ACL SETUSER, for servers that keep ACLs in a file; load it \
         with `redis-cli ACL LOAD`.
 
@@ -83,7 +85,9 @@ struct EnrollCommand: FactoryctlCommand {
         let note = "\(credentials.rotated ? "rotated" : "enrolled") \(factoryID) as Redis user \(credentials.user)"
             + (aclFile.map { " (written to \($0): load it with ACL LOAD)" } ?? "")
             + (credentials.closedConnections > 0 ? "; closed \(credentials.closedConnections) connection(s) of the old credentials" : "")
-        global.logger("factoryctl.enroll", context).notice("\(note)")
+        let logger = global.logger("factoryctl.enroll", context)
+        logger.notice("\(note)")
+        if let unsaved = credentials.unsaved { logger.warning("\(credentials.user) is created, but \(unsaved): a restart of Redis before then loses it") }
         if json {
             try context.printJSON(EnrolledFactory(credentials: credentials, aclFile: aclFile))
         } else {
@@ -98,7 +102,7 @@ struct EnrolledFactory: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case environment, user, rotated
-        case factoryID = "factory_id", aclFile = "acl_file", closedConnections = "closed_connections"
+        case factoryID = "factory_id", aclFile = "acl_file", closedConnections = "closed_connections", aclSaved = "acl_saved"
     }
 
     func encode(to encoder: Encoder) throws {
@@ -108,6 +112,7 @@ struct EnrolledFactory: Encodable {
         try c.encode(credentials.rotated, forKey: .rotated)
         try c.encode(credentials.closedConnections, forKey: .closedConnections)
         try c.encode(aclFile, forKey: .aclFile)
+        try c.encode(aclFile == nil && credentials.unsaved == nil, forKey: .aclSaved)
         try c.encode(Dictionary(uniqueKeysWithValues: credentials.environment.map { ($0.name, $0.value) }), forKey: .environment)
     }
 }

@@ -7,9 +7,14 @@ public final class FleetWorld: @unchecked Sendable {
     public let redis: RedisServer
     public var factories: [String: String] = [:]
 
-    public init(factories ids: [String] = ["f-1"]) throws {
+    /// HQ's `UA_REDIS_URL` (default: the server's own URL).
+    public var hqURL: String
+
+    public init(factories ids: [String] = ["f-1"], redis: RedisServer? = nil, hqURL: String? = nil) throws {
         world = try GitWorld()
-        redis = try RedisServer()
+        let redis = try redis ?? RedisServer()
+        self.redis = redis
+        self.hqURL = hqURL ?? redis.url
         for (index, id) in ids.enumerated() {
             factories[id] = index == 0 ? world.factory : try world.addFactory("factory-\(id)")
         }
@@ -18,7 +23,7 @@ public final class FleetWorld: @unchecked Sendable {
     public var environment: [String: String] {
         var env = world.environment
         env["FACTORY_ROLE"] = "HEADQUARTERS"
-        env["UA_REDIS_URL"] = redis.url
+        env["UA_REDIS_URL"] = hqURL
         return env
     }
 
@@ -30,8 +35,10 @@ public final class FleetWorld: @unchecked Sendable {
     }
 
     /// `factoryctl enroll ID` at HQ: the factory's env lines as a dictionary.
-    public func enroll(_ id: String, _ extra: [String] = []) throws -> [String: String] {
-        let result = try FactoryctlBinary.run(["enroll", id, "--log-level", "error"] + extra, environment: environment)
+    public func enroll(_ id: String, _ extra: [String] = [], redisURL: String? = nil) throws -> [String: String] {
+        var env = environment
+        if let redisURL { env["UA_REDIS_URL"] = redisURL }
+        let result = try FactoryctlBinary.run(["enroll", id, "--log-level", "error"] + extra, environment: env)
         #expect(result.status == 0, "enroll failed: \(result.stderr)")
         var lines: [String: String] = [:]
         for line in result.stdout.split(separator: "\n") {
@@ -42,11 +49,13 @@ public final class FleetWorld: @unchecked Sendable {
     }
 
     /// The consumer of an enrolled factory, with nothing but its own credentials (no ops token).
-    public func enrolledConsumer(_ id: String, credentials: [String: String], _ extra: [String] = []) throws -> ConsumerProcess {
+    public func enrolledConsumer(_ id: String, credentials: [String: String], _ extra: [String] = [],
+                                 environment more: [String: String] = [:]) throws -> ConsumerProcess {
         var env = world.environment
         env["FACTORY_ROLE"] = "LOCAL_WORKER"
         env["UA_OPS_TOKEN"] = nil
         env.merge(credentials) { $1 }
+        env.merge(more) { $1 }
         return try ConsumerProcess(binary: FactoryctlBinary.path, factoryID: id, factoryDirectory: factories[id]!,
                                    redisURL: credentials["UA_REDIS_URL"]!, environment: env,
                                    extraArguments: ["--min-interval", "0", "--heartbeat", "1"] + extra,

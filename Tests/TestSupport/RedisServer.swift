@@ -27,7 +27,10 @@ public final class RedisServer: @unchecked Sendable {
         }
     }
 
-    public init(password: String? = nil, aclFile: String? = nil, user: String? = nil, tls: TLS? = nil) throws {
+    /// `persistent`: an append-only file fsynced on every write, so a restart (even after SIGKILL)
+    /// keeps the data; otherwise a restart loses it.
+    public init(password: String? = nil, aclFile: String? = nil, user: String? = nil, tls: TLS? = nil, persistent: Bool = false) throws {
+        self.persistent = persistent
         directory = TemporaryDirectory("factoryctl-redis")
         socket = directory.join("redis.sock")
         self.password = password
@@ -56,12 +59,14 @@ public final class RedisServer: @unchecked Sendable {
         return "rediss://\(auth)\(host):\(tlsPort ?? 0)/\(database)"
     }
 
-    /// Starts (again) on the same socket; no persistence, so a restart loses all data.
+    private let persistent: Bool
+
+    /// Starts (again) on the same socket; unless `persistent`, a restart loses all data.
     public func start() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         var arguments = ["redis-server", "--port", "0", "--unixsocket", socket, "--unixsocketperm", "700",
-                         "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", directory.path,
+                         "--save", "", "--appendonly", persistent ? "yes" : "no", "--appendfsync", "always", "--daemonize", "no", "--dir", directory.path,
                          "--logfile", directory.join("redis.log")]
         if let aclFile {
             arguments += ["--aclfile", aclFile]

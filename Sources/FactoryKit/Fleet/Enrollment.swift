@@ -61,6 +61,9 @@ public struct Enrollment {
         public let rotated: Bool
         /// Connections of the user that were closed (on a rotation).
         public var closedConnections = 0
+        /// Why the new user is in Redis' memory only (a restart of Redis loses it); nil when
+        /// `ACL SAVE` wrote it to the server's aclfile, or with `--acl-file`.
+        public var unsaved: String?
 
         /// `NAME=value` pairs for `~/.config/factoryctl/env`, in order.
         public var environment: [(name: String, value: String)] {
@@ -102,6 +105,7 @@ public struct Enrollment {
             // One command: the old password stops working as the new one starts to.
             try redis.command(["ACL", "SETUSER", keys.aclUser, "reset", "on", ">" + password] + rules)
         }
+        let unsaved = aclFile == nil ? saveACL() : nil
         // The group exists before the first mission is put in the inbox, so none is missed
         // between enrolment and the factory's first start.
         do {
@@ -118,6 +122,7 @@ public struct Enrollment {
         url.password = password
         var credentials = Credentials(factoryID: factoryID, user: keys.aclUser, redisURL: url.secretText, token: token,
                                       rotated: existing != nil)
+        credentials.unsaved = unsaved
         if existing != nil, aclFile == nil { credentials.closedConnections = try closeConnections(of: keys.aclUser) }
         return credentials
     }
@@ -125,16 +130,33 @@ public struct Enrollment {
     /// Deletes the factory's Redis user, closes its connections and forgets its token and inbox.
     /// The user goes first: without the right to delete it (not the `enroll` user) nothing
     /// changes, so a retry with the right user finds everything still to do. Returns false when
-    /// there was nothing to revoke.
+    /// there was nothing to revoke; `unsaved` says why the deletion is in Redis' memory only (a
+    /// restart of Redis would bring the user back from its aclfile: run `ACL SAVE`).
     @discardableResult
-    public func revoke(_ factoryID: String) throws -> Bool {
+    public func revoke(_ factoryID: String) throws -> (revoked: Bool, unsaved: String?) {
         let keys = FactoryKeys(factoryID)
         let deleted = try redis.command(["ACL", "DELUSER", keys.aclUser]).integer ?? 0
+        let unsaved = deleted > 0 ? saveACL() : nil
         let forgotten = try redis.command(["HDEL", FactoryKeys.enrolledKey, factoryID]).integer ?? 0
-        guard deleted > 0 || forgotten > 0 else { return false }
+        guard deleted > 0 || forgotten > 0 else { return (false, nil) }
         _ = try closeConnections(of: keys.aclUser)
         try redis.command(["DEL"] + keys.fixedKeys)
-        return true
+        return (true, unsaved)
+    }
+
+    /// Writes the server's users to its aclfile (`ACL SAVE`), so an enrolment or a revocation
+    /// survives a restart of Redis. Returns why it could not (no aclfile: the users live in
+    /// memory and in redis.conf after `CONFIG REWRITE`; no right to `ACL SAVE`), nil when saved.
+    func saveACL() -> String? {
+        do {
+            try redis.command(["ACL", "SAVE"])
+            return nil
+        } catch {
+            if error.description.contains("not configured to use an ACL file") {
+                return "the Redis server has no aclfile, so the change lives in its memory only until `CONFIG REWRITE` writes it to redis.conf"
+            }
+            return "ACL SAVE failed (\(error)), so the change lives in Redis' memory only until an `ACL SAVE` succeeds"
+        }
     }
 
     private func closeConnections(of user: String) throws -> Int {

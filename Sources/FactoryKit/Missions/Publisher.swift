@@ -181,7 +181,8 @@ public struct Publisher {
         let existing = try registry.get(factoryID)
         // Only an enrolled factory has a user to delete (that takes the `enroll` Redis user).
         let enrollment = Enrollment(redis: bus.redis)
-        let revoked = try enrollment.record(factoryID) != nil ? try enrollment.revoke(factoryID) : false
+        let (revoked, unsaved) = try enrollment.record(factoryID) != nil ? try enrollment.revoke(factoryID) : (false, nil)
+        if let unsaved { logger.warning("\(factoryID)'s Redis user is deleted, but \(unsaved): a restart of Redis before then brings it back") }
         let removed = try bus.redis.command(["HDEL", FleetRegistry.key, factoryID]).integer ?? 0
         guard removed > 0 || revoked || existing != nil else { return (nil, false) }
         logger.notice("forgot factory \(factoryID)\(revoked ? " (enrolment revoked: Redis user deleted, connections closed, token invalid)" : "")")
