@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Fault injection for factoryctl: SIGKILL at random moments, Redis restarts, hostile stream
-# entries, hostile HTTP. Separate from `swift test`; each scenario prints one summary line
-# ("faults: <name>: ... violations=N") and the script exits non-zero if any scenario has one.
+# entries, hostile HTTP, an insider with one factory's credentials. Separate from `swift test`;
+# each scenario prints one summary line ("faults: <name>: ... violations=N") and the script
+# exits non-zero if any scenario has one.
 #
 #   scripts/faults.sh                 every scenario at full size (about 10 minutes on 2 cores)
 #   scripts/faults.sh --quick         every scenario, small counts (CI-sized)
 #   scripts/faults.sh kill-update     one scenario: kill-update kill-consume redis-restart
-#                                     hostile-entries hostile-http
+#                                     hostile-entries hostile-http insider
 #
 # Uses the built binary (FACTORYCTL_BIN, else .build/release or .build/debug), real git,
 # real uv (offline), a real redis-server on a unix socket and curl. Everything lives in one
@@ -20,11 +21,11 @@ SCENARIOS=()
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) SCENARIOS+=("$arg") ;;
     esac
 done
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(kill-update kill-consume redis-restart hostile-entries hostile-http)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(kill-update kill-consume redis-restart hostile-entries hostile-http insider)
 
 BIN=${FACTORYCTL_BIN:-}
 if [ -z "$BIN" ]; then
@@ -540,6 +541,221 @@ PY
     kill -TERM "$serve"; wait "$serve" 2>/dev/null
     stop_redis "$w/redis"
     summary hostile-http "$violations" "unauthenticated_tries=$tried let_through=$bad concurrent_bad=$concurrent in ${burst} ms valid_with_300_slow=${answered} ms slow_closed=${closed:-0}/300 body_tricklers_408=${trickled:-0}/20 published=$published"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 6. An insider holding one enrolled factory's env file (issue 19: fleet identity). a and b are
+# enrolled; with b's Redis user every read of a's keys and every write to a key that is not b's
+# own must be refused, a result or registration b writes under its own keys claiming to be a must
+# not count for a, a's HTTP token must not publish or register as b, and after `forget b` b's
+# password, open connection and token are dead. Deterministic: one pass of the matrix.
+INSIDER_TRIED=0 INSIDER_ALLOWED=0
+insider_refused() { # redis-cli output: an ACL refusal (a command, a key, a channel, or a script's call)
+    grep -qE "NOPERM|can't run this command|can't access at least one of the keys|No permissions" <<<"$1"
+}
+as_b() { redis-cli -s "$REDIS_SOCK" --user "$B_USER" --pass "$B_PASS" --no-auth-warning "$@" 2>&1; }
+attack() { # command... as b: must be refused
+    local out; out=$(timeout 5 redis-cli -s "$REDIS_SOCK" --user "$B_USER" --pass "$B_PASS" --no-auth-warning "$@" 2>&1 | head -c 300)
+    INSIDER_TRIED=$((INSIDER_TRIED + 1))
+    printf '%s -> %s\n' "$*" "${out%%$'\n'*}" >> "$WORK/insider/attacks.log"
+    insider_refused "$out" && return 0
+    INSIDER_ALLOWED=$((INSIDER_ALLOWED + 1))
+    echo "  b was allowed: $* -> ${out:-(no reply)}" >&2
+}
+enroll_field() { sed -n "s/^$2=//p" "$1"; }
+url_credentials() { python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.unquote(p.username or ""), u.unquote(p.password or ""))' "$1"; }
+scenario_insider() {
+    local w="$WORK/insider" violations=0 why=""
+    mkdir -p "$w"
+    start_redis "$w/redis"; REDIS_SOCK="$w/redis/redis.sock"
+    local id
+    for id in a b b:job; do   # b:job: a victim whose id extends the attacker's (patterns must not overlap)
+        hq enroll "$id" --log-level error > "$w/enroll-$id.env" || why+=" enroll-$id-failed"
+    done
+    read -r B_USER B_PASS < <(url_credentials "$(enroll_field "$w/enroll-b.env" UA_REDIS_URL)")
+    local token_a token_b; token_a=$(enroll_field "$w/enroll-a.env" UA_FACTORY_TOKEN); token_b=$(enroll_field "$w/enroll-b.env" UA_FACTORY_TOKEN)
+    [ "$B_USER" = "factory:b" ] && [ -n "$B_PASS" ] && [ -n "$token_a" ] || why+=" no-credentials-in-enroll-output"
+    # A mission for a (a's consumer is not running: nothing of a's ever reports), and one for a and b.
+    local job_a job_ab
+    job_a=$(hq publish update --target a --allow-unregistered --no-pin --log-level error) || why+=" publish-a-failed"
+    job_ab=$(hq publish update --target a --target b --allow-unregistered --no-pin --force --log-level error) || why+=" publish-ab-failed"
+    [ "$(rcli XLEN 'factoryctl:f:{a}:inbox')" = 2 ] || why+=" a's-inbox-has-$(rcli XLEN 'factoryctl:f:{a}:inbox')-missions"
+    # Control: b's own credentials do work for what b's consumer does, so a refusal below is the ACL's.
+    [ "$(as_b PING)" = PONG ] || why+=" b-cannot-ping"
+    case "$(as_b XGROUP CREATE 'factoryctl:f:{b}:inbox' factoryctl:b 0)" in OK|BUSYGROUP*) ;; *) why+=" b-cannot-create-its-group" ;; esac
+    as_b XREADGROUP GROUP factoryctl:b b COUNT 1 STREAMS 'factoryctl:f:{b}:inbox' '>' | grep -q "$job_ab" || why+=" b-cannot-read-its-inbox"
+    [ "$(as_b SET 'factoryctl:f:{b}:registration' '{}')" = OK ] || why+=" b-cannot-register"
+    local ja=update-000000000001
+    # The matrix of FleetIdentityTests: a's keys, the shared keys, HQ's keys, b's own keys it has no
+    # need to write, and server administration.
+    attack XREADGROUP GROUP factoryctl:a b COUNT 1 STREAMS 'factoryctl:f:{a}:inbox' '>'
+    attack XREADGROUP GROUP factoryctl:b b COUNT 1 STREAMS 'factoryctl:f:{b}:inbox' 'factoryctl:f:{a}:inbox' '>' '>'
+    attack XACK 'factoryctl:f:{a}:inbox' factoryctl:a 0-1
+    attack XGROUP CREATE 'factoryctl:f:{a}:inbox' evil 0
+    attack XGROUP SETID 'factoryctl:f:{a}:inbox' factoryctl:a '$'
+    attack XAUTOCLAIM 'factoryctl:f:{a}:inbox' factoryctl:a b 0 0-0
+    attack XTRIM 'factoryctl:f:{a}:inbox' MAXLEN 0
+    attack XRANGE 'factoryctl:f:{a}:inbox' - +
+    attack XPENDING 'factoryctl:f:{a}:inbox' factoryctl:a
+    attack GET 'factoryctl:f:{a}:registration'
+    attack SET 'factoryctl:f:{a}:registration' '{}'
+    attack SET "factoryctl:f:{a}:job:$job_a" '{}'
+    attack SET "factoryctl:f:{a}:job:$ja" '{}'
+    attack XADD 'factoryctl:f:{a}:results' '*' job_id "$job_a"
+    attack XADD 'factoryctl:f:{a}:dlq' '*' job_id x
+    attack SET 'factoryctl:f:{b:job}:registration' '{}'
+    attack XADD 'factoryctl:f:{b:job}:results' '*' job_id x
+    attack RENAME 'factoryctl:f:{b}:results' 'factoryctl:f:{a}:results'
+    attack COPY "factoryctl:f:{b}:job:$job_a" "factoryctl:f:{a}:job:$job_a"
+    attack EXPIRE factoryctl:registry 1
+    attack DEL factoryctl:registry
+    attack HSET factoryctl:registry a '{}'
+    attack HSETNX "factoryctl:job:$ja" result:a '{}'
+    attack SET "factoryctl:jobs:$ja" '{}'
+    attack DEL "factoryctl:jobs:$job_a" factoryctl:inflight
+    attack HGETALL factoryctl:enrolled
+    attack HSET factoryctl:enrolled b '{}'
+    attack XADD ua:missions:delegation '*' job_id x
+    attack XADD ua:missions:delegation:results '*' job_id x
+    attack XADD ua:missions:dlq '*' job_id x
+    attack XGROUP CREATE ua:missions:delegation factoryctl:b '$' MKSTREAM
+    attack XADD 'factoryctl:f:{b}:inbox' '*' job_id x
+    attack DEL 'factoryctl:f:{b}:inbox'
+    attack EVAL "return redis.call('DEL', KEYS[1])" 1 'factoryctl:f:{a}:inbox'
+    attack EVAL "return redis.call('SET', KEYS[1], '{}')" 1 'factoryctl:f:{a}:registration'
+    attack EVAL "return redis.call('DEL', 'factoryctl:registry')" 0
+    attack EVAL "return redis.call('HSET', 'factoryctl:registry', 'a', '{}')" 1 'factoryctl:f:{b}:results'
+    attack EVAL "return redis.call('SET', ARGV[1], '{}')" 1 'factoryctl:f:{b}:results' "factoryctl:f:{a}:job:$job_a"
+    attack EVAL "return redis.call('XADD', ARGV[1], '*', 'job_id', 'x')" 1 'factoryctl:f:{b}:results' 'factoryctl:f:{a}:results'
+    attack EVALSHA 0000000000000000000000000000000000000000 0
+    attack SCRIPT FLUSH
+    attack FUNCTION FLUSH
+    attack MULTI
+    attack PUBLISH factoryctl x
+    attack SUBSCRIBE factoryctl
+    attack MONITOR
+    attack CLIENT KILL USER factory:a
+    attack CLIENT LIST
+    attack ACL SETUSER factory:b +@all '~*'
+    attack ACL LIST
+    attack ACL GETUSER factory:a
+    attack ACL DELUSER factory:a
+    attack CONFIG SET maxmemory 1
+    attack CONFIG GET '*'
+    attack KEYS '*'
+    attack SCAN 0
+    attack SWAPDB 0 1
+    attack INFO
+    attack SLOWLOG GET
+    attack FLUSHDB
+    attack FLUSHALL
+    attack SHUTDOWN NOSAVE
+    local listed=$INSIDER_TRIED
+    # Sweep: every key on the server that is not b's own (as HQ sees them now, plus the keys a and
+    # the fleet would have), with each command b *is* allowed somewhere, so the key patterns are
+    # what refuses it.
+    local keys=() key
+    mapfile -t keys < <( { rcli KEYS '*'; printf '%s\n' factoryctl:registry "factoryctl:job:$job_a" "factoryctl:job:$job_ab" \
+        'factoryctl:f:{a}:registration' 'factoryctl:f:{a}:results' 'factoryctl:f:{a}:dlq' "factoryctl:f:{a}:job:$job_a" \
+        "factoryctl:f:{a}:job:$job_ab" 'factoryctl:f:{b:job}:results' 'factoryctl:f:{b:job}:job:x' ua:missions:delegation:results ua:missions:dlq; } \
+        | grep -v '^factoryctl:f:{b}:' | sort -u)
+    for key in "${keys[@]}"; do
+        attack SET "$key" '{}'
+        attack XADD "$key" '*' job_id x
+        attack XACK "$key" factoryctl:b 0-1
+        attack XGROUP CREATE "$key" factoryctl:b 0
+        attack XPENDING "$key" factoryctl:b
+        attack XREADGROUP GROUP factoryctl:b b STREAMS "$key" '>'
+        attack EVAL "return redis.call('SET', KEYS[1], '{}')" 1 "$key"
+        attack EVAL "return redis.call('XADD', ARGV[1], '*', 'job_id', 'x')" 1 'factoryctl:f:{b}:results' "$key"
+    done
+    local swept=$((INSIDER_TRIED - listed))
+    violations=$((violations + INSIDER_ALLOWED))
+    # Forgeries b can write, under its own keys, claiming to be a.
+    local forged_job
+    for forged_job in "$job_a" "$job_ab"; do
+        local forged="{\"error\": null, \"job_id\": \"$forged_job\", \"result\": {\"factory_id\": \"a\", \"outcome\": \"updated\"}, \"status\": \"SUCCESS\"}"
+        [ "$(as_b SET "factoryctl:f:{b}:job:$forged_job" "$forged")" = OK ] || why+=" b-could-not-write-its-own-job-key"
+        as_b XADD 'factoryctl:f:{b}:results' '*' job_id "$forged_job" status SUCCESS envelope "$forged" >/dev/null
+    done
+    [ "$(as_b SET 'factoryctl:f:{b}:registration' "{\"factory_id\": \"a\", \"host\": \"forged\", \"commit\": \"$(printf '0%.0s' $(seq 1 40))\", \"registration_status\": \"online\", \"last_seen_at\": $(date +%s)}")" = OK ] \
+        || why+=" b-could-not-write-its-registration"
+    local forged_counted=0 report
+    for forged_job in "$job_a" "$job_ab"; do
+        report=$(hq status --job "$forged_job" --json 2>>"$w/hq.log")
+        python3 -c 'import json, sys
+r = json.loads(sys.argv[1])
+counted = [x for x in r.get("results", []) if x.get("factory_id") in ("a", None) or x.get("status") == "SUCCESS"]
+sys.exit(1 if counted or not r.get("known") else 0)' "$report" || { forged_counted=$((forged_counted + 1)); echo "  status --job $forged_job counts b's forgery: $report" >&2; }
+    done
+    report=$(hq status --fleet --json 2>>"$w/hq.log")
+    python3 -c 'import json, sys
+rows = json.loads(sys.argv[1]).get("factories", [])
+sys.exit(1 if any(r.get("factory_id") == "a" or r.get("host") == "forged" for r in rows) else 0)' "$report" \
+        || { forged_counted=$((forged_counted + 1)); echo "  status --fleet shows b's forged registration: $report" >&2; }
+    local ignored_logged; ignored_logged=$(grep -c 'claims to be' "$w/hq.log")
+    violations=$((violations + forged_counted))
+    # HTTP: a's registration token on every publishing route, and as b's registration.
+    local ops="faults-ops-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    UA_OPS_TOKEN="$ops" FACTORY_ROLE=HEADQUARTERS "$BIN" serve --port 0 --redis-url "unix://$REDIS_SOCK" > "$w/serve.log" 2>&1 &
+    local serve=$!; PIDS+=("$serve")
+    wait_for 30 grep -q "listening on" "$w/serve.log" || why+=" serve-did-not-start"
+    local port; port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$w/serve.log" | head -1 | cut -d: -f2)
+    local base="http://127.0.0.1:$port" http_tried=0 http_bad=0 code route
+    insider_http() { # method path body token: prints the status code
+        curl -s -o /dev/null -w '%{http_code}' -X "$1" -H "x-ua-factory-token: $4" -H 'Content-Type: application/json' --data "$3" "$base$2"
+    }
+    for route in "POST /api/v1/ops/factory/update" "POST /api/v1/ops/factory/control" "POST /api/v1/ops/factory/rollout" \
+                 "GET /api/v1/ops/factory/jobs/$job_a" "GET /api/v1/factory/registrations"; do
+        code=$(insider_http "${route% *}" "${route#* }" '{"branch": "main", "target_factory_id": "b", "action": "pause"}' "$token_a")
+        http_tried=$((http_tried + 1))
+        [ "$code" = 401 ] || { http_bad=$((http_bad + 1)); echo "  a's token: $route -> $code (want 401)" >&2; }
+    done
+    code=$(insider_http POST /api/v1/factory/registrations '{"factory_id": "b", "deployment_profile": "forged-by-a"}' "$token_a")
+    http_tried=$((http_tried + 1))
+    [ "$code" = 403 ] || { http_bad=$((http_bad + 1)); echo "  a's token registering b -> $code (want 403)" >&2; }
+    code=$(insider_http POST /api/v1/factory/registrations '{"factory_id": "b:job", "deployment_profile": "forged-by-a"}' "$token_a")
+    http_tried=$((http_tried + 1))
+    [ "$code" = 403 ] || { http_bad=$((http_bad + 1)); echo "  a's token registering b:job -> $code (want 403)" >&2; }
+    # Control: a's token does register a.
+    code=$(insider_http POST /api/v1/factory/registrations '{"factory_id": "a", "deployment_profile": "own"}' "$token_a")
+    [ "$code" = 200 ] || why+=" a's-token-cannot-register-a($code)"
+    local published; published=$(rcli XLEN ua:missions:delegation)
+    [ "$published" = 2 ] || { http_bad=$((http_bad + 1)); echo "  $published missions on the shared stream (expected the 2 published above)" >&2; }
+    violations=$((violations + http_bad))
+    # Revocation: b holds an open, authenticated connection; HQ forgets b.
+    python3 - "$REDIS_SOCK" "$B_USER" "$B_PASS" "$w/forgotten" > "$w/held.out" 2>&1 <<'PY' &
+import os, socket, sys, time
+sock_path, user, password, flag = sys.argv[1:]
+def cmd(*args):
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args)
+s = socket.socket(socket.AF_UNIX); s.connect(sock_path); s.settimeout(3)
+s.sendall(cmd("AUTH", user, password) + cmd("PING")); time.sleep(0.2)
+print("before", s.recv(4096).replace(b"\r\n", b" ").decode().strip(), flush=True)
+while not os.path.exists(flag): time.sleep(0.02)
+try:
+    s.sendall(cmd("PING")); reply = s.recv(4096)
+    print("after", reply.replace(b"\r\n", b" ").decode().strip() or "closed", flush=True)
+except OSError as e:
+    print("after closed", e, flush=True)
+PY
+    local held=$!
+    wait_for 10 grep -q '^before' "$w/held.out"
+    hq forget b --force --log-level error > "$w/forget.out" 2>&1 || why+=" forget-failed($(tail -1 "$w/forget.out"))"
+    touch "$w/forgotten"; wait "$held"
+    local revoked=0 auth after_conn token_after
+    auth=$(rcli AUTH "$B_USER" "$B_PASS" 2>&1)
+    [[ "$auth" == *WRONGPASS* ]] && revoked=$((revoked + 1)) || echo "  after forget, AUTH $B_USER -> $auth" >&2
+    after_conn=$(sed -n 's/^after //p' "$w/held.out")
+    [[ "$after_conn" == closed* ]] && revoked=$((revoked + 1)) || echo "  after forget, b's open connection -> $after_conn" >&2
+    token_after=$(insider_http POST /api/v1/factory/registrations '{"factory_id": "b", "deployment_profile": "after-forget"}' "$token_b")
+    case "$token_after" in 401|403) revoked=$((revoked + 1)) ;; *) echo "  after forget, b's token registering b -> $token_after" >&2 ;; esac
+    violations=$((violations + 3 - revoked))
+    grep -qF -e "$token_a" -e "$B_PASS" "$w/serve.log" "$w/hq.log" && { violations=$((violations + 1)); echo "  a secret reached a log" >&2; }
+    kill -TERM "$serve"; wait "$serve" 2>/dev/null
+    stop_redis "$w/redis"
+    [ -z "$why" ] || { violations=$((violations + 1)); echo "  setup:$why" >&2; }
+    summary insider "$violations" "redis_attacks=$INSIDER_TRIED (listed=$listed swept=$swept over ${#keys[@]} keys) allowed=$INSIDER_ALLOWED forged_results_and_registration_counted=$forged_counted/3 (ignored+logged=$ignored_logged) http_with_a's_token=$http_tried let_through=$http_bad revoked_after_forget=$revoked/3 (auth, open connection, token)"
 }
 
 for scenario in "${SCENARIOS[@]}"; do

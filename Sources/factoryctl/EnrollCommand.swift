@@ -2,6 +2,7 @@ import ArgumentParser
 import FactoryKit
 import FoundationEssentials
 import FactoryBasics
+import Logging
 import RedisKit
 
 struct EnrollCommand: FactoryctlCommand {
@@ -70,11 +71,19 @@ struct EnrollCommand: FactoryctlCommand {
         } catch {
             throw CommandFailure(code: .usage, message: "--factory-redis-url: \(error)")
         }
-        let enrollment = Enrollment(redis: bus.redis)
-        let credentials: Enrollment.Credentials
+        let credentials = try enroll(Enrollment(redis: bus.redis), factoryURL: factoryURL, context)
+        report(credentials, global.logger("factoryctl.enroll", context))
+        if json {
+            try context.printJSON(EnrolledFactory(credentials: credentials, aclFile: aclFile))
+        } else {
+            context.sayAll(credentials.environment.map { "\($0.name)=\($0.value)" })
+        }
+    }
+
+    /// Enrolls (or rotates), its failures as the command's exit codes.
+    private func enroll(_ enrollment: Enrollment, factoryURL: RedisURL, _ context: CommandContext) throws -> Enrollment.Credentials {
         do {
-            credentials = try enrollment.enroll(factoryID, rotate: rotate, factoryURL: factoryURL,
-                                                aclFile: aclFile.map(context.absolutePath))
+            return try enrollment.enroll(factoryID, rotate: rotate, factoryURL: factoryURL, aclFile: aclFile.map(context.absolutePath))
         } catch let error as Enrollment.Failure {
             throw CommandFailure(code: .refused, message: error.description)
         } catch let error as RedisError {
@@ -82,17 +91,15 @@ struct EnrollCommand: FactoryctlCommand {
             throw CommandFailure(code: error.isConnectionError ? .redisUnavailable : .failedUnchanged,
                                  message: "enroll \(factoryID): \(error)\(hint)")
         }
+    }
+
+    /// What was done, on stderr (never the secrets).
+    private func report(_ credentials: Enrollment.Credentials, _ logger: Logger) {
         let note = "\(credentials.rotated ? "rotated" : "enrolled") \(factoryID) as Redis user \(credentials.user)"
             + (aclFile.map { " (written to \($0): load it with ACL LOAD)" } ?? "")
             + (credentials.closedConnections > 0 ? "; closed \(credentials.closedConnections) connection(s) of the old credentials" : "")
-        let logger = global.logger("factoryctl.enroll", context)
         logger.notice("\(note)")
         if let unsaved = credentials.unsaved { logger.warning("\(credentials.user) is created, but \(unsaved): a restart of Redis before then loses it") }
-        if json {
-            try context.printJSON(EnrolledFactory(credentials: credentials, aclFile: aclFile))
-        } else {
-            context.sayAll(credentials.environment.map { "\($0.name)=\($0.value)" })
-        }
     }
 }
 

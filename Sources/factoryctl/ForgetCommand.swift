@@ -55,13 +55,17 @@ struct ForgetCommand: FactoryctlCommand {
         let forgotten = try withRedis("forget \(factoryID)") {
             try Publisher(bus: bus, logger: global.logger("factoryctl.forget", context)).forget(factoryID)
         }
+        try report(existing, wasLive: live, revoked: forgotten.revoked, now: now, context)
+    }
+
+    private func report(_ existing: Registration?, wasLive live: Bool, revoked: Bool, now: Date, _ context: CommandContext) throws {
         if json {
             try context.printJSON(Forgotten(factoryID: factoryID, host: existing?.host ?? "", commit: existing?.commit,
-                                            lastSeenAt: existing?.lastSeenAt ?? 0, wasLive: live, revoked: forgotten.revoked))
+                                            lastSeenAt: existing?.lastSeenAt ?? 0, wasLive: live, revoked: revoked))
         } else if let existing {
             let host = existing.host.isEmpty ? "?" : existing.host
             let seconds = ForgetRule.secondsSinceSeen(existing, now: now)
-            let after = forgotten.revoked ? "; its credentials were revoked" : live ? "; still live: it registers again at its next heartbeat" : ""
+            let after = revoked ? "; its credentials were revoked" : live ? "; still live: it registers again at its next heartbeat" : ""
             context.say("Forgot \(factoryID) (host \(host), last seen \(seconds) s ago\(after))")
         } else {
             context.say("Forgot \(factoryID) (enrolled, never registered; its credentials were revoked)")

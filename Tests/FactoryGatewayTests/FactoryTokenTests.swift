@@ -158,4 +158,17 @@ final class EnrolledHQ {
         #expect(try fleet.redis.cli(["HEXISTS", FleetRegistry.key, "f-1"]) == "0", "nothing in the shared registry")
         #expect(!server.process.output.contains(credentials["UA_FACTORY_TOKEN"]!), "the token never reaches the log")
     }
+
+    /// The fleet page reads the same attributed registry: A (registered under its own key) is
+    /// listed; B, enrolled, is not listed from a row someone wrote for it in the shared hash.
+    @Test func theFleetPageListsAnEnrolledFactoryFromItsOwnKeyOnly() throws {
+        let hq = try EnrolledHQ()
+        #expect(try hq.register("A", headers: hq.factoryToken(of: "A")).status == 200)
+        let forged = #"{"factory_id":"B","factory_role":"LOCAL_WORKER","deployment_profile":"forged-row","registration_status":"online","capabilities":[],"metadata":{},"version":"","pid":0,"host":"h","started_at":1,"last_seen_at":1}"#
+        try hq.fleet.redis.cli(["HSET", FleetRegistry.key, "B", forged])
+        let page = try hq.server.request("GET", "/", token: nil)
+        #expect(page.status == 200 && page.body.contains("<td data-label=\"Factory\">A</td>")
+                && !page.body.contains("<td data-label=\"Factory\">B</td>") && !page.body.contains("forged-row"),
+                "\(page.body.prefix(3000))")
+    }
 }

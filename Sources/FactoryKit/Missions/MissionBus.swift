@@ -181,10 +181,11 @@ public final class MissionBus {
     /// carry the signature fields too (`signature`, `signature_v2`, `key_id`, `issued_at`,
     /// `expires_at`), signed once: the signature binds the mission stream's name, not the key an
     /// entry sits in. `factories` are the ones the job targets now (its record's `factories`):
-    /// only they count as pending or in flight for it. Returns the shared entry's id.
+    /// only they count as pending or in flight for it. With a `fence` (a rollout's lease) nothing
+    /// is written unless the fence still holds. Returns the shared entry's id.
     @discardableResult
     public func publish(_ mission: Mission, publishedAt: Date = Date(), signer: MissionSigner? = nil,
-                        factories: [String]? = nil, inboxes: [String] = []) throws -> String {
+                        factories: [String]? = nil, inboxes: [String] = [], fence: WriteFence? = nil) throws -> String {
         let envelope = mission.envelope
         let envelopeText = envelope.json.pythonJSON
         let meta = Self.jobMeta(mission, publishedAt: publishedAt, factories: factories, inboxes: inboxes)
@@ -194,21 +195,24 @@ public final class MissionBus {
                                          binding: binding, issuedAt: publishedAt, lifetime: Double(envelope.timeoutSeconds))
             for (name, value) in fields { extra += [name, value] }
         }
-        let keys = [stream, Self.jobMetaKey(mission.jobID), Self.inflightKey] + inboxes.sorted().map { FactoryKeys($0).inbox }
+        let keys = [stream, Self.jobMetaKey(mission.jobID), Self.inflightKey, fence?.key ?? stream]
+            + inboxes.sorted().map { FactoryKeys($0).inbox }
         let reply = try redis.command([
             "EVAL", Self.publishScript, String(keys.count)] + keys + [
             String(maxLength), envelope.jobID, envelope.idempotencyKey, envelopeText,
             meta.pythonJSON, String(Self.jobRetention), mission.kind == .update ? "1" : "0", String(FactoryKeys.inboxMaxLength),
+            fence?.value ?? "",
         ] + extra)
         guard let id = reply.text else { throw RedisError.unexpectedReply("publish returned \(reply)") }
         return id
     }
 
-    static let publishScript = """
+    static let publishScript = WriteFence.check(keyIndex: 4, valueIndex: 9) + """
+
     local fields = {'job_id', ARGV[2], 'idempotency_key', ARGV[3], 'envelope', ARGV[4]}
-    for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+    for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
     local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
-    for i = 4, #KEYS do redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[8], '*', unpack(fields)) end
+    for i = 5, #KEYS do redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[8], '*', unpack(fields)) end
     redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6])
     if ARGV[7] == '1' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[5]) end
     return id

@@ -144,7 +144,8 @@ public struct Publisher {
     }
 
     public func publish(kind: Mission.Kind, target: MissionTarget, branch: String, timeoutSeconds: Int64 = 300,
-                        force: Bool, requireRegistered: Bool = false, commit: String? = nil, allowRewind: Bool = false) throws -> Outcome {
+                        force: Bool, requireRegistered: Bool = false, commit: String? = nil, allowRewind: Bool = false,
+                        fence: WriteFence? = nil) throws -> Outcome {
         let now = Date()
         let matches = try plan(kind: kind, target: target, force: force, requireRegistered: requireRegistered, now: now)
         let mission = Mission.make(kind: kind, target: target, branch: branch, timeoutSeconds: timeoutSeconds,
@@ -152,7 +153,8 @@ public struct Publisher {
         let recipients = Self.recipients(of: target, registered: matches.map(\.factoryID))
         // Enrolled factories read only their own inbox: each gets its copy there.
         let inboxes = try Enrollment(redis: bus.redis).enrolled(among: recipients)
-        let entryID = try bus.publish(mission, publishedAt: now, signer: signer, factories: recipients, inboxes: inboxes.sorted())
+        let entryID = try bus.publish(mission, publishedAt: now, signer: signer, factories: recipients, inboxes: inboxes.sorted(),
+                                      fence: fence)
         logger.info("published \(mission.jobID) (\(kind.rawValue), \(target), branch \(branch)) as \(entryID)\(inboxes.isEmpty ? "" : ", and to \(inboxes.count) enrolled factor\(inboxes.count == 1 ? "y's inbox" : "ies' inboxes")")")
         return Outcome(jobID: mission.jobID, kind: kind.rawValue, branch: branch,
                        targetFactoryID: mission.envelope.context["target_factory_id"]?.string ?? "",

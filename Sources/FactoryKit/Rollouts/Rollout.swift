@@ -191,12 +191,14 @@ public struct Rollout {
         return (plan, fields)
     }
 
-    func set(_ id: String, _ pairs: [(String, String)]) throws {
-        try redis.command(["HSET", Self.key(id)] + pairs.flatMap { [$0.0, $0.1] } + ["updated_at", String(Date().timeIntervalSince1970)])
+    /// Records `pairs`; under a lease (`fence`) only while this runner still holds it.
+    func set(_ id: String, _ pairs: [(String, String)], fence: WriteFence? = nil) throws {
+        try redis.command(["HSET", Self.key(id)] + pairs.flatMap { [$0.0, $0.1] } + ["updated_at", String(Date().timeIntervalSince1970)],
+                          on: Self.key(id), fence: fence)
     }
 
-    func finish(_ id: String, _ state: State) throws {
-        try set(id, [("state", state.rawValue)])
+    func finish(_ id: String, _ state: State, fence: WriteFence? = nil) throws {
+        try set(id, [("state", state.rawValue)], fence: fence)
         try redis.command(["HDEL", Self.activeKey, id])
     }
 
@@ -220,7 +222,13 @@ public struct Rollout {
         lease.lost.onSet { halt.set() }
         // Read again under the lease: a runner before this one may have moved it on meanwhile.
         guard let current = try load(id)?.fields, current["state"] == State.running.rawValue else { return try summary(id) }
-        return try drive(id, plan: plan, fields: current, lease: lease, stop: halt, onEvent: onEvent)
+        do {
+            return try drive(id, plan: plan, fields: current, lease: lease, stop: halt, onEvent: onEvent)
+        } catch let error as RedisError where error.replyCode == WriteFence.replyCode {
+            // A write found the lease another runner's (this one stalled past it): nothing of it happened.
+            lease.lost.set()
+            throw RolloutLease.Lost(rolloutID: id)
+        }
     }
 
     /// The waves from the recorded one on, under `lease`.
@@ -249,7 +257,7 @@ public struct Rollout {
                 return try halt(id, plan: plan, wave: wave, result: result, failed: failed, lease: lease, stop: stop, onEvent: onEvent)
             }
             wave += 1
-            try set(id, [("wave", String(wave))])
+            try set(id, [("wave", String(wave))], fence: lease.fence)
             if wave < plan.waves.count, plan.pauseSeconds > 0 {
                 onEvent("pausing \(plan.pauseSeconds) s before wave \(wave + 1)")
                 if !stop.sleep(plan.pauseSeconds) {
@@ -259,7 +267,7 @@ public struct Rollout {
             }
             try lease.confirm(redis)
         }
-        try finish(id, .succeeded)
+        try finish(id, .succeeded, fence: lease.fence)
         return try summary(id)
     }
 
@@ -294,11 +302,13 @@ public struct Rollout {
         }
         // HSETNX: a publisher that died after sending this wave but before recording its
         // job sends it again on resume, by when members may already be on the new commit.
-        for (field, commit) in before { try redis.command(["HSETNX", Self.key(id), field, commit]) }
+        for (field, commit) in before {
+            try redis.command(["HSETNX", Self.key(id), field, commit], on: Self.key(id), fence: lease.fence)
+        }
         try lease.confirm(redis)
         let outcome = try publisher.publish(kind: .update, target: .ids(members), branch: plan.branch,
-                                            timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit)
-        try set(id, [("wave:\(wave):job", outcome.jobID)])
+                                            timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit, fence: lease.fence)
+        try set(id, [("wave:\(wave):job", outcome.jobID)], fence: lease.fence)
         onEvent("wave \(wave + 1)/\(plan.waves.count): \(members.joined(separator: ", ")) → \(String(plan.commit.prefix(7))) (\(outcome.jobID))")
         // Every member is waited for, live at publish time or not.
         return outcome.waitingFor(members)
@@ -309,13 +319,13 @@ public struct Rollout {
                       stop: StopSignal, onEvent: @escaping (String) -> Void) throws -> Summary {
         let state: State = result.timedOut && result.results.allSatisfy(\.succeeded) ? .timedOut : .halted
         onEvent("halted at wave \(wave + 1): \(failed) factor\(failed == 1 ? "y" : "ies") failed or did not report")
-        try set(id, [("wave", String(wave))])
+        try set(id, [("wave", String(wave))], fence: lease.fence)
         if plan.rollbackOnHalt {
             try rollBack(id, plan: plan, upTo: wave, lease: lease, stop: stop, onEvent: onEvent)
             try lease.confirm(redis)
-            try finish(id, .rolledBack)
+            try finish(id, .rolledBack, fence: lease.fence)
         } else {
-            try finish(id, state)
+            try finish(id, state, fence: lease.fence)
         }
         return try summary(id)
     }
@@ -334,9 +344,10 @@ public struct Rollout {
         for (commit, ids) in groups.sorted(by: { $0.key < $1.key }) {
             try lease.confirm(redis)
             let outcome = try publisher.publish(kind: .update, target: .ids(ids.sorted()), branch: plan.branch,
-                                                timeoutSeconds: plan.missionTimeout, force: true, commit: commit, allowRewind: true)
+                                                timeoutSeconds: plan.missionTimeout, force: true, commit: commit, allowRewind: true,
+                                                fence: lease.fence)
             onEvent("rolling back \(ids.sorted().joined(separator: ", ")) to \(String(commit.prefix(7))) (\(outcome.jobID))")
-            try set(id, [("rollback:\(commit)", outcome.jobID)])
+            try set(id, [("rollback:\(commit)", outcome.jobID)], fence: lease.fence)
             _ = try publisher.wait(for: outcome.waitingFor(ids.sorted()), timeout: plan.waveTimeout, stop: stop)
         }
     }

@@ -61,6 +61,9 @@ public final class RolloutLease: Sendable {
 
     public static func key(_ rolloutID: String) -> String { Rollout.key(rolloutID) + ":lease" }
 
+    /// Writes under this lease: Redis refuses them (`FENCED`) once the lease is another's or gone.
+    public var fence: WriteFence { WriteFence(key: key, value: value) }
+
     public let rolloutID: String
     let key: String
     /// The lease's value: the holder and a random token; compared whole on renew and release.
