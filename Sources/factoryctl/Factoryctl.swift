@@ -117,7 +117,7 @@ enum ExitStatus: Int32, CaseIterable {
         case .remoteUnreachable: self = .remoteUnreachable
         case .rollbackFailed: self = .rollbackFailed
         case .invalidBranch: self = .usage
-        case .rewindRefused: self = .refused
+        case .rewindRefused, .quarantined: self = .refused
         default: self = .failedUnchanged
         }
     }

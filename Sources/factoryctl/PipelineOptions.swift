@@ -19,11 +19,17 @@ struct PipelineOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Seconds a restarted service of Type=simple/exec must stay up before it counts as started (units that report readiness, Type=notify, are known at once).", valueName: "seconds"))
     var settle: Double = 3
 
+    @Option(name: .long, help: ArgumentHelp("After the restart and the health gate, keep the update provisional this long: a unit that crashes or restarts, or a health URL that keeps failing, reverts it (env UA_FACTORY_SOAK_SECONDS; default 0, off).", valueName: "seconds"))
+    var soak: Double?
+
     func validate() throws {
         for name in service where name.hasPrefix("-") || name.isEmpty {
             throw ValidationError("invalid service name '\(name)'")
         }
         guard settle >= 0, settle <= 600 else { throw ValidationError("--settle must be between 0 and 600 seconds") }
+        if let soak, !(0...FactoryEnvironment.maximumSoakSeconds).contains(soak) {
+            throw ValidationError("--soak must be between 0 and \(Int(FactoryEnvironment.maximumSoakSeconds)) seconds")
+        }
     }
 
     /// These flags, with the ones each command has of its own.
@@ -36,6 +42,7 @@ struct PipelineOptions: ParsableArguments {
         flags.waitForLock = waitForLock
         flags.settleSeconds = settle
         flags.fetchTimeout = fetchTimeout
+        flags.soakSeconds = soak
         return flags
     }
 

@@ -41,10 +41,14 @@ struct RollbackCommand: FactoryctlCommand {
     @Flag(name: [.customShort("n"), .long], help: "Say where it would go; change nothing.")
     var dryRun = false
 
+    @Flag(name: .long, help: "Move to a commit that is quarantined here (it failed on this factory before), this once.")
+    var retryQuarantined = false
+
     @Flag(name: .long, help: "Print one JSON object instead of the summary.")
     var json = false
 
     func validate() throws {
+        if pipeline.soak.map({ $0 > 0 }) == true, noRestart { throw ValidationError("--soak watches the restarted services: it cannot go with --no-restart") }
         if let to, !Mission.isCommitID(to) { throw ValidationError("--to needs a full commit id (40 lowercase hex digits)") }
         if let branch { do { try BranchName.validate(branch) } catch { throw ValidationError("\(error)") } }
         if branch != nil, to == nil { throw ValidationError("--branch goes with --to") }
@@ -59,6 +63,7 @@ struct RollbackCommand: FactoryctlCommand {
         var request = UpdateRequest(factoryDirectory: factoryDirectory, branch: target.branch, commit: target.commit,
                                     allowRewind: true, settings: settings)
         request.dryRun = dryRun
+        request.retryQuarantined = retryQuarantined
         let report = PipelineRun(request: request, logger: logger).run(context)
         let status = ExitStatus(report)
         try UpdateSummary(report: report).write(to: context, json: json, status: status)

@@ -92,6 +92,12 @@ struct LocalStatusText {
             for change in status.modified { lines.append("  \(change.change): \(change.path)") }
         }
         if let attention = status.needsAttention { lines.append("Needs attention: \(attention)") }
+        if let provisional = status.provisional {
+            lines.append("Provisional: \(provisional.commit.map { String($0.prefix(7)) } ?? "?") is soaking, \(Int(provisional.secondsLeft)) s of \(Int(provisional.soakSeconds)) s left")
+        }
+        for entry in status.quarantined.prefix(10) {
+            lines.append("Quarantined: \(entry.commit.prefix(7)) \(entry.summary)")
+        }
         if let last = status.lastUpdate {
             let when = Date(timeIntervalSince1970: last.finishedAt ?? last.startedAt)
             let result = last.succeeded ? "success" : "failed (\(last.failure?.rawValue ?? "?"))\(last.rolledBack ? ", rolled back" : "")"

@@ -70,10 +70,14 @@ struct UpdateCommand: FactoryctlCommand {
         valueName: "seconds"))
     var fetchTimeout: Double?
 
+    @Flag(name: .long, help: "Move to a commit that is quarantined here (it failed on this factory before), this once.")
+    var retryQuarantined = false
+
     @Flag(name: .long, help: "Print one JSON object instead of the summary.")
     var json = false
 
     func validate() throws {
+        if pipeline.soak.map({ $0 > 0 }) == true, !restart { throw ValidationError("--soak watches the restarted services: it needs --restart") }
         if let fetchTimeout, !FactoryEnvironment.isValidFetchTimeout(fetchTimeout) {
             throw ValidationError("--fetch-timeout must be between 0 and 86400 seconds")
         }
@@ -84,6 +88,7 @@ struct UpdateCommand: FactoryctlCommand {
         var request = UpdateRequest(factoryDirectory: directory.resolve(context, searchUpward: true), branch: revision.branch,
                                     commit: revision.commitID, allowRewind: revision.allowRewind, settings: settings)
         request.dryRun = dryRun
+        request.retryQuarantined = retryQuarantined
         let report = PipelineRun(request: request, logger: global.logger("factoryctl.update", context)).run(context, meter: true)
         var status = ExitStatus(report)
         if status == .success, exitCode, !report.changed, !report.dryRun { status = .upToDate }

@@ -156,6 +156,18 @@ public struct FactoryEnvironment: Sendable {
         return HealthGate(url: url, timeout: timeout)
     }
 
+    /// The soak window after a restart (`--soak`, else `UA_FACTORY_SOAK_SECONDS`, else 0: off).
+    public func soakSeconds(flag: Double?) throws(FactoryError) -> Double {
+        if let flag { return flag }
+        guard let raw = self["UA_FACTORY_SOAK_SECONDS"], !raw.isEmpty else { return 0 }
+        guard let value = Double(raw), value >= 0, value <= Self.maximumSoakSeconds else {
+            throw .invalidArgument("UA_FACTORY_SOAK_SECONDS must be seconds between 0 and \(Int(Self.maximumSoakSeconds)), not '\(raw.prefix(40))'")
+        }
+        return value
+    }
+
+    public static let maximumSoakSeconds = 86_400.0
+
     /// `UA_ALLOWED_SIGNERS`: git's allowed_signers file; set, updates move only to signed code.
     public func commitSignaturePolicy() throws(CommitSignaturePolicy.Refusal) -> CommitSignaturePolicy? {
         guard let path = self["UA_ALLOWED_SIGNERS"], !path.isEmpty else { return nil }

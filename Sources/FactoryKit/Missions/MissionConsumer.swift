@@ -37,6 +37,8 @@ public struct ConsumerConfiguration: Sendable {
     public var maxStreamLength = 10_000
     /// `UA_FLEET_ID` (empty when unset): a signed mission must have been signed for this fleet.
     public var fleetID = ""
+    /// The soak window of the updates this consumer runs (`--soak`, `UA_FACTORY_SOAK_SECONDS`).
+    public var soakSeconds: Double = 0
     /// `UA_FACTORY_ENROLLED`: this factory has its own Redis user (`factoryctl enroll`); it reads
     /// its own inbox and writes only its own keys (`FactoryKeys`).
     public var enrolled = false

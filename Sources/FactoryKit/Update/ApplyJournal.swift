@@ -29,8 +29,12 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
         case synced
         /// Services are being restarted on `to`.
         case restarting
+        /// Restarted and through the health gate, but provisional: the soak window
+        /// (`soakSeconds`) is being watched. A run that finds this record soaks what is running
+        /// again, then keeps it or undoes the update.
+        case soaking
 
-        static let order: [Phase] = [.fetch, .checkout, .checkedOut, .moved, .syncing, .synced, .restarting]
+        static let order: [Phase] = [.fetch, .checkout, .checkedOut, .moved, .syncing, .synced, .restarting, .soaking]
         public static func < (a: Phase, b: Phase) -> Bool {
             order.firstIndex(of: a)! < order.firstIndex(of: b)!
         }
@@ -62,6 +66,9 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
     /// The process group of the sync this update started (ended by a recovery if still alive).
     public var childGroup: Int32?
     public var childProgram: String?
+    /// The soak window the update was given (phase `soaking`), and when it began (epoch seconds).
+    public var soakSeconds: Double?
+    public var soakStartedAt: Double?
 
     enum CodingKeys: String, CodingKey {
         case phase, pid, from, to, branch, sync, restart, services
@@ -69,6 +76,7 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
         case childGroup = "child_group", childProgram = "child_program"
         case startedAt = "started_at", jobID = "job_id", previousBranch = "previous_branch"
         case branchTipBefore = "branch_tip_before"
+        case soakSeconds = "soak_seconds", soakStartedAt = "soak_started_at"
     }
 
     public init(phase: Phase, startedAt: Double, branch: String, jobID: String?) {

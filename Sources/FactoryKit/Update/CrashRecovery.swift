@@ -112,6 +112,7 @@ extension UpdatePipeline {
             if !later.isEmpty {
                 return try keepLaterWork(repository, context, found: later)
             }
+            if journal.phase == .soaking, !journal.rollingBack, let kept = try soakAgain(repository, context) { return kept }
             logger.warning("an update (\(who)) was interrupted during \(journal.stage) (\(from.short) → \(interruptedTarget?.short ?? "?")); putting \(from.short) back")
             try restoreCode(repository, journal, from: from, interruptedTarget: interruptedTarget, who: who)
         } else {
@@ -132,6 +133,34 @@ extension UpdatePipeline {
             : "finished the rollback of an earlier update (\(who), \(from.short) → \(interruptedTarget?.short ?? "?")) that could not restore its environment: \(done.isEmpty ? "nothing left to do" : done.joined(separator: ", "))\(locksNote)"
         logger.notice("\(message)")
         return Recovery(journal: journal, message: message, restoredCode: restored, environmentOwed: owed)
+    }
+
+    /// An update killed during its soak window (still provisional): what is running is soaked
+    /// again, the whole window. Passed: kept (the record goes). Failed: nil, and the caller undoes
+    /// the update. Asked to stop: the record stays for the next run.
+    private func soakAgain(_ repository: Repository, _ context: RecoveryContext) throws -> Recovery? {
+        let journal = context.journal
+        let seconds = journal.soakSeconds ?? max(request.soakSeconds, 1)
+        logger.warning("an update (\(context.who)) was interrupted during its soak (\(context.from.short) → \(context.target?.short ?? "?")); soaking \(Int(seconds)) s again")
+        switch soak(seconds: seconds, services: journal.services) {
+        case .passed:
+            ApplyJournal.remove(gitDirectory: repository.gitDirectory)
+            let message = "an update (\(context.who), \(context.from.short) → \(context.target?.short ?? "?")) was interrupted during its soak; soaked \(Int(seconds)) s again and kept it\(context.locksNote)"
+            logger.notice("\(message)")
+            return Recovery(journal: journal, message: message, restoredCode: false)
+        case .failed(let failure):
+            logger.error("soak failed again: \(failure); undoing the update")
+            if let target = context.target {
+                let entry = Quarantine.Entry(commit: target.hex, failure: .soakFailed, reason: "soak failed after a restart of factoryctl: \(failure)",
+                                             failedAt: Date().timeIntervalSince1970, jobID: journal.jobID)
+                do { try Quarantine(gitDirectory: repository.gitDirectory).add(entry) } catch {
+                    logger.warning("could not quarantine \(target.short): \(error)")
+                }
+            }
+            return nil
+        case .stopped:
+            throw Stop(failure: .cancelled, message: "stopped while soaking an interrupted update again; it is still provisional (the next run soaks it again)", keepJournal: true)
+        }
     }
 
     /// What a recovery works from.

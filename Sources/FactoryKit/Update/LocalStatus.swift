@@ -22,9 +22,33 @@ public struct LocalStatus: Codable, Sendable {
     /// Set when the environment does not match the code (a rollback or recovery could not
     /// re-sync it): what happened. Cleared by the next successful sync.
     public var needsAttention: String?
+    /// Commits that failed here for a reason that is the code's, newest first: updates to them
+    /// are refused without --retry-quarantined.
+    public var quarantined: [Quarantine.Entry] = []
+    /// An update still in its soak window (or left there by a factoryctl that died).
+    public var provisional: Provisional?
+
+    public struct Provisional: Codable, Sendable {
+        public var commit: String?
+        public var soakSeconds: Double
+        /// Seconds of the window left (0 when it is over but nobody resolved it: the next run does).
+        public var secondsLeft: Double
+
+        enum CodingKeys: String, CodingKey {
+            case commit
+            case soakSeconds = "soak_seconds", secondsLeft = "seconds_left"
+        }
+
+        static func read(gitDirectory: String, now: Date = Date()) -> Provisional? {
+            guard let journal = ApplyJournal.load(gitDirectory: gitDirectory), journal.phase == .soaking, !journal.rollingBack,
+                  let seconds = journal.soakSeconds else { return nil }
+            let left = (journal.soakStartedAt ?? 0) + seconds - now.timeIntervalSince1970
+            return Provisional(commit: journal.to, soakSeconds: seconds, secondsLeft: max(0, left.rounded()))
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case branch, head, upstream, ahead, behind, state, modified, fetched
+        case branch, head, upstream, ahead, behind, state, modified, fetched, quarantined, provisional
         case factoryDirectory = "factory_dir", headSummary = "head_summary", upstreamCommit = "upstream_commit"
         case fetchError = "fetch_error", lastUpdate = "last_update", needsAttention = "needs_attention"
     }
@@ -53,7 +77,9 @@ public struct LocalStatus: Codable, Sendable {
             state: repository.state.rawValue, modified: try repository.trackedChanges(),
             fetched: fetch && fetchError == nil, fetchError: fetchError,
             lastUpdate: UpdateHistory(gitDirectory: repository.gitDirectory).last,
-            needsAttention: EnvironmentDebt.read(gitDirectory: repository.gitDirectory)?.summary)
+            needsAttention: EnvironmentDebt.read(gitDirectory: repository.gitDirectory)?.summary,
+            quarantined: Quarantine(gitDirectory: repository.gitDirectory).entries(),
+            provisional: Provisional.read(gitDirectory: repository.gitDirectory))
         if let commit = head.commit {
             status.headSummary = try repository.commit(commit).summary
         }

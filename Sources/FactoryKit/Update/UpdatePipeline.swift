@@ -18,6 +18,9 @@ public struct UpdatePipeline {
     /// update there, leaving the intent record for the next run to finish (a second SIGTERM or
     /// SIGHUP, or the stop's grace period over). The default lets the sync finish.
     public var shouldStopSync: () -> Bool = { false }
+    /// Told the seconds left of the soak window while it is watched (the consumer's heartbeat
+    /// shows "soaking, N s left").
+    public var onSoak: (Double) -> Void = { _ in }
 
     /// Seconds a running sync may go on after a stop request before it is ended (a second
     /// request ends it at once): long enough for most syncs to finish, short enough for
@@ -178,11 +181,28 @@ public struct UpdatePipeline {
             report.status = .success
             return
         }
+        try refuseQuarantined(plan.target, repository)
         try checkCancelled()
         let rollback = try apply(plan, repository, &journal, &report)
         try syncStep(plan.target, owed: owed, rollback, repository, &journal, &report)
         try restartStep(rollback, repository, &journal, &report)
+        try soakStep(rollback, repository, &journal, &report)
+        if request.retryQuarantined, (try? Quarantine(gitDirectory: repository.gitDirectory).remove(plan.target)) == true {
+            logger.notice("\(plan.target.short) succeeded on retry: no longer quarantined")
+        }
         report.status = .success
+    }
+
+    /// A target that failed here before for a reason that is the code's is refused (nothing has
+    /// moved yet), unless `--retry-quarantined`.
+    private func refuseQuarantined(_ target: ObjectID, _ repository: Repository) throws {
+        guard let entry = Quarantine(gitDirectory: repository.gitDirectory).entry(for: target) else { return }
+        guard !request.retryQuarantined else {
+            logger.notice("\(target.short) is quarantined (\(entry.summary)); retrying it once (--retry-quarantined)")
+            return
+        }
+        throw Stop(failure: .quarantined,
+                   message: "\(target.short) is quarantined on this factory: it \(entry.summary). Nothing was changed; pass --retry-quarantined (publish --retry-quarantined for a mission) to try it once more")
     }
 
     /// Step 3: fetch. The record lets a later run remove lock files a killed fetch leaves behind.
@@ -436,6 +456,9 @@ public struct UpdatePipeline {
         report.to = report.from
         report.changed = false
         var notes: [String] = []
+        if Quarantine.codeFailures.contains(failure), let attempted = report.attempted {
+            quarantine(attempted, failure: failure, reason: reason, gitDirectory: gitDirectory, &notes)
+        }
         let environmentRestored = resync && request.sync ? restoreEnvironment(rollback, &report, &notes) : true
         if restart {
             let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
@@ -448,6 +471,18 @@ public struct UpdatePipeline {
         let suffix = notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"
         throw Stop(failure: failure, message: "\(reason); rolled back to \(report.shortFrom ?? "?")\(suffix)",
                    keepJournal: !environmentRestored)
+    }
+
+    /// Records that `commit` failed here for a reason that is the code's.
+    private func quarantine(_ commit: String, failure: UpdateFailure, reason: String, gitDirectory: String, _ notes: inout [String]) {
+        let entry = Quarantine.Entry(commit: commit, failure: failure, reason: reason, failedAt: Date().timeIntervalSince1970,
+                                     jobID: request.jobID)
+        do {
+            try Quarantine(gitDirectory: gitDirectory).add(entry)
+            notes.append("quarantined \(commit.prefix(7)): updates to it are refused here until --retry-quarantined")
+        } catch {
+            logger.warning("could not quarantine \(commit.prefix(7)): \(error)")
+        }
     }
 
     /// Re-syncs the previous environment after the code went back. A failure is owed, not

@@ -34,6 +34,12 @@ public enum UpdateFailure: String, Codable, Sendable, CaseIterable {
     case signatureRefused = "signature_refused"
     /// A rollback with no previous successful update recorded (and no commit given).
     case nothingToRollBack = "nothing_to_roll_back"
+    /// During the soak window a restarted unit crashed or restarted, or the health URL kept
+    /// failing; rolled back.
+    case soakFailed = "soak_failed"
+    /// The target failed on this factory before for a reason that is the code's
+    /// (`Quarantine`); refused without --retry-quarantined, nothing changed.
+    case quarantined = "quarantined"
 }
 
 /// One commit in a report.
@@ -90,6 +96,9 @@ public struct UpdateReport: Codable, Sendable {
     public var restarted = false
     /// The health URL answered 2xx after the restart.
     public var healthChecked: Bool?
+    /// The soak window this update was given (0: none), and whether it passed it.
+    public var soakSeconds: Double = 0
+    public var soaked = false
     public var services: [String] = []
     public var rolledBack = false
     public var dryRun = false
@@ -119,7 +128,7 @@ public struct UpdateReport: Codable, Sendable {
         case previousBranch = "previous_branch", commitCount = "commit_count", rebasedCommits = "rebased_commits"
         case recovery, syncSkipped = "sync_skipped", attempted, inactiveAfterRollback = "inactive_after_rollback"
         case environmentOwed = "environment_owed"
-        case upstream, pinned, healthChecked = "health_checked"
+        case upstream, pinned, healthChecked = "health_checked", soakSeconds = "soak_seconds", soaked
         case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
         case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms", stepsMs = "steps_ms"
     }
@@ -159,6 +168,8 @@ public struct UpdateReport: Codable, Sendable {
         try c.encode(syncSkipped ?? false, forKey: .syncSkipped)
         try c.encode(restarted, forKey: .restarted)
         try c.encode(healthChecked ?? false, forKey: .healthChecked)
+        try c.encode(soakSeconds, forKey: .soakSeconds)
+        try c.encode(soaked, forKey: .soaked)
         try c.encode(services, forKey: .services)
         try c.encode(rolledBack, forKey: .rolledBack)
         try c.encode(dryRun, forKey: .dryRun)

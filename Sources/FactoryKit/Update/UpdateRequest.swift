@@ -35,6 +35,11 @@ public struct UpdateRequest: Sendable {
     public var signaturePolicy: CommitSignaturePolicy?
     /// After a restart, this URL must answer 2xx in time, else the update rolls back.
     public var healthGate: HealthGate?
+    /// After the restart and the health gate, the update is provisional this long: the services
+    /// (and the health URL) are watched, and a failure reverts it (`SoakWatch`). 0: off.
+    public var soakSeconds: Double = 0
+    /// Move to a commit that failed here before (`Quarantine`), once.
+    public var retryQuarantined = false
     /// Environment for credentials and child processes.
     public var environment: [String: String] = ProcessInfo.processInfo.environment
     /// Record the outcome in `.git/factoryctl/history.jsonl`.
@@ -60,6 +65,8 @@ public struct UpdateSettings: Sendable {
     public var signaturePolicy: CommitSignaturePolicy?
     /// Read only for a pipeline that restarts (the gate runs after the restart).
     public var healthGate: HealthGate?
+    /// Only for a pipeline that restarts.
+    public var soakSeconds: Double = 0
     public var environment: [String: String] = [:]
 
     public init() {}
@@ -75,6 +82,8 @@ public struct UpdateSettings: Sendable {
         public var settleSeconds: Double = 3
         /// nil: `FACTORYCTL_FETCH_TIMEOUT`, else 120.
         public var fetchTimeout: Double?
+        /// nil: `UA_FACTORY_SOAK_SECONDS`, else 0.
+        public var soakSeconds: Double?
 
         public init() {}
     }
@@ -94,7 +103,10 @@ public struct UpdateSettings: Sendable {
         self.environment = environment.values
         fetchTimeout = try environment.fetchTimeout(flag: flags.fetchTimeout)
         signaturePolicy = try environment.commitSignaturePolicy()
-        if restart { healthGate = try environment.healthGate() }
+        if restart {
+            healthGate = try environment.healthGate()
+            soakSeconds = try environment.soakSeconds(flag: flags.soakSeconds)
+        }
     }
 }
 
@@ -117,6 +129,7 @@ extension UpdateRequest {
         fetchTimeout = settings.fetchTimeout
         signaturePolicy = settings.signaturePolicy
         healthGate = settings.restart ? settings.healthGate : nil
+        soakSeconds = settings.restart ? settings.soakSeconds : 0
         environment = settings.environment
     }
 }
@@ -136,6 +149,7 @@ extension ConsumerConfiguration {
             settings.fetchTimeout = fetchTimeout
             settings.signaturePolicy = signaturePolicy
             settings.healthGate = healthGate
+            settings.soakSeconds = soakSeconds
             settings.environment = environment
             return settings
         }
@@ -149,6 +163,7 @@ extension ConsumerConfiguration {
             fetchTimeout = newValue.fetchTimeout
             signaturePolicy = newValue.signaturePolicy
             healthGate = newValue.healthGate
+            soakSeconds = newValue.soakSeconds
             environment = newValue.environment
         }
     }

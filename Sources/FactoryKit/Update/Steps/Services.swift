@@ -52,4 +52,36 @@ extension UpdatePipeline {
         }
         report.healthChecked = true
     }
+
+    /// With a soak window: the update stays provisional (phase `soaking`) while the restarted
+    /// units and the health URL are watched; a failure rolls it back like a failed restart. Asked
+    /// to stop part-way, it leaves the record: the next run soaks again and keeps or undoes it.
+    func soakStep(_ rollback: Rollback, _ repository: Repository, _ journal: inout ApplyJournal,
+                  _ report: inout UpdateReport) throws {
+        guard request.restart, request.soakSeconds > 0 else { return }
+        journal.soakSeconds = request.soakSeconds
+        journal.soakStartedAt = Date().timeIntervalSince1970
+        try advance(&journal, to: .soaking, repository, rollback, &report)
+        report.soakSeconds = request.soakSeconds
+        logger.info("soaking \(Int(request.soakSeconds)) s: watching \(request.services.joined(separator: ", "))\(request.healthGate.map { " and \($0.url)" } ?? "")")
+        let outcome = report.time("soak") { soak(seconds: request.soakSeconds, services: request.services) }
+        switch outcome {
+        case .passed:
+            report.soaked = true
+            logger.info("soak passed: keeping \(report.shortTo ?? "?")")
+        case .failed(let failure):
+            try rollBack(rollback, &report, failure: .soakFailed, reason: "soak failed: \(failure)", resync: request.sync, restart: true)
+        case .stopped(let left):
+            throw Stop(failure: .cancelled,
+                       message: "stopped during the soak of \(report.shortTo ?? "?") (\(Int(left)) s left, asked to stop); the update is still provisional: the next `factoryctl update` (or consumer start) soaks it again and keeps or undoes it",
+                       keepJournal: true)
+        }
+    }
+
+    /// Watches `services` (and the health URL) for `seconds`, telling `onSoak` the time left.
+    func soak(seconds: Double, services: [String]) -> SoakWatch.Outcome {
+        let manager = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
+        let watch = SoakWatch(services: services, health: request.healthGate, seconds: seconds, manager: manager)
+        return watch.run(shouldStop: shouldStopSync, tick: { onSoak($0) })
+    }
 }

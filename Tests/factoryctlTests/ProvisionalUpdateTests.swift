@@ -1,0 +1,159 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Provisional updates (issue 20): the soak window after the restart, and quarantine of commits
+/// that failed here. Real git, the fake systemctl (which can play a crashed unit), and a health
+/// URL that turns bad on cue.
+@Suite struct ProvisionalUpdateTests {
+    static let service = "universal-agent-local-factory"
+
+    func environment(_ world: GitWorld, _ health: HealthServer?) -> [String: String] {
+        var env = world.environment
+        if let health {
+            env["UA_FACTORY_HEALTH_URL"] = health.url
+            env["UA_FACTORY_HEALTH_TIMEOUT"] = "2"
+        }
+        return env
+    }
+
+    func journal(_ world: GitWorld) -> String {
+        (try? String(contentsOfFile: world.factory + "/.git/factoryctl/journal.json", encoding: .utf8)) ?? ""
+    }
+
+    /// `update --restart --soak SECONDS` in the background; returns once it is soaking.
+    func startSoaking(_ world: GitWorld, _ env: [String: String], seconds: Int) throws -> ConsumerProcess {
+        let update = try ConsumerProcess(binary: FactoryctlBinary.path,
+                                         arguments: ["update", "--factory-dir", world.factory, "--restart", "--settle", "0", "--no-sync",
+                                                     "--soak", String(seconds), "--json"],
+                                         environment: env, log: world.directory.join("update.log"))
+        #expect(eventually(timeout: 30) { journal(world).contains("\"soaking\"") }, "never soaked: \(update.output)")
+        return update
+    }
+
+    func report(_ update: ConsumerProcess) -> [String: Any] {
+        let line = update.output.split(separator: "\n").first { $0.hasPrefix("{") }.map(String.init) ?? "{}"
+        return (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
+    }
+
+    @Test func aHealthySoakKeepsTheUpdateAndSaysItSoaked() throws {
+        let world = try GitWorld()
+        let health = try HealthServer()
+        health.healthy(true)
+        let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let result = try FactoryctlBinary.run(["update", "--restart", "--settle", "0", "--no-sync", "--soak", "2", "--json"],
+                                              factoryDir: world.factory, environment: environment(world, health))
+        let object = try result.json()
+        let head = try world.head(world.factory)
+        #expect(result.status == 0 && object["soaked"] as? Bool == true && object["soak_seconds"] as? Double == 2 && head == target,
+                "\(result.stdout) \(result.stderr)")
+    }
+
+    @Test func aHealthURLThatFailsMidSoakRevertsTheUpdateAndRestartsTheOldCode() throws {
+        let world = try GitWorld()
+        let health = try HealthServer()
+        health.healthy(true)
+        let before = try world.head(world.factory)
+        let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let update = try startSoaking(world, environment(world, health), seconds: 60)
+        defer { update.stop() }
+        health.healthy(false)
+        let status = update.waitForExit(timeout: 60)
+        let object = report(update)
+        let restarts = FakeSystemctl.calls(world.systemctlState).filter { $0.hasPrefix("--user restart") }.count
+        let head = try world.head(world.factory)
+        #expect(status == 2 && object["failure"] as? String == "soak_failed" && object["attempted"] as? String == target
+                && head == before && restarts == 2 && (object["error"] as? String ?? "").contains("failed 3 times in a row"),
+                "exit \(String(describing: status)) \(update.output)")
+    }
+
+    @Test func aUnitThatCrashesMidSoakRevertsTheUpdate() throws {
+        let world = try GitWorld()
+        let before = try world.head(world.factory)
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let update = try startSoaking(world, environment(world, nil), seconds: 60)
+        defer { update.stop() }
+        // systemd restarted the crashed service on its own: a new main PID, NRestarts 1.
+        try "1\n".write(toFile: world.systemctlState + "/\(Self.service).crashes", atomically: true, encoding: .utf8)
+        let status = update.waitForExit(timeout: 60)
+        let object = report(update)
+        let head = try world.head(world.factory)
+        #expect(status == 2 && object["failure"] as? String == "soak_failed" && head == before
+                && (object["error"] as? String ?? "").contains("NRestarts 0 → 1"), "exit \(String(describing: status)) \(update.output)")
+    }
+
+    @Test func killedDuringTheSoakTheNextRunSoaksAgainAndRevertsWhenHealthIsBad() throws {
+        let world = try GitWorld()
+        let health = try HealthServer()
+        health.healthy(true)
+        let before = try world.head(world.factory)
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let env = environment(world, health)
+        let update = try startSoaking(world, env, seconds: 60)
+        update.signal(SIGKILL)
+        _ = update.waitForExit(timeout: 30)
+        health.healthy(false)
+        // The next run resolves the provisional update first: soaked again, failed, undone; then
+        // it plans as usual and finds the failed commit quarantined.
+        let next = try FactoryctlBinary.run(["update", "--restart", "--settle", "0", "--no-sync", "--soak", "5", "--json"],
+                                            factoryDir: world.factory, environment: env)
+        let object = try next.json()
+        let head = try world.head(world.factory)
+        #expect((object["recovery"] as? String ?? "").contains("undid") && head == before && journal(world).isEmpty,
+                "exit \(next.status) \(next.stdout) \(next.stderr)")
+    }
+
+    @Test func killedDuringAHealthySoakTheNextRunSoaksAgainAndKeepsIt() throws {
+        let world = try GitWorld()
+        let health = try HealthServer()
+        health.healthy(true)
+        let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let env = environment(world, health)
+        let update = try startSoaking(world, env, seconds: 4)
+        update.signal(SIGKILL)
+        _ = update.waitForExit(timeout: 30)
+        // Without --restart or --soak: the record's own window (4 s) is soaked again.
+        let next = try FactoryctlBinary.run(["update", "--no-sync", "--json"], factoryDir: world.factory, environment: env)
+        let object = try next.json()
+        let head = try world.head(world.factory)
+        #expect(next.status == 0 && (object["recovery"] as? String ?? "").contains("soaked") && head == target && journal(world).isEmpty,
+                "exit \(next.status) \(next.stdout) \(next.stderr)")
+    }
+
+    @Test func aQuarantinedCommitIsRefusedWithoutTouchingAnythingAndRetryMovesOnce() throws {
+        let world = try GitWorld()
+        let health = try HealthServer()
+        health.healthy(false)
+        let before = try world.head(world.factory)
+        let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let env = environment(world, health)
+        let failed = try FactoryctlBinary.run(["update", "--restart", "--settle", "0", "--no-sync", "--json"], factoryDir: world.factory, environment: env)
+        #expect(failed.status == 2, "\(failed.stdout)")
+        health.healthy(true)
+        let callsBefore = FakeSystemctl.calls(world.systemctlState).count
+        let protected = world.protectedSnapshot()
+        let refused = try FactoryctlBinary.run(["update", "--restart", "--settle", "0", "--no-sync", "--json"], factoryDir: world.factory, environment: env)
+        let untouched = try world.head(world.factory) == before && world.protectedSnapshot() == protected
+            && FakeSystemctl.calls(world.systemctlState).count == callsBefore + 1 // only the manager check
+        let retried = try FactoryctlBinary.run(["update", "--restart", "--settle", "0", "--no-sync", "--retry-quarantined", "--json"],
+                                               factoryDir: world.factory, environment: env)
+        let head = try world.head(world.factory)
+        let status = try FactoryctlBinary.run(["status", "--json"], factoryDir: world.factory, environment: env).json()
+        let refusal = (try? refused.json())?["failure"] as? String
+        #expect(refused.status == 8 && refusal == "quarantined"
+                && refused.stdout.contains("health_check_failed") && untouched
+                && retried.status == 0 && head == target && (status["quarantined"] as? [Any])?.isEmpty == true,
+                "refused: \(refused.status) \(refused.stdout) retried: \(retried.status) \(retried.stderr) status \(status)")
+    }
+
+    @Test func aSyncThatCannotReachTheIndexDoesNotQuarantine() throws {
+        let world = try GitWorld()
+        let failing = try world.script("offline-sync", "echo 'Failed to fetch: index unreachable' >&2\nexit 2\n")
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var env = world.environment
+        env["UA_FACTORY_SYNC_COMMAND"] = failing
+        let failed = try FactoryctlBinary.run(["update", "--json"], factoryDir: world.factory, environment: env)
+        let status = try FactoryctlBinary.run(["status", "--json"], factoryDir: world.factory, environment: env).json()
+        #expect(failed.status != 0 && (status["quarantined"] as? [Any])?.isEmpty == true, "\(failed.stdout) \(status)")
+    }
+}
