@@ -56,6 +56,8 @@ struct FleetPage {
         var status = isStale ? "\(r.registrationStatus) · stale" : r.registrationStatus
         let attention = r.metadata["needs_attention"]?.string
         if attention != nil { status += " · needs attention" }
+        if let left = r.metadata["soak_seconds_left"]?.number, r.registrationStatus == "updating" { status += " · provisional, \(Int(left)) s left" }
+        let quarantined = (r.metadata["quarantined"]?.array ?? []).compactMap { $0["commit"]?.string }.filter(Mission.isCommitID)
         let result = r.lastJobStatus ?? "—"
         let resultClass = result == "SUCCESS" ? "ok" : (result == "FAILED" ? "bad" : "")
         let commit = escape(r.commit.map { String($0.prefix(7)) } ?? "—")
@@ -65,10 +67,11 @@ struct FleetPage {
             MissionID.isValid(id) && overview.jobs[id] != nil ? "<a href=\"#job-\(escape(id))\">\(escape(id))</a>" : escape(id)
         } ?? "—"
         let reason = overview.failureReason(r).map { "<small class=\"reason\">\(escape(Self.shorten($0)))</small>" } ?? ""
+        let held = quarantined.isEmpty ? "" : " <small class=\"quarantined\">quarantined: \(quarantined.map { escape(String($0.prefix(7))) }.joined(separator: ", "))</small>"
         return """
         <tr class="\(isStale ? "stale" : escape(r.registrationStatus))"><td data-label="Factory">\(escape(r.factoryID))</td>\
         <td data-label="Status"><span class="status"\(attention.map { " title=\"\(escape($0))\"" } ?? "")>\(escape(status))</span></td>\
-        <td data-label="Branch">\(escape(r.branch ?? "—"))</td><td data-label="Commit"><code>\(commit)</code>\(behind)</td>\
+        <td data-label="Branch">\(escape(r.branch ?? "—"))</td><td data-label="Commit"><code>\(commit)</code>\(behind)\(held)</td>\
         <td data-label="Last seen">\(escape(age(now.timeIntervalSince1970 - r.lastSeenAt)))</td><td data-label="Last job">\(job)</td>\
         <td data-label="Result" class="\(resultClass)">\(escape(result))\(reason)</td></tr>
         """

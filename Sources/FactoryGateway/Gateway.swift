@@ -166,12 +166,13 @@ public struct Gateway: Sendable {
         guard var commit = field(body, "commit", Self.commitID) else { return invalid("commit", Self.commitIDRule) }
         guard let allowRewind = field(body, "allow_rewind", \.bool) else { return invalid("allow_rewind", "must be a boolean") }
         if allowRewind == true, commit == nil { return invalid("allow_rewind", "needs commit (the commit to roll back to)") }
+        guard let retryQuarantined = field(body, "retry_quarantined", \.bool) else { return invalid("retry_quarantined", "must be a boolean") }
         if let refusal = await pin(&commit, branch: branch) { return refusal }
         let timeout = configuration.missionTimeoutSeconds
         let publisher: @Sendable (MissionBus) throws -> Publisher.Outcome = { [branch, commit] bus in
             try Publisher(bus: bus, logger: self.logger, signer: self.configuration.signer).publish(
                 kind: .update, target: target, branch: branch, timeoutSeconds: timeout, force: force ?? false,
-                commit: commit, allowRewind: allowRewind ?? false)
+                commit: commit, allowRewind: allowRewind ?? false, retryQuarantined: retryQuarantined ?? false)
         }
         do {
             let outcome = try await redis.run(publisher)

@@ -70,6 +70,9 @@ struct PublishCommand: FactoryctlCommand {
     @Flag(name: .long, help: "Publish even if an update for these targets is in flight.")
     var force = false
 
+    @Flag(name: .long, help: "Update missions: factories move even to a commit quarantined there (it failed on them before), this once.")
+    var retryQuarantined = false
+
     @Option(name: .long, help: ArgumentHelp("The mission's timeout_seconds (the consumer's deadline).", valueName: "seconds"))
     var missionTimeout: Int = 300
 
@@ -117,6 +120,9 @@ struct PublishCommand: FactoryctlCommand {
         }
         if revision.allowRewind, revision.commit == nil { throw ValidationError("--allow-rewind needs --commit (the commit to roll the fleet back to)") }
         if noPin, revision.commit != nil || repo != nil { throw ValidationError("--no-pin cannot go with --commit or --repo") }
+        if retryQuarantined, action != .update || rollout.isRollout {
+            throw ValidationError("--retry-quarantined is for update missions (a rollout halts on a quarantined commit instead)")
+        }
     }
 
     func run(_ context: CommandContext) throws {
@@ -148,7 +154,7 @@ struct PublishCommand: FactoryctlCommand {
             try withRedis("publish") {
                 try session.publisher.publish(kind: kind, target: target, branch: revision.branch,
                                               timeoutSeconds: Int64(missionTimeout), force: force, requireRegistered: !allowUnregistered,
-                                              commit: commit, allowRewind: revision.allowRewind)
+                                              commit: commit, allowRewind: revision.allowRewind, retryQuarantined: retryQuarantined)
             }
         }
     }
@@ -294,6 +300,8 @@ final class WaitProgress: Sendable {
         switch event {
         case .updating(let id):
             line = "\(id): received, updating"
+        case .soaking(let id, let left):
+            line = "\(id): soaking, \(left) s left"
         case .result(let result):
             let r = result.result
             let commits = "\(r["from_commit"]?.string?.prefix(7) ?? "?") → \(r["to_commit"]?.string?.prefix(7) ?? "?")"

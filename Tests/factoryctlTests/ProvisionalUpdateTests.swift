@@ -156,4 +156,47 @@ import TestSupport
         let status = try FactoryctlBinary.run(["status", "--json"], factoryDir: world.factory, environment: env).json()
         #expect(failed.status != 0 && (status["quarantined"] as? [Any])?.isEmpty == true, "\(failed.stdout) \(status)")
     }
+
+    /// Through a mission: HQ's --wait shows the soak, and the result comes only after it.
+    @Test func aMissionsResultComesAfterTheSoakAndWaitShowsIt() throws {
+        let fleet = try FleetWorld()
+        var env = fleet.environment
+        env["UA_FACTORY_SOAK_SECONDS"] = "3"
+        let consumerEnvironment = env
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        try supervisor.supervise("f-1") { try fleet.consumer("f-1", ["--no-sync", "--settle", "0"], environment: consumerEnvironment) }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let waited = try FactoryctlBinary.run(["publish", "update", "--target", "f-1", "--wait", "--timeout", "60"], environment: fleet.environment)
+        let results = try fleet.results(waited.stdout.split(separator: "\n").first.map(String.init) ?? "")
+        let result = results.first?["result"] as? [String: Any] ?? [:]
+        let head = try fleet.world.head(fleet.world.factory)
+        #expect(waited.status == 0 && waited.stderr.contains("f-1: soaking") && result["soaked"] as? Bool == true && head == target,
+                "\(waited.stdout) \(waited.stderr) \(results)")
+    }
+
+    /// A soak that fails on the factory is a FAILED result (and a rollout would halt on it).
+    @Test func aMissionWhoseSoakFailsIsFailedAndTheCommitIsQuarantinedThere() throws {
+        let fleet = try FleetWorld()
+        var env = fleet.environment
+        env["UA_FACTORY_SOAK_SECONDS"] = "30"
+        let consumerEnvironment = env
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        try supervisor.supervise("f-1") { try fleet.consumer("f-1", ["--no-sync", "--settle", "0"], environment: consumerEnvironment) }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let before = try fleet.world.head(fleet.world.factory)
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let job = try fleet.publish(["update", "--target", "f-1"])
+        #expect(eventually(timeout: 30) { journal(fleet.world).contains("\"soaking\"") })
+        try "2\n".write(toFile: fleet.world.systemctlState + "/\(Self.service).crashes", atomically: true, encoding: .utf8)
+        #expect(eventually(timeout: 60) { (try? fleet.results(job))?.isEmpty == false })
+        let result = try fleet.results(job).first ?? [:]
+        let detail = result["result"] as? [String: Any] ?? [:]
+        let status = try FactoryctlBinary.run(["status", "--json"], factoryDir: fleet.world.factory, environment: fleet.world.environment).json()
+        let head = try fleet.world.head(fleet.world.factory)
+        #expect(result["status"] as? String == "FAILED" && detail["failure"] as? String == "soak_failed" && head == before
+                && (status["quarantined"] as? [Any])?.count == 1, "\(result) \(status)")
+    }
 }

@@ -14,6 +14,8 @@ struct JobWatch {
     private(set) var restarting: [String: (commit: String?, finishedAt: Double)] = [:]
     private(set) var awaiting: Set<String>
     private(set) var updating: Set<String> = []
+    /// The soak time left each factory last said (shown when it changes).
+    private(set) var soaking: [String: Int] = [:]
     private(set) var unreachable: [String: String] = [:]
 
     init(outcome: Publisher.Outcome) {
@@ -72,6 +74,12 @@ struct JobWatch {
                registration.metadata["current_job_id"]?.string == outcome.jobID {
                 updating.insert(id)
                 onEvent(.updating(id))
+            }
+            if awaiting.contains(id), registration.registrationStatus == "updating",
+               registration.metadata["current_job_id"]?.string == outcome.jobID,
+               let left = registration.metadata["soak_seconds_left"]?.number.map({ Int($0) }), soaking[id] != left {
+                soaking[id] = left
+                onEvent(.soaking(id, secondsLeft: left))
             }
             let reason: String? = registration.isStale(now: now, after: FleetRegistry.staleAfter)
                 ? "stale: not heard from for \(Int(now.timeIntervalSince1970 - registration.lastSeenAt)) s"

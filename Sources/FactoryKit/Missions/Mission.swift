@@ -215,6 +215,8 @@ public struct Mission: Sendable, Equatable {
     public var commit: String?
     /// Update missions: moving to older code (or past a force-push) is allowed (`allow_rewind`).
     public var allowRewind = false
+    /// Update missions: move even to a commit quarantined on the factory, once (`retry_quarantined`).
+    public var retryQuarantined = false
 
     public var jobID: String { envelope.jobID }
 
@@ -225,7 +227,7 @@ public struct Mission: Sendable, Equatable {
 
     /// The envelope the existing HQ sends for an update (`update-<12 hex>`, priority 10, 300 s, no retries).
     public static func make(kind: Kind, target: MissionTarget, branch: String = "main", timeoutSeconds: Int64 = 300,
-                            commit: String? = nil, allowRewind: Bool = false) -> Mission {
+                            commit: String? = nil, allowRewind: Bool = false, retryQuarantined: Bool = false) -> Mission {
         let prefix = switch kind { case .update: "update"; case .pause: "pause"; case .resume: "resume"; case .rollback: "rollback" }
         let jobID = MissionID.make(prefix: prefix)
         var context: [String: JSONValue] = ["mission_kind": .string(kind.rawValue)]
@@ -234,6 +236,7 @@ public struct Mission: Sendable, Equatable {
             // Additive: consumers that do not know these keys ignore them.
             if let commit { context["commit"] = .string(commit) }
             if allowRewind { context["allow_rewind"] = .bool(true) }
+            if retryQuarantined { context["retry_quarantined"] = .bool(true) }
         } else if kind == .rollback, let commit {
             context["commit"] = .string(commit)
             context["branch"] = .string(branch)
@@ -253,6 +256,7 @@ public struct Mission: Sendable, Equatable {
         if kind == .update || kind == .rollback {
             mission.commit = commit
             mission.allowRewind = allowRewind || kind == .rollback
+            mission.retryQuarantined = retryQuarantined && kind == .update
         }
         return mission
     }
@@ -296,6 +300,10 @@ public struct Mission: Sendable, Equatable {
             if let value = envelope.context["allow_rewind"], value != .null {
                 guard let allow = value.bool else { throw .malformed("payload.context.allow_rewind must be true or false") }
                 mission.allowRewind = allow
+            }
+            if let value = envelope.context["retry_quarantined"], value != .null {
+                guard let retry = value.bool else { throw .malformed("payload.context.retry_quarantined must be true or false") }
+                mission.retryQuarantined = retry
             }
         }
         return .mission(mission)

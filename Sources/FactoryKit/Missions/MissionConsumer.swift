@@ -453,6 +453,9 @@ public final class MissionConsumer {
         // The registry keeps hearing from this factory ("updating") while a long sync runs.
         let heartbeat = UpdateHeartbeat(url: configuration.redisURL, own: registry.own, registration: currentRegistration(),
                                         interval: configuration.heartbeatSeconds, logger: logger)
+        pipeline.request.retryQuarantined = mission.retryQuarantined
+        // HQ's --wait shows "soaking, N s left" from the heartbeat.
+        pipeline.onSoak = { heartbeat.soaking($0) }
         let report = pipeline.run()
         heartbeat.finish()
 
@@ -556,6 +559,9 @@ public final class MissionConsumer {
             "synced": .bool(report.synced),
             "sync_skipped": .bool(report.syncSkipped ?? false),
             "restarted": .bool(report.restarted),
+            // The result is sent after the soak window: soaked means it passed it.
+            "soak_seconds": .double(report.soakSeconds),
+            "soaked": .bool(report.soaked),
             "integration": .string(report.integration.rawValue),
             "commit_count": .int(Int64(report.commitCount)),
             "duration_ms": .int(Int64(report.durationMs)),
@@ -600,6 +606,13 @@ public final class MissionConsumer {
         if let currentJobID { metadata["current_job_id"] = .string(currentJobID) }
         // An environment a rollback could not restore: HQ's fleet page says so until a sync succeeds.
         if let owed = EnvironmentDebt.read(gitDirectory: repository.gitDirectory) { metadata["needs_attention"] = .string(owed.summary) }
+        // Commits that failed here (the newest few): HQ's fleet page shows them with the factory.
+        let quarantined = Quarantine(gitDirectory: repository.gitDirectory).entries().prefix(5)
+        if !quarantined.isEmpty {
+            metadata["quarantined"] = .array(quarantined.map {
+                .object(["commit": .string($0.commit), "failure": .string($0.failure.rawValue), "failed_at": .double($0.failedAt)])
+            })
+        }
         let registration = Registration(
             factoryID: configuration.factoryID, factoryRole: configuration.role, registrationStatus: status,
             capabilities: capabilities,
@@ -689,13 +702,21 @@ final class ConsumerState {
 final class UpdateHeartbeat: Sendable {
     private let stopRequested = DispatchSemaphore(value: 0)
     private let stopped = DispatchSemaphore(value: 0)
+    /// Seconds of the soak window left, once the update is soaking.
+    private let soakLeft = Mutex<Int?>(nil)
+
+    /// The update is soaking: the next heartbeats say how long is left.
+    func soaking(_ secondsLeft: Double) {
+        soakLeft.withLock { $0 = Int(secondsLeft.rounded(.up)) }
+    }
 
     init(url: RedisURL, own: FactoryKeys?, registration: Registration, interval: Double, logger: Logger) {
-        detachThread { [stopRequested, stopped] in
+        detachThread { [self] in
             let registry = FleetRegistry(redis: RedisClient(url: url, connectTimeout: 2, commandTimeout: 5), own: own)
             var registration = registration
             while stopRequested.wait(timeout: .now() + interval) == .timedOut {
                 registration.lastSeenAt = Date().timeIntervalSince1970
+                if let left = self.soakLeft.withLock({ $0 }) { registration.metadata["soak_seconds_left"] = .int(Int64(left)) }
                 do {
                     try registry.register(registration)
                 } catch {
