@@ -107,11 +107,13 @@ push_commits() { # world, count, tag
 # 1. `update` killed with SIGKILL at random moments (rebase path, 20 upstream commits).
 scenario_kill_update() {
     local runs=100; [ $QUICK = 1 ] && runs=12
-    local w="$WORK/kill-update" violations=0 in_git=0 left_journal=0 recovered=0
+    local w="$WORK/kill-update" violations=0 in_git=0 left_journal=0 recovered=0 in_soak=0
     make_world "$w"
     (cd "$w/factory" && echo "local tweak" > local.txt && git add local.txt && git commit -qm "Local commit")
     export FAKE_SYSTEMCTL_WORKDIR="$w/factory"
-    local args=(update --factory-dir "$w/factory" --restart --settle 0)
+    # A one-second soak: some kills land while the update is provisional, and the next run must
+    # soak it again and keep it (the units stay up).
+    local args=(update --factory-dir "$w/factory" --restart --settle 0 --soak 1)
     # Time one full update and its git part (until the intent record reaches "moved").
     push_commits "$w" 20 warmup
     local t0; t0=$(now_ms)
@@ -130,6 +132,7 @@ scenario_kill_update() {
         kill -9 "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
         [ -f "$w/factory/.git/factoryctl/journal.json" ] && left_journal=$((left_journal + 1))
+        grep -q '"soaking"' "$w/factory/.git/factoryctl/journal.json" 2>/dev/null && in_soak=$((in_soak + 1))
         # In every third run an operator works in the checkout after the crash, before the next
         # run: then nothing of that work may be lost, whatever the record says.
         if [ $((i % 3)) -eq 0 ]; then
@@ -155,7 +158,7 @@ scenario_kill_update() {
         fi
     done
     unset FAKE_SYSTEMCTL_WORKDIR
-    summary kill-update "$violations" "runs=$runs kills_in_git_window=$in_git (<=${git_window} ms of ${total} ms) left_a_record=$left_journal recovered=$recovered operator_runs=$OPERATOR_RUNS (commit=$OPERATOR_COMMITS edit=$OPERATOR_EDITS switch=$OPERATOR_SWITCHES, git refused=$OPERATOR_BLOCKED)"
+    summary kill-update "$violations" "runs=$runs kills_in_git_window=$in_git (<=${git_window} ms of ${total} ms) left_a_record=$left_journal killed_in_soak=$in_soak recovered=$recovered operator_runs=$OPERATOR_RUNS (commit=$OPERATOR_COMMITS edit=$OPERATOR_EDITS switch=$OPERATOR_SWITCHES, git refused=$OPERATOR_BLOCKED)"
 }
 
 OPERATOR_RUNS=0 OPERATOR_COMMITS=0 OPERATOR_EDITS=0 OPERATOR_SWITCHES=0 OPERATOR_BLOCKED=0

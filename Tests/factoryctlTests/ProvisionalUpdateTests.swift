@@ -199,4 +199,30 @@ import TestSupport
         #expect(result["status"] as? String == "FAILED" && detail["failure"] as? String == "soak_failed" && head == before
                 && (status["quarantined"] as? [Any])?.count == 1, "\(result) \(status)")
     }
+
+    /// A commit that failed on the canary before is refused there (quarantined): the wave fails
+    /// and the rollout halts, so the bad commit never reaches the next wave.
+    @Test func aRolloutHaltsWhenTheCanaryHasTheCommitQuarantined() throws {
+        let fleet = try FleetWorld(factories: ["f-1", "f-2"])
+        let health = try HealthServer()
+        health.healthy(false)
+        let before = try fleet.world.head(fleet.world.factory)
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        // v2 failed its health gate on f-1 once (an operator's update): quarantined there.
+        let failed = try FactoryctlBinary.run(["update", "--restart", "--settle", "0", "--no-sync"],
+                                              factoryDir: fleet.world.factory, environment: environment(fleet.world, health))
+        #expect(failed.status == 2, "\(failed.stderr)")
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        for id in ["f-1", "f-2"] { try supervisor.supervise(id) { try fleet.consumer(id, ["--no-sync", "--settle", "0"]) } }
+        for id in ["f-1", "f-2"] { #expect(try fleet.waitUntilRegistered(id)) }
+        var hq = fleet.environment
+        hq["UA_FACTORY_REPO_URL"] = fleet.world.origin
+        let result = try FactoryctlBinary.run(["publish", "update", "--canary", "1", "--batch", "1", "--json", "--log-level", "error"], environment: hq)
+        let object = try result.json()
+        let failures = (object["failures"] as? [[String: Any]]) ?? []
+        let heads = try ["f-1", "f-2"].map { try fleet.world.head(fleet.factories[$0]!) }
+        #expect(result.status == 1 && object["state"] as? String == "halted" && failures.compactMap { $0["factory_id"] as? String } == ["f-1"]
+                && heads == [before, before], "\(result.stdout) \(result.stderr)")
+    }
 }

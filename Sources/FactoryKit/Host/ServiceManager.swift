@@ -56,7 +56,7 @@ public struct ServiceManager {
     /// The properties `show` is asked for.
     static let properties = "Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic"
 
-    struct UnitState: Equatable {
+    public struct UnitState: Equatable, Sendable {
         var type: String
         var active: String
         var sub: String

@@ -42,14 +42,23 @@ public struct SoakWatch {
         case stopped(secondsLeft: Double)
     }
 
-    /// Watches until the window ends, something fails, or `shouldStop` says so. `tick` is told the
-    /// seconds left after each look (for progress).
-    public func run(shouldStop: () -> Bool = { false }, tick: (Double) -> Void = { _ in }) -> Outcome {
-        let start = Date()
-        var baseline: [String: ServiceManager.UnitState] = [:]
+    /// Each unit's run as the restart left it: what the soak compares against. Taken before the
+    /// update is recorded as soaking, so a crash right after that is never part of the baseline.
+    public typealias Baseline = [String: ServiceManager.UnitState]
+
+    public func baseline() -> Baseline {
+        var baseline: Baseline = [:]
         for service in services {
             if let state = manager.state(of: service) { baseline[service] = state }
         }
+        return baseline
+    }
+
+    /// Watches until the window ends, something fails, or `shouldStop` says so. `tick` is told the
+    /// seconds left after each look (for progress).
+    public func run(from baseline: Baseline? = nil, shouldStop: () -> Bool = { false }, tick: (Double) -> Void = { _ in }) -> Outcome {
+        let start = Date()
+        let baseline = baseline ?? self.baseline()
         var healthFailures = 0
         var lastHealth = ""
         while true {

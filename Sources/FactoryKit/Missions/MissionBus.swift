@@ -307,22 +307,33 @@ public final class MissionBus {
     }
 
     public struct JobRecord: Sendable {
-        public var meta: JSONValue?
+        public let meta: JSONValue?
         public var results: [MissionResult]
-        public var target: MissionTarget? { meta?["target"].flatMap(MissionTarget.init(json:)) }
+        public let target: MissionTarget?
         /// The factories the job was sent to when it was published; nil for a record without the
         /// list (published by an older factoryctl).
-        public var factories: [String]? { meta?["factories"]?.array?.compactMap(\.string) }
+        public let factories: [String]?
+        /// The same, for lookups: a 10,000-factory job is asked about each of 10,000 factories.
+        private let factorySet: Set<String>?
         /// The enrolled factories the job went to through their own inbox: their results count
         /// only from their own keys.
-        public var inboxes: Set<String> { Set(meta?["inboxes"]?.array?.compactMap(\.string) ?? []) }
+        public let inboxes: Set<String>
+
+        public init(meta: JSONValue?, results: [MissionResult]) {
+            self.meta = meta
+            self.results = results
+            target = meta?["target"].flatMap(MissionTarget.init(json:))
+            factories = meta?["factories"]?.array?.compactMap(\.string)
+            factorySet = factories.map(Set.init)
+            inboxes = Set(meta?["inboxes"]?.array?.compactMap(\.string) ?? [])
+        }
         /// Published by factoryctl, or reported on by some factory.
         public var known: Bool { meta != nil || !results.isEmpty }
 
         /// Whether the job targets `factoryID`: one it was sent to, not one that registered since
         /// and matches its glob or broadcast (that one never acts on it).
         public func targets(_ factoryID: String) -> Bool {
-            if let factories { return factories.contains(factoryID) }
+            if let factorySet { return factorySet.contains(factoryID) }
             return target?.matches(factoryID) ?? false
         }
 

@@ -142,7 +142,7 @@ extension UpdatePipeline {
         let journal = context.journal
         let seconds = journal.soakSeconds ?? max(request.soakSeconds, 1)
         logger.warning("an update (\(context.who)) was interrupted during its soak (\(context.from.short) → \(context.target?.short ?? "?")); soaking \(Int(seconds)) s again")
-        switch soak(seconds: seconds, services: journal.services) {
+        switch soakWatch(seconds: seconds, services: journal.services).run(shouldStop: shouldStopSync, tick: { onSoak($0) }) {
         case .passed:
             ApplyJournal.remove(gitDirectory: repository.gitDirectory)
             let message = "an update (\(context.who), \(context.from.short) → \(context.target?.short ?? "?")) was interrupted during its soak; soaked \(Int(seconds)) s again and kept it\(context.locksNote)"

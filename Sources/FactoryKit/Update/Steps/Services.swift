@@ -59,12 +59,14 @@ extension UpdatePipeline {
     func soakStep(_ rollback: Rollback, _ repository: Repository, _ journal: inout ApplyJournal,
                   _ report: inout UpdateReport) throws {
         guard request.restart, request.soakSeconds > 0 else { return }
+        let watch = soakWatch(seconds: request.soakSeconds, services: request.services)
+        let baseline = watch.baseline()
         journal.soakSeconds = request.soakSeconds
         journal.soakStartedAt = Date().timeIntervalSince1970
         try advance(&journal, to: .soaking, repository, rollback, &report)
         report.soakSeconds = request.soakSeconds
         logger.info("soaking \(Int(request.soakSeconds)) s: watching \(request.services.joined(separator: ", "))\(request.healthGate.map { " and \($0.url)" } ?? "")")
-        let outcome = report.time("soak") { soak(seconds: request.soakSeconds, services: request.services) }
+        let outcome = report.time("soak") { watch.run(from: baseline, shouldStop: shouldStopSync, tick: { onSoak($0) }) }
         switch outcome {
         case .passed:
             report.soaked = true
@@ -78,10 +80,9 @@ extension UpdatePipeline {
         }
     }
 
-    /// Watches `services` (and the health URL) for `seconds`, telling `onSoak` the time left.
-    func soak(seconds: Double, services: [String]) -> SoakWatch.Outcome {
+    /// The watch of `services` (and the health URL) for `seconds`.
+    func soakWatch(seconds: Double, services: [String]) -> SoakWatch {
         let manager = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
-        let watch = SoakWatch(services: services, health: request.healthGate, seconds: seconds, manager: manager)
-        return watch.run(shouldStop: shouldStopSync, tick: { onSoak($0) })
+        return SoakWatch(services: services, health: request.healthGate, seconds: seconds, manager: manager)
     }
 }
