@@ -8,17 +8,20 @@
 # env: FACTORYCTL=path   the binary to measure (default: the shipped build, static stdlib, made
 #                        here in .build-static exactly as scripts/package.sh makes it)
 #      FLEET_SIZES="10 50 100"  IDLE_SECONDS=30  PICKUP_MISSIONS=200  RUNS=30
-#      BENCH_QUICK=1     small sizes (FLEET_SIZES=5, IDLE_SECONDS=10, PICKUP_MISSIONS=20, RUNS=5)
-#      BENCH_SECTIONS="startup update fleet-status idle pickup fleet"   (default: all of them)
-# Needs: hyperfine, redis-server/redis-cli, git, uv, python3 (redis-py is put in a throwaway venv).
+#      ENROLLED_FLEET=10000  the enrolled fleet of the identity section (written straight into Redis)
+#      BENCH_QUICK=1     small sizes (FLEET_SIZES=5, IDLE_SECONDS=10, PICKUP_MISSIONS=20, RUNS=5,
+#                        ENROLLED_FLEET=1000)
+#      BENCH_SECTIONS="startup update fleet-status idle pickup fleet identity"   (default: all of them)
+# Needs: hyperfine, redis-server/redis-cli (with TLS, as Debian's), git, uv, python3 (redis-py is
+# put in a throwaway venv), openssl (the identity section's throwaway CA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 if [ -n "${BENCH_QUICK:-}" ]; then
-    : "${FLEET_SIZES:=5}" "${IDLE_SECONDS:=10}" "${PICKUP_MISSIONS:=20}" "${RUNS:=5}"
+    : "${FLEET_SIZES:=5}" "${IDLE_SECONDS:=10}" "${PICKUP_MISSIONS:=20}" "${RUNS:=5}" "${ENROLLED_FLEET:=1000}"
 fi
-: "${FLEET_SIZES:=10 50 100}" "${IDLE_SECONDS:=30}" "${PICKUP_MISSIONS:=200}" "${RUNS:=30}"
-for tool in hyperfine redis-server redis-cli git uv python3; do
+: "${FLEET_SIZES:=10 50 100}" "${IDLE_SECONDS:=30}" "${PICKUP_MISSIONS:=200}" "${RUNS:=30}" "${ENROLLED_FLEET:=10000}"
+for tool in hyperfine redis-server redis-cli git uv python3 openssl; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install hyperfine redis-server; pip install uv)" >&2; exit 2; }
 done
 if [ -z "${FACTORYCTL:-}" ]; then
@@ -30,10 +33,11 @@ if [ -z "${FACTORYCTL:-}" ]; then
 fi
 export FACTORYCTL
 work="$(mktemp -d "${TMPDIR:-/tmp}/factoryctl-bench.XXXXXX")"
-redis_pid=""; consumer_pid=""
+redis_pid=""; consumer_pid=""; tls_redis_pid=""
 cleanup() {
     [ -n "$consumer_pid" ] && kill "$consumer_pid" 2>/dev/null && wait "$consumer_pid" 2>/dev/null || true
     [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null || true
+    [ -n "$tls_redis_pid" ] && kill "$tls_redis_pid" 2>/dev/null && wait "$tls_redis_pid" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -45,8 +49,11 @@ now() { python3 -c 'import time; print(time.time())'; }
 median_ms() { # hyperfine JSON → the median of command $2, in ms
     python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["results"][int(sys.argv[2])]["median"] * 1000))' "$1" "$2"
 }
-rows=()
-: "${BENCH_SECTIONS:=startup update fleet-status idle pickup fleet}"
+pyvenv() { # redis-py in a throwaway venv, for the pickup harnesses
+    [ -x "$work/py/bin/python" ] || (unset UV_OFFLINE; uv venv -q "$work/py" && VIRTUAL_ENV="$work/py" uv pip install -q redis) >&2
+}
+rows=(); notes=()
+: "${BENCH_SECTIONS:=startup update fleet-status idle pickup fleet identity}"
 want() { [[ " $BENCH_SECTIONS " == *" $1 "* ]]; }
 row() { rows+=("$1|$2|$3|$4|$5|$6"); } # figure | factoryctl | reference | ratio | goal | met
 
@@ -180,7 +187,7 @@ fi
 # --- 6. mission pickup: factoryctl consume vs a plain redis-py BLOCK consumer ----------------------
 if want pickup; then
 say "mission pickup, $PICKUP_MISSIONS missions: factoryctl consume vs redis-py"
-(unset UV_OFFLINE; uv venv -q "$work/py" && VIRTUAL_ENV="$work/py" uv pip install -q redis) >&2
+pyvenv
 "$work/py/bin/python" scripts/bench/pickup.py "$REDIS_SOCK" "$FACTORYCTL" bench-1 "$consumer_pid" "$PICKUP_MISSIONS" "$work/pickup.json"
 read -r o50 o99 t50 t99 < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.3f %.3f %.3f %.3f" % (d["factoryctl"]["p50"], d["factoryctl"]["p99"], d["reference"]["p50"], d["reference"]["p99"]))' "$work/pickup.json")
 row "mission pickup p50 ($PICKUP_MISSIONS missions)" "$o50 ms" "redis-py $t50 ms" "$(python3 -c "print('%.2f×' % ($o50/$t50))")" "≤ 0.3×" "$(python3 -c "print('yes' if $o50 <= 0.3*$t50 else 'no')")"
@@ -203,7 +210,6 @@ for run in 1 2 3; do
 done
 single=$(printf '%s\n' "${singles[@]}" | python3 -c 'import sys,statistics; print("%.2f" % statistics.median(float(x) for x in sys.stdin))')
 export BENCH_WORK="$work" BENCH_BIN="$work/bin"
-fleet_notes=()
 for n in $FLEET_SIZES; do
     say "fleet of $n consumers: publish update --wait"
     bash scripts/bench/fleet.sh "$n" "$work/fleet-$n.json"
@@ -217,8 +223,99 @@ print(d["succeeded"], d["re_registered"], f(d["all_success_s"]), f(d["all_regist
     steps=$(python3 -c '
 import json,sys; d=json.load(open(sys.argv[1]))
 print(", ".join("%s p50 %.2f s / max %.2f s" % (k, v["p50_s"], v["max_s"]) for k, v in d.get("steps", {}).items()) + ", the rest p50 %.2f s" % d["unaccounted_p50_s"])' "$work/fleet-$n.json")
-    fleet_notes+=("N=$n: last pickup $pickup s after publish; update (pipeline) p50 $upd50 s, max $updmax s ($steps); exit → re-registered max $back s")
+    notes+=("N=$n: last pickup $pickup s after publish; update (pipeline) p50 $upd50 s, max $updmax s ($steps); exit → re-registered max $back s")
 done
+fi
+
+# --- 8. fleet identity: an enrolled fleet of 10,000, and pickup over TLS ---------------------------
+if want identity; then
+n=$ENROLLED_FLEET
+nf=$(python3 -c "print(f'{$n:,}')")
+say "enrolled fleet of $nf, written straight into Redis (what enroll and each consumer leave)"
+# From an empty Redis: the other sections' factories would be read along with these.
+rcli FLUSHALL >/dev/null
+mkdir -p "$work/enrolled"
+python3 scripts/bench/enrolled.py fleet "$n" "$work/enrolled"
+rcli --pipe < "$work/enrolled/load.resp" >"$work/enrolled/load.log" || { cat "$work/enrolled/load.log" >&2; exit 1; }
+hq_env="env UA_REDIS_URL=unix://$REDIS_SOCK FACTORY_ROLE=HEADQUARTERS"
+rows_seen=$($hq_env "$FACTORYCTL" status --fleet --json --log-level error | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["factories"]))')
+[ "$rows_seen" = "$n" ] || { echo "bench: status --fleet --json shows $rows_seen of the $n enrolled factories" >&2; exit 1; }
+
+say "status --fleet with $nf enrolled factories vs redis-cli sending the same reads"
+# Both through the shell (redis-cli reads its commands from a file; hyperfine subtracts the
+# shell's start-up): HKEYS of the enrolled hash, HGETALL of the shared registry, MGET of the
+# registrations 1,000 keys at a time, as FleetRegistry sends them.
+hyperfine --warmup 3 --runs "$RUNS" --export-json "$work/h-enrolled-status.json" \
+    "$hq_env $FACTORYCTL status --fleet" "redis-cli -s $REDIS_SOCK < $work/enrolled/status.txt" >/dev/null 2>&1
+a=$(median_ms "$work/h-enrolled-status.json" 0); b=$(median_ms "$work/h-enrolled-status.json" 1)
+row "status --fleet, $nf enrolled factories" "$a ms" "redis-cli, the same reads $b ms" "$(python3 -c "print('%.2f×' % ($a/$b))")" "≤ 2×" "$(python3 -c "print('yes' if $a <= 2*$b else 'no')")"
+
+say "broadcast publish update to $nf enrolled factories vs redis-cli --pipe of the same inbox XADDs"
+# One untimed publish: its inbox entry is the reference's, and every inbox must have it.
+$hq_env "$FACTORYCTL" publish update --json --log-level error > "$work/enrolled/publish.json"
+job=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["job_id"])' "$work/enrolled/publish.json")
+sent=$(rcli GET "factoryctl:jobs:$job" | python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("inboxes", [])))')
+[ "$sent" = "$n" ] || { echo "bench: the broadcast went to $sent of the $n inboxes" >&2; exit 1; }
+for id in bench-00000 "$(tail -n 1 "$work/enrolled/ids")"; do
+    [ "$(rcli XLEN "factoryctl:f:{$id}:inbox")" = 1 ] || { echo "bench: $id's inbox did not get the broadcast" >&2; exit 1; }
+done
+python3 scripts/bench/enrolled.py xadds "$work/enrolled" "$(rcli --json XRANGE "factoryctl:f:{bench-00000}:inbox" - + COUNT 1)"
+# No update in flight before each run (the last run's would refuse the next): the timed publish
+# reads the fleet, checks the empty in-flight hash, finds the enrolled among the recipients and
+# runs the one EVAL that adds the shared entry and the N inbox copies.
+hyperfine --warmup 2 --runs "$RUNS" --export-json "$work/h-broadcast.json" --prepare "redis-cli -s $REDIS_SOCK DEL factoryctl:inflight" \
+    "$hq_env $FACTORYCTL publish update --json --log-level error" "redis-cli -s $REDIS_SOCK --pipe < $work/enrolled/xadds.resp" >/dev/null 2>&1
+a=$(median_ms "$work/h-broadcast.json" 0); b=$(median_ms "$work/h-broadcast.json" 1)
+row "publish update, broadcast to $nf enrolled factories" "$a ms" "redis-cli --pipe, the $nf inbox XADDs $b ms" "$(python3 -c "print('%.2f×' % ($a/$b))")" "≤ 500 ms" "$(python3 -c "print('yes' if $a <= 500 else 'no')")"
+# With a broadcast in flight (hyperfine's last prepare cleared the hash: one more, untimed), the
+# next one checks it against every live factory before it is refused (exit 8): timed once.
+$hq_env "$FACTORYCTL" publish update --json --log-level error >/dev/null
+t0=$(now)
+rc=0; timeout 300 $hq_env "$FACTORYCTL" publish update --json --log-level error >/dev/null 2>&1 || rc=$?
+t_inflight=$(python3 -c "print('%.2f' % ($(now) - $t0))")
+notes+=("publish update to the $nf while the previous broadcast is in flight: $t_inflight s to exit $rc (8: refused; 124: killed after 300 s), once")
+rcli FLUSHALL >/dev/null
+
+say "mission pickup of an enrolled factory: rediss:// vs the unix socket and plain TCP, $PICKUP_MISSIONS missions each"
+tls="$work/tls"; mkdir -p "$tls"
+(
+    cd "$tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem -days 2 \
+        -subj "/CN=factoryctl bench CA" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1"
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n' > server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.pem
+) >/dev/null 2>&1 || { echo "bench: openssl could not make the test CA" >&2; exit 1; }
+read -r tcp_port tls_port < <(python3 -c '
+import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
+# One server for the three transports: plain TCP, TLS (server certificate only, as a factory
+# without a client certificate connects) and the unix socket HQ uses.
+redis-server --port "$tcp_port" --bind 127.0.0.1 --unixsocket "$tls/redis.sock" --tls-port "$tls_port" \
+    --tls-cert-file "$tls/server.pem" --tls-key-file "$tls/server.key" --tls-ca-cert-file "$tls/ca.pem" --tls-auth-clients no \
+    --save "" --appendonly no --dir "$tls" --logfile "$tls/redis.log" &
+tls_redis_pid=$!
+for _ in $(seq 100); do [ -S "$tls/redis.sock" ] && break; sleep 0.05; done
+# A real enrolment: the factory's own user, its inbox and group.
+env UA_REDIS_URL="unix://$tls/redis.sock" FACTORY_ROLE=HEADQUARTERS "$FACTORYCTL" enroll bench-tls \
+    --factory-redis-url "rediss://127.0.0.1:$tls_port/0" --json --log-level error > "$tls/enroll.json"
+read -r url_tls url_tcp url_unix < <(python3 -c '
+import json, sys
+url = json.load(open(sys.argv[1]))["environment"]["UA_REDIS_URL"]
+auth = url.split("://", 1)[1].split("@", 1)[0]
+print(url, "redis://%s@127.0.0.1:%s/0" % (auth, sys.argv[2]), "unix://%s@%s" % (auth, sys.argv[3]))' "$tls/enroll.json" "$tcp_port" "$tls/redis.sock")
+pyvenv
+"$work/py/bin/python" scripts/bench/pickup_tls.py "$tls/redis.sock" "$FACTORYCTL" bench-tls "$work/factory" "$PICKUP_MISSIONS" 4 \
+    "$tls/ca.pem" "$work/pickup-tls.json" "unix=$url_unix" "tcp=$url_tcp" "tls=$url_tls"
+kill "$tls_redis_pid"; wait "$tls_redis_pid" 2>/dev/null || true; tls_redis_pid=""
+read -r s50 s99 c50 c99 l50 l99 missions < <(python3 -c '
+import json,sys; d=json.load(open(sys.argv[1]))
+print(" ".join("%.3f %.3f" % (d[k]["p50"], d[k]["p99"]) for k in ("unix", "tcp", "tls")), d["missions"])' "$work/pickup-tls.json")
+row "enrolled factory's pickup over rediss://, p50 ($missions missions each)" "$l50 ms" "unix socket $s50 ms (plain TCP $c50 ms)" "$(python3 -c "print('%.2f×' % ($l50/$s50))")" "reported" ""
+row "pickup over rediss://, p99" "$l99 ms" "unix socket $s99 ms (plain TCP $c99 ms)" "$(python3 -c "print('%.2f×' % ($l99/$s99))")" "reported" ""
+notes+=("pickup over rediss:// against plain TCP on the same server: p50 $(python3 -c "print('%.2f×' % ($l50/$c50))"), p99 $(python3 -c "print('%.2f×' % ($l99/$c99))")")
 fi
 
 # --- The table ------------------------------------------------------------------------------------
@@ -232,4 +329,4 @@ for r in "${rows[@]}"; do
     echo "| $f | $a | $b | $c | $g | $m |"
 done
 echo
-for note in "${fleet_notes[@]}"; do echo "- $note"; done
+for note in "${notes[@]}"; do echo "- $note"; done

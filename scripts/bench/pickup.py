@@ -12,9 +12,10 @@ usage: pickup.py SOCKET FACTORYCTL FACTORY_ID CONSUMER_PID COUNT OUT_JSON
   FACTORYCTL    the binary (publishes each mission)
   FACTORY_ID    the id of the running `factoryctl consume` (phase 1)
   CONSUMER_PID  its pid: stopped (SIGTERM) before phase 2
-Publish time is the job record's `published_at` (taken by `factoryctl publish` just before its
-XADD). factoryctl's pickup is the result's `received_at`; the reference's is the time it had the
-entry parsed, stored in the hash bench:pyref. The reference runs as a child of this script.
+Publish time is the job record's `published_at` (HQ's record `factoryctl:jobs:<id>`, taken by
+`factoryctl publish` just before its XADD). factoryctl's pickup is the result's `received_at`;
+the reference's is the time it had the entry parsed, stored in the hash bench:pyref. The
+reference runs as a child of this script.
 """
 import json
 import os
@@ -46,6 +47,13 @@ def reference_consumer(sock):
                 r.xack(STREAM, "bench-pyref", entry_id)
 
 
+def published_at(r, job):
+    """The job record's `published_at`: HQ's own record `factoryctl:jobs:<id>` (a string), or, as
+    an older factoryctl kept it, the `meta` field of the job hash."""
+    meta = r.get("factoryctl:jobs:" + job) or r.hget("factoryctl:job:" + job, "meta")
+    return json.loads(meta)["published_at"]
+
+
 def percentile(values, p):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered))) - 1))]
@@ -65,8 +73,7 @@ def main():
             argv += ["--wait", "--timeout", "30"]
         summary = json.loads(subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout)
         job = summary["job_id"]
-        published = json.loads(r.hget("factoryctl:job:" + job, "meta"))["published_at"]
-        return summary, job, published
+        return summary, job, published_at(r, job)
 
     # Phase 1: factoryctl's consumer alone.
     ours = []
