@@ -277,6 +277,21 @@ import TestSupport
         }
     }
 
+    /// Issue 20: a factory in its soak window shows the time left; quarantined commits show by its commit.
+    @Test func fleetPageShowsProvisionalFactoriesAndQuarantinedCommits() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
+        defer { server.process.stop() }
+        let now = Date().timeIntervalSince1970
+        let bad = String(repeating: "b", count: 40)
+        let soaking = #"{"factory_id":"soaker","factory_role":"LOCAL_WORKER","deployment_profile":"x","registration_status":"updating","capabilities":[],"metadata":{"current_job_id":"update-000000000001","soak_seconds_left":42},"version":"","pid":1,"host":"h","started_at":\#(now),"last_seen_at":\#(now)}"#
+        let held = #"{"factory_id":"holder","factory_role":"LOCAL_WORKER","deployment_profile":"x","registration_status":"online","capabilities":[],"metadata":{"quarantined":[{"commit":"\#(bad)","failure":"soak_failed","failed_at":1}]},"version":"","pid":1,"host":"h","started_at":\#(now),"last_seen_at":\#(now)}"#
+        try fleet.redis.cli(["HSET", "factoryctl:registry", "soaker", soaking, "holder", held])
+        let page = try server.request("GET", "/", token: nil)
+        #expect(page.status == 200 && page.body.contains("provisional, 42 s left") && page.body.contains("quarantined: bbbbbbb"),
+                "\(page.body.prefix(4000))")
+    }
+
     @Test func fleetPageShowsTheWantedCommitWhoIsBehindWhyAJobFailedAndLinksTheJob() throws {
         let fleet = try FleetWorld(factories: ["f-1", "f-2"])
         let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
