@@ -186,9 +186,9 @@ _factoryctl() {
 
 _factoryctl_update() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --allow-rewind --no-sync --force-sync --restart -n --dry-run --exit-code --wait-lock --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --allow-rewind --no-sync --force-sync --restart -n --dry-run --exit-code --wait-lock --retry-quarantined --json --version -h --help)
     repeating_options=(--service)
-    non_repeating_options=(--log-level --factory-dir -b --branch --commit --settle --fetch-timeout)
+    non_repeating_options=(--log-level --factory-dir -b --branch --commit --settle --soak --fetch-timeout)
     __factoryctl_offer_flags_options 0
 
     # Offer option value completions
@@ -214,6 +214,9 @@ _factoryctl_update() {
     '--settle')
         return
         ;;
+    '--soak')
+        return
+        ;;
     '--fetch-timeout')
         return
         ;;
@@ -222,7 +225,7 @@ _factoryctl_update() {
 
 _factoryctl_publish() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --rollback-on-halt --allow-rewind --no-pin --force --wait -n --dry-run --allow-unregistered --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --rollback-on-halt --allow-rewind --no-pin --force --retry-quarantined --wait -n --dry-run --allow-unregistered --json --version -h --help)
     repeating_options=(--canary-target --target)
     non_repeating_options=(--log-level --redis-url --stream --canary --batch --pause --max-failures --wave-timeout -b --branch --commit --repo --mission-timeout --max-length --timeout)
     __factoryctl_offer_flags_options 2
@@ -296,7 +299,7 @@ _factoryctl_consume() {
     repeating_flags=()
     non_repeating_flags=(--quiet -q --verbose -v --no-sync --force-sync --no-restart --version -h --help)
     repeating_options=(--service)
-    non_repeating_options=(--log-level --factory-dir --redis-url --stream --factory-id --settle --min-interval --heartbeat)
+    non_repeating_options=(--log-level --factory-dir --redis-url --stream --factory-id --settle --soak --min-interval --heartbeat)
     __factoryctl_offer_flags_options 0
 
     # Offer option value completions
@@ -322,6 +325,9 @@ _factoryctl_consume() {
         return
         ;;
     '--settle')
+        return
+        ;;
+    '--soak')
         return
         ;;
     '--min-interval')
@@ -497,9 +503,9 @@ _factoryctl_keys_generate() {
 
 _factoryctl_rollback() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --no-restart --no-sync --force-sync -n --dry-run --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --no-restart --no-sync --force-sync -n --dry-run --retry-quarantined --json --version -h --help)
     repeating_options=(--service)
-    non_repeating_options=(--log-level --factory-dir --to -b --branch --settle)
+    non_repeating_options=(--log-level --factory-dir --to -b --branch --settle --soak)
     __factoryctl_offer_flags_options 0
 
     # Offer option value completions
@@ -523,6 +529,9 @@ _factoryctl_rollback() {
         return
         ;;
     '--settle')
+        return
+        ;;
+    '--soak')
         return
         ;;
     esac

@@ -60,6 +60,7 @@ struct ConsumeCommand: FactoryctlCommand {
             throw ValidationError("invalid factory id '\(factoryID)': use 1-128 of A-Z a-z 0-9 . _ : -")
         }
         if let minInterval, minInterval < 0 { throw ValidationError("--min-interval must not be negative") }
+        if pipeline.soak.map({ $0 > 0 }) == true, noRestart { throw ValidationError("--soak watches the restarted services: it cannot go with --no-restart") }
         guard heartbeat >= 1, heartbeat <= 300 else { throw ValidationError("--heartbeat must be between 1 and 300 seconds") }
     }
 

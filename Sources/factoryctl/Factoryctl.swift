@@ -72,7 +72,8 @@ enum ExitStatus: Int32, CaseIterable {
         case .redisUnavailable: "Redis is unavailable"
         case .refused:
             "refused (role may not publish or forget, an update is already in flight, the target matches no registered "
-                + "factory, another runner drives the rollout, or an update would move backwards without `--allow-rewind`)"
+                + "factory, another runner drives the rollout, an update would move backwards without `--allow-rewind`, "
+                + "or its target is quarantined here without `--retry-quarantined`)"
         case .timedOut: "timed out waiting for results (or no live factory to wait for)"
         case .restartRequested: "`consume` exited after applying an update so systemd restarts it"
         case .upToDate: "`update --exit-code`: already up to date, nothing changed (0 then means the checkout changed)"

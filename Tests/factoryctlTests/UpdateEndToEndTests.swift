@@ -335,9 +335,10 @@ import TestSupport
         #expect(result.stdout.contains("Needs attention: still not active after the rollback: app"), "\(result.stdout)")
         #expect(try world.head(world.factory) == from)
         // A service that fails once and comes back with the old code is a clean rollback: exit 2.
+        // (v2 failed here, so it is quarantined: tried again on purpose.)
         try FileManager.default.removeItem(atPath: world.systemctlState + "/app.fail-always")
         _ = FileManager.default.createFile(atPath: world.systemctlState + "/app.fail-next-restart", contents: nil)
-        let clean = try FactoryctlBinary.run(["update", "--restart", "--service", "app", "--settle", "0", "--no-sync", "--json"],
+        let clean = try FactoryctlBinary.run(["update", "--restart", "--service", "app", "--settle", "0", "--no-sync", "--retry-quarantined", "--json"],
                                              factoryDir: world.factory, environment: world.environment)
         #expect(clean.status == 2, "\(clean.stderr)")
         let object = try clean.json()

@@ -81,8 +81,11 @@ extension UpdatePipeline {
     }
 
     /// The watch of `services` (and the health URL) for `seconds`.
+    /// A run that does not restart (a plain `update` finding an update left mid-soak) still asks
+    /// the configured health URL.
     func soakWatch(seconds: Double, services: [String]) -> SoakWatch {
         let manager = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
-        return SoakWatch(services: services, health: request.healthGate, seconds: seconds, manager: manager)
+        let health = request.healthGate ?? (try? FactoryEnvironment(request.environment).healthGate()) ?? nil
+        return SoakWatch(services: services, health: health, seconds: seconds, manager: manager)
     }
 }
