@@ -298,7 +298,8 @@ scenario_kill_consume() {
         [ -f "$w/factory/.git/factoryctl/journal.json" ] && killed_mid=$((killed_mid + 1))
         local why=""
         wait_for 90 registered_as f-1 commit "$target" || why+=" not-re-registered-on-target"
-        wait_for 30 eval '[ "$(rcli HLEN "factoryctl:job:$job")" -ge 2 ]' || why+=" no-result"
+        # The job's results hash holds only results (HQ's record of the job is factoryctl:jobs:<id>).
+        wait_for 30 eval '[ "$(rcli HEXISTS "factoryctl:job:$job" result:f-1)" = 1 ]' || why+=" no-result"
         sleep 0.3 # a duplicate report would arrive now
         local results; results=$(rcli XRANGE ua:missions:delegation:results - + | grep -c "\"job_id\": \"$job\"")
         [ "$results" = 1 ] || why+=" results=$results"
