@@ -268,23 +268,7 @@ public final class Repository {
 
     /// Commits reachable from `tip` but not from `base`, oldest first (like `git log --reverse base..tip`).
     public func commits(from base: ObjectID?, to tip: ObjectID, limit: Int = .max) throws -> [CommitInfo] {
-        var walk: OpaquePointer?
-        try check(git_revwalk_new(&walk, handle), "start history walk")
-        defer { git_revwalk_free(walk) }
-        try check(git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL.rawValue), "sort history walk")
-        var tipOID = tip.raw
-        try check(git_revwalk_push(walk, &tipOID), "walk from \(tip.short)")
-        if let base {
-            var baseOID = base.raw
-            try check(git_revwalk_hide(walk, &baseOID), "hide \(base.short)")
-        }
-        var result: [CommitInfo] = []
-        var oid = git_oid()
-        while git_revwalk_next(&oid, walk) == 0 {
-            result.append(try commit(ObjectID(oid)))
-            if result.count >= limit { break }
-        }
-        return result.reversed()
+        try commitIDs(reachableFrom: tip, notFrom: base.map { [$0] } ?? [], limit: limit).reversed().map(commit)
     }
 
     /// The commits reachable from `tip` and from none of `hidden` (`git rev-list tip ^a ^b`),
