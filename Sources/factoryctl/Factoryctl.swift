@@ -119,6 +119,8 @@ enum ExitStatus: Int32, CaseIterable {
         case .rollbackFailed: self = .rollbackFailed
         case .invalidBranch: self = .usage
         case .rewindRefused, .quarantined: self = .refused
+        // Not rolled back (a rollback's soak that failed): needs attention.
+        case .soakFailed: self = .rollbackFailed
         default: self = .failedUnchanged
         }
     }

@@ -225,4 +225,113 @@ import TestSupport
         #expect(result.status == 1 && object["state"] as? String == "halted" && failures.compactMap { $0["factory_id"] as? String } == ["f-1"]
                 && heads == [before, before], "\(result.stdout) \(result.stderr)")
     }
+
+    // MARK: From the attack review
+
+    /// An operator who edits and commits while the update soaks: the soak fails, and nothing of
+    /// theirs is forced away (the update is not rolled back; exit 6, needs attention).
+    @Test func workDoneDuringTheSoakIsNeverUndoneByItsFailure() throws {
+        let world = try GitWorld()
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let update = try startSoaking(world, environment(world, nil), seconds: 60)
+        defer { update.stop() }
+        try world.write(world.factory, "app.py", "print('operator hotfix')\n")
+        try world.git(["commit", "-qam", "operator hotfix"], in: world.factory)
+        try world.write(world.factory, "README.md", "operator notes in a tracked file\n")
+        try "1\n".write(toFile: world.systemctlState + "/\(Self.service).crashes", atomically: true, encoding: .utf8)
+        let status = update.waitForExit(timeout: 60)
+        let subject = try world.git(["log", "-1", "--format=%s"], in: world.factory).trimmingCharacters(in: .whitespacesAndNewlines)
+        let readme = world.read(world.factory, "README.md")
+        #expect(status == 6 && subject == "operator hotfix" && readme == "operator notes in a tracked file\n"
+                && update.output.contains("NOT rolled back"), "exit \(String(describing: status)) \(update.output)")
+    }
+
+    /// With a local commit the target is a rebase made anew each run; the quarantine holds the
+    /// upstream commit, so the second try is refused all the same.
+    @Test func aFactoryWithLocalCommitsRefusesTheUpstreamCommitThatFailedThere() throws {
+        let world = try GitWorld()
+        try world.write(world.factory, "local.txt", "local tweak\n")
+        try world.git(["add", "local.txt"], in: world.factory)
+        try world.git(["commit", "-qm", "Local commit"], in: world.factory)
+        let health = try HealthServer()
+        health.healthy(false)
+        let bad = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let env = environment(world, health)
+        let first = try FactoryctlBinary.run(["update", "--restart", "--settle", "0", "--no-sync"], factoryDir: world.factory, environment: env)
+        health.healthy(true)
+        let second = try FactoryctlBinary.run(["update", "--restart", "--settle", "0", "--no-sync", "--json"], factoryDir: world.factory, environment: env)
+        #expect(first.status == 2 && second.status == 8 && second.stdout.contains(String(bad.prefix(7))), "\(first.stderr) \(second.stdout)")
+    }
+
+    /// A unit that crashed while factoryctl was dead (killed mid-soak) fails the soak run again on
+    /// the same boot: it is compared with the runs recorded when the soak began.
+    @Test func aCrashWhileFactoryctlWasDeadFailsTheSoakRunAgain() throws {
+        let world = try GitWorld()
+        let before = try world.head(world.factory)
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let env = environment(world, nil)
+        let update = try startSoaking(world, env, seconds: 30)
+        update.signal(SIGKILL)
+        _ = update.waitForExit(timeout: 30)
+        try "3\n".write(toFile: world.systemctlState + "/\(Self.service).crashes", atomically: true, encoding: .utf8)
+        let next = try FactoryctlBinary.run(["update", "--no-sync", "--json"], factoryDir: world.factory, environment: env)
+        let object = try next.json()
+        let head = try world.head(world.factory)
+        #expect((object["recovery"] as? String ?? "").contains("undid") && head == before, "exit \(next.status) \(next.stdout) \(next.stderr)")
+    }
+
+    /// A rollback whose soak fails is kept, not undone (that would bring back what it escaped),
+    /// and the older commit it went back to is not quarantined.
+    @Test func aRollbackWhoseSoakFailsIsKeptAndQuarantinesNothing() throws {
+        let world = try GitWorld()
+        let old = try world.head(world.factory)
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let env = environment(world, nil)
+        #expect(try FactoryctlBinary.run(["update", "--no-sync"], factoryDir: world.factory, environment: env).status == 0)
+        let rollback = try ConsumerProcess(binary: FactoryctlBinary.path,
+                                           arguments: ["rollback", "--factory-dir", world.factory, "--settle", "0", "--no-sync", "--soak", "60", "--json"],
+                                           environment: env, log: world.directory.join("rollback.log"))
+        defer { rollback.stop() }
+        #expect(eventually(timeout: 30) { journal(world).contains("\"soaking\"") }, "\(rollback.output)")
+        try "1\n".write(toFile: world.systemctlState + "/\(Self.service).crashes", atomically: true, encoding: .utf8)
+        let status = rollback.waitForExit(timeout: 60)
+        let head = try world.head(world.factory)
+        let quarantined = try FactoryctlBinary.run(["status", "--json"], factoryDir: world.factory, environment: env).json()["quarantined"] as? [Any]
+        #expect(status == 6 && head == old && quarantined?.isEmpty == true, "exit \(String(describing: status)) \(rollback.output)")
+    }
+
+    @Test func anUnreadableQuarantineFileIsMovedAsideNotOverwritten() throws {
+        let world = try GitWorld()
+        try FileManager.default.createDirectory(atPath: world.factory + "/.git/factoryctl", withIntermediateDirectories: true)
+        try "{ not json".write(toFile: world.factory + "/.git/factoryctl/quarantine.json", atomically: true, encoding: .utf8)
+        try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let result = try FactoryctlBinary.run(["update", "--no-sync"], factoryDir: world.factory, environment: world.environment)
+        let aside = world.read(world.factory, ".git/factoryctl/quarantine.json.corrupt")
+        #expect(result.status == 0 && aside == "{ not json" && result.stderr.contains("could not be read"), "\(result.stderr)")
+    }
+
+    /// A consumer stopped during the soak (systemd's stop, twice: at once) reports nothing then;
+    /// started again, it soaks the update again, keeps it, and answers the mission with that.
+    @Test func aConsumerStoppedMidSoakAnswersTheMissionAfterItsNextStart() throws {
+        let fleet = try FleetWorld()
+        var env = fleet.environment
+        env["UA_FACTORY_SOAK_SECONDS"] = "4"
+        let consumerEnvironment = env
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        try supervisor.supervise("f-1") { try fleet.consumer("f-1", ["--no-sync", "--settle", "0"], environment: consumerEnvironment) }
+        #expect(try fleet.waitUntilRegistered("f-1"))
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let job = try fleet.publish(["update", "--target", "f-1"])
+        #expect(eventually(timeout: 30) { journal(fleet.world).contains("\"soaking\"") })
+        let first = supervisor.process("f-1")
+        first?.signal(SIGTERM)
+        first?.signal(SIGTERM)
+        #expect(eventually(timeout: 60) { (try? fleet.results(job))?.isEmpty == false })
+        let result = try fleet.results(job).first ?? [:]
+        let detail = result["result"] as? [String: Any] ?? [:]
+        let head = try fleet.world.head(fleet.world.factory)
+        #expect(result["status"] as? String == "SUCCESS" && detail["soaked"] as? Bool == true && head == target
+                && supervisor.exitCodes("f-1").count >= 1, "\(result) exits \(supervisor.exitCodes("f-1"))")
+    }
 }

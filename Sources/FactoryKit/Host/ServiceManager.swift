@@ -56,7 +56,7 @@ public struct ServiceManager {
     /// The properties `show` is asked for.
     static let properties = "Type,ActiveState,SubState,NRestarts,MainPID,ExecMainStartTimestampMonotonic"
 
-    public struct UnitState: Equatable, Sendable {
+    public struct UnitState: Equatable, Sendable, Codable {
         var type: String
         var active: String
         var sub: String
@@ -85,6 +85,12 @@ public struct ServiceManager {
         func sameRun(as other: UnitState) -> Bool {
             restarts == other.restarts && mainPID == other.mainPID && started == other.started
         }
+    }
+
+    /// This boot's id (`/proc/sys/kernel/random/boot_id`): unit states compare only within one boot.
+    public static var bootID: String? {
+        FileManager.default.contents(atPath: "/proc/sys/kernel/random/boot_id")
+            .map { String(decoding: $0, as: UTF8.self).trimmed }
     }
 
     func state(of service: String) -> UnitState? {

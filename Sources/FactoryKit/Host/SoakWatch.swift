@@ -67,7 +67,9 @@ public struct SoakWatch {
                 if let failure = check(service, baseline: baseline[service], after: elapsed) { return .failed(failure) }
             }
             if let health {
-                if let why = Self.ask(health) {
+                // Never waits much past the window's end (a URL that hangs is asked again, not waited on).
+                let timeout = min(5, health.timeout, max(1, seconds - elapsed))
+                if let why = Self.ask(health, timeout: timeout) {
                     healthFailures += 1
                     lastHealth = why
                     if healthFailures >= healthFailuresInARow {
@@ -78,10 +80,12 @@ public struct SoakWatch {
                 }
             }
             let left = seconds - Date().timeIntervalSince(start)
-            if left <= 0 { return .passed }
-            tick(left)
-            if shouldStop() { return .stopped(secondsLeft: left) }
-            sleep(seconds: min(pollInterval, left))
+            // Passed only when the last answer was good: a run of failures at the end is asked
+            // about until it either recovers or fails the soak.
+            if left <= 0, healthFailures == 0 { return .passed }
+            tick(max(0, left))
+            if shouldStop() { return .stopped(secondsLeft: max(0, left)) }
+            sleep(seconds: min(pollInterval, max(0.2, left)))
         }
     }
 
@@ -106,9 +110,9 @@ public struct SoakWatch {
     }
 
     /// nil when the URL answered 2xx; else what it said.
-    static func ask(_ health: HealthGate) -> String? {
+    static func ask(_ health: HealthGate, timeout: Double) -> String? {
         do {
-            let status = try HTTPClient.get(health.url, timeout: min(5, health.timeout))
+            let status = try HTTPClient.get(health.url, timeout: timeout)
             return (200..<300).contains(status) ? nil : "HTTP \(status)"
         } catch {
             return error.message

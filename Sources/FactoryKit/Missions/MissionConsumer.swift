@@ -458,6 +458,13 @@ public final class MissionConsumer {
         pipeline.onSoak = { heartbeat.soaking($0) }
         let report = pipeline.run()
         heartbeat.finish()
+        if report.unfinished {
+            // Stopped during the sync or the soak: not reported and not acked. The next start
+            // finishes the record (and records its outcome under this job), then this mission
+            // comes again and is answered with that outcome.
+            logger.notice("\(mission.jobID): stopped part-way (\(report.error ?? "asked to stop")); it is answered after the next start")
+            return nil
+        }
 
         let result = missionResult(report, mission: mission, receivedAt: receivedAt)
         logger.notice("\(mission.jobID): \(result.status) \(report.shortFrom ?? "?") → \(report.shortTo ?? "?")\(report.error.map { ": \($0)" } ?? "")")
@@ -610,7 +617,7 @@ public final class MissionConsumer {
         let quarantined = Quarantine(gitDirectory: repository.gitDirectory).entries().prefix(5)
         if !quarantined.isEmpty {
             metadata["quarantined"] = .array(quarantined.map {
-                .object(["commit": .string($0.commit), "failure": .string($0.failure.rawValue), "failed_at": .double($0.failedAt)])
+                .object(["commit": .string($0.commit), "failure": .string($0.failure), "failed_at": .double($0.failedAt)])
             })
         }
         let registration = Registration(

@@ -69,6 +69,13 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
     /// The soak window the update was given (phase `soaking`), and when it began (epoch seconds).
     public var soakSeconds: Double?
     public var soakStartedAt: Double?
+    /// Each unit's run when the soak began, and the boot it was read in: a run that finds the
+    /// record on the same boot compares with it, so a crash while factoryctl was dead counts.
+    public var soakBaseline: [String: ServiceManager.UnitState]?
+    public var bootID: String?
+    /// The upstream commit `to` integrates (`to` itself, or a rebase of local commits onto it):
+    /// what a failure quarantines.
+    public var upstream: String?
 
     enum CodingKeys: String, CodingKey {
         case phase, pid, from, to, branch, sync, restart, services
@@ -76,7 +83,8 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
         case childGroup = "child_group", childProgram = "child_program"
         case startedAt = "started_at", jobID = "job_id", previousBranch = "previous_branch"
         case branchTipBefore = "branch_tip_before"
-        case soakSeconds = "soak_seconds", soakStartedAt = "soak_started_at"
+        case soakSeconds = "soak_seconds", soakStartedAt = "soak_started_at", soakBaseline = "soak_baseline", bootID = "boot_id"
+        case upstream
     }
 
     public init(phase: Phase, startedAt: Double, branch: String, jobID: String?) {

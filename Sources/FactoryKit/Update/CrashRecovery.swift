@@ -25,6 +25,9 @@ extension UpdatePipeline {
         public var environmentOwed: String? = nil
         /// The checkout changed after the crash, so nothing was undone.
         public var keptLaterWork = false
+        /// An update interrupted in its soak window: soaked again and kept (true), or soaked again,
+        /// failed and undone (false); nil when it was not soaking.
+        public var soakPassed: Bool? = nil
     }
 
     /// Takes the checkout lock (unless another update holds it) and repairs a left-over intent record.
@@ -45,6 +48,24 @@ extension UpdatePipeline {
             report.to = recovery.restoredCode ? recovery.journal.from : (try? repository.head().commit?.hex) ?? recovery.journal.from
             report.changed = recovery.restoredCode
             report.synced = recovery.journal.sync && recovery.journal.phase >= .syncing && recovery.environmentOwed == nil
+            // The interrupted update's own outcome, under its job (a mission that comes again is
+            // answered with it): kept after soaking again, or failed its soak and undone.
+            report.jobID = recovery.journal.jobID
+            if let passed = recovery.soakPassed {
+                report.soakSeconds = recovery.journal.soakSeconds ?? 0
+                report.from = recovery.journal.from
+                if passed {
+                    report.to = recovery.journal.to
+                    report.changed = true
+                    report.soaked = true
+                } else {
+                    report.status = .failed
+                    report.failure = .soakFailed
+                    report.rolledBack = true
+                    report.attempted = recovery.journal.to
+                    report.error = recovery.message
+                }
+            }
             if let owed = recovery.environmentOwed {
                 report.status = .failed
                 report.failure = .syncFailed
@@ -107,12 +128,16 @@ extension UpdatePipeline {
         let interruptedTarget = journal.to.flatMap(ObjectID.init(hex:))
         let context = RecoveryContext(journal: journal, from: from, target: interruptedTarget, who: who,
                                       locksNote: locksNote, deferSync: deferSync)
+        var resoakFailed = false
         if journal.codeRestored != true {
             let later = try laterWork(repository, context)
             if !later.isEmpty {
                 return try keepLaterWork(repository, context, found: later)
             }
-            if journal.phase == .soaking, !journal.rollingBack, let kept = try soakAgain(repository, context) { return kept }
+            if journal.phase == .soaking, !journal.rollingBack {
+                if let kept = try soakAgain(repository, context) { return kept }
+                resoakFailed = true
+            }
             logger.warning("an update (\(who)) was interrupted during \(journal.stage) (\(from.short) → \(interruptedTarget?.short ?? "?")); putting \(from.short) back")
             try restoreCode(repository, journal, from: from, interruptedTarget: interruptedTarget, who: who)
         } else {
@@ -132,35 +157,67 @@ extension UpdatePipeline {
             ? "undid an update interrupted during \(journal.stage) (\(who), \(from.short) → \(interruptedTarget?.short ?? "?")): \(done.joined(separator: ", "))\(locksNote)"
             : "finished the rollback of an earlier update (\(who), \(from.short) → \(interruptedTarget?.short ?? "?")) that could not restore its environment: \(done.isEmpty ? "nothing left to do" : done.joined(separator: ", "))\(locksNote)"
         logger.notice("\(message)")
-        return Recovery(journal: journal, message: message, restoredCode: restored, environmentOwed: owed)
+        return Recovery(journal: journal, message: message, restoredCode: restored, environmentOwed: owed,
+                        soakPassed: resoakFailed ? false : nil)
     }
 
     /// An update killed during its soak window (still provisional): what is running is soaked
-    /// again, the whole window. Passed: kept (the record goes). Failed: nil, and the caller undoes
-    /// the update. Asked to stop: the record stays for the next run.
+    /// again, the whole window. Passed: kept (the record goes). Failed: quarantined, and nil: the
+    /// caller undoes the update. Asked to stop: the record stays for the next run.
     private func soakAgain(_ repository: Repository, _ context: RecoveryContext) throws -> Recovery? {
         let journal = context.journal
         let seconds = journal.soakSeconds ?? max(request.soakSeconds, 1)
         logger.warning("an update (\(context.who)) was interrupted during its soak (\(context.from.short) → \(context.target?.short ?? "?")); soaking \(Int(seconds)) s again")
-        switch soakWatch(seconds: seconds, services: journal.services).run(shouldStop: shouldStopSync, tick: { onSoak($0) }) {
-        case .passed:
-            ApplyJournal.remove(gitDirectory: repository.gitDirectory)
-            let message = "an update (\(context.who), \(context.from.short) → \(context.target?.short ?? "?")) was interrupted during its soak; soaked \(Int(seconds)) s again and kept it\(context.locksNote)"
-            logger.notice("\(message)")
-            return Recovery(journal: journal, message: message, restoredCode: false)
-        case .failed(let failure):
+        if let failure = try resoak(repository, journal) {
             logger.error("soak failed again: \(failure); undoing the update")
-            if let target = context.target {
-                let entry = Quarantine.Entry(commit: target.hex, failure: .soakFailed, reason: "soak failed after a restart of factoryctl: \(failure)",
-                                             failedAt: Date().timeIntervalSince1970, jobID: journal.jobID)
-                do { try Quarantine(gitDirectory: repository.gitDirectory).add(entry) } catch {
-                    logger.warning("could not quarantine \(target.short): \(error)")
-                }
+            return nil
+        }
+        ApplyJournal.remove(gitDirectory: repository.gitDirectory)
+        let message = "an update (\(context.who), \(context.from.short) → \(context.target?.short ?? "?")) was interrupted during its soak; soaked \(Int(seconds)) s again and kept it\(context.locksNote)"
+        logger.notice("\(message)")
+        return Recovery(journal: journal, message: message, restoredCode: false, soakPassed: true)
+    }
+
+    /// Soaks the units of an interrupted update again for its recorded window, compared with the
+    /// runs recorded when its soak began when this is the same boot (a crash while factoryctl
+    /// was dead counts). Passed: nil, and the commit is no longer quarantined (a retry that
+    /// passed). Failed: the failure, and the commit is quarantined. Asked to stop: throws, the
+    /// record kept.
+    func resoak(_ repository: Repository, _ journal: ApplyJournal) throws -> SoakWatch.Failure? {
+        let seconds = journal.soakSeconds ?? max(request.soakSeconds, 1)
+        var restarted = journal
+        restarted.soakStartedAt = Date().timeIntervalSince1970 // what `status` counts the time left from
+        try? restarted.write(gitDirectory: repository.gitDirectory)
+        let watch = soakWatch(seconds: seconds, services: journal.services)
+        let sameBoot = journal.bootID != nil && journal.bootID == ServiceManager.bootID
+        let quarantine = Quarantine(gitDirectory: repository.gitDirectory)
+        let commit = journal.upstream ?? journal.to
+        switch watch.run(from: sameBoot ? journal.soakBaseline : nil, shouldStop: shouldStopSync, tick: { onSoak($0) }) {
+        case .passed:
+            if let commit = commit.flatMap(ObjectID.init(hex:)), let target = journal.to.flatMap(ObjectID.init(hex:)) {
+                try? quarantine.remove([commit, target])
             }
             return nil
+        case .failed(let failure):
+            if let commit {
+                let entry = Quarantine.Entry(commit: commit, failure: UpdateFailure.soakFailed.rawValue,
+                                             reason: "soak failed after a restart of factoryctl: \(failure)",
+                                             failedAt: Date().timeIntervalSince1970, jobID: journal.jobID)
+                do { try quarantine.add(entry) } catch { logger.warning("could not quarantine \(commit.prefix(7)): \(error)") }
+            }
+            return failure
         case .stopped:
             throw Stop(failure: .cancelled, message: "stopped while soaking an interrupted update again; it is still provisional (the next run soaks it again)", keepJournal: true)
         }
+    }
+
+    /// What changed in the checkout since this run's own move (for its rollback): the same rules
+    /// a recovery applies to a record at this phase.
+    func workSinceTheMove(_ repository: Repository, _ journal: ApplyJournal) throws -> [String] {
+        guard let fromHex = journal.from, let from = ObjectID(hex: fromHex) else { return [] }
+        let context = RecoveryContext(journal: journal, from: from, target: journal.to.flatMap(ObjectID.init(hex:)),
+                                      who: "this update", locksNote: "", deferSync: false)
+        return try laterWork(repository, context)
     }
 
     /// What a recovery works from.
@@ -253,6 +310,14 @@ extension UpdatePipeline {
             owed = environment.owed
         }
         done.append(contentsOf: restartIfInterrupted(journal))
+        // Still provisional: what runs is soaked again (never undone here, the later work stays).
+        if journal.phase == .soaking, !journal.rollingBack {
+            if let failure = try resoak(repository, journal) {
+                done.append("soaked again and it failed (\(failure)): quarantined it, but did not undo it because of the later work; needs attention")
+            } else {
+                done.append("soaked \(Int(journal.soakSeconds ?? 0)) s again: passed")
+            }
+        }
         ApplyJournal.remove(gitDirectory: repository.gitDirectory)
         let message = "an update (\(context.who), \(context.from.short) → \(context.target?.short ?? "?")) was interrupted during \(journal.stage); nothing was undone: \(done.joined(separator: ", "))\(context.locksNote)"
         logger.notice("\(message)")

@@ -18,7 +18,8 @@ public struct Quarantine: Sendable {
 
     public struct Entry: Codable, Sendable, Equatable {
         public var commit: String
-        public var failure: UpdateFailure
+        /// An `UpdateFailure` value (kept as text: one written by a newer factoryctl still counts).
+        public var failure: String
         public var reason: String
         /// Epoch seconds.
         public var failedAt: Double
@@ -37,11 +38,35 @@ public struct Quarantine: Sendable {
 
     public var path: String { gitDirectory + "/factoryctl/quarantine.json" }
 
-    /// Newest first. A file that cannot be read counts as empty (and is replaced by the next write).
+    /// Largest file read: the newest `limit` entries take a few tens of KiB.
+    static let maximumBytes = 1 << 20
+
+    /// Newest first. Entries that cannot be read are skipped one by one.
     public func entries() -> [Entry] {
-        guard let data = FileManager.default.contents(atPath: path),
-              let entries = try? JSONDecoder().decode([Entry].self, from: data) else { return [] }
-        return entries.sorted { $0.failedAt > $1.failedAt }
+        read().entries
+    }
+
+    /// The entries, and whether the file is unreadable as a whole (not a regular file, larger
+    /// than `maximumBytes`, not a JSON array). With `moveAside`, such a file is renamed to
+    /// `quarantine.json.corrupt` (not overwritten by the next entry: what it said is kept).
+    public func read(moveAside: Bool = false) -> (entries: [Entry], corrupt: Bool) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return ([], false) }
+        guard (info.st_mode & S_IFMT) == S_IFREG, info.st_size <= Self.maximumBytes,
+              let data = FileManager.default.contents(atPath: path),
+              let items = (try? JSONDecoder().decode([Lenient].self, from: data)) else {
+            if moveAside { rename(path, path + ".corrupt") }
+            return ([], true)
+        }
+        return (items.compactMap(\.entry).sorted { $0.failedAt > $1.failedAt }, false)
+    }
+
+    /// One array element: an entry, or nothing when it is not one.
+    private struct Lenient: Decodable {
+        let entry: Entry?
+        init(from decoder: Decoder) throws {
+            entry = try? Entry(from: decoder)
+        }
     }
 
     public func entry(for commit: ObjectID) -> Entry? {
@@ -50,17 +75,18 @@ public struct Quarantine: Sendable {
 
     /// Records (or refreshes) `commit`'s entry.
     public func add(_ entry: Entry) throws {
-        var all = entries().filter { $0.commit != entry.commit }
+        var all = read(moveAside: true).entries.filter { $0.commit != entry.commit }
         all.insert(entry, at: 0)
         try write(Array(all.prefix(Self.limit)))
     }
 
-    /// Forgets `commit` (it succeeded here after all). Returns whether it was quarantined.
+    /// Forgets `commits` (they succeeded here after all). Returns whether one was quarantined.
     @discardableResult
-    public func remove(_ commit: ObjectID) throws -> Bool {
+    public func remove(_ commits: [ObjectID]) throws -> Bool {
+        let hexes = Set(commits.map(\.hex))
         let all = entries()
-        guard all.contains(where: { $0.commit == commit.hex }) else { return false }
-        try write(all.filter { $0.commit != commit.hex })
+        guard all.contains(where: { hexes.contains($0.commit) }) else { return false }
+        try write(all.filter { !hexes.contains($0.commit) })
         return true
     }
 
@@ -73,7 +99,7 @@ public struct Quarantine: Sendable {
 extension Quarantine.Entry {
     /// "failed here at 2026-12-06 21:04:05 UTC (health_check_failed: …)".
     public var summary: String {
-        "failed here at \(Self.format(failedAt)) (\(failure.rawValue)\(jobID.map { ", job \($0)" } ?? ""): \(reason.prefix(300)))"
+        "failed here at \(Self.format(failedAt)) (\(failure)\(jobID.map { ", job \($0)" } ?? ""): \(reason.prefix(300)))"
     }
 
     static func format(_ time: Double) -> String {

@@ -57,6 +57,7 @@ public struct UpdatePipeline {
             report.failure = .internalError
             report.error = "\(error)"
         }
+        report.unfinished = unfinished
         let finished = Date()
         report.finishedAt = finished.timeIntervalSince1970
         report.durationMs = Int(finished.timeIntervalSince(started) * 1000)
@@ -181,13 +182,13 @@ public struct UpdatePipeline {
             report.status = .success
             return
         }
-        try refuseQuarantined(plan.target, repository)
+        try refuseQuarantined(plan.upstream, target: plan.target, repository)
         try checkCancelled()
         let rollback = try apply(plan, repository, &journal, &report)
         try syncStep(plan.target, owed: owed, rollback, repository, &journal, &report)
         try restartStep(rollback, repository, &journal, &report)
         try soakStep(rollback, repository, &journal, &report)
-        if request.retryQuarantined, (try? Quarantine(gitDirectory: repository.gitDirectory).remove(plan.target)) == true {
+        if request.retryQuarantined, (try? Quarantine(gitDirectory: repository.gitDirectory).remove([plan.upstream, plan.target])) == true {
             logger.notice("\(plan.target.short) succeeded on retry: no longer quarantined")
         }
         report.status = .success
@@ -195,14 +196,19 @@ public struct UpdatePipeline {
 
     /// A target that failed here before for a reason that is the code's is refused (nothing has
     /// moved yet), unless `--retry-quarantined`.
-    private func refuseQuarantined(_ target: ObjectID, _ repository: Repository) throws {
-        guard let entry = Quarantine(gitDirectory: repository.gitDirectory).entry(for: target) else { return }
+    private func refuseQuarantined(_ upstream: ObjectID, target: ObjectID, _ repository: Repository) throws {
+        let quarantine = Quarantine(gitDirectory: repository.gitDirectory)
+        let (entries, corrupt) = quarantine.read(moveAside: true)
+        if corrupt {
+            logger.error("\(quarantine.path) could not be read (not a regular file, too large, or not JSON): moved it to \(quarantine.path).corrupt; no commit counts as quarantined until it is fixed")
+        }
+        guard let entry = entries.first(where: { $0.commit == upstream.hex || $0.commit == target.hex }) else { return }
         guard !request.retryQuarantined else {
             logger.notice("\(target.short) is quarantined (\(entry.summary)); retrying it once (--retry-quarantined)")
             return
         }
         throw Stop(failure: .quarantined,
-                   message: "\(target.short) is quarantined on this factory: it \(entry.summary). Nothing was changed; pass --retry-quarantined (publish --retry-quarantined for a mission) to try it once more")
+                   message: "\(entry.commit.prefix(7)) is quarantined on this factory: it \(entry.summary). Nothing was changed; pass --retry-quarantined (publish --retry-quarantined for a mission) to try it once more")
     }
 
     /// Step 3: fetch. The record lets a later run remove lock files a killed fetch leaves behind.
@@ -428,6 +434,23 @@ public struct UpdatePipeline {
         logger.error("\(reason); rolling back to \(rollback.original.commit?.short ?? "?")")
         let gitDirectory = rollback.repository.gitDirectory
         var journal = ApplyJournal.load(gitDirectory: gitDirectory)
+        var notes: [String] = []
+        // Recorded before anything is undone: a kill during the undo must not let the next run
+        // retry the commit. What HQ names is the upstream commit (the target is a rebase of it
+        // when the factory has local commits). A move back to older code is not quarantined: the
+        // commit it went back to is one this factory ran.
+        if Quarantine.codeFailures.contains(failure), report.integration != .rewind, let commit = report.upstream ?? report.to {
+            quarantine(commit, failure: failure, reason: reason, gitDirectory: gitDirectory, &notes)
+        }
+        // Work done in the checkout while this update ran (an edit or a commit during a long
+        // sync, the restart or the soak) is never forced away: the code stays as it is.
+        if let journal, journal.phase >= .moved, !journal.rollingBack {
+            let later = try workSinceTheMove(rollback.repository, journal)
+            if !later.isEmpty {
+                throw Stop(failure: .rollbackFailed,
+                           message: "\(reason); NOT rolled back: the checkout changed while the update ran (\(later.joined(separator: "; "))), so nothing was forced: it stays on \(report.shortTo ?? "?") with those changes\(notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"). Needs attention: fix or commit the changes, then `factoryctl update` (or `factoryctl rollback`)")
+            }
+        }
         if journal != nil {
             journal!.rollingBack = true
             do {
@@ -455,10 +478,6 @@ public struct UpdatePipeline {
         report.attempted = report.to
         report.to = report.from
         report.changed = false
-        var notes: [String] = []
-        if Quarantine.codeFailures.contains(failure), let attempted = report.attempted {
-            quarantine(attempted, failure: failure, reason: reason, gitDirectory: gitDirectory, &notes)
-        }
         let environmentRestored = resync && request.sync ? restoreEnvironment(rollback, &report, &notes) : true
         if restart {
             let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
@@ -475,7 +494,7 @@ public struct UpdatePipeline {
 
     /// Records that `commit` failed here for a reason that is the code's.
     private func quarantine(_ commit: String, failure: UpdateFailure, reason: String, gitDirectory: String, _ notes: inout [String]) {
-        let entry = Quarantine.Entry(commit: commit, failure: failure, reason: reason, failedAt: Date().timeIntervalSince1970,
+        let entry = Quarantine.Entry(commit: commit, failure: failure.rawValue, reason: reason, failedAt: Date().timeIntervalSince1970,
                                      jobID: request.jobID)
         do {
             try Quarantine(gitDirectory: gitDirectory).add(entry)

@@ -99,6 +99,9 @@ public struct UpdateReport: Codable, Sendable {
     /// The soak window this update was given (0: none), and whether it passed it.
     public var soakSeconds: Double = 0
     public var soaked = false
+    /// Stopped part-way on purpose with the intent record kept (a stop during the sync or the
+    /// soak): the outcome is not known yet; the run that finishes the record has it. Not encoded.
+    public var unfinished = false
     public var services: [String] = []
     public var rolledBack = false
     public var dryRun = false

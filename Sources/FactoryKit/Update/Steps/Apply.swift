@@ -56,6 +56,7 @@ extension UpdatePipeline {
         journal.from = plan.start.commit.hex
         if case .branch(let name, _) = plan.start.head { journal.previousBranch = name }
         journal.to = plan.target.hex
+        journal.upstream = plan.upstream.hex
         journal.branchTipBefore = plan.localTip?.hex
         journal.sync = request.sync
         journal.restart = request.restart

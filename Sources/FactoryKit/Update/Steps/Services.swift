@@ -63,6 +63,8 @@ extension UpdatePipeline {
         let baseline = watch.baseline()
         journal.soakSeconds = request.soakSeconds
         journal.soakStartedAt = Date().timeIntervalSince1970
+        journal.soakBaseline = baseline
+        journal.bootID = ServiceManager.bootID
         try advance(&journal, to: .soaking, repository, rollback, &report)
         report.soakSeconds = request.soakSeconds
         logger.info("soaking \(Int(request.soakSeconds)) s: watching \(request.services.joined(separator: ", "))\(request.healthGate.map { " and \($0.url)" } ?? "")")
@@ -71,6 +73,11 @@ extension UpdatePipeline {
         case .passed:
             report.soaked = true
             logger.info("soak passed: keeping \(report.shortTo ?? "?")")
+        case .failed(let failure) where report.integration == .rewind:
+            // A move back to older code (a rollback): going forward again would bring back what
+            // it escaped. Kept, and said plainly.
+            throw Stop(failure: .soakFailed,
+                       message: "soak failed: \(failure); kept \(report.shortTo ?? "?"): this update moved back to older code, and undoing it would bring back what it left. Needs attention")
         case .failed(let failure):
             try rollBack(rollback, &report, failure: .soakFailed, reason: "soak failed: \(failure)", resync: request.sync, restart: true)
         case .stopped(let left):
