@@ -48,10 +48,11 @@ extension UpdatePipeline {
             report.to = recovery.restoredCode ? recovery.journal.from : (try? repository.head().commit?.hex) ?? recovery.journal.from
             report.changed = recovery.restoredCode
             report.synced = recovery.journal.sync && recovery.journal.phase >= .syncing && recovery.environmentOwed == nil
-            // The interrupted update's own outcome, under its job (a mission that comes again is
-            // answered with it): kept after soaking again, or failed its soak and undone.
-            report.jobID = recovery.journal.jobID
+            // An update interrupted in its soak has an outcome now (kept after soaking again, or
+            // failed its soak and undone): recorded under its job, so a mission that comes again is
+            // answered with it. Any other undone update has none: its mission runs again.
             if let passed = recovery.soakPassed {
+                report.jobID = recovery.journal.jobID
                 report.soakSeconds = recovery.journal.soakSeconds ?? 0
                 report.from = recovery.journal.from
                 if passed {
