@@ -184,13 +184,15 @@ extension UpdatePipeline {
     /// was dead counts). Passed: nil, and the commit is no longer quarantined (a retry that
     /// passed). Failed: the failure, and the commit is quarantined. Asked to stop: throws, the
     /// record kept.
-    func resoak(_ repository: Repository, _ journal: ApplyJournal) throws -> SoakWatch.Failure? {
+    /// `restartedSince`: the units were restarted just now (a recovery that kept later work), so
+    /// the runs recorded before are not theirs: a fresh baseline is read.
+    func resoak(_ repository: Repository, _ journal: ApplyJournal, restartedSince: Bool = false) throws -> SoakWatch.Failure? {
         let seconds = journal.soakSeconds ?? max(request.soakSeconds, 1)
         var restarted = journal
         restarted.soakStartedAt = Date().timeIntervalSince1970 // what `status` counts the time left from
         try? restarted.write(gitDirectory: repository.gitDirectory)
         let watch = soakWatch(seconds: seconds, services: journal.services)
-        let sameBoot = journal.bootID != nil && journal.bootID == ServiceManager.bootID
+        let sameBoot = !restartedSince && journal.bootID != nil && journal.bootID == ServiceManager.bootID
         let quarantine = Quarantine(gitDirectory: repository.gitDirectory)
         let commit = journal.upstream ?? journal.to
         switch watch.run(from: sameBoot ? journal.soakBaseline : nil, shouldStop: shouldStopSync, tick: { onSoak($0) }) {
@@ -310,10 +312,11 @@ extension UpdatePipeline {
             done.append(environment.note)
             owed = environment.owed
         }
-        done.append(contentsOf: restartIfInterrupted(journal))
+        let restarted = restartIfInterrupted(journal)
+        done.append(contentsOf: restarted)
         // Still provisional: what runs is soaked again (never undone here, the later work stays).
         if journal.phase == .soaking, !journal.rollingBack {
-            if let failure = try resoak(repository, journal) {
+            if let failure = try resoak(repository, journal, restartedSince: !restarted.isEmpty) {
                 done.append("soaked again and it failed (\(failure)): quarantined it, but did not undo it because of the later work; needs attention")
             } else {
                 done.append("soaked \(Int(journal.soakSeconds ?? 0)) s again: passed")
