@@ -30,6 +30,9 @@ void git_commit_free(git_commit *commit) { FORWARD(git_commit_free) fn(commit); 
 int git_commit_lookup(git_commit **commit, git_repository *repo, const git_oid *id) { FORWARD(git_commit_lookup) return fn(commit, repo, id); }
 const char * git_commit_summary(git_commit *commit) { FORWARD(git_commit_summary) return fn(commit); }
 int git_commit_tree(git_tree **tree_out, const git_commit *commit) { FORWARD(git_commit_tree) return fn(tree_out, commit); }
+void git_config_free(git_config *cfg) { FORWARD(git_config_free) fn(cfg); }
+int git_config_open_level(git_config **out, const git_config *parent, git_config_level_t level) { FORWARD(git_config_open_level) return fn(out, parent, level); }
+int git_config_set_bool(git_config *cfg, const char *name, int value) { FORWARD(git_config_set_bool) return fn(cfg, name, value); }
 int git_credential_ssh_key_from_agent(git_credential **out, const char *username) { FORWARD(git_credential_ssh_key_from_agent) return fn(out, username); }
 int git_credential_ssh_key_new(git_credential **out, const char *username, const char *publickey, const char *privatekey, const char *passphrase) { FORWARD(git_credential_ssh_key_new) return fn(out, username, publickey, privatekey, passphrase); }
 int git_credential_username_new(git_credential **out, const char *username) { FORWARD(git_credential_username_new) return fn(out, username); }
@@ -53,6 +56,7 @@ int git_libgit2_version(int *major, int *minor, int *rev) { FORWARD(git_libgit2_
 void git_object_free(git_object *object) { FORWARD(git_object_free) fn(object); }
 int git_object_lookup(git_object **object, git_repository *repo, const git_oid *id, git_object_t type) { FORWARD(git_object_lookup) return fn(object, repo, id, type); }
 int git_odb_hash(git_oid *out, const void *data, size_t len, git_object_t type) { FORWARD(git_odb_hash) return fn(out, data, len, type); }
+int git_odb_hashfile(git_oid *out, const char *path, git_object_t type) { FORWARD(git_odb_hashfile) return fn(out, path, type); }
 int git_oid_fromstr(git_oid *out, const char *str) { FORWARD(git_oid_fromstr) return fn(out, str); }
 char * git_oid_tostr(char *out, size_t n, const git_oid *id) { FORWARD(git_oid_tostr) return fn(out, n, id); }
 int git_rebase_abort(git_rebase *rebase) { FORWARD(git_rebase_abort) return fn(rebase); }
@@ -80,6 +84,8 @@ int git_remote_init_callbacks(git_remote_callbacks *opts, unsigned int version) 
 int git_remote_lookup(git_remote **out, git_repository *repo, const char *name) { FORWARD(git_remote_lookup) return fn(out, repo, name); }
 int git_remote_ls(const git_remote_head ***out, size_t *size, git_remote *remote) { FORWARD(git_remote_ls) return fn(out, size, remote); }
 const char * git_remote_url(const git_remote *remote) { FORWARD(git_remote_url) return fn(remote); }
+const char * git_repository_commondir(const git_repository *repo) { FORWARD(git_repository_commondir) return fn(repo); }
+int git_repository_config(git_config **out, git_repository *repo) { FORWARD(git_repository_config) return fn(out, repo); }
 void git_repository_free(git_repository *repo) { FORWARD(git_repository_free) fn(repo); }
 int git_repository_hashfile(git_oid *out, git_repository *repo, const char *path, git_object_t type, const char *as_path) { FORWARD(git_repository_hashfile) return fn(out, repo, path, type, as_path); }
 int git_repository_head(git_reference **out, git_repository *repo) { FORWARD(git_repository_head) return fn(out, repo); }
@@ -109,7 +115,9 @@ int git_tree_entry_bypath(git_tree_entry **out, const git_tree *root, const char
 git_filemode_t git_tree_entry_filemode(const git_tree_entry *entry) { FORWARD(git_tree_entry_filemode) return fn(entry); }
 void git_tree_entry_free(git_tree_entry *entry) { FORWARD(git_tree_entry_free) fn(entry); }
 const git_oid * git_tree_entry_id(const git_tree_entry *entry) { FORWARD(git_tree_entry_id) return fn(entry); }
+const char * git_tree_entry_name(const git_tree_entry *entry) { FORWARD(git_tree_entry_name) return fn(entry); }
 void git_tree_free(git_tree *tree) { FORWARD(git_tree_free) fn(tree); }
+int git_tree_walk(const git_tree *tree, git_treewalk_mode mode, git_treewalk_cb callback, void *payload) { FORWARD(git_tree_walk) return fn(tree, mode, callback, payload); }
 
 const char *const factoryctl_git2_functions[] = {
     "git_annotated_commit_free",
@@ -135,6 +143,9 @@ const char *const factoryctl_git2_functions[] = {
     "git_commit_lookup",
     "git_commit_summary",
     "git_commit_tree",
+    "git_config_free",
+    "git_config_open_level",
+    "git_config_set_bool",
     "git_credential_ssh_key_from_agent",
     "git_credential_ssh_key_new",
     "git_credential_username_new",
@@ -158,6 +169,7 @@ const char *const factoryctl_git2_functions[] = {
     "git_object_free",
     "git_object_lookup",
     "git_odb_hash",
+    "git_odb_hashfile",
     "git_oid_fromstr",
     "git_oid_tostr",
     "git_rebase_abort",
@@ -185,6 +197,8 @@ const char *const factoryctl_git2_functions[] = {
     "git_remote_lookup",
     "git_remote_ls",
     "git_remote_url",
+    "git_repository_commondir",
+    "git_repository_config",
     "git_repository_free",
     "git_repository_hashfile",
     "git_repository_head",
@@ -214,6 +228,8 @@ const char *const factoryctl_git2_functions[] = {
     "git_tree_entry_filemode",
     "git_tree_entry_free",
     "git_tree_entry_id",
+    "git_tree_entry_name",
     "git_tree_free",
+    "git_tree_walk",
     0
 };

@@ -84,6 +84,13 @@ struct LocalStatusText {
             lines.append("Upstream: none")
         }
         if let error = status.fetchError { lines.append("Fetch:    failed: \(error)") }
+        if let releases = status.releases {
+            lines.append("Layout:   releases (current → releases/\(releases.first(where: \.live)?.name ?? "?"), \(releases.filter(\.complete).count) kept)")
+            for release in releases {
+                let mark = release.live ? "live" : release.previous ? "rollback target" : release.complete ? "kept" : "half-built (pruned by the next update)"
+                lines.append("  \(release.name) \(release.branch) \(mark)")
+            }
+        }
         if status.state != "clean" { lines.append("State:    \(status.state) in progress") }
         if status.modified.isEmpty {
             lines.append("Changes:  none to tracked files")

@@ -168,6 +168,27 @@ public struct FactoryEnvironment: Sendable {
 
     public static let maximumSoakSeconds = 86_400.0
 
+    /// `UA_FACTORY_SHARED`: more paths (comma-separated, relative to the factory) linked from
+    /// shared/ into every release in the releases layout; a name ending in "/" is a directory.
+    public func sharedPaths() throws(FactoryError) -> [String] {
+        let names = (self["UA_FACTORY_SHARED"] ?? "").split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
+        for name in names {
+            do { try ReleasesLayout.validateSharedPath(String(name.trimmingSuffix("/"))) } catch {
+                throw .invalidArgument("UA_FACTORY_SHARED: \(error)")
+            }
+        }
+        return names
+    }
+
+    /// `UA_FACTORY_KEEP_RELEASES`: complete releases kept besides the live one (default 3).
+    public func keepReleases() throws(FactoryError) -> Int {
+        guard let raw = self["UA_FACTORY_KEEP_RELEASES"], !raw.isEmpty else { return 3 }
+        guard let value = Int(raw), (1...100).contains(value) else {
+            throw .invalidArgument("UA_FACTORY_KEEP_RELEASES must be a number of releases from 1 to 100, not '\(raw.prefix(40))'")
+        }
+        return value
+    }
+
     /// `UA_ALLOWED_SIGNERS`: git's allowed_signers file; set, updates move only to signed code.
     public func commitSignaturePolicy() throws(CommitSignaturePolicy.Refusal) -> CommitSignaturePolicy? {
         guard let path = self["UA_ALLOWED_SIGNERS"], !path.isEmpty else { return nil }

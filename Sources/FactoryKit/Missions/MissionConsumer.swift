@@ -123,7 +123,7 @@ public final class MissionConsumer {
         self.logger = logger
         self.stop = stop
         do {
-            repository = try Repository.open(at: configuration.factoryDirectory)
+            repository = try Repository.open(at: ReleasesLayout.repositoryPath(for: configuration.factoryDirectory))
         } catch {
             throw FactoryError.invalidArgument("\(configuration.factoryDirectory) is not a git checkout (\(error)); set --factory-dir or UA_FACTORY_DIR")
         }

@@ -76,6 +76,11 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
     /// The upstream commit `to` integrates (`to` itself, or a rebase of local commits onto it):
     /// what a failure quarantines.
     public var upstream: String?
+    /// The releases layout: the release this update builds and makes live (`phase` `checkout`:
+    /// being built, checked out and synced beside the live one; `moved`: `current` names it),
+    /// and the one that was live before, which an undo swaps back to. nil: the in-place layout.
+    public var release: String?
+    public var previousRelease: String?
 
     enum CodingKeys: String, CodingKey {
         case phase, pid, from, to, branch, sync, restart, services
@@ -84,7 +89,8 @@ public struct ApplyJournal: Codable, Sendable, Equatable {
         case startedAt = "started_at", jobID = "job_id", previousBranch = "previous_branch"
         case branchTipBefore = "branch_tip_before"
         case soakSeconds = "soak_seconds", soakStartedAt = "soak_started_at", soakBaseline = "soak_baseline", bootID = "boot_id"
-        case upstream
+        case upstream, release
+        case previousRelease = "previous_release"
     }
 
     public init(phase: Phase, startedAt: Double, branch: String, jobID: String?) {

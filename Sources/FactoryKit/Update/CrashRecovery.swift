@@ -33,7 +33,7 @@ extension UpdatePipeline {
     /// Takes the checkout lock (unless another update holds it) and repairs a left-over intent record.
     /// Returns nil when there was nothing to repair. The repair is recorded in the history.
     public func recoverInterruptedUpdate() -> UpdateReport? {
-        guard let repository = try? Repository.open(at: request.factoryDirectory),
+        guard let repository = try? Repository.open(at: ReleasesLayout.repositoryPath(for: request.factoryDirectory)),
               ApplyJournal.exists(gitDirectory: repository.gitDirectory) else { return nil }
         // A holder is alive (an operator's update): then the record is its own, not a crash's.
         guard let lock = try? CheckoutLock.acquire(gitDirectory: repository.gitDirectory, wait: false) else { return nil }
@@ -122,6 +122,9 @@ extension UpdatePipeline {
             let message = "an earlier update (\(who)) \(what); nothing to undo\(locksNote)"
             logger.notice("\(message)")
             return Recovery(journal: journal, message: message, restoredCode: false)
+        }
+        if journal.release != nil {
+            return try recoverRelease(repository, journal, who: who, locksNote: locksNote)
         }
         guard let fromHex = journal.from, let from = ObjectID(hex: fromHex) else {
             throw Stop(failure: .rollbackFailed, message: "the record of an interrupted update (\(who)) has no starting commit; check `git status` and remove \(ApplyJournal.path(gitDirectory: gitDirectory)) by hand")
@@ -347,7 +350,7 @@ extension UpdatePipeline {
         return ("re-syncing the environment failed (\(result.message)); the next update syncs it", reason)
     }
 
-    private func restartIfInterrupted(_ journal: ApplyJournal) -> [String] {
+    func restartIfInterrupted(_ journal: ApplyJournal) -> [String] {
         guard journal.restart, journal.phase >= .restarting else { return [] }
         let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
         let inactive = services.restart(journal.services, settle: request.settleSeconds)

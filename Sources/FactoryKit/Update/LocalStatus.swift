@@ -27,6 +27,27 @@ public struct LocalStatus: Codable, Sendable {
     public var quarantined: [Quarantine.Entry] = []
     /// An update still in its soak window (or left there by a factoryctl that died).
     public var provisional: Provisional?
+    /// `in_place`, or `releases` (DIR/current → releases/<name>).
+    public var layout = "in_place"
+    /// The releases layout: the complete releases kept, newest first (the live one marked), and
+    /// half-built ones the next update prunes.
+    public var releases: [ReleaseLine]?
+
+    public struct ReleaseLine: Codable, Sendable {
+        public var name: String
+        public var commit: String
+        public var branch: String
+        public var live: Bool
+        /// The one `rollback` swaps back to.
+        public var previous: Bool
+        public var complete: Bool
+        public var builtAt: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case name, commit, branch, live, previous, complete
+            case builtAt = "built_at"
+        }
+    }
 
     public struct Provisional: Codable, Sendable {
         public var commit: String?
@@ -48,16 +69,17 @@ public struct LocalStatus: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case branch, head, upstream, ahead, behind, state, modified, fetched, quarantined, provisional
+        case branch, head, upstream, ahead, behind, state, modified, fetched, quarantined, provisional, layout, releases
         case factoryDirectory = "factory_dir", headSummary = "head_summary", upstreamCommit = "upstream_commit"
         case fetchError = "fetch_error", lastUpdate = "last_update", needsAttention = "needs_attention"
     }
 
     /// Reads the checkout; with `fetch`, refreshes the remote-tracking branches first.
     public static func read(factoryDirectory: String, fetch: Bool, environment: [String: String]) throws -> LocalStatus {
+        let layout = ReleasesLayout.detect(factoryDirectory)
         let repository: Repository
         do {
-            repository = try Repository.open(at: factoryDirectory)
+            repository = try Repository.open(at: layout?.gitDirectory ?? factoryDirectory)
         } catch let error as GitError where error.isLibraryMissing {
             throw FactoryError.failed(error.message)
         } catch {
@@ -74,12 +96,16 @@ public struct LocalStatus: Codable, Sendable {
         let head = try repository.head()
         var status = LocalStatus(
             factoryDirectory: factoryDirectory, branch: head.branchName, head: head.commit?.hex,
-            state: repository.state.rawValue, modified: try repository.trackedChanges(),
+            state: repository.state.rawValue, modified: try modified(repository, layout),
             fetched: fetch && fetchError == nil, fetchError: fetchError,
             lastUpdate: UpdateHistory(gitDirectory: repository.gitDirectory).last,
             needsAttention: EnvironmentDebt.read(gitDirectory: repository.gitDirectory)?.summary,
             quarantined: Quarantine(gitDirectory: repository.gitDirectory).entries(),
             provisional: Provisional.read(gitDirectory: repository.gitDirectory))
+        if let layout {
+            status.layout = "releases"
+            status.releases = releaseLines(layout)
+        }
         if let commit = head.commit {
             status.headSummary = try repository.commit(commit).summary
         }
@@ -94,5 +120,21 @@ public struct LocalStatus: Codable, Sendable {
             }
         }
         return status
+    }
+
+    /// Tracked changes of the checkout, or of the live release.
+    private static func modified(_ repository: Repository, _ layout: ReleasesLayout?) throws -> [TrackedChange] {
+        guard let layout else { return try repository.trackedChanges() }
+        guard let name = layout.liveName else { return [] }
+        return try Repository.open(at: layout.path(of: name)).trackedChanges()
+    }
+
+    private static func releaseLines(_ layout: ReleasesLayout) -> [ReleaseLine] {
+        let live = layout.liveName, previous = layout.previous?.name
+        let (complete, halfBuilt) = layout.releases()
+        return complete.map {
+            ReleaseLine(name: $0.name, commit: $0.commit, branch: $0.branch, live: $0.name == live, previous: $0.name == previous,
+                        complete: true, builtAt: $0.builtAt)
+        } + halfBuilt.map { ReleaseLine(name: $0, commit: "", branch: "", live: $0 == live, previous: false, complete: false) }
     }
 }

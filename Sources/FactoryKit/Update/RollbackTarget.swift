@@ -17,7 +17,7 @@ public struct RollbackTarget: Sendable, Equatable {
 
     /// `explicit` (on `branch`, else the branch checked out) or the history's previous commit.
     public static func resolve(factoryDirectory: String, explicit: ObjectID?, branch: String?) throws -> RollbackTarget {
-        let repository = try Repository.open(at: factoryDirectory)
+        let repository = try Repository.open(at: ReleasesLayout.repositoryPath(for: factoryDirectory))
         let head = try repository.head()
         if let explicit {
             guard let name = branch ?? head.branchName else {

@@ -95,13 +95,27 @@ public struct UpdatePipeline {
             throw Stop(failure: .invalidBranch, message: "\(error); nothing was changed")
         }
         try precheck()
-        let repository = try openCheckout()
+        let layout = ReleasesLayout.detect(request.factoryDirectory)
+        let repository = try layout.map(openRepository) ?? openCheckout()
         // 1. Lock.
         held = (try lock(repository), repository.gitDirectory)
         if let recovery = try recover(repository, deferSync: request.sync && !request.dryRun) {
             report.recovery = recovery.message
         }
-        try update(repository, &report)
+        if let layout {
+            try updateReleases(layout, repository, &report)
+        } else {
+            try update(repository, &report)
+        }
+    }
+
+    /// The releases layout's repository (`DIR/.git`, bare: every release is a work tree of it).
+    private func openRepository(_ layout: ReleasesLayout) throws -> Repository {
+        do {
+            return try Repository.open(at: layout.gitDirectory)
+        } catch {
+            throw Stop(failure: .notARepository, message: "\(layout.root) has \(layout.current) but no repository at \(layout.gitDirectory) (\(error)); nothing was changed")
+        }
     }
 
     /// The sync program and, with --restart, the user's service manager are found before
@@ -196,7 +210,7 @@ public struct UpdatePipeline {
 
     /// A target that failed here before for a reason that is the code's is refused (nothing has
     /// moved yet), unless `--retry-quarantined`.
-    private func refuseQuarantined(_ upstream: ObjectID, target: ObjectID, _ repository: Repository) throws {
+    func refuseQuarantined(_ upstream: ObjectID, target: ObjectID, _ repository: Repository) throws {
         let quarantine = Quarantine(gitDirectory: repository.gitDirectory)
         let (entries, corrupt) = quarantine.read(moveAside: true)
         if corrupt {
@@ -212,7 +226,7 @@ public struct UpdatePipeline {
     }
 
     /// Step 3: fetch. The record lets a later run remove lock files a killed fetch leaves behind.
-    private func fetchStep(_ repository: Repository, _ report: inout UpdateReport) throws -> ApplyJournal {
+    func fetchStep(_ repository: Repository, _ report: inout UpdateReport) throws -> ApplyJournal {
         var journal = ApplyJournal(phase: .fetch, startedAt: report.startedAt, branch: request.branch, jobID: request.jobID)
         try advance(&journal, to: .fetch, repository)
         logger.info("fetching \(request.remote)")
@@ -342,7 +356,9 @@ public struct UpdatePipeline {
 
     /// Runs the dependency sync. The forward sync is bounded by the mission deadline; the one that
     /// restores the previous environment during a rollback is not (only by `syncTimeout`).
-    func runSync(withinDeadline: Bool = true, journalIn gitDirectory: String, for commit: ObjectID?) -> (ok: Bool, message: String, stopped: Bool) {
+    /// `directory`: where it runs (default the factory directory; a new release's in the releases layout).
+    func runSync(withinDeadline: Bool = true, journalIn gitDirectory: String, for commit: ObjectID?,
+                 in directory: String? = nil) -> (ok: Bool, message: String, stopped: Bool) {
         let argv = request.syncCommand
         guard !argv.isEmpty else {
             EnvironmentDebt.clear(gitDirectory: gitDirectory)
@@ -355,7 +371,7 @@ public struct UpdatePipeline {
         logger.info("running \(argv.joined(separator: " "))")
         do {
             let result = try ProcessRunner(environment: request.environment)
-                .run(argv, in: request.factoryDirectory, timeout: timeout, shouldStop: shouldStopSync) { pid in
+                .run(argv, in: directory ?? request.factoryDirectory, timeout: timeout, shouldStop: shouldStopSync) { pid in
                     // Remembered so a recovery can end it if this process dies mid-sync.
                     guard var journal = ApplyJournal.load(gitDirectory: gitDirectory) else { return }
                     journal.childGroup = pid
@@ -445,7 +461,9 @@ public struct UpdatePipeline {
         // Work done in the checkout while this update ran (an edit or a commit during a long
         // sync, the restart or the soak) is never forced away: the code stays as it is.
         if let journal, journal.phase >= .moved, !journal.rollingBack {
-            let later = try workSinceTheMove(rollback.repository, journal)
+            let later = try rollback.swap.map { swap in
+                swap.layout.liveName == swap.release ? [] : ["\(swap.layout.current) now names \(swap.layout.liveName ?? "nothing")"]
+            } ?? workSinceTheMove(rollback.repository, journal)
             if !later.isEmpty {
                 throw Stop(failure: .rollbackFailed,
                            message: "\(reason); NOT rolled back: the checkout changed while the update ran (\(later.joined(separator: "; "))), so nothing was forced: it stays on \(report.shortTo ?? "?") with those changes\(notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"). Needs attention: fix or commit the changes, then `factoryctl update` (or `factoryctl rollback`)")
@@ -478,7 +496,9 @@ public struct UpdatePipeline {
         report.attempted = report.to
         report.to = report.from
         report.changed = false
-        let environmentRestored = resync && request.sync ? restoreEnvironment(rollback, &report, &notes) : true
+        // A swap back needs no sync: the previous release's environment was never touched.
+        let environmentRestored = resync && request.sync && rollback.swap == nil ? restoreEnvironment(rollback, &report, &notes) : true
+
         if restart {
             let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
             let inactive = services.restart(request.services, settle: request.settleSeconds)
@@ -486,6 +506,12 @@ public struct UpdatePipeline {
                 report.inactiveAfterRollback = inactive
                 notes.append("after rollback still not active: \(inactive.joined(separator: ", ")); needs attention")
             }
+        }
+        if let swap = rollback.swap {
+            // The release that failed goes (once nothing runs in it) rather than stay the newest
+            // kept one; a retry builds it again.
+            report.release = swap.previous
+            try? swap.layout.remove(swap.release)
         }
         let suffix = notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"
         throw Stop(failure: failure, message: "\(reason); rolled back to \(report.shortFrom ?? "?")\(suffix)",

@@ -99,6 +99,10 @@ public struct UpdateReport: Codable, Sendable {
     /// The soak window this update was given (0: none), and whether it passed it.
     public var soakSeconds: Double = 0
     public var soaked = false
+    /// The releases layout: the release `current` names after the update, and whether it was a
+    /// kept one swapped back in (no checkout, no sync).
+    public var release: String?
+    public var releaseReused: Bool?
     /// Stopped part-way on purpose with the intent record kept (a stop during the sync or the
     /// soak): the outcome is not known yet; the run that finishes the record has it. Not encoded.
     public var unfinished = false
@@ -131,7 +135,8 @@ public struct UpdateReport: Codable, Sendable {
         case previousBranch = "previous_branch", commitCount = "commit_count", rebasedCommits = "rebased_commits"
         case recovery, syncSkipped = "sync_skipped", attempted, inactiveAfterRollback = "inactive_after_rollback"
         case environmentOwed = "environment_owed"
-        case upstream, pinned, healthChecked = "health_checked", soakSeconds = "soak_seconds", soaked
+        case upstream, pinned, healthChecked = "health_checked", soakSeconds = "soak_seconds", soaked, release
+        case releaseReused = "release_reused"
         case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
         case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms", stepsMs = "steps_ms"
     }
@@ -173,6 +178,8 @@ public struct UpdateReport: Codable, Sendable {
         try c.encode(healthChecked ?? false, forKey: .healthChecked)
         try c.encode(soakSeconds, forKey: .soakSeconds)
         try c.encode(soaked, forKey: .soaked)
+        try c.encode(release, forKey: .release)
+        try c.encode(releaseReused ?? false, forKey: .releaseReused)
         try c.encode(services, forKey: .services)
         try c.encode(rolledBack, forKey: .rolledBack)
         try c.encode(dryRun, forKey: .dryRun)

@@ -20,14 +20,16 @@ extension UpdatePipeline {
     /// Plans the integration (up to date, fast-forward, rebase, rewind, create) and passes the
     /// move through the gate. nil when the run is complete without a move (a dry run that would
     /// conflict).
-    func plan(_ repository: Repository, _ start: Start, _ report: inout UpdateReport) throws -> Plan? {
+    /// `liveTip`: the releases layout's live release commit when it is on the branch (its HEAD is
+    /// detached, so commits made there are not on the branch ref): that is the local branch.
+    func plan(_ repository: Repository, _ start: Start, _ report: inout UpdateReport, liveTip: ObjectID? = nil) throws -> Plan? {
         let remote = request.remote, branch = request.branch
         guard let tip = try repository.resolve(reference: "refs/remotes/\(remote)/\(branch)") else {
             throw Stop(failure: .branchMissing, message: "\(remote) has no branch '\(branch)'; nothing was changed")
         }
         let upstream = try pinnedUpstream(repository, tip: tip)
         report.upstream = upstream.hex
-        let localTip = try repository.resolve(reference: "refs/heads/\(branch)")
+        let localTip = try liveTip ?? repository.resolve(reference: "refs/heads/\(branch)")
         // Incoming commits: upstream's, measured from the local branch (or from HEAD for a new branch).
         let base = localTip ?? start.commit
         let counts = try repository.aheadBehind(local: base, upstream: upstream)
