@@ -154,3 +154,9 @@ public func eventually(timeout: Double = 20, _ condition: () throws -> Bool) ret
     }
     return try condition()
 }
+
+/// Gone, or a zombie nobody reaped yet (a killed child is seen here before Foundation reaps it).
+public func processEnded(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+    return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+}

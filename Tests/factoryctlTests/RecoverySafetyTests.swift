@@ -8,12 +8,6 @@ import TestSupport
 @Suite struct RecoverySafetyTests {
     var journalName: String { "/.git/factoryctl/journal.json" }
 
-    /// Gone, or a zombie nobody reaped yet.
-    func processEnded(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
-        return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
-    }
-
     /// What an operator does after the crash, in the factory checkout.
     enum LaterWork: String, CaseIterable, Sendable {
         /// A hotfix commit on the branch, then an uncommitted edit of a tracked file.

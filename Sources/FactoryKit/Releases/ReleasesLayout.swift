@@ -167,6 +167,7 @@ public struct ReleasesLayout: Sendable, Equatable {
     /// Links `paths` (relative to shared/) into the release at `releasePath`. A path the release
     /// itself tracks is refused: the release's file and the shared one would disagree.
     func linkShared(_ paths: [String], into releasePath: String) throws {
+        excludeFromStatus(paths)
         for entry in paths {
             let isDirectory = entry.hasSuffix("/")
             let relative = String(entry.trimmingSuffix("/"))
@@ -184,6 +185,20 @@ public struct ReleasesLayout: Sendable, Equatable {
                 throw FactoryError.failed("could not link \(link) to \(target): \(String(cString: strerror(errno)))")
             }
         }
+    }
+
+    /// The links are the release's own, not the app's files: listed in the repository's
+    /// `info/exclude` (shared by every work tree), so `git status` in a release stays clean.
+    func excludeFromStatus(_ paths: [String]) {
+        let path = gitDirectory + "/info/exclude"
+        let existing = (try? readSmallFile(path, limit: 1 << 20)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let lines = Set(existing.split(separator: "\n").map(String.init))
+        let missing = paths.map { "/" + $0.trimmingSuffix("/") }.filter { !lines.contains($0) }
+        guard !missing.isEmpty else { return }
+        try? Self.makeDirectories(path.deletingLastPathComponent)
+        let text = existing + (existing.isEmpty || existing.hasSuffix("\n") ? "" : "\n")
+            + "# factoryctl: shared files linked into every release\n" + missing.joined(separator: "\n") + "\n"
+        try? FileWriting.replace(path, with: Array(text.utf8))
     }
 
     static func validateSharedPath(_ path: String) throws {

@@ -21,11 +21,13 @@ extension UpdatePipeline {
             return recovery
         }
         // Killed while building: nothing ran the new release; a half-built one goes.
-        if live != name, live == previous, !journal.rollingBack {
+        if live != name, live == previous, !journal.rollingBack, journal.phase < .moved {
             if layout.release(name)?.complete != true { try? layout.remove(name) }
             return finish("an update (\(who), \(what)) was killed while building release \(name); the live release \(previous) was never touched", restored: false)
         }
-        guard live == name || live == previous else {
+        // Past the swap and not undoing, yet `current` names another release: someone else
+        // pointed it there (the pipeline marks its own swap back as rolling back first).
+        guard live == name || (live == previous && journal.rollingBack) else {
             return finish("an update (\(who), \(what)) was interrupted after its swap, and \(layout.current) has since been pointed at \(live ?? "nothing") by someone else: left as it is", restored: false, keptLaterWork: true)
         }
         if live == name, journal.phase == .soaking, !journal.rollingBack {
