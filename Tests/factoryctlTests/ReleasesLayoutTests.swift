@@ -113,7 +113,7 @@ import TestSupport
         defer { _ = update.stop() }
         let syncing = eventually(timeout: 30) { FileManager.default.fileExists(atPath: layout.world.directory.join("syncing")) }
         let untouched = layout.live == live && layout.world.read(layout.current, "app.py") == liveApp && layout.restarts == 0
-        FileManager.default.createFile(atPath: gate, contents: nil)
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
         let status = update.waitForExit(timeout: 60)
         #expect(syncing && untouched && status == 0 && layout.live != live, "\(update.output)")
     }
@@ -135,7 +135,7 @@ import TestSupport
         var env = layout.environment
         env["UA_FACTORY_SYNC_COMMAND"] = try layout.countingSync()
         let target = try layout.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        FileManager.default.createFile(atPath: layout.world.systemctlState + "/\(Self.service).fail-next-restart", contents: nil)
+        _ = FileManager.default.createFile(atPath: layout.world.systemctlState + "/\(Self.service).fail-next-restart", contents: nil)
         let (result, object) = try layout.update(environment: env)
         #expect(result.status != 0 && object["rolled_back"] as? Bool == true && layout.live == live
                 && layout.restartedOn == [layout.release(target), live] && layout.syncDirectories.count == 1,
@@ -247,5 +247,35 @@ import TestSupport
         let live = layout.live
         let (result, _) = try layout.update(["--no-sync"], environment: env)
         #expect(result.status != 0 && layout.live == live && result.stderr.contains("UA_FACTORY_SHARED"), "\(result.stdout) \(result.stderr)")
+    }
+}
+
+/// Missions, HQ and `status --fleet` the same in both layouts: one factory in the releases
+/// layout, one in place, one broadcast, then a rollback mission to the releases one.
+@Suite struct ReleasesLayoutFleetTests {
+    @Test func aMixedFleetUpdatesTogetherAndARollbackMissionIsASwap() throws {
+        let fleet = try FleetWorld(factories: ["rel-1", "inplace-1"])
+        let releases = fleet.factories["rel-1"]!
+        let initialized = try FactoryctlBinary.run(["releases", "init"], factoryDir: releases, environment: fleet.world.environment)
+        let first = (try? FileManager.default.destinationOfSymbolicLink(atPath: releases + "/current")) ?? ""
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        for id in ["rel-1", "inplace-1"] {
+            try supervisor.supervise(id) { try fleet.consumer(id) }
+            _ = try fleet.waitUntilRegistered(id)
+        }
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let update = try FactoryctlBinary.run(["publish", "update", "--wait", "--timeout", "60", "--json", "--log-level", "error"],
+                                              environment: fleet.environment)
+        let updated = (try? update.json())?["all_succeeded"] as? Bool == true
+        let swappedIn = (try? FileManager.default.destinationOfSymbolicLink(atPath: releases + "/current")) == "releases/" + target.prefix(12)
+        let registered = eventually(timeout: 30) { (try? fleet.registration("rel-1"))?["commit"] as? String == target }
+        let rollback = try FactoryctlBinary.run(["publish", "rollback", "--target", "rel-1", "--wait", "--timeout", "60", "--json", "--log-level", "error"],
+                                                environment: fleet.environment)
+        let rolledBack = (try? rollback.json())?["all_succeeded"] as? Bool == true
+        let live = (try? FileManager.default.destinationOfSymbolicLink(atPath: releases + "/current")) ?? ""
+        let inPlace = try fleet.world.head(fleet.factories["inplace-1"]!)
+        #expect(initialized.status == 0 && updated && swappedIn && registered && inPlace == target
+                && rolledBack && live == first, "init: \(initialized.stderr) update: \(update.stdout) rollback: \(rollback.stdout) \(rollback.stderr) live \(live)")
     }
 }
