@@ -173,13 +173,13 @@ _factoryctl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    update|publish|consume|status|serve|enroll|forget|keys|rollback|help)
+    update|publish|consume|status|serve|enroll|forget|keys|rollback|releases|help)
         # Offer subcommand argument completions
         "_factoryctl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'update publish consume status serve enroll forget keys rollback help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'update publish consume status serve enroll forget keys rollback releases help' -- "${cur}"))
         ;;
     esac
 }
@@ -532,6 +532,49 @@ _factoryctl_rollback() {
         return
         ;;
     '--soak')
+        return
+        ;;
+    esac
+}
+
+_factoryctl_releases() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __factoryctl_offer_flags_options 0
+
+    # Offer subcommand / subcommand argument completions
+    local -r subcommand="${unparsed_words[0]}"
+    unset 'unparsed_words[0]'
+    unparsed_words=("${unparsed_words[@]}")
+    case "${subcommand}" in
+    init)
+        # Offer subcommand argument completions
+        "_factoryctl_releases_${subcommand}"
+        ;;
+    *)
+        # Offer subcommand completions
+        COMPREPLY+=($(compgen -W 'init' -- "${cur}"))
+        ;;
+    esac
+}
+
+_factoryctl_releases_init() {
+    repeating_flags=()
+    non_repeating_flags=(--quiet -q --verbose -v --no-sync --json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--log-level --factory-dir)
+    __factoryctl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--log-level')
+        __factoryctl_add_completions -W 'trace'$'\n''debug'$'\n''info'$'\n''notice'$'\n''warning'$'\n''error'$'\n''critical'
+        return
+        ;;
+    '--factory-dir')
+        __factoryctl_add_completions -d
         return
         ;;
     esac

@@ -44,6 +44,12 @@ function __factoryctl_parse_tokens -S
             end
         case 'rollback'
             __factoryctl_parse_subcommand 0 'log-level=' 'q/quiet' 'v/verbose' 'factory-dir=' 'to=' 'b/branch=' 'no-restart' 'service=+' 'no-sync' 'force-sync' 'settle=' 'soak=' 'n/dry-run' 'retry-quarantined' 'json' 'version' 'h/help'
+        case 'releases'
+            __factoryctl_parse_subcommand 0 'version' 'h/help'
+            switch $unparsed_tokens[1]
+            case 'init'
+                __factoryctl_parse_subcommand 0 'log-level=' 'q/quiet' 'v/verbose' 'factory-dir=' 'no-sync' 'json' 'version' 'h/help'
+            end
         case 'help'
             __factoryctl_parse_subcommand -r 1 'version'
         end
@@ -110,6 +116,7 @@ complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_positiona
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_positional "factoryctl" -eq 1' -fa 'forget' -d 'Remove a decommissioned factory from the fleet and revoke its credentials (HQ only).'
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_positional "factoryctl" -eq 1' -fa 'keys' -d 'Manage the Ed25519 keys that sign missions.'
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_positional "factoryctl" -eq 1' -fa 'rollback' -d 'Move the factory back to the commit before its last successful update (or --to SHA).'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_positional "factoryctl" -eq 1' -fa 'releases' -d 'The side-by-side layout: DIR/current → a complete release, the next one built beside it.'
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_positional "factoryctl" -eq 1' -fa 'help' -d 'Show subcommand help information.'
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" log-level' -l 'log-level' -d 'Log level for messages on stderr.' -rfka 'trace debug info notice warning error critical'
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl update" q quiet' -l 'quiet' -s 'q' -d 'Only errors on stderr (--log-level error).'
@@ -250,4 +257,15 @@ complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl rollback" json' -l 'json' -d 'Print one JSON object instead of the summary.'
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl rollback" version' -l 'version' -d 'Show the version.'
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl rollback" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl releases" version' -l 'version' -d 'Show the version.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl releases" h help' -s 'h' -l 'help' -d 'Show help information.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_positional "factoryctl releases" -eq 1' -fa 'init' -d 'Turn an in-place checkout into DIR/current → releases/<commit>, with shared files linked in.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl releases init" log-level' -l 'log-level' -d 'Log level for messages on stderr.' -rfka 'trace debug info notice warning error critical'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl releases init" q quiet' -l 'quiet' -s 'q' -d 'Only errors on stderr (--log-level error).'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl releases init" v verbose' -l 'verbose' -s 'v' -d 'Debug messages on stderr too (--log-level debug).'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl releases init" factory-dir' -l 'factory-dir' -d 'The factory\'s git checkout (env UA_FACTORY_DIR; default: the current directory; for update and status, the checkout it is in).' -rfa '(__factoryctl_complete_directories)'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl releases init" no-sync' -l 'no-sync' -d 'Do not run the sync in the first release (its environment is then yours to build).'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl releases init" json' -l 'json' -d 'Print one JSON object instead of text.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl releases init" version' -l 'version' -d 'Show the version.'
+complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl releases init" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'factoryctl' -n '__factoryctl_should_offer_completions_for_flags_or_options "factoryctl help" version' -l 'version' -d 'Show the version.'
