@@ -49,6 +49,6 @@ import Testing
 
     @Test func subcommandsAreRegistered() throws {
         let names = Factoryctl.configuration.subcommands.map { $0.configuration.commandName }
-        #expect(names == ["update", "publish", "consume", "status", "serve", "enroll", "forget", "keys", "rollback", "fetch-helper"])
+        #expect(names == ["update", "publish", "consume", "status", "serve", "enroll", "forget", "keys", "rollback", "releases", "fetch-helper"])
     }
 }
