@@ -180,6 +180,15 @@ public struct ReleasesLayout: Sendable, Equatable {
             if Self.exists(link) {
                 throw FactoryError.failed("the release tracks \(relative), which is also a shared path (\(target)); remove it from the repository or from UA_FACTORY_SHARED")
             }
+            // A directory of the release that is itself a link (a tracked symlink) would put the
+            // shared link wherever it points: refused.
+            var parent = relative.deletingLastPathComponent
+            while !parent.isEmpty {
+                if Self.readLink(releasePath + "/" + parent) != nil {
+                    throw FactoryError.failed("the release tracks \(parent) as a symbolic link, so the shared path \(relative) cannot be linked inside it; change the repository or UA_FACTORY_SHARED")
+                }
+                parent = parent.deletingLastPathComponent
+            }
             try Self.makeDirectories(link.deletingLastPathComponent)
             guard symlink(target, link) == 0 else {
                 throw FactoryError.failed("could not link \(link) to \(target): \(String(cString: strerror(errno)))")

@@ -96,7 +96,7 @@ extension UpdatePipeline {
                               _ journal: inout ApplyJournal, _ report: inout UpdateReport) throws {
         record(plan, name: name, live: live, in: &journal)
         try advance(&journal, to: .checkout, repository)
-        if let kept = layout.release(name), kept.complete, try keptReleaseIsClean(name, layout) {
+        if let kept = layout.release(name), kept.complete, kept.commit == plan.target.hex, try keptReleaseIsClean(name, layout) {
             logger.info("release \(name) is kept from before: swapping back to it (no checkout, no sync)")
             report.releaseReused = true
             return
