@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Fault injection for factoryctl: SIGKILL at random moments, Redis restarts, hostile stream
-# entries, hostile HTTP, an insider with one factory's credentials. Separate from `swift test`;
-# each scenario prints one summary line ("faults: <name>: ... violations=N") and the script
-# exits non-zero if any scenario has one.
+# Fault injection for factoryctl: SIGKILL at random moments (in place and in the releases layout),
+# Redis restarts, hostile stream entries, hostile HTTP, an insider with one factory's credentials.
+# Separate from `swift test`; each scenario prints one summary line ("faults: <name>: ...
+# violations=N") and the script exits non-zero if any scenario has one.
 #
 #   scripts/faults.sh                 every scenario at full size (about 10 minutes on 2 cores)
 #   scripts/faults.sh --quick         every scenario, small counts (CI-sized)
-#   scripts/faults.sh kill-update     one scenario: kill-update kill-consume redis-restart
-#                                     hostile-entries hostile-http insider
+#   scripts/faults.sh kill-update     one scenario: kill-update kill-releases kill-consume
+#                                     redis-restart hostile-entries hostile-http insider
 #
 # Uses the built binary (FACTORYCTL_BIN, else .build/release or .build/debug), real git,
 # real uv (offline), a real redis-server on a unix socket and curl. Everything lives in one
@@ -25,7 +25,7 @@ for arg in "$@"; do
         *) SCENARIOS+=("$arg") ;;
     esac
 done
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(kill-update kill-consume redis-restart hostile-entries hostile-http insider)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(kill-update kill-releases kill-consume redis-restart hostile-entries hostile-http insider)
 
 BIN=${FACTORYCTL_BIN:-}
 if [ -z "$BIN" ]; then
@@ -760,6 +760,153 @@ PY
     stop_redis "$w/redis"
     [ -z "$why" ] || { violations=$((violations + 1)); echo "  setup:$why" >&2; }
     summary insider "$violations" "redis_attacks=$INSIDER_TRIED (listed=$listed swept=$swept over ${#keys[@]} keys) allowed=$INSIDER_ALLOWED forged_results_and_registration_counted=$forged_counted/3 (ignored+logged=$ignored_logged) http_with_a's_token=$http_tried let_through=$http_bad revoked_after_forget=$revoked/3 (auth, open connection, token)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 7. `update` killed with SIGKILL at random moments in the releases layout (issue 21): the next
+# release built and synced beside the live one, `current` swapped in one rename, restart, soak.
+RELEASE_STRAY_LINKS=0 RELEASE_ORPHAN_ADMIN=0
+# Every directory under DIR/releases: "complete half other" (other: not a release name).
+release_counts() { # factory dir
+    local f=$1 complete=0 half=0 other=0 d name
+    for d in "$f"/releases/* "$f"/releases/.[!.]*; do
+        [ -e "$d" ] || [ -L "$d" ] || continue
+        name=${d##*/}
+        if ! [[ "$name" =~ ^[0-9a-f]{12}$ ]]; then other=$((other + 1))
+        elif grep -q '"complete":true' "$f/.git/worktrees/$name/factoryctl-release.json" 2>/dev/null; then complete=$((complete + 1))
+        else half=$((half + 1)); fi
+    done
+    echo "$complete $half $other"
+}
+# `current` right after a kill (or at any moment): a link to releases/<name>, <name> complete,
+# its HEAD that release's commit, its tracked files that commit's, its environment synced for it.
+# Prints what is wrong (nothing: it holds).
+live_release_holds() { # factory dir
+    local f=$1 target name head why=""
+    if ! target=$(readlink "$f/current"); then echo " current-not-a-link"; return; fi
+    [[ "$target" =~ ^releases/[0-9a-f]{12}$ ]] || { echo " current->$target"; return; }
+    name=${target#releases/}
+    [ -d "$f/$target" ] || { echo " current->missing-dir($name)"; return; }
+    grep -q '"complete":true' "$f/.git/worktrees/$name/factoryctl-release.json" 2>/dev/null || why+=" live-$name-not-complete"
+    head=$(git -C "$f/current" rev-parse --verify -q 'HEAD^{commit}') || { echo "$why live-head-unreadable"; return; }
+    [ "${head:0:12}" = "$name" ] || why+=" live-head-${head:0:12}!=name"
+    grep -q "\"commit\":\"$head\"" "$f/.git/worktrees/$name/factoryctl-release.json" 2>/dev/null || why+=" live-record-commit!=head"
+    [ -z "$(git -C "$f/current" status --porcelain --untracked-files=no 2>&1)" ] || why+=" live-tree-dirty"
+    [ "$(cat "$f/current/.venv/synced-commit" 2>/dev/null)" = "$head" ] || why+=" live-env-not-synced"
+    echo "$why"
+}
+scenario_kill_releases() {
+    local runs=100; [ $QUICK = 1 ] && runs=12
+    local w="$WORK/kill-releases" violations=0 in_build=0 left_journal=0 recovered=0 swapped_at_kill=0 swapped_in_checkout=0 max_complete=0
+    local keep=3 svc=universal-agent-local-factory
+    local -A phases=()
+    make_world "$w"
+    local f="$w/factory"
+    "$BIN" releases init --factory-dir "$f" >/dev/null 2>"$w/init.log" || { echo "faults: releases init failed"; cat "$w/init.log"; }
+    # A sync that takes a while, so kills land in it. Not `exec`: a recovery ends the dead run's
+    # sync only if its group leader is still this script (argv[0]/argv[1] is checked).
+    cat > "$WORK/bin/slow-stamp-sync" <<'SYNC'
+#!/bin/sh
+set -e
+sleep 0.2
+uv sync --offline --quiet
+git rev-parse HEAD > .venv/synced-commit.tmp
+mv .venv/synced-commit.tmp .venv/synced-commit
+SYNC
+    chmod +x "$WORK/bin/slow-stamp-sync"
+    local saved_sync=$UA_FACTORY_SYNC_COMMAND saved_fake=$FAKE_SYSTEMCTL_DIR
+    export UA_FACTORY_SYNC_COMMAND="$WORK/bin/slow-stamp-sync" UA_FACTORY_KEEP_RELEASES=$keep
+    export FAKE_SYSTEMCTL_DIR="$w/systemctl" FAKE_SYSTEMCTL_CURRENT="$f/current"
+    mkdir -p "$FAKE_SYSTEMCTL_DIR"
+    local args=(update --factory-dir "$f" --restart --settle 0 --soak 1)
+    # Time one full update, and its build (fetch, checkout, link, sync: until `current` moves).
+    push_commits "$w" 3 warmup
+    local before; before=$(readlink "$f/current")
+    local t0 swap_ms=0; t0=$(now_ms)
+    "$BIN" "${args[@]}" >/dev/null 2>"$w/warmup.log" &
+    local pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        [ "$(readlink "$f/current")" != "$before" ] && { swap_ms=$(( $(now_ms) - t0 )); break; }
+        sleep 0.005
+    done
+    wait "$pid" || { echo "faults: warm-up update failed"; cat "$w/warmup.log"; }
+    local total=$(( $(now_ms) - t0 ))
+    [ "$swap_ms" -gt 0 ] || swap_ms=$(( total / 3 ))
+    local build_window=$swap_ms
+    mkdir -p "$w/journals"
+    for i in $(seq 1 "$runs"); do
+        push_commits "$w" $(( (RANDOM % 3) + 1 )) "rel$i"
+        local live_before delay
+        live_before=$(readlink "$f/current")
+        if [ $((i % 2)) -eq 0 ]; then delay=$(rand_ms "$build_window"); in_build=$((in_build + 1)); else delay=$(rand_ms "$total"); fi
+        "$BIN" "${args[@]}" >/dev/null 2>"$w/killed.log" &
+        pid=$!
+        sleep_ms "$delay"
+        kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        local why="" phase="none" journal="$f/.git/factoryctl/journal.json"
+        if [ -f "$journal" ]; then
+            left_journal=$((left_journal + 1))
+            cp "$journal" "$w/journals/run-$i.json"
+            phase=$(sed -n 's/.*"phase":"\([a-z_]*\)".*/\1/p' "$journal")
+            grep -q '"rolling_back":true' "$journal" && phase+="+rolling_back"
+        fi
+        phases[$phase]=$(( ${phases[$phase]:-0} + 1 ))
+        if [ "$(readlink "$f/current")" != "$live_before" ]; then
+            swapped_at_kill=$((swapped_at_kill + 1))
+            # Killed between the rename and the record's "moved": the record still says building.
+            [ "$phase" = checkout ] && swapped_in_checkout=$((swapped_in_checkout + 1))
+        fi
+        # Right after the kill: what `current` names is whole.
+        local killed_state; killed_state=$(live_release_holds "$f")
+        [ -z "$killed_state" ] || why+=" after-kill:$killed_state"
+        local at_kill="current=$(readlink "$f/current") releases=$(ls "$f/releases" | tr '\n' ,) phase=$phase"
+        # The next plain update finishes or undoes it, then updates.
+        local out rc
+        out=$("$BIN" update --factory-dir "$f" --restart --settle 0 2>&1); rc=$?
+        case "$out" in *"Recovered first"*) recovered=$((recovered + 1)) ;; esac
+        local target live
+        target=$(git -C "$w/origin.git" rev-parse main)
+        live=$(readlink "$f/current")
+        [ $rc -eq 0 ] || why+=" exit=$rc"
+        [ "$live" = "releases/${target:0:12}" ] || why+=" current=$live(want ${target:0:12})"
+        [ "$(git -C "$f/current" rev-parse HEAD 2>/dev/null)" = "$target" ] || why+=" head!=origin/main"
+        local after_state; after_state=$(live_release_holds "$f")
+        [ -z "$after_state" ] || why+=" after-update:$after_state"
+        [ ! -e "$journal" ] || why+=" journal-left"
+        (cd "$f/current" && sha256sum --quiet -c "$w/protected.sha" >/dev/null 2>&1) || why+=" protected-files-changed"
+        local p
+        for p in .env notes-untracked.txt cache; do
+            [ "$(readlink "$f/current/$p")" = "$f/shared/$p" ] || why+=" $p-not-linked-to-shared"
+        done
+        local complete half other
+        read -r complete half other < <(release_counts "$f")
+        [ "$complete" -gt "$max_complete" ] && max_complete=$complete
+        [ "$complete" -le $((keep + 2)) ] || why+=" complete-releases=$complete(>keep+live+rollback)"
+        [ "$half" = 0 ] || why+=" half-built-left=$half"
+        [ "$other" = 0 ] || why+=" other-entries-in-releases=$other"
+        [ "$(tail -1 "$FAKE_SYSTEMCTL_DIR/$svc.current" 2>/dev/null)" = "$live" ] || why+=" last-restart-on=$(tail -1 "$FAKE_SYSTEMCTL_DIR/$svc.current" 2>/dev/null)"
+        # Leftovers that break nothing (figures, not violations): a swap's temporary link killed
+        # before its rename, a work tree's admin directory without its directory.
+        local stray orphan d
+        stray=$(find "$f" -maxdepth 1 -name '.current.*' | wc -l)
+        orphan=0
+        for d in "$f"/.git/worktrees/*; do [ -d "$d" ] && [ ! -d "$f/releases/${d##*/}" ] && orphan=$((orphan + 1)); done
+        [ "$stray" -gt "$RELEASE_STRAY_LINKS" ] && RELEASE_STRAY_LINKS=$stray
+        [ "$orphan" -gt "$RELEASE_ORPHAN_ADMIN" ] && { RELEASE_ORPHAN_ADMIN=$orphan; echo "  run $i: work-tree admin dir(s) without a release: $(cd "$f/.git/worktrees" && ls | tr '\n' ' ')" >&2; }
+        if [ -n "$why" ]; then
+            violations=$((violations + 1))
+            echo "  run $i (kill after ${delay} ms; at the kill: $at_kill):$why" >&2
+            [ -f "$w/journals/run-$i.json" ] && sed 's/^/    journal: /' "$w/journals/run-$i.json" >&2 && echo >&2
+            echo "$out" | tail -6 | sed 's/^/    /' >&2
+        fi
+    done
+    export UA_FACTORY_SYNC_COMMAND="$saved_sync" FAKE_SYSTEMCTL_DIR="$saved_fake"
+    unset FAKE_SYSTEMCTL_CURRENT UA_FACTORY_KEEP_RELEASES
+    local by_phase="" k
+    for k in none fetch checkout moved restarting soaking; do by_phase+="${by_phase:+,}$k:${phases[$k]:-0}"; done
+    for k in "${!phases[@]}"; do case $k in none|fetch|checkout|moved|restarting|soaking) ;; *) by_phase+=",$k:${phases[$k]}" ;; esac; done
+    summary kill-releases "$violations" "runs=$runs kills_in_build_window=$in_build (<=${build_window} ms of ${total} ms) left_a_record=$left_journal phases_at_kill=($by_phase) swapped_at_kill=$swapped_at_kill (record_still_checkout=$swapped_in_checkout) recovered=$recovered max_complete_releases=$max_complete (keep=$keep) stray_swap_links=$RELEASE_STRAY_LINKS orphan_admin_dirs=$RELEASE_ORPHAN_ADMIN"
 }
 
 for scenario in "${SCENARIOS[@]}"; do

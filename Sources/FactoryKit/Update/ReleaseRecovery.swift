@@ -58,7 +58,10 @@ extension UpdatePipeline {
         var done = ["swapped \(layout.current) back to \(previous)"]
         done.append(contentsOf: restartIfInterrupted(journal))
         try? layout.remove(name)
-        return finish("undid an update interrupted during \(journal.stage) (\(who), \(what)): \(done.joined(separator: ", ")); no sync was needed", true, false,
+        // A record still at `checkout` whose release is live was killed between the rename and
+        // the record's next write.
+        let stage = journal.phase == .checkout && !journal.rollingBack ? "its swap" : journal.stage
+        return finish("undid an update interrupted during \(stage) (\(who), \(what)): \(done.joined(separator: ", ")); no sync was needed", true, false,
                       resoakFailed ? false : nil)
     }
 
