@@ -188,7 +188,7 @@ _factoryctl_update() {
     repeating_flags=()
     non_repeating_flags=(--quiet -q --verbose -v --allow-rewind --no-sync --force-sync --restart -n --dry-run --exit-code --wait-lock --retry-quarantined --json --version -h --help)
     repeating_options=(--service)
-    non_repeating_options=(--log-level --factory-dir -b --branch --commit --settle --soak --fetch-timeout)
+    non_repeating_options=(--log-level --factory-dir -b --branch --commit --settle --soak --fetch-timeout --splay)
     __factoryctl_offer_flags_options 0
 
     # Offer option value completions
@@ -220,6 +220,9 @@ _factoryctl_update() {
     '--fetch-timeout')
         return
         ;;
+    '--splay')
+        return
+        ;;
     esac
 }
 
@@ -227,7 +230,7 @@ _factoryctl_publish() {
     repeating_flags=()
     non_repeating_flags=(--quiet -q --verbose -v --rollback-on-halt --allow-rewind --no-pin --force --retry-quarantined --wait -n --dry-run --allow-unregistered --json --version -h --help)
     repeating_options=(--canary-target --target)
-    non_repeating_options=(--log-level --redis-url --stream --canary --batch --pause --max-failures --wave-timeout -b --branch --commit --repo --mission-timeout --max-length --timeout)
+    non_repeating_options=(--log-level --redis-url --stream --canary --batch --pause --max-failures --wave-timeout -b --branch --commit --repo --splay --mission-timeout --max-length --timeout)
     __factoryctl_offer_flags_options 2
 
     # Offer option value completions
@@ -273,6 +276,9 @@ _factoryctl_publish() {
         return
         ;;
     '--repo')
+        return
+        ;;
+    '--splay')
         return
         ;;
     '--mission-timeout')

@@ -57,6 +57,7 @@ struct FleetPage {
         let attention = r.metadata["needs_attention"]?.string
         if attention != nil { status += " · needs attention" }
         if let left = r.metadata["soak_seconds_left"]?.number, r.registrationStatus == "updating" { status += " · provisional, \(Int(left)) s left" }
+        if let left = r.metadata["splay_seconds_left"]?.number, r.registrationStatus == "updating" { status += " · waiting \(Int(left)) s (splay)" }
         let quarantined = (r.metadata["quarantined"]?.array ?? []).compactMap { $0["commit"]?.string }.filter(Mission.isCommitID)
         let result = r.lastJobStatus ?? "—"
         let resultClass = result == "SUCCESS" ? "ok" : (result == "FAILED" ? "bad" : "")

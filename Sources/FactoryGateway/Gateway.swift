@@ -167,12 +167,14 @@ public struct Gateway: Sendable {
         guard let allowRewind = field(body, "allow_rewind", \.bool) else { return invalid("allow_rewind", "must be a boolean") }
         if allowRewind == true, commit == nil { return invalid("allow_rewind", "needs commit (the commit to roll back to)") }
         guard let retryQuarantined = field(body, "retry_quarantined", \.bool) else { return invalid("retry_quarantined", "must be a boolean") }
+        guard let splay = field(body, "splay_seconds", splaySeconds) else { return invalid("splay_seconds", splayRule) }
         if let refusal = await pin(&commit, branch: branch) { return refusal }
         let timeout = configuration.missionTimeoutSeconds
         let publisher: @Sendable (MissionBus) throws -> Publisher.Outcome = { [branch, commit] bus in
             try Publisher(bus: bus, logger: self.logger, signer: self.configuration.signer).publish(
                 kind: .update, target: target, branch: branch, timeoutSeconds: timeout, force: force ?? false,
-                commit: commit, allowRewind: allowRewind ?? false, retryQuarantined: retryQuarantined ?? false)
+                commit: commit, allowRewind: allowRewind ?? false, retryQuarantined: retryQuarantined ?? false,
+                splaySeconds: splay ?? 0)
         }
         do {
             let outcome = try await redis.run(publisher)
@@ -197,6 +199,14 @@ public struct Gateway: Sendable {
         guard let parsed = read(value) else { return nil }
         return .some(parsed)
     }
+
+    /// `splay_seconds`: a whole number of seconds, 0...3600 and shorter than the mission timeout.
+    func splaySeconds(_ value: JSONValue) -> Int? {
+        guard let seconds = value.number, seconds == seconds.rounded(), seconds >= 0, seconds <= Double(Mission.maximumSplaySeconds),
+              seconds == 0 || seconds < Double(configuration.missionTimeoutSeconds) else { return nil }
+        return Int(seconds)
+    }
+    var splayRule: String { "must be whole seconds from 0 to \(Mission.maximumSplaySeconds), shorter than the mission timeout (\(configuration.missionTimeoutSeconds) s)" }
 
     static func commitID(_ value: JSONValue) -> String? { value.string.flatMap { Mission.isCommitID($0) ? $0 : nil } }
     static let commitIDRule = "must be a full commit id (40 lowercase hex digits) or null"
@@ -283,6 +293,8 @@ public struct Gateway: Sendable {
         if let refusal = readWaves(body, into: &start) { return .failure(refusal) }
         guard let commit = field(body, "commit", Self.commitID) else { return .failure(invalid("commit", Self.commitIDRule)) }
         start.commit = commit
+        guard let splay = field(body, "splay_seconds", splaySeconds) else { return .failure(invalid("splay_seconds", splayRule)) }
+        start.splaySeconds = splay ?? 0
         start.missionTimeout = configuration.missionTimeoutSeconds
         start.force = false
         start.requireRegistered = false

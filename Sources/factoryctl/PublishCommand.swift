@@ -73,6 +73,9 @@ struct PublishCommand: FactoryctlCommand {
     @Flag(name: .long, help: "Update missions: factories move even to a commit quarantined there (it failed on them before), this once.")
     var retryQuarantined = false
 
+    @Option(name: .long, help: ArgumentHelp("Update missions and rollouts: each factory waits a random delay in [0, SECONDS) before it fetches, so the fleet does not hit the git host at once (at most 3600, and less than --mission-timeout).", valueName: "seconds"))
+    var splay: Int = 0
+
     @Option(name: .long, help: ArgumentHelp("The mission's timeout_seconds (the consumer's deadline).", valueName: "seconds"))
     var missionTimeout: Int = 300
 
@@ -120,6 +123,9 @@ struct PublishCommand: FactoryctlCommand {
         }
         if revision.allowRewind, revision.commit == nil { throw ValidationError("--allow-rewind needs --commit (the commit to roll the fleet back to)") }
         if noPin, revision.commit != nil || repo != nil { throw ValidationError("--no-pin cannot go with --commit or --repo") }
+        guard (0...Mission.maximumSplaySeconds).contains(splay) else { throw ValidationError("--splay must be 0...\(Mission.maximumSplaySeconds) seconds") }
+        if splay > 0, action != .update { throw ValidationError("--splay is for update missions and rollouts") }
+        if splay > 0, splay >= missionTimeout { throw ValidationError("--splay must be shorter than --mission-timeout (\(missionTimeout) s): the wait counts against the mission's deadline") }
         if retryQuarantined, action != .update || rollout.isRollout {
             throw ValidationError("--retry-quarantined is for update missions (a rollout halts on a quarantined commit instead)")
         }
@@ -154,7 +160,8 @@ struct PublishCommand: FactoryctlCommand {
             try withRedis("publish") {
                 try session.publisher.publish(kind: kind, target: target, branch: revision.branch,
                                               timeoutSeconds: Int64(missionTimeout), force: force, requireRegistered: !allowUnregistered,
-                                              commit: commit, allowRewind: revision.allowRewind, retryQuarantined: retryQuarantined)
+                                              commit: commit, allowRewind: revision.allowRewind, retryQuarantined: retryQuarantined,
+                                              splaySeconds: kind == .update ? splay : 0)
             }
         }
     }
@@ -302,6 +309,8 @@ final class WaitProgress: Sendable {
             line = "\(id): received, updating"
         case .soaking(let id, let left):
             line = "\(id): soaking, \(left) s left"
+        case .splaying(let id, let left):
+            line = "\(id): waiting \(left) s (splay)"
         case .result(let result):
             let r = result.result
             let commits = "\(r["from_commit"]?.string?.prefix(7) ?? "?") → \(r["to_commit"]?.string?.prefix(7) ?? "?")"

@@ -61,6 +61,7 @@ extension PublishCommand {
         var start = RolloutStart(target: target, branch: revision.branch, commit: commit)
         rollout.apply(to: &start)
         start.missionTimeout = Int64(missionTimeout)
+        start.splaySeconds = splay
         start.force = force
         start.requireRegistered = !allowUnregistered
         let runner = session.rollout(runnerName: Self.runnerName)

@@ -73,10 +73,14 @@ struct UpdateCommand: FactoryctlCommand {
     @Flag(name: .long, help: "Move to a commit that is quarantined here (it failed on this factory before), this once.")
     var retryQuarantined = false
 
+    @Option(name: .long, help: ArgumentHelp("Wait a random delay in [0, SECONDS) before anything else, so factories run from timers do not all fetch at once (like ansible-pull's --sleep; at most 3600).", valueName: "seconds"))
+    var splay: Int = 0
+
     @Flag(name: .long, help: "Print one JSON object instead of the summary.")
     var json = false
 
     func validate() throws {
+        guard (0...Mission.maximumSplaySeconds).contains(splay) else { throw ValidationError("--splay must be 0...\(Mission.maximumSplaySeconds) seconds") }
         if pipeline.soak.map({ $0 > 0 }) == true, !restart { throw ValidationError("--soak watches the restarted services: it needs --restart") }
         if let fetchTimeout, !FactoryEnvironment.isValidFetchTimeout(fetchTimeout) {
             throw ValidationError("--fetch-timeout must be between 0 and 86400 seconds")
@@ -89,7 +93,9 @@ struct UpdateCommand: FactoryctlCommand {
                                     commit: revision.commitID, allowRewind: revision.allowRewind, settings: settings)
         request.dryRun = dryRun
         request.retryQuarantined = retryQuarantined
-        let report = PipelineRun(request: request, logger: global.logger("factoryctl.update", context)).run(context, meter: true)
+        var run = PipelineRun(request: request, logger: global.logger("factoryctl.update", context))
+        run.splaySeconds = Double(splay)
+        let report = run.run(context, meter: true)
         var status = ExitStatus(report)
         if status == .success, exitCode, !report.changed, !report.dryRun { status = .upToDate }
         try UpdateSummary(report: report).write(to: context, json: json, status: status)
@@ -109,6 +115,8 @@ struct UpdateCommand: FactoryctlCommand {
 struct PipelineRun {
     let request: UpdateRequest
     let logger: Logger
+    /// `update --splay`: a random wait in [0, S) first (stopped by the same signals: nothing changed).
+    var splaySeconds: Double = 0
 
     func run(_ context: CommandContext, meter showsProgress: Bool = false) -> UpdateReport {
         let stop = context.stopSignal(brokenPipe: true)
@@ -119,10 +127,25 @@ struct PipelineRun {
         stop.onSet {
             logger.notice("asked to stop: stopping once nothing is half-done (a running sync gets up to \(Int(UpdatePipeline.syncStopGrace)) s; ask again to end it now)")
         }
+        var waited: Int?
+        if splaySeconds > 0 {
+            let delay = Double.random(in: 0..<splaySeconds)
+            logger.info("waiting \(delay.fixed(1)) s (splay \(Int(splaySeconds)) s) before updating")
+            stop.sleep(delay)
+            if stop.isSet {
+                var report = UpdateReport(branch: request.branch, startedAt: Date())
+                report.failure = .cancelled
+                report.error = "stopped during the splay wait; nothing was changed"
+                report.finishedAt = Date().timeIntervalSince1970
+                return report
+            }
+            waited = Int(delay * 1000)
+        }
         let meter = ProgressMeter(stream: context.stderr, enabled: showsProgress && context.stderr.isTerminal)
         if showsProgress { pipeline.progress = meter.show }
-        let report = pipeline.run()
+        var report = pipeline.run()
         meter.finish()
+        if let waited { report.stepsMs = (report.stepsMs ?? [:]).merging(["splay": waited]) { $1 } }
         return report
     }
 }

@@ -339,7 +339,8 @@ import TestSupport
                                           body: #"{"branch": "main", "force": true, "commit": "\#(two)", "allow_rewind": true}"#)
         #expect(explicit.status == 200 && explicit.json?["commit"] as? String == two, "\(explicit.body)")
         for (body, field) in [(#"{"commit": "abc"}"#, "commit"), (#"{"commit": 5}"#, "commit"), (#"{"allow_rewind": true}"#, "allow_rewind"),
-                              (#"{"branch": "nope"}"#, "branch")] {
+                              (#"{"branch": "nope"}"#, "branch"), (#"{"splay_seconds": -1}"#, "splay_seconds"),
+                              (#"{"splay_seconds": 99999}"#, "splay_seconds"), (#"{"splay_seconds": "5"}"#, "splay_seconds")] {
             let reply = try server.request("POST", "/api/v1/ops/factory/update", body: body)
             #expect(reply.status == 422, "\(body): \(reply.status) \(reply.body)")
             #expect(reply.json?["field"] as? String == field, "\(body): \(reply.body)")

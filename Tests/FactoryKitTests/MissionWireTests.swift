@@ -158,4 +158,22 @@ import TestSupport
             #expect(throws: MissionRejection.self) { try Mission.parse(fields: bad) }
         }
     }
+
+    @Test func splaySecondsIsCarriedOnUpdatesAndValidated() throws {
+        let mission = Mission.make(kind: .update, target: .all, splaySeconds: 30)
+        let fields = ["job_id": mission.jobID, "idempotency_key": mission.jobID, "envelope": mission.envelope.json.pythonJSON]
+        guard case .mission(let parsed) = try Mission.parse(fields: fields) else { Issue.record("not a mission"); return }
+        let plain = Mission.make(kind: .update, target: .all)
+        var rejected = 0
+        let bad: [JSONValue] = [.string("30"), .int(-1), .int(Int64(Mission.maximumSplaySeconds) + 1), .double(1.5), .bool(true)]
+        for value in bad {
+            var envelope = plain.envelope
+            envelope.context["splay_seconds"] = value
+            let entry = ["job_id": plain.jobID, "idempotency_key": plain.jobID, "envelope": envelope.json.pythonJSON]
+            if (try? Mission.parse(fields: entry)) == nil { rejected += 1 }
+        }
+        #expect(mission.envelope.context["splay_seconds"] == .int(30) && parsed.splaySeconds == 30
+                && plain.envelope.context["splay_seconds"] == nil && Mission.make(kind: .pause, target: .all, splaySeconds: 30).envelope.context["splay_seconds"] == nil
+                && rejected == bad.count)
+    }
 }

@@ -36,6 +36,27 @@ import TestSupport
         }
     }
 
+    @Test func aSplayedBroadcastSpreadsTheFetchesOverTheWindowAndAllSucceed() throws {
+        let ids = ["s-1", "s-2", "s-3"]
+        let fleet = try FleetWorld(factories: ids)
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        for id in ids {
+            try supervisor.supervise(id) { try fleet.consumer(id) }
+            _ = try fleet.waitUntilRegistered(id)
+        }
+        try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "Ship v2")
+        let result = try FactoryctlBinary.run(["publish", "update", "--splay", "3", "--wait", "--timeout", "60", "--json", "--log-level", "error"],
+                                              environment: fleet.environment)
+        let summary = (try? result.json()) ?? [:]
+        let splays = (summary["results"] as? [[String: Any]] ?? []).compactMap {
+            (($0["result"] as? [String: Any])?["steps_ms"] as? [String: Any])?["splay"] as? Int
+        }
+        // Each factory drew its own delay in [0, 3 s): three different waits, none past the window.
+        #expect(summary["all_succeeded"] as? Bool == true && splays.count == 3 && Set(splays).count == 3
+                && splays.allSatisfy { (0..<3000).contains($0) }, "\(result.stdout) \(result.stderr)")
+    }
+
     @Test func targetedMissionRunsOnlyOnItsTarget() throws {
         let fleet = try FleetWorld(factories: ["f-1", "f-2"])
         let one = try fleet.consumer("f-1")

@@ -345,4 +345,14 @@ import TestSupport
         #expect((object["inactive_after_rollback"] as? [String]) == [])
         #expect(object["rolled_back"] as? Bool == true)
     }
+
+    @Test func updateWithSplayWaitsAtMostTheWindowAndSaysHowLong() throws {
+        let world = try GitWorld()
+        let target = try world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        let result = try FactoryctlBinary.run(["update", "--splay", "1", "--no-sync", "--json"], factoryDir: world.factory, environment: world.environment)
+        let splay = ((try? result.json())?["steps_ms"] as? [String: Any])?["splay"] as? Int
+        let head = try world.head(world.factory)
+        #expect(result.status == 0 && splay.map { (0..<1000).contains($0) } == true && head == target,
+                "\(result.stdout) \(result.stderr)")
+    }
 }

@@ -16,6 +16,8 @@ struct JobWatch {
     private(set) var updating: Set<String> = []
     /// The soak time left each factory last said (shown when it changes).
     private(set) var soaking: [String: Int] = [:]
+    /// The splay delay each factory said it waits (shown once).
+    private(set) var splaying: [String: Int] = [:]
     private(set) var unreachable: [String: String] = [:]
 
     init(outcome: Publisher.Outcome) {
@@ -80,6 +82,12 @@ struct JobWatch {
                let left = registration.metadata["soak_seconds_left"]?.number.map({ Int($0) }), soaking[id] != left {
                 soaking[id] = left
                 onEvent(.soaking(id, secondsLeft: left))
+            }
+            if awaiting.contains(id), registration.registrationStatus == "updating",
+               registration.metadata["current_job_id"]?.string == outcome.jobID,
+               let left = registration.metadata["splay_seconds_left"]?.number.map({ Int($0) }), splaying[id] == nil {
+                splaying[id] = left
+                onEvent(.splaying(id, secondsLeft: left))
             }
             let reason: String? = registration.isStale(now: now, after: FleetRegistry.staleAfter)
                 ? "stale: not heard from for \(Int(now.timeIntervalSince1970 - registration.lastSeenAt)) s"

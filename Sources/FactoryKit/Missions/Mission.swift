@@ -217,6 +217,10 @@ public struct Mission: Sendable, Equatable {
     public var allowRewind = false
     /// Update missions: move even to a commit quarantined on the factory, once (`retry_quarantined`).
     public var retryQuarantined = false
+    /// Update missions: the factory waits a random delay in [0, S) before it fetches
+    /// (`splay_seconds`), so a fleet does not hit the git host in the same second.
+    public var splaySeconds = 0
+    public static let maximumSplaySeconds = 3600
 
     public var jobID: String { envelope.jobID }
 
@@ -227,7 +231,8 @@ public struct Mission: Sendable, Equatable {
 
     /// The envelope the existing HQ sends for an update (`update-<12 hex>`, priority 10, 300 s, no retries).
     public static func make(kind: Kind, target: MissionTarget, branch: String = "main", timeoutSeconds: Int64 = 300,
-                            commit: String? = nil, allowRewind: Bool = false, retryQuarantined: Bool = false) -> Mission {
+                            commit: String? = nil, allowRewind: Bool = false, retryQuarantined: Bool = false,
+                            splaySeconds: Int = 0) -> Mission {
         let prefix = switch kind { case .update: "update"; case .pause: "pause"; case .resume: "resume"; case .rollback: "rollback" }
         let jobID = MissionID.make(prefix: prefix)
         var context: [String: JSONValue] = ["mission_kind": .string(kind.rawValue)]
@@ -237,6 +242,7 @@ public struct Mission: Sendable, Equatable {
             if let commit { context["commit"] = .string(commit) }
             if allowRewind { context["allow_rewind"] = .bool(true) }
             if retryQuarantined { context["retry_quarantined"] = .bool(true) }
+            if splaySeconds > 0 { context["splay_seconds"] = .int(Int64(splaySeconds)) }
         } else if kind == .rollback, let commit {
             context["commit"] = .string(commit)
             context["branch"] = .string(branch)
@@ -257,6 +263,7 @@ public struct Mission: Sendable, Equatable {
             mission.commit = commit
             mission.allowRewind = allowRewind || kind == .rollback
             mission.retryQuarantined = retryQuarantined && kind == .update
+            mission.splaySeconds = kind == .update ? splaySeconds : 0
         }
         return mission
     }
@@ -305,6 +312,12 @@ public struct Mission: Sendable, Equatable {
                 guard let retry = value.bool else { throw .malformed("payload.context.retry_quarantined must be true or false") }
                 mission.retryQuarantined = retry
             }
+        }
+        if kind == .update, let value = envelope.context["splay_seconds"], value != .null {
+            guard let seconds = value.number, seconds == seconds.rounded(), seconds >= 0, seconds <= Double(maximumSplaySeconds) else {
+                throw .malformed("payload.context.splay_seconds must be a whole number of seconds from 0 to \(maximumSplaySeconds)")
+            }
+            mission.splaySeconds = Int(seconds)
         }
         return .mission(mission)
     }

@@ -115,6 +115,8 @@ public final class MissionConsumer {
     /// The status of the last registration sent with a reply (a silent heartbeat only repeats it).
     private var lastRegisteredStatus: String?
     private var announcedWaitFor: String?
+    /// Seconds of the splay delay left while an update mission waits it (in the registration).
+    private var splayLeft: Int?
     /// A finished update whose result or ack did not reach Redis; delivered after reconnecting.
     private var unreported: (entry: StreamEntry, result: MissionResult, restart: Bool)?
 
@@ -450,14 +452,16 @@ public final class MissionConsumer {
         }
         pipeline.request.deadline = receivedAt.addingTimeInterval(Double(mission.envelope.timeoutSeconds))
         pipeline.request.jobID = mission.jobID
+        guard let splayed = try waitSplay(mission, deadline: pipeline.request.deadline!) else { return nil }
         // The registry keeps hearing from this factory ("updating") while a long sync runs.
         let heartbeat = UpdateHeartbeat(url: configuration.redisURL, own: registry.own, registration: currentRegistration(),
                                         interval: configuration.heartbeatSeconds, logger: logger)
         pipeline.request.retryQuarantined = mission.retryQuarantined
         // HQ's --wait shows "soaking, N s left" from the heartbeat.
         pipeline.onSoak = { heartbeat.soaking($0) }
-        let report = pipeline.run()
+        var report = pipeline.run()
         heartbeat.finish()
+        if let splayed { report.stepsMs = (report.stepsMs ?? [:]).merging(["splay": splayed]) { $1 } }
         if report.unfinished {
             // Stopped during the sync or the soak: not reported and not acked. The next start
             // finishes the record (and records its outcome under this job), then this mission
@@ -533,6 +537,30 @@ public final class MissionConsumer {
     private func backToIdle() throws {
         status = state.paused ? "paused" : "online"
         try register()
+    }
+
+    /// An update mission's splay: a random delay in [0, splay_seconds) before the fetch, never
+    /// into the last minute before the mission's deadline, with the registration saying
+    /// "waiting N s (splay)". Returns the milliseconds waited (nil when the mission has no
+    /// splay: .some(nil)); nil when asked to stop during it (nothing changed; not acked, so the
+    /// mission comes again after the next start).
+    private func waitSplay(_ mission: Mission, deadline: Date) throws -> Int?? {
+        guard mission.splaySeconds > 0 else { return .some(nil) }
+        let delay = min(Double.random(in: 0..<Double(mission.splaySeconds)), max(0, deadline.timeIntervalSinceNow - 60))
+        defer { splayLeft = nil }
+        logger.info("\(mission.jobID): waiting \(delay.fixed(1)) s (splay \(mission.splaySeconds) s) before fetching")
+        let end = Monotonic.now + delay
+        // Registered again every heartbeat while it waits: HQ sees it alive and the time left.
+        while !stop.isSet, case let left = end - Monotonic.now, left > 0 {
+            splayLeft = Int(left.rounded(.up))
+            try? register()
+            stop.sleep(min(left, configuration.heartbeatSeconds))
+        }
+        if stop.isSet {
+            logger.notice("\(mission.jobID): stopped during the splay; nothing was changed; it runs after the next start")
+            return nil
+        }
+        return .some(Int(delay * 1000))
     }
 
     private func makePipeline(branch: String) -> UpdatePipeline {
@@ -611,6 +639,7 @@ public final class MissionConsumer {
         let now = Date()
         var metadata: [String: JSONValue] = ["factory_dir": .string(configuration.factoryDirectory), "consumer_group": .string(group)]
         if let currentJobID { metadata["current_job_id"] = .string(currentJobID) }
+        if let splayLeft { metadata["splay_seconds_left"] = .int(Int64(splayLeft)) }
         // An environment a rollback could not restore: HQ's fleet page says so until a sync succeeds.
         if let owed = EnvironmentDebt.read(gitDirectory: repository.gitDirectory) { metadata["needs_attention"] = .string(owed.summary) }
         // Commits that failed here (the newest few): HQ's fleet page shows them with the factory.

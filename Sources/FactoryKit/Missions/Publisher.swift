@@ -145,12 +145,13 @@ public struct Publisher {
 
     public func publish(kind: Mission.Kind, target: MissionTarget, branch: String, timeoutSeconds: Int64 = 300,
                         force: Bool, requireRegistered: Bool = false, commit: String? = nil, allowRewind: Bool = false,
-                        retryQuarantined: Bool = false,
+                        retryQuarantined: Bool = false, splaySeconds: Int = 0,
                         fence: WriteFence? = nil) throws -> Outcome {
         let now = Date()
         let matches = try plan(kind: kind, target: target, force: force, requireRegistered: requireRegistered, now: now)
         let mission = Mission.make(kind: kind, target: target, branch: branch, timeoutSeconds: timeoutSeconds,
-                                   commit: commit, allowRewind: allowRewind, retryQuarantined: retryQuarantined)
+                                   commit: commit, allowRewind: allowRewind, retryQuarantined: retryQuarantined,
+                                   splaySeconds: splaySeconds)
         let recipients = Self.recipients(of: target, registered: matches.map(\.factoryID))
         // Enrolled factories read only their own inbox: each gets its copy there.
         let inboxes = try Enrollment(redis: bus.redis).enrolled(among: recipients)
@@ -199,6 +200,8 @@ public struct Publisher {
         case updating(String)
         /// The factory's update is in its soak window (provisional), this long left.
         case soaking(String, secondsLeft: Int)
+        /// The factory took the mission and waits its splay delay, this long left, before it fetches.
+        case splaying(String, secondsLeft: Int)
         case result(MissionResult)
         /// Back after the restart, registered on the new commit.
         case reregistered(String, commit: String?)

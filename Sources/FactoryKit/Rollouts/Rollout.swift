@@ -25,15 +25,18 @@ public struct Rollout {
         public var waveTimeout: Double
         public var missionTimeout: Int64
         public var createdAt: Double
+        /// Each wave's missions carry this splay (nil in plans made before it existed: none).
+        public var splaySeconds: Int?
 
         enum CodingKeys: String, CodingKey {
             case id, branch, commit, waves
             case pauseSeconds = "pause_seconds", maxFailures = "max_failures", rollbackOnHalt = "rollback_on_halt"
             case waveTimeout = "wave_timeout", missionTimeout = "mission_timeout", createdAt = "created_at"
+            case splaySeconds = "splay_seconds"
         }
 
         public init(id: String, branch: String, commit: String, waves: [[String]], pauseSeconds: Double, maxFailures: Int,
-                    rollbackOnHalt: Bool, waveTimeout: Double, missionTimeout: Int64, createdAt: Double) {
+                    rollbackOnHalt: Bool, waveTimeout: Double, missionTimeout: Int64, createdAt: Double, splaySeconds: Int? = nil) {
             self.id = id
             self.branch = branch
             self.commit = commit
@@ -44,6 +47,7 @@ public struct Rollout {
             self.waveTimeout = waveTimeout
             self.missionTimeout = missionTimeout
             self.createdAt = createdAt
+            self.splaySeconds = splaySeconds
         }
 
         public var members: [String] { waves.flatMap { $0 } }
@@ -307,7 +311,8 @@ public struct Rollout {
         }
         try lease.confirm(redis)
         let outcome = try publisher.publish(kind: .update, target: .ids(members), branch: plan.branch,
-                                            timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit, fence: lease.fence)
+                                            timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit,
+                                            splaySeconds: plan.splaySeconds ?? 0, fence: lease.fence)
         try set(id, [("wave:\(wave):job", outcome.jobID)], fence: lease.fence)
         onEvent("wave \(wave + 1)/\(plan.waves.count): \(members.joined(separator: ", ")) → \(String(plan.commit.prefix(7))) (\(outcome.jobID))")
         // Every member is waited for, live at publish time or not.

@@ -19,6 +19,8 @@ public struct RolloutStart: Sendable {
     public var rollbackOnHalt = false
     public var waveTimeout: Double = 600
     public var missionTimeout: Int64 = 300
+    /// Each wave's missions make the factories wait a random delay in [0, S) before they fetch.
+    public var splaySeconds = 0
     /// Start even while an update for these targets is in flight.
     public var force = false
     /// Refuse ids (or a glob) that match no registered factory.
@@ -56,6 +58,7 @@ public struct RolloutStart: Sendable {
         return Rollout.Plan(id: MissionID.make(prefix: "rollout"), branch: branch, commit: commit,
                             waves: Rollout.waves(live: live, canaryTargets: canaryTargets, canary: canary, batch: batch),
                             pauseSeconds: pauseSeconds, maxFailures: maxFailures, rollbackOnHalt: rollbackOnHalt,
-                            waveTimeout: waveTimeout, missionTimeout: missionTimeout, createdAt: now.timeIntervalSince1970)
+                            waveTimeout: waveTimeout, missionTimeout: missionTimeout, createdAt: now.timeIntervalSince1970,
+                            splaySeconds: splaySeconds > 0 ? splaySeconds : nil)
     }
 }
