@@ -55,21 +55,25 @@ struct ReleasesInitCommand: FactoryctlCommand {
             throw CommandFailure(code: .failedUnchanged, message: "\(error)")
         }
         if json { return try context.printJSON(outcome) }
+        context.sayAll(Self.lines(outcome))
+    }
+
+    /// What init did, and what the operator changes next.
+    static func lines(_ outcome: ReleasesInit.Outcome) -> [String] {
         let root = outcome.factoryDirectory
         if outcome.alreadyDone {
-            context.say("\(root) is already in the releases layout: current → releases/\(outcome.release); nothing was changed")
-            return
+            return ["\(root) is already in the releases layout: current → releases/\(outcome.release); nothing was changed"]
         }
-        context.sayAll([
+        var lines = [
             "\(root) is in the releases layout: current → releases/\(outcome.release) (\(outcome.branch) at \(outcome.commit.prefix(7))\(outcome.synced ? ", synced" : ""))",
             "Shared (in \(root)/shared, linked into every release): \(outcome.shared.isEmpty ? "nothing" : outcome.shared.joined(separator: ", "))",
-        ])
+        ]
         if !outcome.leftInPlace.isEmpty {
-            context.say("Left in \(root), no longer used (remove when the app runs from current): \(outcome.leftInPlace.joined(separator: ", "))")
+            lines.append("Left in \(root), no longer used (remove when the app runs from current): \(outcome.leftInPlace.joined(separator: ", "))")
         }
-        context.sayAll([
+        return lines + [
             "Next: in the app's unit set WorkingDirectory=\(root)/current (and paths under \(root)/.venv to \(root)/current/.venv), then",
             "  systemctl --user daemon-reload && systemctl --user restart <the app's unit>",
-        ])
+        ]
     }
 }

@@ -127,19 +127,10 @@ struct PipelineRun {
         stop.onSet {
             logger.notice("asked to stop: stopping once nothing is half-done (a running sync gets up to \(Int(UpdatePipeline.syncStopGrace)) s; ask again to end it now)")
         }
-        var waited: Int?
-        if splaySeconds > 0 {
-            let delay = Double.random(in: 0..<splaySeconds)
-            logger.info("waiting \(delay.fixed(1)) s (splay \(Int(splaySeconds)) s) before updating")
-            stop.sleep(delay)
-            if stop.isSet {
-                var report = UpdateReport(branch: request.branch, startedAt: Date())
-                report.failure = .cancelled
-                report.error = "stopped during the splay wait; nothing was changed"
-                report.finishedAt = Date().timeIntervalSince1970
-                return report
-            }
-            waited = Int(delay * 1000)
+        let waited: Int?
+        switch splay(stop) {
+        case .failure(let stopped): return stopped.report
+        case .success(let milliseconds): waited = milliseconds
         }
         let meter = ProgressMeter(stream: context.stderr, enabled: showsProgress && context.stderr.isTerminal)
         if showsProgress { pipeline.progress = meter.show }
@@ -147,6 +138,26 @@ struct PipelineRun {
         meter.finish()
         if let waited { report.stepsMs = (report.stepsMs ?? [:]).merging(["splay": waited]) { $1 } }
         return report
+    }
+}
+
+extension PipelineRun {
+    struct Stopped: Error { let report: UpdateReport }
+
+    /// `--splay`: the milliseconds waited (nil without one), or the report of a run stopped
+    /// during the wait (nothing changed).
+    func splay(_ stop: StopSignal) -> Result<Int?, Stopped> {
+        guard splaySeconds > 0 else { return .success(nil) }
+        let delay = Double.random(in: 0..<splaySeconds)
+        logger.info("waiting \(delay.fixed(1)) s (splay \(Int(splaySeconds)) s) before updating")
+        guard stop.sleep(delay) else {
+            var report = UpdateReport(branch: request.branch, startedAt: Date())
+            report.failure = .cancelled
+            report.error = "stopped during the splay wait; nothing was changed"
+            report.finishedAt = Date().timeIntervalSince1970
+            return .failure(Stopped(report: report))
+        }
+        return .success(Int(delay * 1000))
     }
 }
 

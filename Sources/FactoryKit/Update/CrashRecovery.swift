@@ -113,16 +113,7 @@ extension UpdatePipeline {
         if let group = journal.childGroup, OrphanGroup.end(group, program: journal.childProgram ?? "") {
             logger.notice("ended process group \(group) (\(journal.childProgram ?? "sync")) left running by \(who)")
         }
-        let recorded = UpdateHistory(gitDirectory: gitDirectory).last?.startedAt == journal.startedAt
-        // A rollback that could not restore the environment keeps its record on purpose.
-        if (recorded && !journal.rollingBack) || journal.phase == .fetch {
-            // Finished (its outcome is in the history) or killed before anything moved.
-            ApplyJournal.remove(gitDirectory: gitDirectory)
-            let what = journal.phase == .fetch ? "was killed while fetching" : "had finished"
-            let message = "an earlier update (\(who)) \(what); nothing to undo\(locksNote)"
-            logger.notice("\(message)")
-            return Recovery(journal: journal, message: message, restoredCode: false)
-        }
+        if let done = nothingToUndo(journal, who: who, locksNote: locksNote, gitDirectory: gitDirectory) { return done }
         if journal.release != nil {
             return try recoverRelease(repository, journal, who: who, locksNote: locksNote)
         }
@@ -163,6 +154,19 @@ extension UpdatePipeline {
         logger.notice("\(message)")
         return Recovery(journal: journal, message: message, restoredCode: restored, environmentOwed: owed,
                         soakPassed: resoakFailed ? false : nil)
+    }
+
+    /// A record whose run had finished (its outcome is in the history) or was killed before
+    /// anything moved: removed, nothing to undo. A rollback that could not restore the
+    /// environment keeps its record on purpose (not this case).
+    private func nothingToUndo(_ journal: ApplyJournal, who: String, locksNote: String, gitDirectory: String) -> Recovery? {
+        let recorded = UpdateHistory(gitDirectory: gitDirectory).last?.startedAt == journal.startedAt
+        guard (recorded && !journal.rollingBack) || journal.phase == .fetch else { return nil }
+        ApplyJournal.remove(gitDirectory: gitDirectory)
+        let what = journal.phase == .fetch ? "was killed while fetching" : "had finished"
+        let message = "an earlier update (\(who)) \(what); nothing to undo\(locksNote)"
+        logger.notice("\(message)")
+        return Recovery(journal: journal, message: message, restoredCode: false)
     }
 
     /// An update killed during its soak window (still provisional): what is running is soaked

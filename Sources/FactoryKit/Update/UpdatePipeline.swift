@@ -458,47 +458,21 @@ public struct UpdatePipeline {
         if Quarantine.codeFailures.contains(failure), report.integration != .rewind, let commit = report.upstream ?? report.to {
             quarantine(commit, failure: failure, reason: reason, gitDirectory: gitDirectory, &notes)
         }
-        // Work done in the checkout while this update ran (an edit or a commit during a long
-        // sync, the restart or the soak) is never forced away: the code stays as it is.
-        if let journal, journal.phase >= .moved, !journal.rollingBack {
-            let later = try rollback.swap.map { swap in
-                swap.layout.liveName == swap.release ? [] : ["\(swap.layout.current) now names \(swap.layout.liveName ?? "nothing")"]
-            } ?? workSinceTheMove(rollback.repository, journal)
-            if !later.isEmpty {
-                throw Stop(failure: .rollbackFailed,
-                           message: "\(reason); NOT rolled back: the checkout changed while the update ran (\(later.joined(separator: "; "))), so nothing was forced: it stays on \(report.shortTo ?? "?") with those changes\(notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"). Needs attention: fix or commit the changes, then `factoryctl update` (or `factoryctl rollback`)")
-            }
-        }
-        if journal != nil {
-            journal!.rollingBack = true
-            do {
-                try journal!.write(gitDirectory: gitDirectory)
-            } catch {
-                // The record still says how far the update got; a recovery undoes from there.
-                logger.warning("cannot mark the update record as rolling back: \(error)")
-            }
-        }
+        try refuseToForceLaterWork(rollback, journal, reason: reason, report, notes)
+        mark(&journal, gitDirectory) { $0.rollingBack = true }
         do {
             try rollback.perform()
         } catch {
             throw Stop(failure: .rollbackFailed,
                        message: "\(reason); rolling back to \(report.shortFrom ?? "?") FAILED: \(error). The checkout needs attention: check `git status` and run `factoryctl update` again")
         }
-        if journal != nil {
-            journal!.codeRestored = true
-            do {
-                try journal!.write(gitDirectory: gitDirectory)
-            } catch {
-                logger.warning("cannot record that the rollback restored the code: \(error)")
-            }
-        }
+        mark(&journal, gitDirectory) { $0.codeRestored = true }
         report.rolledBack = true
         report.attempted = report.to
         report.to = report.from
         report.changed = false
         // A swap back needs no sync: the previous release's environment was never touched.
         let environmentRestored = resync && request.sync && rollback.swap == nil ? restoreEnvironment(rollback, &report, &notes) : true
-
         if restart {
             let services = ServiceManager(runner: ProcessRunner(environment: request.environment), logger: logger)
             let inactive = services.restart(request.services, settle: request.settleSeconds)
@@ -516,6 +490,32 @@ public struct UpdatePipeline {
         let suffix = notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"
         throw Stop(failure: failure, message: "\(reason); rolled back to \(report.shortFrom ?? "?")\(suffix)",
                    keepJournal: !environmentRestored)
+    }
+
+    /// Work done in the checkout while this update ran (an edit or a commit during a long sync,
+    /// the restart or the soak; in the releases layout, `current` pointed elsewhere) is never
+    /// forced away: the code stays as it is, and the update ends here.
+    private func refuseToForceLaterWork(_ rollback: Rollback, _ journal: ApplyJournal?, reason: String,
+                                        _ report: UpdateReport, _ notes: [String]) throws {
+        guard let journal, journal.phase >= .moved, !journal.rollingBack else { return }
+        let later = try rollback.swap.map { swap in
+            swap.layout.liveName == swap.release ? [] : ["\(swap.layout.current) now names \(swap.layout.liveName ?? "nothing")"]
+        } ?? workSinceTheMove(rollback.repository, journal)
+        guard !later.isEmpty else { return }
+        throw Stop(failure: .rollbackFailed,
+                   message: "\(reason); NOT rolled back: the checkout changed while the update ran (\(later.joined(separator: "; "))), so nothing was forced: it stays on \(report.shortTo ?? "?") with those changes\(notes.isEmpty ? "" : " (" + notes.joined(separator: "; ") + ")"). Needs attention: fix or commit the changes, then `factoryctl update` (or `factoryctl rollback`)")
+    }
+
+    /// Writes a change to the intent record, if there is one; a failed write is only logged (the
+    /// record still says how far the update got, and a recovery undoes from there).
+    private func mark(_ journal: inout ApplyJournal?, _ gitDirectory: String, _ change: (inout ApplyJournal) -> Void) {
+        guard journal != nil else { return }
+        change(&journal!)
+        do {
+            try journal!.write(gitDirectory: gitDirectory)
+        } catch {
+            logger.warning("cannot update the update record during the rollback: \(error)")
+        }
     }
 
     /// Records that `commit` failed here for a reason that is the code's.
