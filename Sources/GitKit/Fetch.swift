@@ -80,6 +80,18 @@ final class FetchContext {
         } == 0
     }
 
+    /// Why authentication ended: over HTTP(S), the server refused the token offered, or asked
+    /// for credentials and none were set; over SSH, every key was tried.
+    func noCredentialsMessage(url: String) -> String {
+        guard url.lowercased().hasPrefix("http") else { return "no credentials left to try for \(url) (ssh-agent, key files, token)" }
+        let env = options.environment
+        let user = env["FACTORYCTL_GIT_USERNAME"].map { "user \($0)" } ?? "user x-access-token, or the one in the URL"
+        if triedToken {
+            return "the server at \(url) refused these credentials (the token in \(env["FACTORYCTL_GIT_TOKEN"] != nil ? "FACTORYCTL_GIT_TOKEN" : "GITHUB_TOKEN"), \(user)); check FACTORYCTL_GIT_TOKEN and FACTORYCTL_GIT_USERNAME"
+        }
+        return "the server at \(url) asks for credentials and none are set: set FACTORYCTL_GIT_TOKEN (and FACTORYCTL_GIT_USERNAME if the host wants a user name)"
+    }
+
     /// Picks the next credential to offer; nil when nothing is left to try.
     func credential(url: String, usernameFromURL: String?, allowed: UInt32) -> UnsafeMutablePointer<git_credential>? {
         let env = options.environment
@@ -227,8 +239,7 @@ extension FetchContext {
                 out.pointee = credential
                 return 0
             }
-            git_error_set_str(Int32(GIT_ERROR_CALLBACK.rawValue),
-                              "no credentials left to try for \(urlText) (ssh-agent, key files, token)")
+            git_error_set_str(Int32(GIT_ERROR_CALLBACK.rawValue), context.noCredentialsMessage(url: urlText))
             return GIT_EAUTH.rawValue
         }
         callbacks.transfer_progress = { stats, payload in

@@ -115,7 +115,7 @@ enum ExitStatus: Int32, CaseIterable {
         switch report.failure {
         case .lockHeld: self = .lockHeld
         case .preflight: self = .refusedByPreflight
-        case .remoteUnreachable: self = .remoteUnreachable
+        case .remoteUnreachable, .tlsFailed: self = .remoteUnreachable
         case .rollbackFailed: self = .rollbackFailed
         case .invalidBranch: self = .usage
         case .rewindRefused, .quarantined: self = .refused

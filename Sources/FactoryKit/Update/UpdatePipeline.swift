@@ -84,6 +84,9 @@ public struct UpdatePipeline {
         var paths: [String] = []
         /// Leave the intent record in place: the next run must finish what this one could not.
         var keepJournal = false
+        /// A fetch the git host refused for now (429, 502, 503, 504, too many connections):
+        /// worth trying again after a while.
+        var retryable = false
     }
 
     /// Checks what must hold before anything is touched, opens and locks the checkout, repairs
@@ -230,9 +233,36 @@ public struct UpdatePipeline {
         var journal = ApplyJournal(phase: .fetch, startedAt: report.startedAt, branch: request.branch, jobID: request.jobID)
         try advance(&journal, to: .fetch, repository)
         logger.info("fetching \(request.remote)")
-        try report.time("fetch") { try fetch(repository, remote: request.remote, journal: &journal) }
+        var attempt = 1
+        while true {
+            do {
+                try report.time("fetch") { try fetch(repository, remote: request.remote, journal: &journal) }
+                break
+            } catch let stop as Stop where stop.retryable && attempt < Self.fetchAttempts {
+                let delay = Self.backoff(attempt: attempt)
+                if let deadline = request.deadline, Date().addingTimeInterval(delay + 1) >= deadline { throw stop }
+                logger.notice("\(stop.message.split(separator: ";").first ?? ""); trying again in \(delay.fixed(1)) s (attempt \(attempt + 1) of \(Self.fetchAttempts))")
+                let waited = Monotonic.now
+                while Monotonic.now - waited < delay {
+                    try checkCancelled()
+                    sleep(seconds: min(0.1, delay - (Monotonic.now - waited)))
+                }
+                report.stepsMs = (report.stepsMs ?? [:]).merging(["fetch_backoff": Int(delay * 1000)]) { $0 + $1 }
+                attempt += 1
+            }
+        }
+        report.fetchAttempts = attempt
         try checkCancelled()
         return journal
+    }
+
+    /// A git host that answers "not now" is asked again this many times in all, after
+    /// `backoff(attempt:)`: exponential with full jitter (1, 2, 4, 8 s at most), so a fleet
+    /// turned away together does not come back together.
+    static let fetchAttempts = 5
+    static func backoff(attempt: Int) -> Double {
+        let ceiling = min(8.0, pow(2.0, Double(attempt - 1)))
+        return ceiling * Double.random(in: 0.5...1.0)
     }
 
     /// Fetches `remote`: in-process for a local path, else in a killable helper process.
@@ -295,6 +325,18 @@ public struct UpdatePipeline {
     /// A failed fetch, in- or out-of-process; a lock file in the way is named as such, not as a
     /// network problem.
     private static func fetchFailed(remote: String, url: String, message: String) -> Stop {
+        let lowered = message.lowercased()
+        if lowered.contains("certificate") || lowered.contains("ssl error") || lowered.contains("tls") && lowered.contains("handshake") {
+            return Stop(failure: .tlsFailed,
+                        message: "could not fetch \(remote) (\(url)): its TLS certificate was refused: \(message). Nothing was changed. Check the host's certificate (expired? another host name?) and the CA bundle (SSL_CERT_FILE)")
+        }
+        let busy = ["unexpected http status code: 429", "unexpected http status code: 502", "unexpected http status code: 503",
+                    "unexpected http status code: 504", "too many connections"]
+        if busy.contains(where: lowered.contains) {
+            var stop = Stop(failure: .remoteUnreachable, message: "\(remote) (\(url)) is busy: \(message); nothing was changed")
+            stop.retryable = true
+            return stop
+        }
         if message.contains(".lock") {
             return Stop(failure: .remoteUnreachable,
                         message: "could not fetch \(remote): \(message). A git process is writing there, or one died and left its lock file; if no git is running on this checkout, remove that file. Nothing was changed")

@@ -11,6 +11,9 @@ public enum UpdateFailure: String, Codable, Sendable, CaseIterable {
     case lockHeld = "lock_held"
     case preflight = "preflight"
     case remoteUnreachable = "remote_unreachable"
+    /// The remote's TLS certificate was refused (untrusted CA, expired, wrong host name);
+    /// nothing changed.
+    case tlsFailed = "tls_failed"
     case branchMissing = "branch_missing"
     case conflict = "conflict"
     case checkoutBlocked = "checkout_blocked"
@@ -103,6 +106,8 @@ public struct UpdateReport: Codable, Sendable {
     /// kept one swapped back in (no checkout, no sync).
     public var release: String?
     public var releaseReused: Bool?
+    /// Fetches made: more than one when the git host answered "not now" and was asked again.
+    public var fetchAttempts: Int?
     /// Stopped part-way on purpose with the intent record kept (a stop during the sync or the
     /// soak): the outcome is not known yet; the run that finishes the record has it. Not encoded.
     public var unfinished = false
@@ -136,7 +141,7 @@ public struct UpdateReport: Codable, Sendable {
         case recovery, syncSkipped = "sync_skipped", attempted, inactiveAfterRollback = "inactive_after_rollback"
         case environmentOwed = "environment_owed"
         case upstream, pinned, healthChecked = "health_checked", soakSeconds = "soak_seconds", soaked, release
-        case releaseReused = "release_reused"
+        case releaseReused = "release_reused", fetchAttempts = "fetch_attempts"
         case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
         case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms", stepsMs = "steps_ms"
     }
@@ -180,6 +185,7 @@ public struct UpdateReport: Codable, Sendable {
         try c.encode(soaked, forKey: .soaked)
         try c.encode(release, forKey: .release)
         try c.encode(releaseReused ?? false, forKey: .releaseReused)
+        try c.encode(fetchAttempts ?? 0, forKey: .fetchAttempts)
         try c.encode(services, forKey: .services)
         try c.encode(rolledBack, forKey: .rolledBack)
         try c.encode(dryRun, forKey: .dryRun)
