@@ -19,12 +19,13 @@ public final class RedisConnection {
 
     public init(url: RedisURL, connectTimeout: Double = 5, commandTimeout: Double = 10) throws(RedisError) {
         Self.ignoreSIGPIPE
-        (context, tls) = try Self.open(url, connectTimeout: connectTimeout)
+        let address = try Self.primary(of: url, connectTimeout: connectTimeout)
+        (context, tls) = try Self.open(address, connectTimeout: connectTimeout)
         self.url = url
         self.commandTimeout = commandTimeout
         // From here on, deinit frees the context if anything below throws.
         // (Over TLS hiredis holds a unix socket; the relay's TCP socket has the keepalive.)
-        if case .tcp = url.endpoint, tls == nil { redisEnableKeepAlive(context) }
+        if case .tcp = address.endpoint, tls == nil { redisEnableKeepAlive(context) }
         try setTimeout(commandTimeout)
         do {
             try logIn()
@@ -33,6 +34,48 @@ public final class RedisConnection {
             // its reason, not the broken pipe hiredis saw.
             if let failure = tls?.failure { throw .connection("cannot connect to \(url): the server refused the TLS session: \(failure)") }
             throw error
+        }
+        if case .sentinel(_, let primary) = url.endpoint { try confirmPrimary(primary, address) }
+    }
+
+    /// For a Sentinel URL: the address the Sentinels name for its primary, asked in order (the
+    /// first that answers wins); any other URL as it is. Asked on every connect, so a client that
+    /// reconnects after a failover finds the new primary.
+    static func primary(of url: RedisURL, connectTimeout: Double) throws(RedisError) -> RedisURL {
+        guard case .sentinel(let nodes, let primary) = url.endpoint else { return url }
+        var reasons: [String] = []
+        for node in nodes {
+            do {
+                let sentinel = try RedisConnection(url: RedisURL(endpoint: .tcp(host: node.host, port: node.port), tls: url.tls),
+                                                   connectTimeout: connectTimeout, commandTimeout: connectTimeout)
+                let reply = try sentinel.command(["SENTINEL", "get-master-addr-by-name", primary])
+                guard let items = reply.array, items.count == 2, let host = items[0].text,
+                      let port = items[1].text.flatMap(Int.init), (1...65535).contains(port) else {
+                    reasons.append("\(node.shown) does not know \(primary)")
+                    continue
+                }
+                var address = url
+                address.endpoint = .tcp(host: host, port: port)
+                return address
+            } catch {
+                reasons.append("\(node.shown): \(error)")
+            }
+        }
+        throw .connection("no Sentinel named the primary '\(primary)' (\(reasons.joined(separator: "; ")))")
+    }
+
+    /// The server a Sentinel named must say it is the primary (during a failover a Sentinel may
+    /// still name the old one, come back as a replica); a user not allowed ROLE is taken at its word.
+    private func confirmPrimary(_ primary: String, _ address: RedisURL) throws(RedisError) {
+        let role: RedisReply
+        do {
+            role = try command(["ROLE"])
+        } catch .reply {
+            return
+        }
+        let said = role.array?.first?.text ?? "?"
+        guard said == "master" else {
+            throw .connection("\(address) is not the primary '\(primary)' yet (ROLE: \(said)); the Sentinels are failing over")
         }
     }
 
@@ -58,6 +101,8 @@ public final class RedisConnection {
             } else {
                 made = redisConnectWithTimeout(host, Int32(port), tv)
             }
+        case .sentinel:
+            throw .connection("\(url): a Sentinel URL is resolved to its primary before connecting")
         case .unix(let path):
             guard url.tls == nil else { throw .connection("\(url): TLS needs a TCP endpoint, not a unix socket") }
             made = redisConnectUnixWithTimeout(path, tv)

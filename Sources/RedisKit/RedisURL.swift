@@ -4,10 +4,25 @@ import FactoryBasics
 /// Where a Redis server is: `redis://[[user]:password@]host:port/db` (an IPv6 host in brackets),
 /// `rediss://…` (the same over TLS, see `RedisTLSOptions`) or
 /// `unix://[[user]:password@]/path.sock[?db=N]`. A user name authenticates as that ACL user.
+/// `redis-sentinel://[[user]:password@]host:port[,host:port…]/db#primary` (Lettuce's form; and
+/// `rediss-sentinel://` over TLS) asks the Sentinels where the primary named after `#` is, on
+/// every connect; the user and password are the data nodes' (the Sentinels are asked without).
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     public enum Endpoint: Sendable, Equatable {
         case tcp(host: String, port: Int)
         case unix(path: String)
+        /// Sentinels to ask, in order, for the primary `primary`.
+        case sentinel(nodes: [Node], primary: String)
+    }
+
+    public struct Node: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+        var shown: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
     }
 
     public var endpoint: Endpoint
@@ -29,6 +44,10 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
     /// Parses `text`; a `rediss://` URL connects with `tls` (default: the system CA bundle, no
     /// client certificate). `tls` is not used for the other schemes.
     public init(_ text: String, tls: RedisTLSOptions = RedisTLSOptions()) throws(RedisError) {
+        if let sentinel = try Self.sentinel(text, tls: tls) {
+            self = sentinel
+            return
+        }
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
             throw .invalidURL("not a URL: \(Self.redacted(text))")
         }
@@ -51,7 +70,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             guard !components.path.isEmpty else { throw .invalidURL("no socket path in \(text)") }
             endpoint = .unix(path: components.path)
         default:
-            throw .invalidURL("unsupported scheme '\(scheme)': use redis://, rediss:// (TLS) or unix://")
+            throw .invalidURL("unsupported scheme '\(scheme)': use redis://, rediss:// (TLS), unix:// or redis-sentinel://")
         }
         if let db = query["db"] {
             guard let value = Int(db), value >= 0 else { throw .invalidURL("bad database '\(db)'") }
@@ -78,6 +97,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             let shown = host.contains(":") ? "[\(host)]" : host
             return "\(tls == nil ? "redis" : "rediss")://\(auth)\(shown):\(port)/\(database)"
         case .unix(let path): return "unix://\(auth)\(path)" + (database == 0 ? "" : "?db=\(database)")
+        case .sentinel(let nodes, let primary):
+            return "\(tls == nil ? "redis" : "rediss")-sentinel://\(auth)\(nodes.map(\.shown).joined(separator: ","))/\(database)#\(encoded(primary))"
         }
     }
 
@@ -89,7 +110,52 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             let shown = host.contains(":") ? "[\(host)]" : host
             return "\(tls == nil ? "redis" : "rediss")://\(auth)\(shown):\(port)/\(database)"
         case .unix(let path): return "unix://\(auth)\(path)" + (database == 0 ? "" : "?db=\(database)")
+        case .sentinel(let nodes, let primary):
+            return "\(tls == nil ? "redis" : "rediss")-sentinel://\(auth)\(nodes.map(\.shown).joined(separator: ","))/\(database)#\(primary)"
         }
+    }
+
+    /// `redis-sentinel://…` parsed by hand (URLComponents takes no host list); nil for another scheme.
+    static func sentinel(_ text: String, tls: RedisTLSOptions) throws(RedisError) -> RedisURL? {
+        let lowered = text.lowercased()
+        let secure = lowered.hasPrefix("rediss-sentinel://")
+        guard secure || lowered.hasPrefix("redis-sentinel://") else { return nil }
+        var rest = Substring(text.drop(while: { $0 != ":" }).dropFirst(3))
+        guard let hash = rest.lastIndex(of: "#") else {
+            throw .invalidURL("a Sentinel URL names its primary after '#' (redis-sentinel://host:26379/0#mymaster): \(redacted(text))")
+        }
+        let primary = String(rest[rest.index(after: hash)...]).removingPercentEncoding ?? ""
+        guard !primary.isEmpty, primary.utf8.count <= 128, primary.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+            throw .invalidURL("bad primary name in \(redacted(text))")
+        }
+        rest = rest[..<hash]
+        var username: String?, password: String?
+        if let at = rest.lastIndex(of: "@") {
+            let auth = rest[..<at]
+            let user = auth.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            username = String(user[0]).removingPercentEncoding.flatMap { $0.isEmpty ? nil : $0 }
+            password = user.count > 1 ? String(user[1]).removingPercentEncoding : nil
+            rest = rest[rest.index(after: at)...]
+        }
+        var database = 0
+        if let slash = rest.firstIndex(of: "/") {
+            let path = rest[rest.index(after: slash)...]
+            if !path.isEmpty {
+                guard let db = Int(path), db >= 0 else { throw .invalidURL("bad database '\(path)' in \(redacted(text))") }
+                database = db
+            }
+            rest = rest[..<slash]
+        }
+        var nodes: [Node] = []
+        for part in rest.split(separator: ",") {
+            guard let node = try? Self(String(secure ? "rediss://" : "redis://") + part), case .tcp(let host, let port) = node.endpoint else {
+                throw .invalidURL("bad Sentinel address '\(part)' in \(redacted(text))")
+            }
+            nodes.append(Node(host: host, port: port == 6379 && !part.contains(":") ? 26379 : port))
+        }
+        guard !nodes.isEmpty, nodes.count <= 16 else { throw .invalidURL("a Sentinel URL needs 1 to 16 host:port addresses: \(redacted(text))") }
+        return RedisURL(endpoint: .sentinel(nodes: nodes, primary: primary), password: password, username: username,
+                        database: database, tls: secure ? tls : nil)
     }
 
     static func redacted(_ text: String) -> String {

@@ -258,7 +258,9 @@ struct PublishSession {
         let maxLength = try configured { try environment.missionStreamMaxLength(flag: command.maxLength) }
         let bus = try command.redis.bus(context, maxLength: maxLength)
         let signer = try configured { try environment.missionSigner() }
-        publisher = Publisher(bus: bus, logger: logger, signer: signer)
+        var publisher = Publisher(bus: bus, logger: logger, signer: signer)
+        publisher.replicaWaitMilliseconds = try configured { try environment.redisWaitMilliseconds() }
+        self.publisher = publisher
         self.context = context
     }
 }

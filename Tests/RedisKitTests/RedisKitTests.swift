@@ -29,6 +29,22 @@ import TestSupport
         #expect(throws: RedisError.self) { try RedisURL(text) }
     }
 
+    @Test func sentinelURLsListTheirSentinelsAndPrimaryAndStayRedacted() throws {
+        let url = try RedisURL("redis-sentinel://hq:s%40cret@10.0.0.1:26379,10.0.0.2,[::1]:26380/3#factory")
+        let nodes = [RedisURL.Node(host: "10.0.0.1", port: 26379), RedisURL.Node(host: "10.0.0.2", port: 26379), RedisURL.Node(host: "::1", port: 26380)]
+        let secure = try RedisURL("rediss-sentinel://h:26379/0#p")
+        let again = try RedisURL(url.secretText)
+        #expect(url.endpoint == .sentinel(nodes: nodes, primary: "factory") && url.username == "hq" && url.password == "s@cret" && url.database == 3
+                && url.description == "redis-sentinel://hq:***@10.0.0.1:26379,10.0.0.2:26379,[::1]:26380/3#factory"
+                && again == url && secure.tls != nil)
+    }
+
+    @Test(arguments: ["redis-sentinel://h:26379/0", "redis-sentinel://h:26379/0#", "redis-sentinel:///0#p", "redis-sentinel://h:99999/0#p",
+                      "redis-sentinel://h/x#p", "redis-sentinel://h/0#a b"])
+    func badSentinelURLsAreRefused(_ text: String) {
+        #expect(throws: RedisError.self) { try RedisURL(text) }
+    }
+
     @Test func redissURLsCarryTheirTLSOptionsAndStayRedacted() throws {
         let options = RedisTLSOptions(ca: "/etc/factoryctl/redis-ca.pem", cert: "/etc/factoryctl/factory.pem", key: "/etc/factoryctl/factory.key")
         let url = try RedisURL("rediss://factory-eu-1:s3cr%40t@redis.hq.example:6380/2", tls: options)
@@ -46,7 +62,7 @@ import TestSupport
     }
 
     @Test func anUnknownSchemeNamesTheOnesThatWork() {
-        #expect(throws: RedisError.invalidURL("unsupported scheme 'http': use redis://, rediss:// (TLS) or unix://")) { try RedisURL("http://h") }
+        #expect(throws: RedisError.invalidURL("unsupported scheme 'http': use redis://, rediss:// (TLS), unix:// or redis-sentinel://")) { try RedisURL("http://h") }
     }
 
     @Test func typedRepliesAndBinarySafeArguments() throws {

@@ -180,6 +180,16 @@ public struct FactoryEnvironment: Sendable {
         return names
     }
 
+    /// `UA_REDIS_WAIT_MS`: how long `publish` waits for a replica to confirm a mission when the
+    /// primary has replicas (0 to 60000; default 1000; 0: do not wait).
+    public func redisWaitMilliseconds() throws(FactoryError) -> Int {
+        guard let raw = self["UA_REDIS_WAIT_MS"], !raw.isEmpty else { return 1000 }
+        guard let value = Int(raw), (0...60_000).contains(value) else {
+            throw .invalidArgument("UA_REDIS_WAIT_MS must be milliseconds from 0 to 60000, not '\(raw.prefix(40))'")
+        }
+        return value
+    }
+
     /// `UA_FACTORY_KEEP_RELEASES`: complete releases kept besides the live one (default 3).
     public func keepReleases() throws(FactoryError) -> Int {
         guard let raw = self["UA_FACTORY_KEEP_RELEASES"], !raw.isEmpty else { return 3 }

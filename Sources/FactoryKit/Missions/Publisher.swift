@@ -36,9 +36,13 @@ public struct Publisher {
         public var commit: String?
         public var allowRewind = false
         public let publishedAt: Double
+        /// Replicas that confirmed holding the mission (WAIT) before the publish returned; nil
+        /// when the primary has none.
+        public var replicasAcked: Int?
 
         enum CodingKeys: String, CodingKey {
             case kind, branch, targets, stream, targeted, skipped, commit
+            case replicasAcked = "replicas_acked"
             case allowRewind = "allow_rewind"
             case jobID = "job_id", targetFactoryID = "target_factory_id", entryID = "entry_id", publishedAt = "published_at"
         }
@@ -65,6 +69,7 @@ public struct Publisher {
             try c.encode(commit, forKey: .commit)
             try c.encode(allowRewind, forKey: .allowRewind)
             try c.encode(publishedAt, forKey: .publishedAt)
+            try c.encode(replicasAcked, forKey: .replicasAcked)
         }
     }
 
@@ -158,12 +163,44 @@ public struct Publisher {
         let entryID = try bus.publish(mission, publishedAt: now, signer: signer, factories: recipients, inboxes: inboxes.sorted(),
                                       fence: fence)
         logger.info("published \(mission.jobID) (\(kind.rawValue), \(target), branch \(branch)) as \(entryID)\(inboxes.isEmpty ? "" : ", and to \(inboxes.count) enrolled factor\(inboxes.count == 1 ? "y's inbox" : "ies' inboxes")")")
-        return Outcome(jobID: mission.jobID, kind: kind.rawValue, branch: branch,
+        let replicas = waitForReplicas(jobID: mission.jobID)
+        var outcome = Outcome(jobID: mission.jobID, kind: kind.rawValue, branch: branch,
                        targetFactoryID: mission.envelope.context["target_factory_id"]?.string ?? "",
                        targets: target.description, entryID: entryID, stream: bus.stream,
                        targeted: matches.filter { !$0.stale }.map(\.factoryID),
                        skipped: matches.filter(\.stale).map(\.factoryID), commit: mission.commit,
                        allowRewind: mission.allowRewind, publishedAt: now.timeIntervalSince1970)
+        outcome.replicasAcked = replicas
+        return outcome
+    }
+
+    /// Milliseconds `publish` waits for a replica to hold what it wrote (`UA_REDIS_WAIT_MS`,
+    /// default 1000; 0: do not wait).
+    public var replicaWaitMilliseconds = 1000
+
+    /// When the primary has replicas online (ROLE lists a replica once its first sync is done):
+    /// `WAIT 1 <ms>`, so a mission acknowledged to the operator
+    /// survives a failover to that replica. Returns how many confirmed (nil: no replicas, or not
+    /// asked). Replication stays asynchronous: a mission no replica confirmed in time is logged,
+    /// and `publish --wait` (a factory never answering) is how it shows.
+    func waitForReplicas(jobID: String) -> Int? {
+        guard replicaWaitMilliseconds > 0 else { return nil }
+        let role: [RedisReply]
+        do {
+            role = try bus.redis.command(["ROLE"]).array ?? []
+        } catch {
+            logger.debug("cannot ask the primary for its replicas (ROLE): \(error); not waiting for one")
+            return nil
+        }
+        guard role.first?.text == "master", role.count > 2, let replicas = role[2].array?.count, replicas > 0 else {
+            logger.debug("no replica to wait for (ROLE: \(role.first?.text ?? "?"), \(role.count > 2 ? role[2].array?.count ?? 0 : 0) replicas)")
+            return nil
+        }
+        let acked = (try? bus.redis.command(["WAIT", "1", String(replicaWaitMilliseconds)]).integer).map(Int.init) ?? 0
+        if acked == 0 {
+            logger.warning("published \(jobID), but no replica confirmed it within \(replicaWaitMilliseconds) ms: a failover now could lose it (publish --wait shows a factory that never answers; publish again then)")
+        }
+        return acked
     }
 
     /// The factories a mission for `target` is sent to: the ids it names (registered or not: each
