@@ -47,6 +47,18 @@ import TestSupport
             ((try? String(contentsOfFile: world.directory.join("sync-dirs"), encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
         }
 
+        /// `update --restart --soak 60` killed (-9) once it is soaking; true when it got there.
+        func killedWhileSoaking() throws -> Bool {
+            let update = try ConsumerProcess(binary: FactoryctlBinary.path,
+                                             arguments: ["update", "--factory-dir", root, "--restart", "--settle", "0", "--no-sync", "--soak", "60"],
+                                             environment: environment, log: world.directory.join("update.log"))
+            defer { _ = update.stop() }
+            let soaking = eventually(timeout: 30) { journal().contains("\"soaking\"") }
+            update.signal(SIGKILL)
+            _ = eventually(timeout: 30) { processEnded(update.pid) }
+            return soaking
+        }
+
         func update(_ extra: [String] = [], environment: [String: String]? = nil) throws -> (Command.Result, [String: Any]) {
             let result = try FactoryctlBinary.run(["update", "--restart", "--settle", "0", "--json"] + extra, factoryDir: root,
                                                   environment: environment ?? self.environment)
@@ -193,13 +205,7 @@ import TestSupport
         let layout = try Layout(sync: false)
         let live = layout.live
         let target = try layout.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        let update = try ConsumerProcess(binary: FactoryctlBinary.path,
-                                         arguments: ["update", "--factory-dir", layout.root, "--restart", "--settle", "0", "--no-sync", "--soak", "60"],
-                                         environment: layout.environment, log: layout.world.directory.join("update.log"))
-        defer { _ = update.stop() }
-        let soaking = eventually(timeout: 30) { layout.journal().contains("\"soaking\"") }
-        update.signal(SIGKILL)
-        _ = eventually(timeout: 30) { processEnded(update.pid) }
+        let soaking = try layout.killedWhileSoaking()
         let afterKill = layout.live
         // The new release crashes while nobody watches: the next run's soak sees it.
         try "2\n".write(toFile: layout.world.systemctlState + "/\(Self.service).crashes", atomically: true, encoding: .utf8)
@@ -213,13 +219,7 @@ import TestSupport
         let layout = try Layout(sync: false)
         let first = layout.live
         try layout.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        let update = try ConsumerProcess(binary: FactoryctlBinary.path,
-                                         arguments: ["update", "--factory-dir", layout.root, "--restart", "--settle", "0", "--no-sync", "--soak", "60"],
-                                         environment: layout.environment, log: layout.world.directory.join("update.log"))
-        defer { _ = update.stop() }
-        let soaking = eventually(timeout: 30) { layout.journal().contains("\"soaking\"") }
-        update.signal(SIGKILL)
-        _ = eventually(timeout: 30) { processEnded(update.pid) }
+        let soaking = try layout.killedWhileSoaking()
         // After the crash the operator points current back at the first release by hand.
         try FileManager.default.removeItem(atPath: layout.current)
         try FileManager.default.createSymbolicLink(atPath: layout.current, withDestinationPath: first)

@@ -52,7 +52,7 @@ extension UpdatePipeline {
     }
 
     /// What a recovery needs to undo the move: from, to, the branches before, the later steps.
-    private func record(_ plan: Plan, in journal: inout ApplyJournal) {
+    func record(_ plan: Plan, in journal: inout ApplyJournal) {
         journal.from = plan.start.commit.hex
         if case .branch(let name, _) = plan.start.head { journal.previousBranch = name }
         journal.to = plan.target.hex

@@ -145,15 +145,9 @@ extension UpdatePipeline {
         return true
     }
 
+    /// The in-place record, plus the release being built and the one to swap back to.
     private func record(_ plan: Plan, name: String, live: LiveRelease, in journal: inout ApplyJournal) {
-        journal.from = plan.start.commit.hex
-        journal.previousBranch = live.branch
-        journal.to = plan.target.hex
-        journal.upstream = plan.upstream.hex
-        journal.branchTipBefore = plan.localTip?.hex
-        journal.sync = request.sync
-        journal.restart = request.restart
-        journal.services = request.services
+        record(plan, in: &journal)
         journal.release = name
         journal.previousRelease = live.name
     }
