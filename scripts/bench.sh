@@ -11,7 +11,8 @@
 #      ENROLLED_FLEET=10000  the enrolled fleet of the identity section (written straight into Redis)
 #      BENCH_QUICK=1     small sizes (FLEET_SIZES=5, IDLE_SECONDS=10, PICKUP_MISSIONS=20, RUNS=5,
 #                        ENROLLED_FLEET=1000)
-#      BENCH_SECTIONS="startup update fleet-status idle pickup fleet identity"   (default: all of them)
+#      BENCH_SECTIONS="startup update fleet-status idle pickup fleet identity releases"   (default: all of them)
+#      MIXED_ROUNDS=3    releases section: updates per layout watched for mixed code/environment (1 with BENCH_QUICK)
 # Needs: hyperfine, redis-server/redis-cli (with TLS, as Debian's), git, uv, python3 (redis-py is
 # put in a throwaway venv), openssl (the identity section's throwaway CA).
 set -euo pipefail
@@ -53,7 +54,7 @@ pyvenv() { # redis-py in a throwaway venv, for the pickup harnesses
     [ -x "$work/py/bin/python" ] || (unset UV_OFFLINE; uv venv -q "$work/py" && VIRTUAL_ENV="$work/py" uv pip install -q redis) >&2
 }
 rows=(); notes=()
-: "${BENCH_SECTIONS:=startup update fleet-status idle pickup fleet identity}"
+: "${BENCH_SECTIONS:=startup update fleet-status idle pickup fleet identity releases}"
 want() { [[ " $BENCH_SECTIONS " == *" $1 "* ]]; }
 row() { rows+=("$1|$2|$3|$4|$5|$6"); } # figure | factoryctl | reference | ratio | goal | met
 
@@ -316,6 +317,94 @@ print(" ".join("%.3f %.3f" % (d[k]["p50"], d[k]["p99"]) for k in ("unix", "tcp",
 row "enrolled factory's pickup over rediss://, p50 ($missions missions each)" "$l50 ms" "unix socket $s50 ms (plain TCP $c50 ms)" "$(python3 -c "print('%.2f×' % ($l50/$s50))")" "reported" ""
 row "pickup over rediss://, p99" "$l99 ms" "unix socket $s99 ms (plain TCP $c99 ms)" "$(python3 -c "print('%.2f×' % ($l99/$s99))")" "reported" ""
 notes+=("pickup over rediss:// against plain TCP on the same server: p50 $(python3 -c "print('%.2f×' % ($l50/$c50))"), p99 $(python3 -c "print('%.2f×' % ($l99/$c99))")")
+fi
+
+# --- 9. the releases layout: mixed code/environment, rollback, disk per release ------------------
+if want releases; then
+rel="$work/rel"; mkdir -p "$rel/systemctl"
+# The sync the mixed-time updates run: ~5 s of waiting, then `uv sync`, then a stamp in the
+# environment (a copy of pkg/version.py) saying which code it was synced for. Not `uv sync`
+# itself, so factoryctl never skips it.
+cat > "$rel/slow-sync.sh" <<'EOF'
+#!/bin/sh
+set -e
+sleep "${1:-0}"
+uv sync --quiet
+cp pkg/version.py .venv/synced-for.tmp && mv .venv/synced-for.tmp .venv/synced-for
+EOF
+chmod +x "$rel/slow-sync.sh"
+say "releases: the 200-file app with one real dependency (redis, linked from uv's cache); one factory in place, one in the releases layout"
+# Its own origin, so the other sections' commits stay as they are.
+git init -q --bare --initial-branch=main "$rel/origin.git"
+git clone -q "$work/hq" "$rel/hq" 2>/dev/null
+pyver=$(python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+(
+    set -e
+    cd "$rel/hq"
+    git remote set-url origin "$rel/origin.git"
+    printf '[project]\nname = "bench"\nversion = "0.1.0"\nrequires-python = ">=%s"\ndependencies = ["redis"]\n# bench round 0\n' "$pyver" > pyproject.toml
+    # From uv's cache when it has redis (offline); otherwise redis-py's venv fills the cache first.
+    uv lock --offline --quiet 2>/dev/null || { pyvenv; (unset UV_OFFLINE; uv lock --quiet); }
+    echo "VERSION = 'r0'" > pkg/version.py
+    git add -A && git "${id[@]}" commit -qm "releases bench: redis" && git push -q origin main
+)
+git clone -q "$rel/origin.git" "$rel/inplace"
+(cd "$rel/inplace" && "$rel/slow-sync.sh" 0)
+git clone -q "$rel/origin.git" "$rel/releases"
+UA_FACTORY_SYNC_COMMAND="$rel/slow-sync.sh 0" "$FACTORYCTL" releases init --factory-dir "$rel/releases" --log-level error >/dev/null
+[ -L "$rel/releases/current" ] || { echo "bench: releases init did not make $rel/releases/current" >&2; exit 1; }
+export FAKE_SYSTEMCTL_DIR="$rel/systemctl"
+relpath="$work/bin:$PATH"
+round=0
+push() { # a new commit on origin: code (pkg/version.py) and a comment in pyproject.toml
+    round=$((round + 1))
+    (set -e; cd "$rel/hq" && echo "VERSION = 'r$round'" > pkg/version.py && sed -i "s/^# bench round .*/# bench round $round/" pyproject.toml \
+        && git "${id[@]}" commit -qam "round $round" && git push -q origin main)
+}
+upd=(--restart --service app --settle 0 --json --log-level error)
+
+# 1. Mixed code/environment during an update whose sync takes ~5 s.
+mixed_rounds=${MIXED_ROUNDS:-$([ -n "${BENCH_QUICK:-}" ] && echo 1 || echo 3)}
+say "releases: time the live app sees mixed code/environment, update with a 5 s sync ($mixed_rounds rounds per layout)"
+for r in $(seq "$mixed_rounds"); do
+    push
+    for layout in inplace releases; do
+        PATH="$relpath" UA_FACTORY_SYNC_COMMAND="$rel/slow-sync.sh 5" python3 scripts/bench/releases.py mixed "$layout" "$rel/$layout" \
+            "$rel/mixed-$layout-$r.json" -- "$FACTORYCTL" update --factory-dir "$rel/$layout" "${upd[@]}"
+    done
+done
+read -r m_in m_in_max sync_in m_rel m_rel_max sync_rel polls checks < <(python3 scripts/bench/releases.py summary-mixed "$rel" "$mixed_rounds")
+[ "$checks" = ok ] || { echo "bench: a mixed-time run did not go from one consistent state to the next: $checks" >&2; exit 1; }
+row "mixed code/environment during an update with a 5 s sync: releases layout (median of $mixed_rounds)" "$m_rel s (max $m_rel_max s)" "its sync step $sync_rel s, beside the live release" "" "0 s" "$(python3 -c "print('yes' if $m_rel_max == 0 else 'no')")"
+row "mixed code/environment during an update with a 5 s sync: in place (median of $mixed_rounds)" "$m_in s (max $m_in_max s)" "its sync step $sync_in s" "$(python3 -c "print('%.2f×' % ($m_in/$sync_in))")" "≈ the sync (0.9–1.1×)" "$(python3 -c "print('yes' if 0.9*$sync_in <= $m_in <= 1.1*$sync_in else 'no')")"
+notes+=("mixed time: what the live app would see (in place DIR/pkg/version.py against DIR/.venv/synced-for; releases layout readlink DIR/current, then that release's), polled every ${polls} ms (median gap) from before the update until 0.2 s after it; every run checked to start and end consistent, on the new code")
+
+# 2. Rollback: an update (untimed), then the timed rollback, each round, both layouts; `uv sync` as shipped.
+say "releases: rollback --settle 0 in each layout, $RUNS rounds (update, then the timed rollback) + 1 warm-up"
+PATH="$relpath" python3 scripts/bench/releases.py rounds "$rel/rounds.json" "$RUNS" "$rel/hq" \
+    "$work/bin/systemctl --user restart app" \
+    releases "$FACTORYCTL update --factory-dir $rel/releases ${upd[*]}" "$FACTORYCTL rollback --factory-dir $rel/releases --service app --settle 0 --json --log-level error" \
+    inplace "$FACTORYCTL update --factory-dir $rel/inplace ${upd[*]}" "$FACTORYCTL rollback --factory-dir $rel/inplace --service app --settle 0 --json --log-level error"
+read -r rb_rel rb_rel_restart rb_rel_reused rb_rel_synced rb_in rb_in_restart rb_in_synced bare steps_rel steps_in < <(python3 scripts/bench/releases.py summary-rounds "$rel/rounds.json")
+row "rollback --settle 0, releases layout, restart included (median of $RUNS)" "$rb_rel ms" "its restart step $rb_rel_restart ms (the fake systemctl restart alone $bare ms)" "+$(python3 -c "print('%.1f' % ($rb_rel - $rb_rel_restart))") ms" "≤ restart + 50 ms" "$(python3 -c "print('yes' if $rb_rel <= $rb_rel_restart + 50 else 'no')")"
+row "rollback --settle 0, in place: checkout and uv sync (median of $RUNS)" "$rb_in ms" "releases layout $rb_rel ms" "$(python3 -c "print('%.2f×' % ($rb_in/$rb_rel))")" "reported" ""
+notes+=("rollback, releases layout: every one reused its kept release (no checkout, no sync): $rb_rel_reused; any synced: $rb_rel_synced; steps_ms medians ${steps_rel//_/ }")
+notes+=("rollback, in place: every one ran uv sync: $rb_in_synced; steps_ms medians ${steps_in//_/ }")
+
+# 3. Disk per kept release.
+say "releases: disk per kept release"
+cache=$(uv cache dir)
+cur=$(readlink "$rel/releases/current")
+nrel=$(find "$rel/releases/releases" -mindepth 1 -maxdepth 1 -type d | wc -l)
+one=$(du -sk "$rel/releases/$cur" | cut -f1)                                   # every file counted
+one_venv=$(du -sk "$rel/releases/$cur/.venv" | cut -f1)
+all=$(du -sk "$rel/releases/releases" | cut -f1)                               # hard links counted once
+with_cache=$(du -sk "$cache" "$rel/releases/releases" | tail -n 1 | cut -f1)    # what the releases add beyond uv's cache
+client=$(find "$rel/releases/$cur/.venv" -path '*site-packages/redis/client.py' | head -n 1)
+links=$(stat -c %h "$client")
+inplace_size=$(du -sk --exclude=.git "$rel/inplace" | cut -f1)
+row "disk per kept release (work tree + .venv, redis linked from uv's cache; $nrel kept)" "$(python3 -c "print('%.0f KB' % ($with_cache/$nrel))") beyond uv's cache" "one release counted alone $one KB (its .venv $one_venv KB); the in-place checkout without .git $inplace_size KB" "" "reported" ""
+notes+=("disk: du -sk releases/ (hard links counted once) $all KB for $nrel releases, $(python3 -c "print('%.0f' % ($all/$nrel))") KB each; with uv's cache counted first (du -sk CACHE releases/) $with_cache KB, $(python3 -c "print('%.0f' % ($with_cache/$nrel))") KB each; redis/client.py in the live release has $links links (uv hard-links from its cache); the one shared .git is not counted")
 fi
 
 # --- The table ------------------------------------------------------------------------------------

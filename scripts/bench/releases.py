@@ -12,11 +12,15 @@ usage: releases.py mixed LAYOUT DIR OUT_JSON -- COMMAND...
   code differs from what the environment was synced for (or either cannot be read); mixed time
   is the sum of the intervals that start at a mixed sample.
 
-usage: releases.py rounds OUT_JSON N PUSH SERVICE_CMD NAME PREPARE TIMED [NAME PREPARE TIMED ...]
-  N+1 rounds (the first uncounted): PUSH (a shell command: a new commit on origin), then for
-  each NAME its PREPARE (shell: the update that gives it something to roll back) and its TIMED
-  command (argv split on spaces, no shell; prints one JSON object), timed with perf_counter.
-  SERVICE_CMD (argv, no shell) is timed once per round too: the restart alone.
+usage: releases.py rounds OUT_JSON N HQ SERVICE_CMD NAME PREPARE TIMED [NAME PREPARE TIMED ...]
+  N+1 rounds (the first uncounted): a new commit pushed from the clone HQ (pkg/version.py and a
+  comment in pyproject.toml, so an in-place rollback syncs), then for each NAME its PREPARE (the
+  update that gives it something to roll back) and its TIMED command (the rollback; prints one
+  JSON object), timed with perf_counter; both are argv split on spaces (no shell). SERVICE_CMD
+  (argv) is timed once per round too: the restart alone.
+
+usage: releases.py summary-mixed REL N        one line of figures for scripts/bench.sh
+       releases.py summary-rounds OUT_JSON
 """
 import json
 import os
@@ -94,19 +98,35 @@ def mixed(layout, directory, out, command):
         json.dump(result, f, indent=1)
 
 
-def rounds(out, n, push, service_cmd, variants):
+IDENTITY = ["-c", "user.name=Bench", "-c", "user.email=bench@example.com"]
+
+
+def push(hq, tag):
+    with open(os.path.join(hq, "pkg/version.py"), "w") as f:
+        f.write("VERSION = %r\n" % tag)
+    path = os.path.join(hq, "pyproject.toml")
+    lines = [("# bench round %s" % tag if line.startswith("# bench round") else line) for line in open(path).read().splitlines()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    subprocess.run(["git", "-C", hq, *IDENTITY, "commit", "-qam", tag], check=True)
+    subprocess.run(["git", "-C", hq, "push", "-q", "origin", "main"], check=True)
+
+
+def rounds(out, n, hq, service_cmd, variants):
     results = {name: {"wall_ms": [], "steps": [], "reports": []} for name, _, _ in variants}
     restart_ms = []
     for i in range(n + 1):
-        subprocess.run(push, shell=True, check=True)
+        push(hq, "rollback-%d" % i)
         for name, prepare, timed in variants:
-            subprocess.run(prepare, shell=True, check=True)
+            prep = subprocess.run(prepare.split(" "), stdout=subprocess.PIPE, text=True)
+            if prep.returncode != 0:
+                sys.exit("releases.py: the update before %s's rollback failed in round %d (exit %d): %s" % (name, i, prep.returncode, prep.stdout[-1000:]))
             t0 = time.perf_counter()
             proc = subprocess.run(timed.split(" "), stdout=subprocess.PIPE, text=True)
             wall = (time.perf_counter() - t0) * 1000
             report = json.loads(proc.stdout)
             if proc.returncode != 0 or not report.get("ok"):
-                sys.exit("releases.py: %s failed in round %d (exit %d): %s" % (name, i, proc.returncode, report.get("error")))
+                sys.exit("releases.py: %s's rollback failed in round %d (exit %d): %s" % (name, i, proc.returncode, report.get("error")))
             if i == 0:
                 continue  # warm-up
             results[name]["wall_ms"].append(wall)
@@ -135,15 +155,41 @@ def rounds(out, n, push, service_cmd, variants):
         json.dump(summary, f, indent=1)
 
 
+def summary_mixed(rel, n):
+    out, bad, polls = [], [], []
+    for layout in ("inplace", "releases"):
+        runs = [json.load(open("%s/mixed-%s-%d.json" % (rel, layout, r))) for r in range(1, n + 1)]
+        for d in runs:
+            if d["exit_code"] != 0 or not d["consistent_before"] or not d["consistent_after"] or d["code_after"] == d["code_before"]:
+                bad.append("%s:exit_%s,consistent_before_%s,after_%s" % (layout, d["exit_code"], d["consistent_before"], d["consistent_after"]))
+        out += ["%.3f" % statistics.median(d["mixed_s"] for d in runs), "%.3f" % max(d["mixed_s"] for d in runs),
+                "%.3f" % statistics.median(d["report"].get("steps_ms", {}).get("sync", 0) / 1000 for d in runs)]
+        polls += [d["poll_ms_median"] for d in runs]
+    out.append("%.1f" % statistics.median(polls))
+    out.append("ok" if not bad else ";".join(bad))
+    print(*out)
+
+
+def summary_rounds(path):
+    d = json.load(open(path))
+    r, i = d["variants"]["releases"], d["variants"]["inplace"]
+    fmt = lambda s: ",_".join("%s_%g" % kv for kv in s.items())
+    print("%.2f" % r["wall_ms_median"], "%g" % r["steps_ms_median"].get("restart", 0), r["release_reused_all"], r["synced_any"],
+          "%.2f" % i["wall_ms_median"], "%g" % i["steps_ms_median"].get("restart", 0), i["synced_all"],
+          "%.2f" % d["service_restart_ms_median"], fmt(r["steps_ms_median"]), fmt(i["steps_ms_median"]))
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "mixed":
+    verb = sys.argv[1] if len(sys.argv) > 1 else ""
+    if verb == "mixed":
         sep = sys.argv.index("--")
         mixed(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[sep + 1:])
-    elif sys.argv[1] == "rounds":
-        args = sys.argv[2:]
-        rest = args[4:]
-        if not rest or len(rest) % 3:
-            sys.exit(__doc__)
-        rounds(args[0], int(args[1]), args[2], args[3], [tuple(rest[i:i + 3]) for i in range(0, len(rest), 3)])
+    elif verb == "rounds" and len(sys.argv) >= 9 and (len(sys.argv) - 6) % 3 == 0:
+        a = sys.argv[2:]
+        rounds(a[0], int(a[1]), a[2], a[3], [tuple(a[j:j + 3]) for j in range(4, len(a), 3)])
+    elif verb == "summary-mixed":
+        summary_mixed(sys.argv[2], int(sys.argv[3]))
+    elif verb == "summary-rounds":
+        summary_rounds(sys.argv[2])
     else:
         sys.exit(__doc__)
