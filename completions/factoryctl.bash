@@ -230,7 +230,7 @@ _factoryctl_publish() {
     repeating_flags=()
     non_repeating_flags=(--quiet -q --verbose -v --rollback-on-halt --allow-rewind --no-pin --force --retry-quarantined --wait -n --dry-run --allow-unregistered --json --version -h --help)
     repeating_options=(--canary-target --target)
-    non_repeating_options=(--log-level --redis-url --stream --canary --batch --pause --max-failures --wave-timeout -b --branch --commit --repo --splay --mission-timeout --max-length --timeout)
+    non_repeating_options=(--log-level --redis-url --stream --canary --batch --max-in-flight --max-failure-rate --pause --max-failures --wave-timeout -b --branch --commit --repo --splay --mission-timeout --max-length --timeout)
     __factoryctl_offer_flags_options 2
 
     # Offer option value completions
@@ -253,6 +253,12 @@ _factoryctl_publish() {
         return
         ;;
     '--batch')
+        return
+        ;;
+    '--max-in-flight')
+        return
+        ;;
+    '--max-failure-rate')
         return
         ;;
     '--pause')

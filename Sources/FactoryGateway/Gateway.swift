@@ -301,8 +301,8 @@ public struct Gateway: Sendable {
         return .success(start)
     }
 
-    /// The waves and their pacing from the body: canary, batch, canary_targets, pause_seconds,
-    /// max_failures, wave_timeout, rollback_on_halt. The 422 for the first that is not valid.
+    /// The waves and their pacing from the body: canary, batch, max_in_flight, max_failure_rate,
+    /// canary_targets, pause_seconds, max_failures, wave_timeout, rollback_on_halt. The 422 for the first that is not valid.
     private func readWaves(_ body: [String: JSONValue], into start: inout RolloutStart) -> Response? {
         /// nil for a bad value; `.some(nil)` for absent.
         func size(_ field: String) -> Rollout.Size?? {
@@ -322,6 +322,14 @@ public struct Gateway: Sendable {
         }
         guard let canary = size("canary") else { return invalid("canary", "must be a positive number or a percentage such as \"25%\"") }
         guard let batch = size("batch") else { return invalid("batch", "must be a positive number or a percentage such as \"25%\"") }
+        guard let maxInFlight = size("max_in_flight") else { return invalid("max_in_flight", "must be a positive number or a percentage such as \"10%\"") }
+        if maxInFlight != nil, batch != nil { return invalid("max_in_flight", "is a sliding window instead of batches: send one of max_in_flight and batch") }
+        switch body["max_failure_rate"] {
+        case nil, .null?: start.maxFailureRate = nil
+        case .string(let text)? where Rollout.FailureRate(text) != nil && maxInFlight != nil: start.maxFailureRate = Rollout.FailureRate(text)
+        default: return invalid("max_failure_rate", "must be \"K/SECONDS\" (e.g. \"3/600\"), with max_in_flight")
+        }
+        start.maxInFlight = maxInFlight
         if let list = body["canary_targets"], list != .null {
             guard let ids = list.array?.compactMap(\.string), ids.count == list.array?.count, ids.allSatisfy(MissionID.isValid) else {
                 return invalid("canary_targets", "must be a list of factory ids")

@@ -104,7 +104,7 @@ struct PublishCommand: FactoryctlCommand {
         }
         if rolloutID != nil { throw ValidationError("a rollout id goes with resume-rollout or abort-rollout") }
         if rollout.isRollout {
-            guard action == .update else { throw ValidationError("--canary/--batch are for update") }
+            guard action == .update else { throw ValidationError("--canary/--batch/--max-in-flight are for update") }
             if dryRun { throw ValidationError("a rollout has no --dry-run; use publish update --dry-run to see the targets") }
             if noPin { throw ValidationError("a rollout sends one pinned commit: drop --no-pin") }
         }

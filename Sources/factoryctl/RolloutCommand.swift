@@ -17,6 +17,12 @@ struct RolloutOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Each later wave: this many factories, or a percentage.", valueName: "n|p%"))
     var batch: String?
 
+    @Option(name: .long, help: ArgumentHelp("A sliding window instead of batches: at most this many factories (or a percentage) updating at once; the next one gets its mission as soon as one finishes.", valueName: "n|p%"))
+    var maxInFlight: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --max-in-flight: halt when more than K factories fail within SECONDS.", valueName: "k/seconds"))
+    var maxFailureRate: String?
+
     @Option(name: .long, help: ArgumentHelp("Seconds between a successful wave and the next.", valueName: "seconds"))
     var pause: Double = 0
 
@@ -26,14 +32,22 @@ struct RolloutOptions: ParsableArguments {
     @Flag(name: .long, help: "When the rollout halts, send the factories that moved back to the commit each was on.")
     var rollbackOnHalt = false
 
-    @Option(name: .long, help: ArgumentHelp("Seconds a wave may take (results and re-registration).", valueName: "seconds"))
+    @Option(name: .long, help: ArgumentHelp("Seconds a wave may take (results and re-registration); with --max-in-flight, seconds one factory may take before its slot is released and it counts as failed.", valueName: "seconds"))
     var waveTimeout: Double = 600
 
-    var isRollout: Bool { canary != nil || batch != nil || !canaryTarget.isEmpty }
+    var isRollout: Bool { canary != nil || batch != nil || !canaryTarget.isEmpty || maxInFlight != nil }
 
     func validate() throws {
         if let canary, Rollout.Size(canary) == nil { throw ValidationError("--canary takes a number or a percentage, not '\(canary)'") }
         if let batch, Rollout.Size(batch) == nil { throw ValidationError("--batch takes a number or a percentage, not '\(batch)'") }
+        if let maxInFlight, Rollout.Size(maxInFlight) == nil { throw ValidationError("--max-in-flight takes a number or a percentage, not '\(maxInFlight)'") }
+        if maxInFlight != nil, batch != nil { throw ValidationError("--max-in-flight and --batch are two ways to pace a rollout: choose one") }
+        if let maxFailureRate {
+            guard Rollout.FailureRate(maxFailureRate) != nil else {
+                throw ValidationError("--max-failure-rate takes K/SECONDS (e.g. 3/600: 0...100000 failures, 1...86400 seconds), not '\(maxFailureRate)'")
+            }
+            guard maxInFlight != nil else { throw ValidationError("--max-failure-rate goes with --max-in-flight") }
+        }
         guard pause >= 0, pause <= 86_400 else { throw ValidationError("--pause must be 0...86400 seconds") }
         guard maxFailures >= 0 else { throw ValidationError("--max-failures must be 0 or more") }
         guard waveTimeout > 0 else { throw ValidationError("--wave-timeout must be positive") }
@@ -45,6 +59,8 @@ struct RolloutOptions: ParsableArguments {
         start.canaryTargets = canaryTarget
         start.canary = canary.flatMap(Rollout.Size.init)
         start.batch = batch.flatMap(Rollout.Size.init)
+        start.maxInFlight = maxInFlight.flatMap(Rollout.Size.init)
+        start.maxFailureRate = maxFailureRate.flatMap(Rollout.FailureRate.init)
         start.pauseSeconds = pause
         start.maxFailures = maxFailures
         start.rollbackOnHalt = rollbackOnHalt
@@ -76,7 +92,8 @@ extension PublishCommand {
         }
         if !json { session.context.say(plan.id) }
         let waves = plan.waves
-        session.context.stderr.write("rollout \(plan.id): \(waves.count) wave\(waves.count == 1 ? "" : "s") of \(waves.map { String($0.count) }.joined(separator: ", ")) → \(commit.prefix(7))\n")
+        let window = plan.maxInFlight.map { ", at most \($0) in flight" } ?? ""
+        session.context.stderr.write("rollout \(plan.id): \(waves.count) wave\(waves.count == 1 ? "" : "s") of \(waves.map { String($0.count) }.joined(separator: ", "))\(window) → \(commit.prefix(7))\n")
         try drive(runner, id: plan.id, session.context)
     }
 
@@ -118,7 +135,7 @@ extension PublishCommand {
         let id = summary.id
         return switch summary.state {
         case .succeeded: (.success, nil)
-        case .halted: (.failedUnchanged, "rollout \(id) halted at wave \(summary.wave + 1): \(summary.failures.map(\.factoryID).joined(separator: ", "))")
+        case .halted: (.failedUnchanged, "rollout \(id) halted at wave \(summary.wave + 1): \(summary.failures.map(\.factoryID).joined(separator: ", "))\(summary.haltReason.map { " (\($0))" } ?? "")")
         case .rolledBack: (.rolledBack, "rollout \(id) halted at wave \(summary.wave + 1) and rolled back")
         case .timedOut: (.timedOut, "rollout \(id) timed out in wave \(summary.wave + 1)")
         case .aborted: (.refused, "rollout \(id) was aborted")
@@ -144,7 +161,8 @@ struct RolloutText {
     }
 
     var lines: [String] {
-        var lines = ["Rollout \(summary.id): \(summary.state.rawValue), \(summary.branch) → \(summary.commit.prefix(7)), wave \(min(summary.wave + 1, summary.waves.count)) of \(summary.waves.count)"]
+        var lines = ["Rollout \(summary.id): \(summary.state.rawValue), \(summary.branch) → \(summary.commit.prefix(7)), wave \(min(summary.wave + 1, summary.waves.count)) of \(summary.waves.count)\(summary.maxInFlight.map { ", at most \($0) in flight" } ?? "")"]
+        if let reason = summary.haltReason { lines.append("Halted: \(reason)") }
         let rows = summary.members.map { m in
             [m.factoryID, String(m.wave + 1), m.status, m.commit.map { String($0.prefix(7)) } ?? "-",
              m.before.map { String($0.prefix(7)) } ?? "-", m.error ?? ""]

@@ -362,7 +362,9 @@ import TestSupport
         let server = try GatewayProcess(fleet: fleet, environment: env)
         defer { server.process.stop() }
         for (body, field) in [(#"{"canary": 0}"#, "canary"), (#"{"batch": "x%"}"#, "batch"), (#"{"commit": "abc"}"#, "commit"),
-                              (#"{"rollback_on_halt": "yes"}"#, "rollback_on_halt")] {
+                              (#"{"rollback_on_halt": "yes"}"#, "rollback_on_halt"), (#"{"max_in_flight": "0%"}"#, "max_in_flight"),
+                              (#"{"batch": 1, "max_in_flight": 1}"#, "max_in_flight"), (#"{"max_failure_rate": "3/600"}"#, "max_failure_rate"),
+                              (#"{"max_in_flight": 2, "max_failure_rate": "3 per minute"}"#, "max_failure_rate")] {
             let reply = try server.request("POST", "/api/v1/ops/factory/rollout", body: body)
             #expect(reply.status == 422 && reply.json?["field"] as? String == field, "\(body): \(reply.body)")
         }

@@ -14,6 +14,16 @@ import Testing
         #expect(Rollout.waves(live: ["a"], canaryTargets: [], canary: .percent(10), batch: .percent(10)) == [["a"]])
     }
 
+    @Test func aFailureRateIsMoreThanKFailuresWithinOneSpanOfSeconds() {
+        let rate = Rollout.FailureRate("2/60")
+        #expect(rate == Rollout.FailureRate(failures: 2, seconds: 60))
+        // Invalid forms are refused, not guessed.
+        #expect(["2", "2/", "/60", "-1/60", "2/0", "2/100000", "a/b", "2/60/1"].allSatisfy { Rollout.FailureRate($0) == nil })
+        // Three failures 100 s apart never put three in one minute; three within 60 s do.
+        #expect(rate?.exceeded(by: [0, 100, 200]) == false && rate?.exceeded(by: [0, 100, 130, 160]) == true
+                && Rollout.FailureRate("0/1")?.exceeded(by: [5]) == true)
+    }
+
     @Test func sizesAreCountsOrPercentages() {
         #expect(Rollout.Size("3") == .count(3))
         #expect(Rollout.Size("25%") == .percent(25))

@@ -101,3 +101,51 @@ struct JobWatch {
         }
     }
 }
+
+/// One job followed round by round: its `JobWatch` and the Redis reads that feed it. A round
+/// reads the registrations of the factories still owed something and the results of enrolled
+/// factories from their own keys; results on the shared stream come in through `takeShared`
+/// (announced) or `pollShared` (read outright). `Publisher.wait` follows one job with it; a
+/// windowed rollout (`RolloutWindow`) follows every job it has in flight.
+struct JobFollower {
+    let bus: MissionBus
+    private(set) var watch: JobWatch
+    /// Factories whose result is in their own keys: the job went to their inbox.
+    let inboxes: Set<String>
+
+    init(bus: MissionBus, outcome: Publisher.Outcome, onEvent: (Publisher.WaitEvent) -> Void) throws {
+        self.bus = bus
+        let record = try bus.job(outcome.jobID)
+        inboxes = record.meta == nil ? try Enrollment(redis: bus.redis).enrolled(among: outcome.targeted) : record.inboxes
+        watch = JobWatch(outcome: outcome)
+        watch.take(record.results, onEvent)
+    }
+
+    var jobID: String { watch.outcome.jobID }
+
+    /// Enrolled factories still owed a result.
+    var owedByInbox: [String] { watch.awaitingResult.filter(inboxes.contains) }
+
+    /// One round: the registrations of the factories owed something, and enrolled factories' results.
+    mutating func look(now: Date, onEvent: (Publisher.WaitEvent) -> Void) throws {
+        let ids = watch.owed
+        if !ids.isEmpty {
+            let found = try FleetRegistry(redis: bus.redis).registrations(of: ids)
+            watch.look(ids.map { ($0, found[$0] ?? nil) }, now: now, onEvent)
+        }
+        let owed = owedByInbox
+        if !owed.isEmpty { watch.take(try bus.ownResults(jobID, of: owed).sorted { $0.key < $1.key }.map(\.value), onEvent) }
+    }
+
+    /// The results of `factories` (announced on the shared stream) from the shared job record.
+    mutating func takeShared(_ factories: [String], onEvent: (Publisher.WaitEvent) -> Void) throws {
+        let announced = Set(factories).intersection(watch.awaitingResult).subtracting(inboxes)
+        guard !announced.isEmpty else { return }
+        watch.take(try bus.sharedResults(jobID, of: announced.sorted()).sorted { $0.key < $1.key }.map(\.value), onEvent)
+    }
+
+    /// The shared job record's results of every factory still owed one that is not enrolled.
+    mutating func pollShared(onEvent: (Publisher.WaitEvent) -> Void) throws {
+        try takeShared(watch.awaitingResult.filter { !inboxes.contains($0) }, onEvent: onEvent)
+    }
+}

@@ -304,33 +304,19 @@ public struct Publisher {
                      onEvent: (WaitEvent) -> Void = { _ in }) throws -> WaitSummary {
         let deadline = Date().addingTimeInterval(timeout)
         var lastEntry = try bus.lastResultID()
-        var watch = JobWatch(outcome: outcome)
-        let record = try bus.job(outcome.jobID)
-        // Where each factory's result will be: its own keys when the job went to its inbox.
-        let inboxes = record.meta == nil ? try Enrollment(redis: bus.redis).enrolled(among: outcome.targeted) : record.inboxes
-        let registry = FleetRegistry(redis: bus.redis)
-        watch.take(record.results, onEvent)
+        var follower = try JobFollower(bus: bus, outcome: outcome, onEvent: onEvent)
         while true {
-            // The registrations of the factories still owed a result or a re-registration.
-            let ids = watch.owed
-            if !ids.isEmpty {
-                let found = try registry.registrations(of: ids)
-                watch.look(ids.map { ($0, found[$0] ?? nil) }, now: Date(), onEvent)
-            }
-            // Enrolled factories announce results on their own streams: read their records.
-            let owedByInbox = watch.awaitingResult.filter(inboxes.contains)
-            if !owedByInbox.isEmpty { watch.take(try bus.ownResults(outcome.jobID, of: owedByInbox).sorted { $0.key < $1.key }.map(\.value), onEvent) }
+            try follower.look(now: Date(), onEvent: onEvent)
             let timedOut = Date() >= deadline || stop.isSet
-            if watch.pending.isEmpty || timedOut { return watch.summary(timedOut: timedOut) }
+            if follower.watch.pending.isEmpty || timedOut { return follower.watch.summary(timedOut: timedOut) }
             // Wake on the next result on the shared stream (no polling); re-registrations,
             // "updating" and enrolled factories' results are not on it, so look again every 50 ms
             // while restarts are awaited, every 200 ms for enrolled results, else every 1 s.
-            let block = !watch.restarting.isEmpty ? 50 : owedByInbox.isEmpty ? 1000 : 200
+            let block = !follower.watch.restarting.isEmpty ? 50 : follower.owedByInbox.isEmpty ? 1000 : 200
             let remaining = Int(deadline.timeIntervalSinceNow * 1000)
             let read = try bus.readResults(after: lastEntry, jobID: outcome.jobID, blockMilliseconds: max(1, min(block, remaining)))
             lastEntry = read.lastID
-            let announced = Set(read.factories).intersection(watch.awaitingResult).subtracting(inboxes)
-            if !announced.isEmpty { watch.take(try bus.sharedResults(outcome.jobID, of: announced.sorted()).sorted { $0.key < $1.key }.map(\.value), onEvent) }
+            try follower.takeShared(read.factories, onEvent: onEvent)
         }
     }
 }

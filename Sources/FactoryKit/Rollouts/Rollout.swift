@@ -27,16 +27,22 @@ public struct Rollout {
         public var createdAt: Double
         /// Each wave's missions carry this splay (nil in plans made before it existed: none).
         public var splaySeconds: Int?
+        /// A sliding window inside each wave (`RolloutWindow`): at most this many members
+        /// updating at once, the next sent as soon as one finishes. Nil: the wave is sent at once.
+        public var maxInFlight: Int?
+        /// Halt a windowed rollout when more failures than this fall within its seconds.
+        public var maxFailureRate: FailureRate?
 
         enum CodingKeys: String, CodingKey {
             case id, branch, commit, waves
             case pauseSeconds = "pause_seconds", maxFailures = "max_failures", rollbackOnHalt = "rollback_on_halt"
             case waveTimeout = "wave_timeout", missionTimeout = "mission_timeout", createdAt = "created_at"
-            case splaySeconds = "splay_seconds"
+            case splaySeconds = "splay_seconds", maxInFlight = "max_in_flight", maxFailureRate = "max_failure_rate"
         }
 
         public init(id: String, branch: String, commit: String, waves: [[String]], pauseSeconds: Double, maxFailures: Int,
-                    rollbackOnHalt: Bool, waveTimeout: Double, missionTimeout: Int64, createdAt: Double, splaySeconds: Int? = nil) {
+                    rollbackOnHalt: Bool, waveTimeout: Double, missionTimeout: Int64, createdAt: Double, splaySeconds: Int? = nil,
+                    maxInFlight: Int? = nil, maxFailureRate: FailureRate? = nil) {
             self.id = id
             self.branch = branch
             self.commit = commit
@@ -48,6 +54,8 @@ public struct Rollout {
             self.missionTimeout = missionTimeout
             self.createdAt = createdAt
             self.splaySeconds = splaySeconds
+            self.maxInFlight = maxInFlight
+            self.maxFailureRate = maxFailureRate
         }
 
         public var members: [String] { waves.flatMap { $0 } }
@@ -55,6 +63,36 @@ public struct Rollout {
 
     public enum State: String, Codable, Sendable {
         case running, succeeded, halted, rolledBack = "rolled_back", timedOut = "timed_out", aborted
+    }
+
+    /// `K/SECONDS`: a windowed rollout tolerates at most K failures within any SECONDS; one more halts it.
+    public struct FailureRate: Codable, Sendable, Equatable, CustomStringConvertible {
+        public var failures: Int
+        public var seconds: Double
+
+        public init(failures: Int, seconds: Double) {
+            self.failures = failures
+            self.seconds = seconds
+        }
+
+        /// "3/600": 0...100,000 failures, 1...86,400 seconds.
+        public init?(_ text: String) {
+            let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 2, let failures = Int(parts[0]), (0...100_000).contains(failures),
+                  let seconds = Double(parts[1]), seconds >= 1, seconds <= 86_400 else { return nil }
+            self.init(failures: failures, seconds: seconds)
+        }
+
+        public var description: String { "\(failures)/\(secondsText)" }
+        var secondsText: String { seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds) }
+
+        /// More than `failures` of `times` (seconds since the epoch) fall within one `seconds` span.
+        public func exceeded(by times: [Double]) -> Bool {
+            let sorted = times.sorted()
+            guard sorted.count > failures else { return false }
+            for end in failures..<sorted.count where sorted[end] - sorted[end - failures] <= seconds { return true }
+            return false
+        }
     }
 
     /// A size: a number of factories, or a percentage of them ("25%"; at least one).
@@ -130,9 +168,14 @@ public struct Rollout {
         public let jobs: [String]
         public let members: [Member]
         public let failures: [Member]
+        /// The sliding window's size, when the rollout has one.
+        public var maxInFlight: Int?
+        /// Why it halted (which limit), once it has.
+        public var haltReason: String?
 
         enum CodingKeys: String, CodingKey {
             case id, state, branch, commit, waves, wave, jobs, members, failures
+            case maxInFlight = "max_in_flight", haltReason = "halt_reason"
         }
     }
 
@@ -243,22 +286,21 @@ public struct Rollout {
         while wave < plan.waves.count {
             // Aborted from elsewhere: no later wave.
             if try redis.command(["HGET", Self.key(id), "state"]).text != State.running.rawValue { return try summary(id) }
-            let outcome = try sendOrFollow(id, plan: plan, wave: wave, lease: lease, onEvent: onEvent)
-            let result = try publisher.wait(for: outcome, timeout: plan.waveTimeout, stop: stop) { event in
-                if case .result(let r) = event { onEvent("  \(r.factoryID ?? "?"): \(r.status)\(r.error.map { " (\($0))" } ?? "")") }
-            }
+            let end = plan.maxInFlight == nil
+                ? try runAtOnce(id, plan: plan, wave: wave, failuresBefore: failures, lease: lease, stop: stop, onEvent: onEvent)
+                : try runWindow(id, plan: plan, wave: wave, failuresBefore: failures, lease: lease, stop: stop, onEvent: onEvent)
             // Throws when the lease was lost: the runner that has it counts this wave.
             try lease.confirm(redis)
-            if stop.isSet && !result.pending.isEmpty {
-                onEvent("stopped while wave \(wave + 1) was in flight; resume with: factoryctl publish resume-rollout \(id)")
+            switch end {
+            case .stopped:
+                if try redis.command(["HGET", Self.key(id), "state"]).text == State.running.rawValue {
+                    onEvent("stopped while wave \(wave + 1) was in flight; resume with: factoryctl publish resume-rollout \(id)")
+                }
                 return try summary(id)
-            }
-            let failed = result.results.filter { !$0.succeeded }.count + result.pending.count
-            failures += failed
-            // A wave fails when the failures so far exceed what the rollout tolerates
-            // (`maxFailures`, 0 by default: the first failure halts).
-            if failures > plan.maxFailures {
-                return try halt(id, plan: plan, wave: wave, result: result, failed: failed, lease: lease, stop: stop, onEvent: onEvent)
+            case .halted(let state, let reason):
+                return try halt(id, plan: plan, wave: wave, state: state, reason: reason, lease: lease, stop: stop, onEvent: onEvent)
+            case .passed(let failed):
+                failures += failed
             }
             wave += 1
             try set(id, [("wave", String(wave))], fence: lease.fence)
@@ -275,10 +317,31 @@ public struct Rollout {
         return try summary(id)
     }
 
+    /// Sends wave `wave` to all its members at once and waits for it (`waveTimeout`).
+    private func runAtOnce(_ id: String, plan: Plan, wave: Int, failuresBefore: Int, lease: RolloutLease, stop: StopSignal,
+                           onEvent: @escaping (String) -> Void) throws -> WaveEnd {
+        let outcome = try sendOrFollow(id, plan: plan, wave: wave, lease: lease, onEvent: onEvent)
+        let result = try publisher.wait(for: outcome, timeout: plan.waveTimeout, stop: stop) { event in
+            if case .result(let r) = event { onEvent("  \(r.factoryID ?? "?"): \(r.status)\(r.error.map { " (\($0))" } ?? "")") }
+        }
+        if stop.isSet && !result.pending.isEmpty { return .stopped }
+        let failed = result.results.filter { !$0.succeeded }.count + result.pending.count
+        // A wave fails when the failures so far exceed what the rollout tolerates
+        // (`maxFailures`, 0 by default: the first failure halts).
+        guard failuresBefore + failed > plan.maxFailures else { return .passed(failed: failed) }
+        let state: State = result.timedOut && result.results.allSatisfy(\.succeeded) ? .timedOut : .halted
+        return .halted(state: state, reason: "\(failed) factor\(failed == 1 ? "y" : "ies") failed or did not report")
+    }
+
     /// Resumed: the failures the finished waves already used of the budget.
     private func failuresBefore(_ wave: Int, plan: Plan, fields: [String: String]) throws -> Int {
         var failures = 0
+        let window = WindowState(fields: fields, members: [])
         for finished in 0..<min(wave, plan.waves.count) {
+            if plan.maxInFlight != nil {
+                failures += window.failed(among: plan.waves[finished])
+                continue
+            }
             guard let job = fields["wave:\(finished):job"] else { continue }
             let reported = try publisher.bus.job(job).results
             let succeeded = Set(reported.filter(\.succeeded).compactMap(\.factoryID))
@@ -297,8 +360,19 @@ public struct Rollout {
                                      targets: members.joined(separator: ", "), entryID: "", stream: publisher.bus.stream,
                                      targeted: members, commit: plan.commit, publishedAt: Date().timeIntervalSince1970)
         }
-        // Where each member is now, for a rollback: what it said about itself (an enrolled
-        // factory's own registration key; `FleetRegistry` believes nothing else about it).
+        try recordBefore(id, members, lease: lease)
+        let outcome = try publisher.publish(kind: .update, target: .ids(members), branch: plan.branch,
+                                            timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit,
+                                            splaySeconds: plan.splaySeconds ?? 0, fence: lease.fence)
+        try set(id, [("wave:\(wave):job", outcome.jobID)], fence: lease.fence)
+        onEvent("wave \(wave + 1)/\(plan.waves.count): \(members.joined(separator: ", ")) → \(String(plan.commit.prefix(7))) (\(outcome.jobID))")
+        // Every member is waited for, live at publish time or not.
+        return outcome.waitingFor(members)
+    }
+
+    /// Where each of `members` is now, for a rollback: what it said about itself (an enrolled
+    /// factory's own registration key; `FleetRegistry` believes nothing else about it).
+    func recordBefore(_ id: String, _ members: [String], lease: RolloutLease) throws {
         let now = try FleetRegistry(redis: redis).registrations(of: members)
         var before: [(String, String)] = []
         for member in members {
@@ -310,20 +384,13 @@ public struct Rollout {
             try redis.command(["HSETNX", Self.key(id), field, commit], on: Self.key(id), fence: lease.fence)
         }
         try lease.confirm(redis)
-        let outcome = try publisher.publish(kind: .update, target: .ids(members), branch: plan.branch,
-                                            timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit,
-                                            splaySeconds: plan.splaySeconds ?? 0, fence: lease.fence)
-        try set(id, [("wave:\(wave):job", outcome.jobID)], fence: lease.fence)
-        onEvent("wave \(wave + 1)/\(plan.waves.count): \(members.joined(separator: ", ")) → \(String(plan.commit.prefix(7))) (\(outcome.jobID))")
-        // Every member is waited for, live at publish time or not.
-        return outcome.waitingFor(members)
     }
 
     /// The failures passed what the rollout tolerates: halted for good (rolled back if asked).
-    private func halt(_ id: String, plan: Plan, wave: Int, result: Publisher.WaitSummary, failed: Int, lease: RolloutLease,
+    private func halt(_ id: String, plan: Plan, wave: Int, state: State, reason: String, lease: RolloutLease,
                       stop: StopSignal, onEvent: @escaping (String) -> Void) throws -> Summary {
-        let state: State = result.timedOut && result.results.allSatisfy(\.succeeded) ? .timedOut : .halted
-        onEvent("halted at wave \(wave + 1): \(failed) factor\(failed == 1 ? "y" : "ies") failed or did not report")
+        onEvent("halted at wave \(wave + 1): \(reason)")
+        try set(id, [("halt_reason", reason)], fence: lease.fence)
         try set(id, [("wave", String(wave))], fence: lease.fence)
         if plan.rollbackOnHalt {
             try rollBack(id, plan: plan, upTo: wave, lease: lease, stop: stop, onEvent: onEvent)
@@ -362,7 +429,9 @@ public struct Rollout {
         guard let (plan, fields) = try load(id) else { throw FactoryError.failed("no rollout \(id) (unknown, or older than 30 days)") }
         let state = State(rawValue: fields["state"] ?? "") ?? .running
         let wave = Int(fields["wave"] ?? "0") ?? 0
-        let jobs = plan.waves.indices.compactMap { fields["wave:\($0):job"] }
+        let window = plan.maxInFlight == nil ? nil : WindowState(fields: fields, members: plan.members)
+        var jobs = plan.waves.indices.compactMap { fields["wave:\($0):job"] }
+        if window != nil { jobs = Self.windowJobs(fields) }
         var results: [String: MissionResult] = [:]
         for job in jobs {
             for result in try publisher.bus.job(job).results { if let f = result.factoryID { results[f] = result } }
@@ -372,14 +441,30 @@ public struct Rollout {
         for (index, ids) in plan.waves.enumerated() {
             for member in ids {
                 let result = results[member]
-                let status = result?.status ?? (index < wave || (index == wave && jobs.count > index) ? "PENDING" : "NOT_SENT")
+                var status = result?.status ?? (index < wave || (index == wave && jobs.count > index) ? "PENDING" : "NOT_SENT")
+                if let window {
+                    status = window.done[member]?.status == "TIMED_OUT" ? "TIMED_OUT"
+                        : result?.status ?? (fields["slot:\(member)"] != nil ? "PENDING" : "NOT_SENT")
+                }
                 members.append(Member(factoryID: member, wave: index, status: status, commit: registered[member]?.commit,
                                       before: fields["before:\(member)"], error: result?.error))
             }
         }
-        let failures = members.filter { $0.status == "FAILED" || (state != .running && $0.status == "PENDING") }
+        let failures = members.filter { ["FAILED", "TIMED_OUT"].contains($0.status) || (state != .running && $0.status == "PENDING") }
         return Summary(id: id, state: state, branch: plan.branch, commit: plan.commit, waves: plan.waves, wave: wave,
-                       jobs: jobs, members: members, failures: failures)
+                       jobs: jobs, members: members, failures: failures, maxInFlight: plan.maxInFlight,
+                       haltReason: fields["halt_reason"])
+    }
+
+    /// A windowed rollout's jobs, in the order they were sent.
+    static func windowJobs(_ fields: [String: String]) -> [String] {
+        var sent: [String: Double] = [:]
+        for (field, value) in fields where field.hasPrefix("slot:") {
+            let parts = value.split(separator: " ")
+            guard parts.count == 2, let at = Double(parts[1]) else { continue }
+            sent[String(parts[0])] = min(sent[String(parts[0])] ?? at, at)
+        }
+        return sent.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)
     }
 }
 

@@ -15,6 +15,10 @@ public struct RolloutStart: Sendable {
     public var canary: Rollout.Size?
     public var batch: Rollout.Size?
     public var pauseSeconds: Double = 0
+    /// A sliding window in each wave instead of batches: at most this many updating at once.
+    public var maxInFlight: Rollout.Size?
+    /// With a window: halt when more failures than this fall within its seconds.
+    public var maxFailureRate: Rollout.FailureRate?
     public var maxFailures = 0
     public var rollbackOnHalt = false
     public var waveTimeout: Double = 600
@@ -55,10 +59,17 @@ public struct RolloutStart: Sendable {
         let matches = try rollout.publisher.plan(kind: .update, target: target, force: force, requireRegistered: requireRegistered, now: now)
         let live = matches.filter { !$0.stale }.map(\.factoryID)
         guard !live.isEmpty else { throw NoLiveFactory(target: target) }
+        guard maxInFlight == nil || batch == nil else {
+            throw FactoryError.invalidArgument("a sliding window (max in flight) and batches are two ways to pace one rollout: choose one")
+        }
+        guard maxFailureRate == nil || maxInFlight != nil else {
+            throw FactoryError.invalidArgument("a failure rate halts a sliding window: give max in flight with it")
+        }
         return Rollout.Plan(id: MissionID.make(prefix: "rollout"), branch: branch, commit: commit,
                             waves: Rollout.waves(live: live, canaryTargets: canaryTargets, canary: canary, batch: batch),
                             pauseSeconds: pauseSeconds, maxFailures: maxFailures, rollbackOnHalt: rollbackOnHalt,
                             waveTimeout: waveTimeout, missionTimeout: missionTimeout, createdAt: now.timeIntervalSince1970,
-                            splaySeconds: splaySeconds > 0 ? splaySeconds : nil)
+                            splaySeconds: splaySeconds > 0 ? splaySeconds : nil,
+                            maxInFlight: maxInFlight?.of(live.count), maxFailureRate: maxFailureRate)
     }
 }
