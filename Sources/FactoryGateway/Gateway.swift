@@ -85,7 +85,9 @@ public struct Gateway: Sendable {
         router.add(middleware: OpsTokenMiddleware(token: token, publicRoutes: Self.publicRoutes, factoryTokenRoutes: Self.factoryTokenRoutes))
         router.get("/healthz") { _, _ in jsonResponse(.ok, ["ok": .bool(true)]) }
         router.get("/readyz") { _, _ in await self.readiness() }
-        router.get("/") { _, _ in try await self.fleetPage() }
+        router.get("/") { request, _ in
+            try await self.fleetPage(FleetPage.Query(parameters: request.uri.queryParameters.map { (String($0.key), String($0.value)) }))
+        }
 
         let api = router.group("api/v1").add(middleware: OpsTokenMiddleware(token: token, factoryTokenRoutes: Self.factoryTokenRoutes))
         api.post("ops/factory/update") { request, context in try await self.update(request, context) }
@@ -554,10 +556,10 @@ public struct Gateway: Sendable {
         }
     }
 
-    func fleetPage() async throws -> Response {
+    func fleetPage(_ query: FleetPage.Query = FleetPage.Query()) async throws -> Response {
         do {
             let overview = try await redis.run { bus in try FleetOverview.read(bus) }
-            let html = FleetPage(overview: overview, now: Date()).html
+            let html = FleetPage(overview: overview, now: Date(), query: query).html
             return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
                             body: .init(byteBuffer: ByteBuffer(string: html)))
         } catch {

@@ -79,6 +79,11 @@ struct CommandContext: Sendable {
         try json.emit(value, exit: exit, error: error)
     }
 
+    /// A whole JSON object already written (with the contract's keys), as it is.
+    func printJSON(bytes: [UInt8]) {
+        json.emit(bytes: bytes)
+    }
+
     /// A logger on stderr at `level`; under systemd, when stderr is the journal, with `<N>`
     /// priority prefixes and no timestamp of our own (JournalLogHandler).
     func logger(_ label: String, level: Logger.Level) -> Logger {
@@ -259,6 +264,11 @@ final class JSONOutput: Sendable {
         data.append(UInt8(ascii: "\n"))
         printed.withLock { $0 = true }
         stdout.write(bytes: Array(data))
+    }
+
+    func emit(bytes: [UInt8]) {
+        printed.withLock { $0 = true }
+        stdout.write(bytes: bytes)
     }
 
     /// The object for a failure that printed nothing else.

@@ -122,7 +122,7 @@ extension StatusCommand {
         let entries = try withRedis("read the fleet registry") { try FleetRegistry(redis: bus.redis).entries(capabilities: json) }
         let now = context.now()
         let rows = entries.map { FleetRow(entry: $0, now: now) }
-        if json { try context.printJSON(FleetStatus(factories: rows)); return }
+        if json { context.printJSON(bytes: FleetJSON.document(rows)); return }
         if rows.isEmpty { context.say("No factory has registered yet."); return }
         let header = ["FACTORY", "STATUS", "BRANCH", "COMMIT", "LAST SEEN", "LAST JOB", "RESULT", "FACTORYCTL"]
         let table = rows.map { row in
@@ -187,19 +187,26 @@ func render(_ rows: [[String]]) -> [String] {
     guard let first = rows.first else { return [] }
     // Display width: one column per character (grapheme); ASCII cells skip the grapheme walk.
     func width(_ cell: String) -> Int {
-        cell.utf8.allSatisfy { $0 < 0x80 } ? cell.utf8.count : cell.count
+        let utf8 = cell.utf8
+        return utf8.allSatisfy { $0 < 0x80 } ? utf8.count : cell.count
     }
-    let cellWidths = rows.map { $0.map(width) }
-    let widths = first.indices.map { column in cellWidths.map { $0[column] }.max() ?? 0 }
-    return zip(rows, cellWidths).map { row, rowWidths in
+    var widths = [Int](repeating: 0, count: first.count)
+    for row in rows {
+        for (column, cell) in row.enumerated() where column < widths.count { widths[column] = max(widths[column], width(cell)) }
+    }
+    let spaces = String(repeating: " ", count: (widths.max() ?? 0) + 2)
+    return rows.map { row in
         var line = ""
         line.reserveCapacity(widths.reduce(0, +) + 2 * widths.count)
         for (index, cell) in row.enumerated() {
             if index > 0 { line += "  " }
             line += cell
-            if index < row.count - 1 { line += String(repeating: " ", count: max(0, widths[index] - rowWidths[index])) }
+            if index < row.count - 1, index < widths.count {
+                let pad = widths[index] - width(cell)
+                if pad > 0 { line.append(contentsOf: spaces.prefix(pad)) }
+            }
         }
-        while line.last == " " { line.removeLast() }
+        while line.utf8.last == UInt8(ascii: " ") { line.removeLast() }
         return line
     }
 }
@@ -243,7 +250,8 @@ struct FleetRow: Encodable {
     }
 }
 
-/// `status --fleet --json`: one object, the rows under `factories`.
+/// `status --fleet --json`: one object, the rows under `factories` (written by `FleetJSON`;
+/// the Encodable form is the reference the test holds it to).
 struct FleetStatus: Encodable {
     let factories: [FleetRow]
 }

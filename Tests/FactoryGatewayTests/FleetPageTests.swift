@@ -19,4 +19,51 @@ import Testing
         #expect(rows.filter { $0.contains("needs attention") }.map { $0.contains("f-owed") } == [true], "\(rows)")
         #expect(html.contains("re-syncing &lt;v1&gt; failed"), "the reason is escaped into the title")
     }
+
+    /// 10,000 factories: 9,990 fine, 5 stale, 5 whose last job failed (ids chosen to sort last).
+    static func bigFleet(now: Date) -> FleetOverview {
+        let registrations = (0..<10_000).map { index -> Registration in
+            let id = "f-\(String(index).leftPaddedZeros(5))"
+            let stale = index >= 9_990 && index < 9_995
+            return Registration(factoryID: id, factoryRole: "LOCAL_WORKER", registrationStatus: "online", capabilities: [],
+                                metadata: [:], branch: "main", commit: String(repeating: "a", count: 40), version: "test", pid: 1,
+                                host: "h", startedAt: now.timeIntervalSince1970,
+                                lastSeenAt: now.timeIntervalSince1970 - (stale ? 3_600 : 0),
+                                lastJobID: "update-0123456789ab", lastJobStatus: index >= 9_995 ? "FAILED" : "SUCCESS")
+        }
+        return FleetOverview(registrations: registrations, jobs: [:])
+    }
+
+    static func factories(_ html: String) -> [String] {
+        html.components(separatedBy: "<td data-label=\"Factory\">").dropFirst().map { String($0.prefix { $0 != "<" }) }
+    }
+
+    @Test func atTenThousandTheFirstPageIsASummaryAndTheFactoriesThatNeedAttentionFirst() {
+        let now = Date()
+        let html = FleetPage(overview: Self.bigFleet(now: now), now: now).html
+        let shown = Self.factories(html)
+        #expect(html.utf8.count <= 200_000 && html.contains("10000 factories") && html.contains("5 stale") && html.contains("5 failing")
+                && shown.count == FleetPage.pageSize && shown.prefix(10) == ["f-09995", "f-09996", "f-09997", "f-09998", "f-09999",
+                                                                          "f-09990", "f-09991", "f-09992", "f-09993", "f-09994"]
+                && html.contains("href=\"/?page=2\""), "\(html.utf8.count) bytes, \(shown.prefix(12))")
+    }
+
+    @Test func filtersSearchAndPagesNarrowTheTableAndBadValuesAreIgnoredOrEscaped() {
+        let now = Date()
+        let overview = Self.bigFleet(now: now)
+        func shown(_ parameters: [(String, String)]) -> [String] {
+            Self.factories(FleetPage(overview: overview, now: now, query: FleetPage.Query(parameters: parameters)).html)
+        }
+        let hostile = FleetPage(overview: overview, now: now, query: FleetPage.Query(parameters: [("q", "\"><script>x</script>")])).html
+        #expect(shown([("show", "stale")]) == (9_990..<9_995).map { "f-0\($0)" }
+                && shown([("q", "f-0012")]) == (120..<130).map { "f-00\($0)" }
+                && shown([("page", "2")]).first == "f-00090"
+                && shown([("page", "999999")]).last == "f-09989"
+                && shown([("show", "nonsense"), ("page", "x")]).count == FleetPage.pageSize
+                && !hostile.contains("<script>x") && hostile.contains("No factory matches."))
+    }
+}
+
+extension String {
+    func leftPaddedZeros(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

@@ -28,6 +28,24 @@ import TestSupport
         return Run(status: status, stdout: context.stdout.text, stderr: context.stderr.text)
     }
 
+    /// `status --fleet --json`'s own writer prints byte for byte what the generic JSON path does,
+    /// for awkward values too: quotes, backslashes, control characters, slashes, non-ASCII,
+    /// missing optionals, integral and fractional times.
+    @Test func theFleetJSONWriterMatchesTheGenericEncoderByteForByte() throws {
+        var entry = FleetEntry(Registration(factoryID: "f-1", factoryRole: "LOCAL_WORKER", registrationStatus: "online",
+                                            capabilities: ["update", "a/b"], branch: "feature/ä\"q\\", commit: String(repeating: "c", count: 40),
+                                            version: "0.2.0+abc", pid: 42, host: "h\u{01}\n\t\u{7F}😀", startedAt: 1, lastSeenAt: 1_733_561_234.567891,
+                                            lastJobID: "update-0123456789ab", lastJobStatus: "SUCCESS"))
+        var bare = entry
+        (bare.branch, bare.commit, bare.lastJobID, bare.lastJobStatus, bare.capabilities, bare.lastSeenAt) = (nil, nil, nil, nil, [], 1_733_561_234)
+        entry.factoryID = "f-2"
+        let rows = [FleetRow(entry: bare, now: Date(timeIntervalSince1970: 1_733_561_300.25)),
+                    FleetRow(entry: entry, now: Date(timeIntervalSince1970: 1_733_561_300))]
+        let buffer = CommandOutput.buffer()
+        try JSONOutput(requested: true, stdout: buffer).emit(FleetStatus(factories: rows))
+        #expect(String(decoding: FleetJSON.document(rows), as: UTF8.self) == buffer.text)
+    }
+
     @Test func statusJSONReadsTheCheckoutTheContextIsIn() async throws {
         let world = try GitWorld()
         let run = await factoryctl(["status", "--json"], environment: world.environment, in: world.factory)

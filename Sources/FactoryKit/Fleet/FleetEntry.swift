@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 
 /// The fields of a registration that the fleet table, `status --fleet --json` and the live-factory
 /// scan use, read in one pass over the stored JSON without building the whole document: keys
@@ -46,8 +47,14 @@ public struct FleetEntry: Sendable, Equatable {
     /// Reads a stored registration; nil when it is not one (the strict parser's verdict).
     /// Without `capabilities`, that list is skipped (the fleet table does not show it).
     public static func read(_ bytes: UnsafeBufferPointer<UInt8>, capabilities: Bool = true) -> FleetEntry? {
+        read(bytes, capabilities: capabilities, shared: nil)
+    }
+
+    /// With `shared`: a capability list with the same bytes as the last one read shares its array
+    /// (a fleet's factories mostly have one list: 10,000 reads make one array, not 10,000).
+    static func read(_ bytes: UnsafeBufferPointer<UInt8>, capabilities: Bool, shared: CapabilityCache?) -> FleetEntry? {
         if isValidUTF8(bytes) {
-            var scanner = FleetScanner(bytes: bytes, capabilities: capabilities)
+            var scanner = FleetScanner(bytes: bytes, capabilities: capabilities, shared: shared)
             if let entry = scanner.scan() { return entry }
         }
         guard let value = try? JSONValue.parse(bytes: Array(bytes)), let registration = Registration(json: value) else { return nil }
@@ -63,14 +70,35 @@ public struct FleetEntry: Sendable, Equatable {
 
 /// The one-pass reader behind `FleetEntry.read`. Returns nil whenever it is not sure, and the
 /// caller falls back to the strict parser.
+/// The last capability list read: its bytes and the array made from them.
+final class CapabilityCache {
+    var bytes: [UInt8] = []
+    var value: [String] = []
+}
+
 private struct FleetScanner {
     let bytes: UnsafeBufferPointer<UInt8>
     let capabilities: Bool
+    let shared: CapabilityCache?
     var index = 0
 
-    init(bytes: UnsafeBufferPointer<UInt8>, capabilities: Bool) {
+    init(bytes: UnsafeBufferPointer<UInt8>, capabilities: Bool, shared: CapabilityCache? = nil) {
         self.bytes = bytes
         self.capabilities = capabilities
+        self.shared = shared
+    }
+
+    /// The capability list, shared with the last one read when its bytes are the same.
+    private mutating func capabilityList() -> [String]? {
+        let start = index
+        guard let shared else { return stringArray() }
+        guard skipStringArray() else { return nil }
+        let raw = UnsafeBufferPointer(rebasing: bytes[start..<index])
+        if raw.elementsEqual(shared.bytes) { return shared.value }
+        index = start
+        guard let value = stringArray() else { return nil }
+        (shared.bytes, shared.value) = (Array(raw), value)
+        return value
     }
 
     mutating func scan() -> FleetEntry? {
@@ -82,34 +110,49 @@ private struct FleetScanner {
         if take(UInt8(ascii: "}")) { return nil }
         while true {
             skipSpace()
-            guard let key = plainString() else { return nil }
+            // Keys are compared as bytes: no String is made for a key, or for a value skipped.
+            guard let key = plainRange() else { return nil }
             skipSpace()
             guard take(UInt8(ascii: ":")) else { return nil }
             skipSpace()
-            switch key {
-            case "factory_id": guard let v = plainString() else { return nil }; id = v
-            case "registration_status": guard let v = plainString() else { return nil }; status = v
-            case "branch": guard let v = optionalString() else { return nil }; entry.branch = v
-            case "commit": guard let v = optionalString() else { return nil }; entry.commit = v
-            case "version": guard let v = plainString() else { return nil }; entry.version = v
-            case "host": guard let v = plainString() else { return nil }; entry.host = v
-            case "last_job_id": guard let v = optionalString() else { return nil }; entry.lastJobID = v
-            case "last_job_status": guard let v = optionalString() else { return nil }; entry.lastJobStatus = v
-            case "pid":
+            if key.count < 2 || key.count > 19 {
+                guard skipValue(depth: 0) else { return nil }
+            } else if isKey(key, "factory_id") {
+                guard let v = plainString() else { return nil }; id = v
+            } else if isKey(key, "registration_status") {
+                guard let v = plainString() else { return nil }; status = v
+            } else if isKey(key, "branch") {
+                guard let v = optionalString() else { return nil }; entry.branch = v
+            } else if isKey(key, "commit") {
+                guard let v = optionalString() else { return nil }; entry.commit = v
+            } else if isKey(key, "version") {
+                guard let v = plainString() else { return nil }; entry.version = v
+            } else if isKey(key, "host") {
+                guard let v = plainString() else { return nil }; entry.host = v
+            } else if isKey(key, "last_job_id") {
+                guard let v = optionalString() else { return nil }; entry.lastJobID = v
+            } else if isKey(key, "last_job_status") {
+                guard let v = optionalString() else { return nil }; entry.lastJobStatus = v
+            } else if isKey(key, "pid") {
                 // As the strict reader: an integer literal is the pid, any other number is no pid.
-                guard let (text, isInteger) = numberLiteral() else { return nil }
+                guard let (range, isInteger) = numberLiteral() else { return nil }
                 if isInteger {
-                    guard let pid = Int64(text) else { return nil }
+                    guard let pid = Int64(text(range)) else { return nil }
                     entry.pid = Int32(clamping: pid)
                 } else {
                     entry.pid = 0
                 }
-            case "last_seen_at":
-                guard let (text, _) = numberLiteral(), let v = Double(text), v.isFinite else { return nil }
+            } else if isKey(key, "last_seen_at") {
+                guard let (range, _) = numberLiteral(), let v = Double(text(range)), v.isFinite else { return nil }
                 entry.lastSeenAt = v
-            case "capabilities" where capabilities: guard let v = stringArray() else { return nil }; entry.capabilities = v
-            case "capabilities": guard skipStringArray() else { return nil }
-            default: guard skipValue(depth: 0) else { return nil }
+            } else if isKey(key, "capabilities") {
+                if capabilities {
+                    guard let v = capabilityList() else { return nil }; entry.capabilities = v
+                } else {
+                    guard skipStringArray() else { return nil }
+                }
+            } else {
+                guard skipValue(depth: 0) else { return nil }
             }
             skipSpace()
             if take(UInt8(ascii: ",")) { continue }
@@ -134,21 +177,35 @@ private struct FleetScanner {
         }
     }
 
-    /// A string without escapes or control characters, valid UTF-8; nil otherwise.
-    private mutating func plainString() -> String? {
+    /// Where a string without escapes or control characters is (inside its quotes); nil otherwise.
+    private mutating func plainRange() -> Range<Int>? {
         guard take(UInt8(ascii: "\"")) else { return nil }
         let start = index
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 index += 1
-                // The whole text was validated as UTF-8 before the scan.
-                return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<(index - 1)]), as: UTF8.self)
+                return start..<(index - 1)
             }
             if byte == UInt8(ascii: "\\") || byte < 0x20 { return nil }
             index += 1
         }
         return nil
+    }
+
+    /// A string without escapes or control characters, valid UTF-8; nil otherwise.
+    private mutating func plainString() -> String? {
+        // The whole text was validated as UTF-8 before the scan.
+        plainRange().map(text)
+    }
+
+    private func text(_ range: Range<Int>) -> String {
+        String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+    }
+
+    private func isKey(_ range: Range<Int>, _ name: StaticString) -> Bool {
+        guard range.count == name.utf8CodeUnitCount else { return false }
+        return memcmp(bytes.baseAddress! + range.lowerBound, name.utf8Start, range.count) == 0
     }
 
     /// `.some(nil)` for JSON null, `.some(text)` for a plain string, nil when unsure.
@@ -167,7 +224,7 @@ private struct FleetScanner {
 
     /// A number in JSON's grammar, `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`; its text and
     /// whether it is an integer literal. nil for anything else ("+1", "01", "1.", ".5").
-    private mutating func numberLiteral() -> (String, Bool)? {
+    private mutating func numberLiteral() -> (Range<Int>, Bool)? {
         let start = index
         func digits() -> Int {
             let from = index
@@ -191,7 +248,7 @@ private struct FleetScanner {
             guard digits() > 0 else { return nil }
         }
         if index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") { return nil } // "01"
-        return (String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self), isInteger)
+        return (start..<index, isInteger)
     }
 
     private mutating func stringArray() -> [String]? {

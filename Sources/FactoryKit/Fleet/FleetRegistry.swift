@@ -76,8 +76,9 @@ public struct FleetRegistry {
         let records = try rawRecords()
         var entries: [FleetEntry] = []
         entries.reserveCapacity(records.count)
+        let shared = CapabilityCache()
         for (id, data) in records {
-            let entry = data.withUnsafeBytes { FleetEntry.read($0.bindMemory(to: UInt8.self), capabilities: capabilities) }
+            let entry = data.withUnsafeBytes { FleetEntry.read($0.bindMemory(to: UInt8.self), capabilities: capabilities, shared: shared) }
             if let entry = attributed(entry, to: id, claimed: \.factoryID) { entries.append(entry) }
         }
         return entries.sorted { $0.factoryID < $1.factoryID }
