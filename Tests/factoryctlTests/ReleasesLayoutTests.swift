@@ -169,6 +169,20 @@ import TestSupport
                 "\(rollback.stdout) \(rollback.stderr)")
     }
 
+    /// A rollback to a kept release is a swap: it works with the git host gone, and fetches nothing.
+    @Test func rollbackToAKeptReleaseWorksWithTheRemoteUnreachable() throws {
+        let layout = try Layout()
+        let first = layout.live
+        try layout.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        _ = try layout.update(environment: layout.environment)
+        try FileManager.default.moveItem(atPath: layout.world.origin, toPath: layout.world.origin + ".gone")
+        let rollback = try FactoryctlBinary.run(["rollback", "--settle", "0", "--json"], factoryDir: layout.root, environment: layout.environment)
+        let object = (try? rollback.json()) ?? [:]
+        let steps = object["steps_ms"] as? [String: Any] ?? [:]
+        #expect(rollback.status == 0 && layout.live == first && object["release_reused"] as? Bool == true && steps["fetch"] == nil,
+                "\(rollback.stdout) \(rollback.stderr)")
+    }
+
     @Test func pruningKeepsTheConfiguredNumberBesidesTheLiveOne() throws {
         let layout = try Layout(sync: false)
         var env = layout.environment

@@ -7,6 +7,23 @@ import GitKit
 /// swap `current` in one rename, restart, health gate, soak. A failure before the swap touches
 /// nothing that runs; after it, the undo is a swap back and a restart, with no sync.
 extension UpdatePipeline {
+    /// A rollback (a pinned commit that may rewind) to a commit whose complete release is kept
+    /// needs nothing from the remote: it is a swap, and it works with the git host down.
+    private func keptRollbackTarget(_ layout: ReleasesLayout, _ repository: Repository) throws -> Bool {
+        guard request.allowRewind, let commit = request.commit else { return false }
+        let name = ReleasesLayout.name(for: commit.hex)
+        guard layout.release(name)?.complete == true, ReleasesLayout.isDirectory(layout.path(of: name)) else { return false }
+        return (try? repository.commit(commit)) != nil
+    }
+
+    /// The journal a fetch would have started, without the fetch.
+    private func skipFetch(_ repository: Repository, _ report: inout UpdateReport) throws -> ApplyJournal {
+        var journal = ApplyJournal(phase: .fetch, startedAt: report.startedAt, branch: request.branch, jobID: request.jobID)
+        try advance(&journal, to: .fetch, repository)
+        logger.info("rolling back to a kept release: no fetch")
+        return journal
+    }
+
     /// The live release, its work tree and commit.
     struct LiveRelease {
         let name: String
@@ -22,7 +39,9 @@ extension UpdatePipeline {
         let start = try preflightRelease(live, repository, &report)
         report.release = live.name
         if try alreadyAtPin(repository, start, &report) { return }
-        var journal = try fetchStep(repository, &report)
+        var journal = try keptRollbackTarget(layout, repository)
+            ? try skipFetch(repository, &report)
+            : try fetchStep(repository, &report)
         let liveTip = live.branch == request.branch ? live.commit : nil
         guard let plan = try plan(repository, start, &report, liveTip: liveTip) else { return }
         if request.dryRun {
