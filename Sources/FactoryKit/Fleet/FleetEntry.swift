@@ -115,45 +115,7 @@ private struct FleetScanner {
             skipSpace()
             guard take(UInt8(ascii: ":")) else { return nil }
             skipSpace()
-            if key.count < 2 || key.count > 19 {
-                guard skipValue(depth: 0) else { return nil }
-            } else if isKey(key, "factory_id") {
-                guard let v = plainString() else { return nil }; id = v
-            } else if isKey(key, "registration_status") {
-                guard let v = plainString() else { return nil }; status = v
-            } else if isKey(key, "branch") {
-                guard let v = optionalString() else { return nil }; entry.branch = v
-            } else if isKey(key, "commit") {
-                guard let v = optionalString() else { return nil }; entry.commit = v
-            } else if isKey(key, "version") {
-                guard let v = plainString() else { return nil }; entry.version = v
-            } else if isKey(key, "host") {
-                guard let v = plainString() else { return nil }; entry.host = v
-            } else if isKey(key, "last_job_id") {
-                guard let v = optionalString() else { return nil }; entry.lastJobID = v
-            } else if isKey(key, "last_job_status") {
-                guard let v = optionalString() else { return nil }; entry.lastJobStatus = v
-            } else if isKey(key, "pid") {
-                // As the strict reader: an integer literal is the pid, any other number is no pid.
-                guard let (range, isInteger) = numberLiteral() else { return nil }
-                if isInteger {
-                    guard let pid = Int64(text(range)) else { return nil }
-                    entry.pid = Int32(clamping: pid)
-                } else {
-                    entry.pid = 0
-                }
-            } else if isKey(key, "last_seen_at") {
-                guard let (range, _) = numberLiteral(), let v = Double(text(range)), v.isFinite else { return nil }
-                entry.lastSeenAt = v
-            } else if isKey(key, "capabilities") {
-                if capabilities {
-                    guard let v = capabilityList() else { return nil }; entry.capabilities = v
-                } else {
-                    guard skipStringArray() else { return nil }
-                }
-            } else {
-                guard skipValue(depth: 0) else { return nil }
-            }
+            guard readField(key, into: &entry, id: &id, status: &status) else { return nil }
             skipSpace()
             if take(UInt8(ascii: ",")) { continue }
             guard take(UInt8(ascii: "}")) else { return nil }
@@ -163,6 +125,51 @@ private struct FleetScanner {
             entry.status = status
             return entry
         }
+    }
+
+    /// The value of `key` into `entry` (or `id`, `status`); any other key's value skipped.
+    /// False when unsure (the strict parser decides then).
+    private mutating func readField(_ key: Range<Int>, into entry: inout FleetEntry, id: inout String?, status: inout String?) -> Bool {
+        if key.count < 2 || key.count > 19 {
+            guard skipValue(depth: 0) else { return false }
+        } else if isKey(key, "factory_id") {
+            guard let v = plainString() else { return false }; id = v
+        } else if isKey(key, "registration_status") {
+            guard let v = plainString() else { return false }; status = v
+        } else if isKey(key, "branch") {
+            guard let v = optionalString() else { return false }; entry.branch = v
+        } else if isKey(key, "commit") {
+            guard let v = optionalString() else { return false }; entry.commit = v
+        } else if isKey(key, "version") {
+            guard let v = plainString() else { return false }; entry.version = v
+        } else if isKey(key, "host") {
+            guard let v = plainString() else { return false }; entry.host = v
+        } else if isKey(key, "last_job_id") {
+            guard let v = optionalString() else { return false }; entry.lastJobID = v
+        } else if isKey(key, "last_job_status") {
+            guard let v = optionalString() else { return false }; entry.lastJobStatus = v
+        } else if isKey(key, "pid") {
+            // As the strict reader: an integer literal is the pid, any other number is no pid.
+            guard let (range, isInteger) = numberLiteral() else { return false }
+            if isInteger {
+                guard let pid = Int64(text(range)) else { return false }
+                entry.pid = Int32(clamping: pid)
+            } else {
+                entry.pid = 0
+            }
+        } else if isKey(key, "last_seen_at") {
+            guard let (range, _) = numberLiteral(), let v = Double(text(range)), v.isFinite else { return false }
+            entry.lastSeenAt = v
+        } else if isKey(key, "capabilities") {
+            if capabilities {
+                guard let v = capabilityList() else { return false }; entry.capabilities = v
+            } else {
+                guard skipStringArray() else { return false }
+            }
+        } else {
+            guard skipValue(depth: 0) else { return false }
+        }
+        return true
     }
 
     private mutating func take(_ byte: UInt8) -> Bool {
