@@ -16,6 +16,10 @@ public enum GitLibrary {
         guard code >= 0 else {
             return .failure(GitError(operation: "initialize libgit2", code: code, errorClass: 0, message: "git_libgit2_init failed"))
         }
+        // libgit2's own socket stream, plus TCP_NODELAY (CGit2Loader/socket_stream.c): without it
+        // every HTTPS fetch waits twice for the server's delayed ACK.
+        let registered = factoryctl_git2_register_socket_stream()
+        guard registered >= 0 else { return .failure(GitError(operation: "register the socket stream", code: registered)) }
         var major: Int32 = 0, minor: Int32 = 0, patch: Int32 = 0
         git_libgit2_version(&major, &minor, &patch)
         return .success("\(major).\(minor).\(patch)")

@@ -14,4 +14,9 @@ void *factoryctl_git2_symbol(const char *name);
 /* 1 once libgit2 has been loaded into this process. */
 int factoryctl_git2_loaded(void);
 
+/* Registers factoryctl's socket stream (socket_stream.c) as libgit2's standard stream: libgit2's
+   own, plus TCP_NODELAY. Call once, after git_libgit2_init. Returns libgit2's result (0, or <0
+   with git_error_last set). */
+int factoryctl_git2_register_socket_stream(void);
+
 #endif
