@@ -576,7 +576,8 @@ def parse_time_v(path):
     def field(name):
         m = re.search(re.escape(name) + r"[^:]*: (.*)", text)
         return m.group(1).strip() if m else None
-    elapsed = field("Elapsed (wall clock) time")
+    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text)
+    elapsed = m.group(1) if m else None
     parts = [float(x) for x in elapsed.split(":")] if elapsed else [0]
     wall = 0.0
     for part in parts:
@@ -1095,7 +1096,9 @@ def real_main(argv):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-        daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", "--port=%d" % port,
+        # git-daemon itself (not the `git` wrapper, which would hold its children's CPU until it exits).
+        exec_path = subprocess.run(["git", "--exec-path"], stdout=subprocess.PIPE, text=True).stdout.strip()
+        daemon = subprocess.Popen([os.path.join(exec_path, "git-daemon"), "--reuseaddr", "--export-all", "--listen=127.0.0.1", "--port=%d" % port,
                                    "--base-path=" + os.path.join(d, "git"), "--max-connections=0", os.path.join(d, "git")],
                                   stderr=subprocess.DEVNULL)
         procs.append(daemon)
