@@ -15,6 +15,11 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         // Ed25519 for signed missions (already built for Hummingbird; FoundationEssentials only).
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        // Metrics: FactoryKit records through swift-metrics (CoreMetrics); the Prometheus text
+        // format is written by swift-prometheus at the edge (MetricsExport). Both need only
+        // swift-atomics and CoreMetrics (no Foundation).
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries from Debian (libgit2-dev, libhiredis-dev).
@@ -54,6 +59,18 @@ let package = Package(
                 "FactoryBasics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
+
+        // The metrics exporter: FactoryKit's metrics in the Prometheus text format (HQ's /metrics,
+        // a factory's node_exporter textfile).
+        .target(
+            name: "MetricsExport",
+            dependencies: [
+                "FactoryKit",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
 
@@ -63,6 +80,7 @@ let package = Package(
             dependencies: [
                 "FactoryKit",
                 "FactoryBasics",
+                "MetricsExport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -76,6 +94,7 @@ let package = Package(
                 "FactoryKit",
                 "FactoryGateway",
                 "FactoryBasics",
+                "MetricsExport",
                 "RedisKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

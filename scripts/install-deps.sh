@@ -26,6 +26,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# promtool checks /metrics and the factory textfile in the tests. Only that binary is taken from
+# Debian's prometheus package (installing the package would start a Prometheus server).
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "==> promtool (from Debian's prometheus package)"
+    scratch=$(mktemp -d) && chmod 755 "$scratch"
+    (cd "$scratch" && as_root apt-get update -qq && apt-get download -qq prometheus >/dev/null \
+        && dpkg-deb -x prometheus_*.deb root && as_root install -m 0755 root/usr/bin/promtool /usr/local/bin/promtool)
+    rm -rf "$scratch"
+fi
+
 if ! command -v uv >/dev/null 2>&1; then
     echo "==> pip install uv"
     python3 -m pip install --quiet uv 2>/dev/null \

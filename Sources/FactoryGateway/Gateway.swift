@@ -36,6 +36,8 @@ public struct GatewayConfiguration: Sendable {
     public var branchTip = BranchTip(repository: nil, factoryDirectory: nil, environment: [:], timeout: 120)
     /// How long a rollout thread's lease lasts without renewal (`FACTORYCTL_ROLLOUT_LEASE_SECONDS`).
     public var rolloutLeaseSeconds = RolloutLease.defaultSeconds
+    /// `/metrics` (`UA_METRICS_TOKEN`) and the webhook (`UA_HQ_WEBHOOK_URL`).
+    public var observability = ObservabilitySettings()
 
     public init(role: FactoryRole) {
         self.role = role
@@ -51,6 +53,7 @@ public struct GatewayConfiguration: Sendable {
         branchTip = try BranchTip(environment: environment)
         rolloutLeaseSeconds = try environment.rolloutLeaseSeconds()
         opsToken = try OpsToken.forServing(environment, insecureNoAuth: insecureNoAuth)
+        observability = try ObservabilitySettings(environment: environment)
     }
 }
 
@@ -61,16 +64,20 @@ public struct Gateway: Sendable {
     let logger: Logger
     /// Where a rollout's own connection goes (each rollout runs on a thread and connection of its own).
     let busSettings: (url: RedisURL, stream: String, deadLetterStream: String, maxLength: Int, fleetID: String)
+    /// Set when `UA_METRICS_TOKEN` is.
+    let metricsEndpoint: MetricsEndpoint?
 
     public init(configuration: GatewayConfiguration, bus: MissionBus, logger: Logger) {
         self.configuration = configuration
         self.redis = RedisWorker(bus: bus)
         self.logger = logger
         busSettings = (bus.redis.url, bus.stream, bus.deadLetterStream, bus.maxLength, bus.fleetID)
+        metricsEndpoint = configuration.observability.metricsToken == nil ? nil : MetricsEndpoint()
     }
 
-    /// The only routes served without the token: liveness, readiness and the fleet page.
-    public static let publicRoutes: Set<String> = ["GET /healthz", "GET /readyz", "GET /"]
+    /// The only routes the ops token is not asked for: liveness, readiness and the fleet page,
+    /// which are public, and `/metrics`, which checks its own bearer token (`UA_METRICS_TOKEN`).
+    public static let publicRoutes: Set<String> = ["GET /healthz", "GET /readyz", "GET /", "GET /metrics"]
     /// The only route an enrolled factory's own token (`x-ua-factory-token`) reaches, exactly as
     /// spelled here; every other route needs the ops token.
     public static let factoryTokenRoutes: Set<String> = ["POST /api/v1/factory/registrations"]
@@ -85,6 +92,7 @@ public struct Gateway: Sendable {
         router.add(middleware: OpsTokenMiddleware(token: token, publicRoutes: Self.publicRoutes, factoryTokenRoutes: Self.factoryTokenRoutes))
         router.get("/healthz") { _, _ in jsonResponse(.ok, ["ok": .bool(true)]) }
         router.get("/readyz") { _, _ in await self.readiness() }
+        router.get("/metrics") { request, _ in await self.metrics(request) }
         router.get("/") { request, _ in
             try await self.fleetPage(FleetPage.Query(parameters: request.uri.queryParameters.map { (String($0.key), String($0.value)) }))
         }
@@ -109,6 +117,9 @@ public struct Gateway: Sendable {
                                  availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections)),
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
+        let stop = StopSignal()
+        defer { stop.set() }
+        startWatching(stop: stop)
         do {
             try await app.runService()
         } catch let error as IOError where [EADDRINUSE, EACCES, EADDRNOTAVAIL].contains(error.errnoCode) {
@@ -634,7 +645,7 @@ public struct Gateway: Sendable {
         jsonResponse(.unprocessableContent, ["ok": .bool(false), "field": .string(field), "error": .string("\(field) \(message)")])
     }
 
-    private func redisFailure(_ error: Error) -> Response {
+    func redisFailure(_ error: Error) -> Response {
         logger.error("Redis: \(error)")
         if let error = error as? RedisError, !error.isConnectionError {
             return jsonResponse(.internalServerError, ["ok": .bool(false), "error": .string("\(error)")])

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FactoryKit
 import FactoryBasics
+import MetricsExport
 
 extension Factoryctl {
     /// Parses `context.arguments`, runs the command with `context` and renders a failure the way
@@ -9,6 +10,8 @@ extension Factoryctl {
     /// Blocking commands run on the calling (main) thread, as they always have.
     @MainActor
     static func run(_ context: CommandContext) async -> Int32 {
+        // The metrics exporter is the edge's choice: the Prometheus text format (swift-prometheus).
+        FactoryTextfile.bootstrap(PrometheusText())
         do {
             let command = try parseAsRoot(context.arguments)
             try await dispatch(command, context)

@@ -168,6 +168,21 @@ public struct FactoryEnvironment: Sendable {
 
     public static let maximumSoakSeconds = 86_400.0
 
+    /// `UA_FACTORY_METRICS_FILE`: an absolute path ending in `.prom` (node_exporter's textfile
+    /// collector reads only those) in a directory that exists; nil when unset or empty.
+    public func metricsTextfile() throws(FactoryError) -> FactoryTextfile? {
+        guard let path = self["UA_FACTORY_METRICS_FILE"], !path.isEmpty else { return nil }
+        guard path.hasPrefix("/"), path.hasSuffix(".prom"), !path.utf8.contains(0), path.utf8.count <= 4096,
+              !path.split(separator: "/").contains("..") else {
+            throw .invalidArgument("UA_FACTORY_METRICS_FILE must be an absolute path ending in .prom (node_exporter reads only *.prom), not '\(path.prefix(200))'")
+        }
+        var info = stat()
+        guard stat(path.deletingLastPathComponent, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw .invalidArgument("UA_FACTORY_METRICS_FILE: the directory \(path.deletingLastPathComponent) does not exist")
+        }
+        return FactoryTextfile(path: path)
+    }
+
     /// `UA_FACTORY_SHARED`: more paths (comma-separated, relative to the factory) linked from
     /// shared/ into every release in the releases layout; a name ending in "/" is a directory.
     public func sharedPaths() throws(FactoryError) -> [String] {

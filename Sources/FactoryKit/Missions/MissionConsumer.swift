@@ -39,6 +39,8 @@ public struct ConsumerConfiguration: Sendable {
     public var fleetID = ""
     /// The soak window of the updates this consumer runs (`--soak`, `UA_FACTORY_SOAK_SECONDS`).
     public var soakSeconds: Double = 0
+    /// `UA_FACTORY_METRICS_FILE`: the node_exporter textfile rewritten after each update.
+    public var metricsTextfile: FactoryTextfile?
     /// `UA_FACTORY_ENROLLED`: this factory has its own Redis user (`factoryctl enroll`); it reads
     /// its own inbox and writes only its own keys (`FactoryKeys`).
     public var enrolled = false

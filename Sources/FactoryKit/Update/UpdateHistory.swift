@@ -39,6 +39,7 @@ public struct UpdateHistory: Sendable {
         // A torn line left by a killed writer must not swallow this one.
         if let last = lastByte(), last != UInt8(ascii: "\n") { line.insert(UInt8(ascii: "\n"), at: 0) }
         let size = try FileWriting.append(path, line)
+        try? UpdateCounts(gitDirectory: path.deletingLastPathComponent.deletingLastPathComponent).increment(succeeded: report.status == .success)
         guard size > trimSize else { return }
         let lines = (FileManager.default.contents(atPath: path) ?? Data()).split(separator: UInt8(ascii: "\n"))
         var kept: [UInt8] = []

@@ -72,6 +72,9 @@ public struct UpdatePipeline {
                 }
             }
             if !keepJournal { ApplyJournal.remove(gitDirectory: held.gitDirectory) }
+            if let textfile = request.metricsTextfile, !request.dryRun, !unfinished {
+                textfile.write(gitDirectory: held.gitDirectory, running: report.to ?? report.from, branch: report.branch, logger: logger)
+            }
         }
         withExtendedLifetime(held?.lock) {}
         return report

@@ -44,6 +44,8 @@ public struct UpdateRequest: Sendable {
     public var environment: [String: String] = ProcessInfo.processInfo.environment
     /// Record the outcome in `.git/factoryctl/history.jsonl`.
     public var recordHistory = true
+    /// Rewrite this node_exporter textfile after the outcome is recorded (`UA_FACTORY_METRICS_FILE`).
+    public var metricsTextfile: FactoryTextfile?
 
     public init(factoryDirectory: String) {
         self.factoryDirectory = factoryDirectory
@@ -68,6 +70,8 @@ public struct UpdateSettings: Sendable {
     /// Only for a pipeline that restarts.
     public var soakSeconds: Double = 0
     public var environment: [String: String] = [:]
+    /// `UA_FACTORY_METRICS_FILE`.
+    public var metricsTextfile: FactoryTextfile?
 
     public init() {}
 
@@ -103,6 +107,7 @@ public struct UpdateSettings: Sendable {
         self.environment = environment.values
         fetchTimeout = try environment.fetchTimeout(flag: flags.fetchTimeout)
         signaturePolicy = try environment.commitSignaturePolicy()
+        metricsTextfile = try environment.metricsTextfile()
         if restart {
             healthGate = try environment.healthGate()
             soakSeconds = try environment.soakSeconds(flag: flags.soakSeconds)
@@ -131,6 +136,7 @@ extension UpdateRequest {
         healthGate = settings.restart ? settings.healthGate : nil
         soakSeconds = settings.restart ? settings.soakSeconds : 0
         environment = settings.environment
+        metricsTextfile = settings.metricsTextfile
     }
 }
 
@@ -151,6 +157,7 @@ extension ConsumerConfiguration {
             settings.healthGate = healthGate
             settings.soakSeconds = soakSeconds
             settings.environment = environment
+            settings.metricsTextfile = metricsTextfile
             return settings
         }
         set {
@@ -165,6 +172,7 @@ extension ConsumerConfiguration {
             healthGate = newValue.healthGate
             soakSeconds = newValue.soakSeconds
             environment = newValue.environment
+            metricsTextfile = newValue.metricsTextfile
         }
     }
 }

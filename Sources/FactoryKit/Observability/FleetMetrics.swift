@@ -1,0 +1,114 @@
+import CoreMetrics
+import FoundationEssentials
+import RedisKit
+import Synchronization
+
+/// HQ's metrics, recorded through the swift-metrics API with `factory`: the fleet's gauges, set
+/// from what HQ reads at each scrape (`refresh`), and the counters and histogram the watcher
+/// (`FleetWatch`) feeds as results arrive. A series whose factory, status or commit went away is
+/// destroyed, so a forgotten factory or an old commit does not linger in the scrape.
+public final class FleetMetrics: Sendable {
+    let factory: any MetricsFactory
+    /// Gauges set at the last refresh, by name and label values: what the next refresh destroys
+    /// when it does not set them again.
+    private let gauges = Mutex<[String: Gauge]>([:])
+
+    public init(factory: any MetricsFactory) {
+        self.factory = factory
+        MetricCatalog.recordBuildInfo(factory)
+    }
+
+    // MARK: Fed by the watcher
+
+    /// One mission result HQ attributed to a factory.
+    public func recordResult(_ result: MissionResult) {
+        let kind = (result.result["mission_kind"]?.string).map(Self.kindLabel) ?? "unknown"
+        Counter(label: MetricCatalog.missionResults.name,
+                dimensions: [("kind", kind), ("outcome", result.succeeded ? "success" : "failed")], factory: factory).increment()
+        if kind == "update", let milliseconds = result.result["duration_ms"]?.number, milliseconds >= 0, milliseconds < 86_400_000 {
+            Timer(label: MetricCatalog.updateDuration.name, dimensions: [], factory: factory).recordMilliseconds(milliseconds)
+        }
+    }
+
+    public func recordDelivery(delivered: Bool) {
+        Counter(label: MetricCatalog.webhookDeliveries.name, dimensions: [("outcome", delivered ? "delivered" : "dropped")], factory: factory).increment()
+    }
+
+    /// `system:update_factory` → `update`; anything unknown → `other` (labels stay a small set).
+    static func kindLabel(_ kind: String) -> String {
+        switch kind {
+        case Mission.Kind.update.rawValue: "update"
+        case Mission.Kind.pause.rawValue: "pause"
+        case Mission.Kind.resume.rawValue: "resume"
+        default: "other"
+        }
+    }
+
+    // MARK: Read at each scrape
+
+    /// What the scrape shows of the fleet: HQ's overview, the newest rollouts' states, when each
+    /// factory last succeeded (HQ's own record), and the webhook backlog.
+    public struct Snapshot: Sendable {
+        public var overview: FleetOverview
+        public var rolloutStates: [String]
+        public var lastSuccess: [String: Double]
+        public var webhookBacklog: Int?
+        public var now: Date
+
+        public static func read(_ bus: MissionBus, now: Date = Date()) throws(RedisError) -> Snapshot {
+            let overview = try FleetOverview.read(bus)
+            let states = try RolloutLine.recent(bus.redis, limit: 20).map(\.state)
+            let lastSuccess = try FleetWatch.lastSuccesses(bus.redis)
+            let backlog = try WebhookOutbox.backlog(bus.redis)
+            return Snapshot(overview: overview, rolloutStates: states, lastSuccess: lastSuccess, webhookBacklog: backlog, now: now)
+        }
+    }
+
+    /// Sets every fleet gauge from `snapshot` and destroys the ones it no longer names.
+    public func refresh(_ snapshot: Snapshot) {
+        var set: [String: Double] = [:]
+        var labels: [String: (String, [(String, String)])] = [:]
+        func gauge(_ metric: MetricCatalog.Metric, _ dimensions: [(String, String)], _ value: Double) {
+            let key = metric.name + "\u{1}" + dimensions.map { $0.0 + "=" + $0.1 }.joined(separator: "\u{1}")
+            set[key] = value
+            labels[key] = (metric.name, dimensions)
+        }
+        Self.fleetGauges(snapshot, gauge)
+        gauges.withLock { current in
+            for (key, old) in current where set[key] == nil {
+                old.destroy()
+                current[key] = nil
+            }
+            for (key, value) in set {
+                let meter = current[key] ?? Gauge(label: labels[key]!.0, dimensions: labels[key]!.1, factory: factory)
+                meter.record(value)
+                current[key] = meter
+            }
+        }
+    }
+
+    private static func fleetGauges(_ snapshot: Snapshot, _ gauge: (MetricCatalog.Metric, [(String, String)], Double) -> Void) {
+        let overview = snapshot.overview
+        var byStatus: [String: Int] = ["online": 0, "updating": 0, "paused": 0, "offline": 0]
+        var stale = 0, behind = 0, failing = 0
+        for registration in overview.registrations {
+            let isStale = registration.isStale(now: snapshot.now, after: FleetRegistry.staleAfter)
+            if isStale { stale += 1 } else { byStatus[registration.registrationStatus, default: 0] += 1 }
+            if overview.isBehind(registration) { behind += 1 }
+            if registration.lastJobStatus == "FAILED" { failing += 1 }
+            let id = registration.factoryID
+            gauge(MetricCatalog.factoryInfo, [("factory", id), ("commit", registration.commit ?? ""), ("branch", registration.branch ?? ""),
+                                              ("status", isStale ? "stale" : registration.registrationStatus)], 1)
+            gauge(MetricCatalog.factoryLastSeen, [("factory", id)], registration.lastSeenAt)
+            if let success = snapshot.lastSuccess[id] { gauge(MetricCatalog.factoryLastSuccess, [("factory", id)], success) }
+        }
+        for (status, count) in byStatus { gauge(MetricCatalog.factories, [("status", status)], Double(count)) }
+        gauge(MetricCatalog.factoriesStale, [], Double(stale))
+        gauge(MetricCatalog.factoriesBehind, [], Double(behind))
+        gauge(MetricCatalog.factoriesFailing, [], Double(failing))
+        var byState: [String: Int] = Dictionary(uniqueKeysWithValues: ["running", "succeeded", "halted", "rolled_back", "timed_out", "aborted"].map { ($0, 0) })
+        for state in snapshot.rolloutStates { byState[state, default: 0] += 1 }
+        for (state, count) in byState { gauge(MetricCatalog.rollouts, [("state", state)], Double(count)) }
+        if let backlog = snapshot.webhookBacklog { gauge(MetricCatalog.webhookBacklog, [], Double(backlog)) }
+    }
+}
