@@ -22,10 +22,13 @@ struct ServeCommand: AsyncFactoryctlCommand {
           GET  /api/v1/factory/registrations
           GET  /healthz                        liveness, no auth
           GET  /readyz                         200 when Redis answers, else 503; no auth
+          GET  /metrics                        Prometheus text format; needs
+                                               Authorization: Bearer $UA_METRICS_TOKEN (404 unset)
           GET  /                               fleet page, no auth (keep it on loopback)
 
-        Every other request needs the token: only these three exact paths are public, so
-        spellings such as //api/v1/... or /api/./v1/... get 401. The fleet page shows ids,
+        Every other request needs the token: only the exact paths marked "no auth" are public
+        (and /metrics checks its own token), so spellings such as //api/v1/... or
+        /api/./v1/... get 401. The fleet page shows ids,
         commits, status and versions, never a token, password or .env value. A connection
         whose request has not arrived within 10 s is closed, a body must arrive within
         5 s (else 408), bodies over 64 KiB get 400, and at most 1,000 connections are served
@@ -37,7 +40,8 @@ struct ServeCommand: AsyncFactoryctlCommand {
         12; the unit does not restart on 64 or 12. SIGTERM shuts down gracefully. An update or \
         rollout without "commit" is pinned to the branch's tip, read as `publish` reads it \
         (UA_FACTORY_REPO_URL, else the origin of UA_FACTORY_DIR's checkout; 502 when it cannot \
-        be read); with UA_MISSION_SIGNING_KEY every mission is signed.
+        be read); with UA_MISSION_SIGNING_KEY every mission is signed. With UA_HQ_WEBHOOK_URL, \
+        failed results, halted rollouts and stale factories are POSTed there as JSON, once each.
 
         Example:
           UA_OPS_TOKEN=... FACTORY_ROLE=HEADQUARTERS factoryctl serve --port 8080
