@@ -79,6 +79,17 @@ public final class RedisClient {
         try command(arguments, after: [])
     }
 
+    /// One command, its reply read in place by `body` (see `RedisConnection.withRawReply`).
+    public func withRawReply<T>(_ arguments: [String], _ body: (RedisRawReply) throws(RedisError) -> T) throws(RedisError) -> T {
+        try connect()
+        do {
+            return try connection!.withRawReply(arguments, body)
+        } catch {
+            if error.isConnectionError || connection?.isBroken == true { setConnection(nil) }
+            throw error
+        }
+    }
+
     /// Whether `command(_:after:)` may send silent commands on this connection (connects first).
     public func canSkipReplies() throws(RedisError) -> Bool {
         try connect()

@@ -130,7 +130,7 @@ extension StatusCommand {
              row.commit.map { String($0.prefix(7)) } ?? "-", age(row.lastSeenSeconds), row.lastJobID ?? "-", row.lastJobStatus ?? "-",
              row.version.isEmpty ? "-" : row.version]
         }
-        context.sayAll(render([header] + table))
+        context.stdout.write(bytes: renderBytes([header] + table))
     }
 
     func showRollout(_ id: String, _ context: CommandContext) throws {
@@ -184,31 +184,45 @@ extension StatusCommand {
 
 /// Columns padded to the widest cell.
 func render(_ rows: [[String]]) -> [String] {
+    renderBytes(rows).split(separator: 0x0A, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// `render`'s table as one buffer of bytes, each line ended by a newline: the fleet's 10,000 rows
+/// without a String per line.
+func renderBytes(_ rows: [[String]]) -> [UInt8] {
     guard let first = rows.first else { return [] }
-    // Display width: one column per character (grapheme); ASCII cells skip the grapheme walk.
     func width(_ cell: String) -> Int {
         let utf8 = cell.utf8
         return utf8.allSatisfy { $0 < 0x80 } ? utf8.count : cell.count
     }
     var widths = [Int](repeating: 0, count: first.count)
+    var cellWidths: [Int] = []
+    cellWidths.reserveCapacity(rows.count * first.count)
     for row in rows {
-        for (column, cell) in row.enumerated() where column < widths.count { widths[column] = max(widths[column], width(cell)) }
-    }
-    let spaces = String(repeating: " ", count: (widths.max() ?? 0) + 2)
-    return rows.map { row in
-        var line = ""
-        line.reserveCapacity(widths.reduce(0, +) + 2 * widths.count)
-        for (index, cell) in row.enumerated() {
-            if index > 0 { line += "  " }
-            line += cell
-            if index < row.count - 1, index < widths.count {
-                let pad = widths[index] - width(cell)
-                if pad > 0 { line.append(contentsOf: spaces.prefix(pad)) }
-            }
+        for (column, cell) in row.enumerated() {
+            let w = width(cell)
+            cellWidths.append(w)
+            if column < widths.count { widths[column] = max(widths[column], w) }
         }
-        while line.utf8.last == UInt8(ascii: " ") { line.removeLast() }
-        return line
     }
+    var out: [UInt8] = []
+    out.reserveCapacity(rows.count * (widths.reduce(0, +) + 2 * widths.count + 1))
+    var cellIndex = 0
+    for row in rows {
+        let start = out.count
+        for (index, cell) in row.enumerated() {
+            if index > 0 { out.append(0x20); out.append(0x20) }
+            out.append(contentsOf: cell.utf8)
+            if index < row.count - 1, index < widths.count {
+                let pad = widths[index] - cellWidths[cellIndex]
+                if pad > 0 { out.append(contentsOf: repeatElement(0x20, count: pad)) }
+            }
+            cellIndex += 1
+        }
+        while out.count > start, out.last == 0x20 { out.removeLast() }
+        out.append(0x0A)
+    }
+    return out
 }
 
 struct FleetRow: Encodable {

@@ -94,7 +94,10 @@ private struct FleetScanner {
         guard let shared else { return stringArray() }
         guard skipStringArray() else { return nil }
         let raw = UnsafeBufferPointer(rebasing: bytes[start..<index])
-        if raw.elementsEqual(shared.bytes) { return shared.value }
+        if raw.count == shared.bytes.count,
+           raw.count == 0 || shared.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }) {
+            return shared.value
+        }
         index = start
         guard let value = stringArray() else { return nil }
         (shared.bytes, shared.value) = (Array(raw), value)

@@ -71,17 +71,41 @@ public struct FleetRegistry {
     }
 
     /// The fleet as the table shows it, read in one pass per registration (`FleetEntry`),
-    /// sorted by factory id.
+    /// sorted by factory id. Each registration is scanned where hiredis put it (no copy): the
+    /// shared hash without the enrolled ids, then each enrolled factory's own key.
     public func entries(capabilities: Bool = true) throws(RedisError) -> [FleetEntry] {
-        let records = try rawRecords()
+        let enrolled = try Enrollment(redis: redis).enrolled()
         var entries: [FleetEntry] = []
-        entries.reserveCapacity(records.count)
         let shared = CapabilityCache()
-        for (id, data) in records {
-            let entry = data.withUnsafeBytes { FleetEntry.read($0.bindMemory(to: UInt8.self), capabilities: capabilities, shared: shared) }
-            if let entry = attributed(entry, to: id, claimed: \.factoryID) { entries.append(entry) }
+        func scan(_ id: String, _ value: RedisRawReply) throws(RedisError) {
+            let entry = try value.withBytes { bytes throws(RedisError) in FleetEntry.read(bytes, capabilities: capabilities, shared: shared) }
+            if let entry = attributed(entry ?? nil, to: id, claimed: \.factoryID) { entries.append(entry) }
         }
-        return entries.sorted { $0.factoryID < $1.factoryID }
+        try redis.withRawReply(["HGETALL", Self.key]) { items throws(RedisError) in
+            entries.reserveCapacity(items.count / 2 + enrolled.count)
+            var index = 1
+            while index < items.count {
+                if let key = items[index - 1]?.text, let value = items[index] {
+                    if enrolled.contains(key) {
+                        Self.logger.warning("ignored the shared registry's record for enrolled factory \(key): it registers under its own key")
+                    } else {
+                        try scan(key, value)
+                    }
+                }
+                index += 2
+            }
+        }
+        let owned = enrolled.sorted()
+        for start in stride(from: 0, to: owned.count, by: 1000) {
+            let chunk = Array(owned[start..<min(start + 1000, owned.count)])
+            try redis.withRawReply(["MGET"] + chunk.map { FactoryKeys($0).registration }) { values throws(RedisError) in
+                for (offset, id) in chunk.enumerated() {
+                    if let value = values[offset], !value.isNull { try scan(id, value) }
+                }
+            }
+        }
+        entries.sort { $0.factoryID < $1.factoryID }
+        return entries
     }
 
     /// Every registration as stored, with the id of the key (or hash field) it was found under:

@@ -91,14 +91,19 @@ public final class FleetMetrics: Sendable {
         let overview = snapshot.overview
         var byStatus: [String: Int] = ["online": 0, "updating": 0, "paused": 0, "offline": 0]
         var stale = 0, behind = 0, failing = 0
-        for registration in overview.registrations {
+        // Labels carry only what is well-formed: what a factory writes about itself is not
+        // trusted to keep the series few or the values short.
+        for registration in overview.registrations where MissionID.isValid(registration.factoryID) {
             let isStale = registration.isStale(now: snapshot.now, after: FleetRegistry.staleAfter)
-            if isStale { stale += 1 } else { byStatus[registration.registrationStatus, default: 0] += 1 }
+            let status = byStatus[registration.registrationStatus] != nil ? registration.registrationStatus : "other"
+            if isStale { stale += 1 } else { byStatus[status, default: 0] += 1 }
             if overview.isBehind(registration) { behind += 1 }
             if registration.lastJobStatus == "FAILED" { failing += 1 }
             let id = registration.factoryID
-            gauge(MetricCatalog.factoryInfo, [("factory", id), ("commit", registration.commit ?? ""), ("branch", registration.branch ?? ""),
-                                              ("status", isStale ? "stale" : registration.registrationStatus)], 1)
+            let commit = registration.commit.flatMap { ObjectIDText.isFull($0) ? $0 : nil } ?? ""
+            let branch = registration.branch.flatMap { (try? BranchName.validate($0)) != nil ? $0 : nil } ?? ""
+            gauge(MetricCatalog.factoryInfo, [("factory", id), ("commit", commit), ("branch", branch),
+                                              ("status", isStale ? "stale" : status)], 1)
             gauge(MetricCatalog.factoryLastSeen, [("factory", id)], registration.lastSeenAt)
             if let success = snapshot.lastSuccess[id] { gauge(MetricCatalog.factoryLastSuccess, [("factory", id)], success) }
         }

@@ -34,7 +34,23 @@ public struct WebhookEvent: Sendable, Equatable {
         self.commit = commit
         self.reason = reason
         self.rollout = rollout
-        self.text = text
+        self.text = Self.plain(text)
+    }
+
+    /// `text` with Slack's and Mattermost's control characters escaped (`&`, `<`, `>`: so an error
+    /// text a factory wrote cannot mention `<!channel>` or make a link) and line breaks folded.
+    static func plain(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            switch character {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\n", "\r", "\t": out += " "
+            default: out.append(character)
+            }
+        }
+        return out
     }
 
     /// The POST body: `text`, the structured fields (null when they do not apply), and `id` (the
