@@ -1,3 +1,4 @@
+import Dispatch
 import FactoryBasics
 import FactoryKit
 import FoundationEssentials
@@ -47,9 +48,17 @@ final class MetricsEndpoint: Sendable {
         fleet = FleetMetrics(factory: registry.factory)
     }
 
-    func scrape(_ snapshot: FleetMetrics.Snapshot) -> [UInt8] {
-        fleet.refresh(snapshot)
-        return registry.emit()
+    /// Scrapes run one at a time on a queue of their own: a refresh that registers many new
+    /// series (the first one at 10,000 factories takes seconds) never holds a cooperative thread.
+    private let queue = DispatchQueue(label: "factoryctl.metrics")
+
+    func scrape(_ snapshot: FleetMetrics.Snapshot) async -> [UInt8] {
+        await withCheckedContinuation { continuation in
+            queue.async { [fleet, registry] in
+                fleet.refresh(snapshot)
+                continuation.resume(returning: registry.emit())
+            }
+        }
     }
 }
 
@@ -69,7 +78,7 @@ extension Gateway {
         }
         do {
             let snapshot = try await redis.run { bus in try FleetMetrics.Snapshot.read(bus) }
-            let bytes = endpoint.scrape(snapshot)
+            let bytes = await endpoint.scrape(snapshot)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
                             body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
         } catch {
@@ -90,6 +99,10 @@ extension Gateway {
         let webhook = observability.webhookURL != nil
         detachThread {
             let watchBus = bus()
+            // Registers every factory's series once, before the first scrape asks: swift-prometheus
+            // copies a family's series on each new one, so 30,000 new series take seconds, not
+            // the milliseconds a scrape of known ones does.
+            if let metrics, let snapshot = try? FleetMetrics.Snapshot.read(watchBus) { metrics.refresh(snapshot) }
             FleetWatch(bus: watchBus, metrics: metrics, outbox: webhook ? WebhookOutbox(redis: watchBus.redis) : nil, logger: logger).run(stop: stop)
         }
         guard let url = observability.webhookURL else { return }

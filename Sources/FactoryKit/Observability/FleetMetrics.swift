@@ -49,18 +49,30 @@ public final class FleetMetrics: Sendable {
     /// What the scrape shows of the fleet: HQ's overview, the newest rollouts' states, when each
     /// factory last succeeded (HQ's own record), and the webhook backlog.
     public struct Snapshot: Sendable {
-        public var overview: FleetOverview
+        /// The registrations, read with the light scanner `status --fleet` uses (attributed by key).
+        public var entries: [FleetEntry]
+        /// Branch → the commit HQ wants there (`FleetOverview.wanted`, from the jobs the fleet names).
+        public var wanted: [String: String]
         public var rolloutStates: [String]
         public var lastSuccess: [String: Double]
         public var webhookBacklog: Int?
         public var now: Date
 
         public static func read(_ bus: MissionBus, now: Date = Date()) throws(RedisError) -> Snapshot {
-            let overview = try FleetOverview.read(bus)
+            let entries = try FleetRegistry(redis: bus.redis).entries(capabilities: false)
+            var counts: [String: Int] = [:]
+            for entry in entries {
+                if let id = entry.lastJobID, MissionID.isValid(id) { counts[id, default: 0] += 1 }
+            }
+            var jobs: [String: MissionBus.JobRecord] = [:]
+            for id in counts.sorted(by: { ($0.value, $0.key) > ($1.value, $1.key) }).prefix(FleetOverview.jobLimit).map(\.key) {
+                let record = try bus.job(id)
+                if record.known { jobs[id] = record }
+            }
+            let wanted = FleetOverview(registrations: [], jobs: jobs).wanted.mapValues(\.commit)
             let states = try RolloutLine.recent(bus.redis, limit: 20).map(\.state)
-            let lastSuccess = try FleetWatch.lastSuccesses(bus.redis)
-            let backlog = try WebhookOutbox.backlog(bus.redis)
-            return Snapshot(overview: overview, rolloutStates: states, lastSuccess: lastSuccess, webhookBacklog: backlog, now: now)
+            return Snapshot(entries: entries, wanted: wanted, rolloutStates: states, lastSuccess: try FleetWatch.lastSuccesses(bus.redis),
+                            webhookBacklog: try WebhookOutbox.backlog(bus.redis), now: now)
         }
     }
 
@@ -88,23 +100,22 @@ public final class FleetMetrics: Sendable {
     }
 
     private static func fleetGauges(_ snapshot: Snapshot, _ gauge: (MetricCatalog.Metric, [(String, String)], Double) -> Void) {
-        let overview = snapshot.overview
         var byStatus: [String: Int] = ["online": 0, "updating": 0, "paused": 0, "offline": 0]
         var stale = 0, behind = 0, failing = 0
         // Labels carry only what is well-formed: what a factory writes about itself is not
         // trusted to keep the series few or the values short.
-        for registration in overview.registrations where MissionID.isValid(registration.factoryID) {
-            let isStale = registration.isStale(now: snapshot.now, after: FleetRegistry.staleAfter)
-            let status = byStatus[registration.registrationStatus] != nil ? registration.registrationStatus : "other"
+        for entry in snapshot.entries where MissionID.isValid(entry.factoryID) {
+            let isStale = entry.isStale(now: snapshot.now, after: FleetRegistry.staleAfter)
+            let status = byStatus[entry.status] != nil ? entry.status : "other"
             if isStale { stale += 1 } else { byStatus[status, default: 0] += 1 }
-            if overview.isBehind(registration) { behind += 1 }
-            if registration.lastJobStatus == "FAILED" { failing += 1 }
-            let id = registration.factoryID
-            let commit = registration.commit.flatMap { ObjectIDText.isFull($0) ? $0 : nil } ?? ""
-            let branch = registration.branch.flatMap { (try? BranchName.validate($0)) != nil ? $0 : nil } ?? ""
+            if let branch = entry.branch, let wanted = snapshot.wanted[branch], let commit = entry.commit, commit != wanted { behind += 1 }
+            if entry.lastJobStatus == "FAILED" { failing += 1 }
+            let id = entry.factoryID
+            let commit = entry.commit.flatMap { ObjectIDText.isFull($0) ? $0 : nil } ?? ""
+            let branch = entry.branch.flatMap { (try? BranchName.validate($0)) != nil ? $0 : nil } ?? ""
             gauge(MetricCatalog.factoryInfo, [("factory", id), ("commit", commit), ("branch", branch),
                                               ("status", isStale ? "stale" : status)], 1)
-            gauge(MetricCatalog.factoryLastSeen, [("factory", id)], registration.lastSeenAt)
+            gauge(MetricCatalog.factoryLastSeen, [("factory", id)], entry.lastSeenAt)
             if let success = snapshot.lastSuccess[id] { gauge(MetricCatalog.factoryLastSuccess, [("factory", id)], success) }
         }
         for (status, count) in byStatus { gauge(MetricCatalog.factories, [("status", status)], Double(count)) }
