@@ -194,3 +194,22 @@ public enum EditDistance {
         return previous[b.count]
     }
 }
+
+/// `&`, `<` and `>` as entities (and, with `quotes`, `"` and `'`): HTML text and attributes, and
+/// the plain text of Slack's and Mattermost's messages (where `<…>` makes links and mentions).
+/// With `foldingLines`, line breaks and tabs become spaces (one-line texts).
+public func escapingMarkup(_ text: String, quotes: Bool = true, foldingLines: Bool = false) -> String {
+    var out = ""
+    for character in text {
+        switch character {
+        case "&": out += "&amp;"
+        case "<": out += "&lt;"
+        case ">": out += "&gt;"
+        case "\"" where quotes: out += "&quot;"
+        case "'" where quotes: out += "&#39;"
+        case "\n", "\r", "\r\n", "\t" where foldingLines: out += " "
+        default: out.append(character)
+        }
+    }
+    return out
+}

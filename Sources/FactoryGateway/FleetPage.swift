@@ -317,20 +317,7 @@ struct FleetPage {
 
     private func escape(_ text: String) -> String { Self.escapeStatic(text) }
 
-    static func escapeStatic(_ text: String) -> String {
-        var out = ""
-        for character in text {
-            switch character {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(character)
-            }
-        }
-        return out
-    }
+    static func escapeStatic(_ text: String) -> String { escapingMarkup(text) }
 
     static func timestamp(_ date: Date) -> String {
         date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false)) + " UTC"

@@ -39,19 +39,7 @@ public struct WebhookEvent: Sendable, Equatable {
 
     /// `text` with Slack's and Mattermost's control characters escaped (`&`, `<`, `>`: so an error
     /// text a factory wrote cannot mention `<!channel>` or make a link) and line breaks folded.
-    static func plain(_ text: String) -> String {
-        var out = ""
-        for character in text {
-            switch character {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\n", "\r", "\t": out += " "
-            default: out.append(character)
-            }
-        }
-        return out
-    }
+    static func plain(_ text: String) -> String { escapingMarkup(text, quotes: false, foldingLines: true) }
 
     /// The POST body: `text`, the structured fields (null when they do not apply), and `id` (the
     /// event's key) so a receiver can drop the rare repeat (delivery is at least once).
