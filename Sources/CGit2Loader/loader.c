@@ -78,6 +78,7 @@ int git_reference_name_to_id(git_oid *out, git_repository *repo, const char *nam
 const char * git_reference_symbolic_target(const git_reference *ref) { FORWARD(git_reference_symbolic_target) return fn(ref); }
 const git_oid * git_reference_target(const git_reference *ref) { FORWARD(git_reference_target) return fn(ref); }
 int git_remote_connect(git_remote *remote, git_direction direction, const git_remote_callbacks *callbacks, const git_proxy_options *proxy_opts, const git_strarray *custom_headers) { FORWARD(git_remote_connect) return fn(remote, direction, callbacks, proxy_opts, custom_headers); }
+int git_remote_create(git_remote **out, git_repository *repo, const char *name, const char *url) { FORWARD(git_remote_create) return fn(out, repo, name, url); }
 int git_remote_create_detached(git_remote **out, const char *url) { FORWARD(git_remote_create_detached) return fn(out, url); }
 int git_remote_disconnect(git_remote *remote) { FORWARD(git_remote_disconnect) return fn(remote); }
 int git_remote_fetch(git_remote *remote, const git_strarray *refspecs, const git_fetch_options *opts, const char *reflog_message) { FORWARD(git_remote_fetch) return fn(remote, refspecs, opts, reflog_message); }
@@ -92,6 +93,8 @@ void git_repository_free(git_repository *repo) { FORWARD(git_repository_free) fn
 int git_repository_hashfile(git_oid *out, git_repository *repo, const char *path, git_object_t type, const char *as_path) { FORWARD(git_repository_hashfile) return fn(out, repo, path, type, as_path); }
 int git_repository_head(git_reference **out, git_repository *repo) { FORWARD(git_repository_head) return fn(out, repo); }
 int git_repository_head_detached(git_repository *repo) { FORWARD(git_repository_head_detached) return fn(repo); }
+int git_repository_init_ext(git_repository **out, const char *repo_path, git_repository_init_options *opts) { FORWARD(git_repository_init_ext) return fn(out, repo_path, opts); }
+int git_repository_init_options_init(git_repository_init_options *opts, unsigned int version) { FORWARD(git_repository_init_options_init) return fn(opts, version); }
 int git_repository_open_ext(git_repository **out, const char *path, unsigned int flags, const char *ceiling_dirs) { FORWARD(git_repository_open_ext) return fn(out, path, flags, ceiling_dirs); }
 const char * git_repository_path(const git_repository *repo) { FORWARD(git_repository_path) return fn(repo); }
 int git_repository_set_head(git_repository *repo, const char *refname) { FORWARD(git_repository_set_head) return fn(repo, refname); }
@@ -193,6 +196,7 @@ const char *const factoryctl_git2_functions[] = {
     "git_reference_symbolic_target",
     "git_reference_target",
     "git_remote_connect",
+    "git_remote_create",
     "git_remote_create_detached",
     "git_remote_disconnect",
     "git_remote_fetch",
@@ -207,6 +211,8 @@ const char *const factoryctl_git2_functions[] = {
     "git_repository_hashfile",
     "git_repository_head",
     "git_repository_head_detached",
+    "git_repository_init_ext",
+    "git_repository_init_options_init",
     "git_repository_open_ext",
     "git_repository_path",
     "git_repository_set_head",

@@ -73,7 +73,7 @@ public struct TrackedChange: Sendable, Equatable, Codable {
 public final class Repository {
     let handle: OpaquePointer
 
-    private init(handle: OpaquePointer) {
+    init(handle: OpaquePointer) {
         self.handle = handle
     }
 

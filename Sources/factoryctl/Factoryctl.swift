@@ -22,7 +22,7 @@ struct Factoryctl: AsyncParsableCommand {
         \(ExitStatus.helpText)
         """,
         version: version,
-        subcommands: [UpdateCommand.self, PublishCommand.self, ConsumeCommand.self, StatusCommand.self, ServeCommand.self, EnrollCommand.self, ForgetCommand.self, KeysCommand.self, RollbackCommand.self, ReleasesCommand.self,
+        subcommands: [UpdateCommand.self, PublishCommand.self, ConsumeCommand.self, StatusCommand.self, ServeCommand.self, EnrollCommand.self, BootstrapCommand.self, ForgetCommand.self, KeysCommand.self, RollbackCommand.self, ReleasesCommand.self,
                       FetchHelperCommand.self]
     )
 

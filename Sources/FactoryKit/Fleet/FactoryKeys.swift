@@ -42,7 +42,7 @@ public struct FactoryKeys: Sendable, Equatable {
         ["resetkeys", "resetchannels", "-@all",
          "+auth", "+hello", "+ping", "+select", "+time", "+client|reply", "+client|setname", "+client|id",
          "(+xreadgroup +xack +xpending +xgroup|create ~\(inbox))",
-         "(+set ~\(registration))",
+         "(+set +get ~\(registration))",
          "(+set +xadd +eval ~\(results) ~\(base)job:*)",
          "(+xadd ~\(deadLetters))"]
     }
