@@ -173,13 +173,13 @@ _factoryctl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    update|publish|consume|status|serve|enroll|forget|keys|rollback|releases|help)
+    update|publish|consume|status|serve|enroll|bootstrap|forget|keys|rollback|releases|help)
         # Offer subcommand argument completions
         "_factoryctl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'update publish consume status serve enroll forget keys rollback releases help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'update publish consume status serve enroll bootstrap forget keys rollback releases help' -- "${cur}"))
         ;;
     esac
 }
@@ -435,6 +435,49 @@ _factoryctl_enroll() {
         return
         ;;
     '--factory-redis-url')
+        return
+        ;;
+    esac
+}
+
+_factoryctl_bootstrap() {
+    repeating_flags=()
+    non_repeating_flags=(--quiet -q --verbose -v --no-start -n --dry-run --json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--log-level --repo --factory-dir -b --branch --commit --id --env-file --layout --timeout)
+    __factoryctl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--log-level')
+        __factoryctl_add_completions -W 'trace'$'\n''debug'$'\n''info'$'\n''notice'$'\n''warning'$'\n''error'$'\n''critical'
+        return
+        ;;
+    '--repo')
+        return
+        ;;
+    '--factory-dir')
+        __factoryctl_add_completions -d
+        return
+        ;;
+    '-b'|'--branch')
+        return
+        ;;
+    '--commit')
+        return
+        ;;
+    '--id')
+        return
+        ;;
+    '--env-file')
+        __factoryctl_add_completions -f
+        return
+        ;;
+    '--layout')
+        __factoryctl_add_completions -W 'in-place'$'\n''releases'
+        return
+        ;;
+    '--timeout')
         return
         ;;
     esac

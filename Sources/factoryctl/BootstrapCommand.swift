@@ -89,18 +89,8 @@ struct BootstrapCommand: FactoryctlCommand {
     }
 
     func run(_ context: CommandContext) throws {
-        var request = BootstrapRequest(repoURL: repoURL(context), factoryDirectory: context.absolutePath(factoryDir),
-                                       environment: context.environment)
-        request.branch = branch
-        request.commit = commit.flatMap(ObjectID.init(hex:))
-        request.factoryID = id
-        request.enrollment = try enrollment(context)
-        request.layout = layout.layout
-        request.start = !noStart
-        request.dryRun = dryRun
-        request.registrationTimeout = timeout
         let stop = context.stopSignal()
-        var bootstrap = Bootstrap(request: request, logger: global.logger("factoryctl.bootstrap", context))
+        var bootstrap = Bootstrap(request: try request(context), logger: global.logger("factoryctl.bootstrap", context))
         bootstrap.shouldCancel = { stop.isSet }
         bootstrap.shouldStopSync = { stop.childShouldStop(grace: UpdatePipeline.syncStopGrace) }
         let outcome: BootstrapOutcome
@@ -111,6 +101,21 @@ struct BootstrapCommand: FactoryctlCommand {
         }
         if json { return try context.printJSON(outcome) }
         context.sayAll(Self.lines(outcome))
+    }
+
+    /// The request the flags make.
+    private func request(_ context: CommandContext) throws -> BootstrapRequest {
+        var request = BootstrapRequest(repoURL: repoURL(context), factoryDirectory: context.absolutePath(factoryDir),
+                                       environment: context.environment)
+        request.branch = branch
+        request.commit = commit.flatMap(ObjectID.init(hex:))
+        request.factoryID = id
+        request.enrollment = try enrollment(context)
+        request.layout = layout.layout
+        request.start = !noStart
+        request.dryRun = dryRun
+        request.registrationTimeout = timeout
+        return request
     }
 
     /// A local path made absolute (the clone's remote must not depend on where it ran).

@@ -15,7 +15,7 @@ struct Factoryctl: AsyncParsableCommand {
         discussion: """
         A factory is a git checkout of a Python application (managed by uv) running as \
         systemd --user services. `update` pulls and restarts one factory by hand; `publish` \
-        puts an update mission on the Redis stream; `consume` runs missions on each factory; \
+        puts an update mission on the Redis stream; `consume` runs missions on each factory; `bootstrap` makes a new factory from the template repository; \
         `status` shows the checkout and the fleet; `serve` is HQ's HTTP endpoint; `forget` removes a \
         decommissioned factory from the registry.
 

@@ -1,0 +1,214 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `factoryctl bootstrap` (issue 24): a new factory from a bare origin, with real git (the CLI as
+/// the oracle), real uv, a real redis-server and the fake systemctl.
+@Suite struct BootstrapTests {
+    /// A template on the world's origin: `.env.example` and the app's unit beside the sample app.
+    static func templateWorld() throws -> GitWorld {
+        let world = try GitWorld()
+        try world.pushUpstream([".env.example": "DATABASE_URL=\nAPI_KEY=change-me\n",
+                                "deploy/factory.service": "[Service]\nWorkingDirectory=@FACTORY_DIR@\nExecStart=@FACTORY_DIR@/.venv/bin/python app.py\n"],
+                               message: "Template files")
+        return world
+    }
+
+    /// The world's environment with its own XDG_CONFIG_HOME (never the real home's).
+    static func environment(_ world: GitWorld, _ extra: [String: String] = [:]) -> [String: String] {
+        var env = world.environment
+        env["XDG_CONFIG_HOME"] = world.directory.join("config")
+        env.removeValue(forKey: "UA_FACTORY_ENROLLED")
+        env.removeValue(forKey: "UA_FACTORY_TOKEN")
+        return env.merging(extra) { $1 }
+    }
+
+    static func bootstrap(_ world: GitWorld, _ directory: String, _ extra: [String] = [], environment: [String: String]? = nil) throws -> Command.Result {
+        try FactoryctlBinary.run(["bootstrap", "--repo", world.origin, "--factory-dir", directory] + extra,
+                                 environment: environment ?? Self.environment(world))
+    }
+
+    static func mode(_ path: String) throws -> Int {
+        (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue ?? -1
+    }
+
+    @Test func bootstrapFromABareOriginMakesASyncedEnrolledFactoryWhoseConsumerRegisters() throws {
+        let fleet = try FleetWorld(factories: [])
+        let world = fleet.world
+        try world.pushUpstream([".env.example": "API_KEY=change-me\n", "deploy/factory.service": "[Service]\nWorkingDirectory=@FACTORY_DIR@\n"],
+                               message: "Template files")
+        let enrollment = try fleet.enroll("eu-7")
+        let lines = enrollment.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: "\n") + "\n"
+        let envLines = world.directory.join("eu-7.env")
+        try lines.write(toFile: envLines, atomically: true, encoding: .utf8)
+        let directory = world.directory.join("eu-7")
+        let env = Self.environment(world)
+        let bootstrap = try ConsumerProcess(binary: FactoryctlBinary.path, arguments: [
+            "bootstrap", "--repo", world.origin, "--factory-dir", directory, "--env-file", envLines, "--timeout", "30",
+        ], environment: env, log: world.directory.join("bootstrap.log"))
+        // systemd's part: when the consumer's unit is started, run it with the env file.
+        #expect(eventually { FakeSystemctl.calls(world.systemctlState).contains("--user start factoryctl-consume.service") }, "\(bootstrap.output)")
+        let envFile = world.directory.join("config/factoryctl/env")
+        var consumerEnv = world.environment
+        for line in try String(contentsOfFile: envFile, encoding: .utf8).split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            consumerEnv[String(parts[0])] = String(parts[1])
+        }
+        let consumer = try ConsumerProcess(binary: FactoryctlBinary.path, arguments: ["consume", "--settle", "0", "--heartbeat", "1"],
+                                           environment: consumerEnv, log: world.directory.join("consume.log"))
+        defer { consumer.stop() }
+        #expect(bootstrap.waitForExit(timeout: 40) == 0, "\(bootstrap.output)\n\(consumer.output)")
+
+        #expect(try world.head(directory) == world.originHead())
+        #expect(try world.git(["symbolic-ref", "HEAD"], in: directory) == "refs/heads/main")
+        #expect(try world.git(["status", "--porcelain"], in: directory).isEmpty)
+        #expect(world.read(directory, ".env") == "API_KEY=change-me\n")
+        #expect(FileManager.default.fileExists(atPath: directory + "/.venv/pyvenv.cfg"), "synced")
+        #expect(try Self.mode(envFile) == 0o600)
+        let written = try String(contentsOfFile: envFile, encoding: .utf8)
+        for (name, value) in enrollment { #expect(written.contains("\n\(name)=\(value)\n")) }
+        #expect(written.contains("\nUA_FACTORY_DIR=\(directory)\n"))
+        let unit = world.read(world.directory.join("config/systemd/user"), "universal-agent-local-factory.service")
+        #expect(unit == "[Service]\nWorkingDirectory=\(directory)\n")
+        let calls = FakeSystemctl.calls(world.systemctlState)
+        for unit in ["universal-agent-local-factory.service", "factoryctl-consume.service"] {
+            #expect(calls.contains("--user enable \(unit)") && calls.contains("--user start \(unit)"), "\(calls)")
+        }
+        let registration = try fleet.registration("eu-7")
+        #expect(registration?["commit"] as? String == (try world.originHead()))
+        #expect(bootstrap.output.contains("Bootstrapped eu-7 at \(directory)"), "\(bootstrap.output)")
+        #expect(!bootstrap.output.contains(enrollment["UA_FACTORY_TOKEN"] ?? "?"), "no secret is printed")
+    }
+
+    @Test func aSecondRunChangesNothingAndSaysSo() throws {
+        let world = try Self.templateWorld()
+        let directory = world.directory.join("factory-b")
+        let first = try Self.bootstrap(world, directory, ["--no-start", "--id", "eu-8"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let before = try world.git(["rev-parse", "HEAD"], in: directory)
+        let envFile = world.directory.join("config/factoryctl/env")
+        let envBefore = try FileManager.default.attributesOfItem(atPath: envFile)[.modificationDate] as? Date
+        let second = try Self.bootstrap(world, directory, ["--no-start", "--id", "eu-8", "--json"])
+        #expect(second.status == 0, "\(second.stderr)")
+        let json = JSONDoc.object(second, exit: 0)
+        #expect(json["changed"] as? Bool == false)
+        let actions = (json["steps"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String }
+        #expect(actions.count == 8 && actions.allSatisfy { $0 == "unchanged" || $0 == "skipped" }, "\(actions)")
+        #expect(try world.git(["rev-parse", "HEAD"], in: directory) == before)
+        #expect(try FileManager.default.attributesOfItem(atPath: envFile)[.modificationDate] as? Date == envBefore)
+        let text = try Self.bootstrap(world, directory, ["--no-start", "--id", "eu-8"])
+        #expect(text.stdout.hasPrefix("Already bootstrapped: eu-8 at \(directory)") && text.stdout.contains("nothing was changed"), "\(text.stdout)")
+    }
+
+    @Test func anExistingDotEnvIsKeptByteForByte() throws {
+        let world = try Self.templateWorld()
+        let directory = world.directory.join("by-hand")
+        try world.git(["clone", "--quiet", world.origin, directory], in: world.directory.path)
+        let mine = Data("API_KEY=real-secret\r\n# kept\n\u{0}binary".utf8)
+        try mine.write(to: URL(fileURLWithPath: directory + "/.env"))
+        let result = try Self.bootstrap(world, directory, ["--no-start", "--id", "eu-9"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(FileManager.default.contents(atPath: directory + "/.env") == mine)
+        #expect(result.stdout.contains("kept the existing .env"), "\(result.stdout)")
+    }
+
+    @Test func aKillDuringTheSyncIsFinishedByTheNextRun() throws {
+        let world = try Self.templateWorld()
+        let directory = world.directory.join("killed")
+        let started = world.directory.join("sync-started")
+        // First run: marks that it started, then hangs; every later run syncs for real.
+        let sync = try world.script("slow-sync", "if [ -e '\(started)' ]; then exec uv sync; fi\ntouch '\(started)'\nsleep 30\n")
+        let env = Self.environment(world, ["UA_FACTORY_SYNC_COMMAND": sync])
+        let first = try ConsumerProcess(binary: FactoryctlBinary.path, arguments: [
+            "bootstrap", "--repo", world.origin, "--factory-dir", directory, "--no-start", "--id", "eu-10",
+        ], environment: env, log: world.directory.join("first.log"))
+        #expect(eventually { FileManager.default.fileExists(atPath: started) }, "\(first.output)")
+        first.signal(SIGKILL)
+        // Ended (a zombie until Foundation notices: the orphaned sync holds its pipe for a while).
+        #expect(eventually(timeout: 10) { processEnded(first.pid) })
+        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/.git/factoryctl/bootstrap.json"))) as? [String: Any]
+        let group = (record?["sync_group"] as? NSNumber)?.int32Value ?? 0
+        #expect(group > 0 && !processEnded(group), "the killed run's sync is still running")
+
+        let second = try Self.bootstrap(world, directory, ["--no-start", "--id", "eu-10"], environment: env)
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stdout.contains("sync          done"), "\(second.stdout)")
+        #expect(FileManager.default.fileExists(atPath: directory + "/.venv/pyvenv.cfg"))
+        #expect(processEnded(group), "the orphaned sync was ended")
+        #expect(try world.head(directory) == world.originHead())
+    }
+
+    @Test func aBadURLLeavesNoDirectoryBehind() throws {
+        let world = try Self.templateWorld()
+        let directory = world.directory.join("never")
+        for repo in [world.directory.join("missing.git"), "ssh://127.0.0.1:\(freeLoopbackPort())/srv/x.git"] {
+            let result = try FactoryctlBinary.run(["bootstrap", "--repo", repo, "--factory-dir", directory, "--no-start", "--id", "eu-11"],
+                                                  environment: Self.environment(world))
+            #expect(result.status == 5, "\(result.stderr)")
+            #expect(result.stderr.contains("Nothing was left behind"), "\(result.stderr)")
+        }
+        let left = try FileManager.default.contentsOfDirectory(atPath: world.directory.path)
+        #expect(!left.contains("never") && !left.contains { $0.contains(".bootstrap-") }, "\(left)")
+        #expect(!FileManager.default.fileExists(atPath: world.directory.join("config/factoryctl/env")))
+    }
+
+    @Test(.enabled(if: SSHServer.available && geteuid() == 0, "needs /usr/sbin/sshd and root"))
+    func aRefusedHostKeyLeavesNoDirectoryBehind() throws {
+        let world = try Self.templateWorld()
+        let ssh = try SSHServer()
+        try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", ssh.directory.join("impostor")])
+        try ssh.trust(hostKeyPublic: String(contentsOfFile: ssh.directory.join("impostor.pub"), encoding: .utf8))
+        let directory = world.directory.join("mitm")
+        var env = Self.environment(world, ["HOME": ssh.home])
+        env.removeValue(forKey: "SSH_AUTH_SOCK")
+        let result = try FactoryctlBinary.run(["bootstrap", "--repo", ssh.url(forRepository: world.origin), "--factory-dir", directory,
+                                               "--no-start", "--id", "eu-12"], environment: env)
+        #expect(result.status == 5, "\(result.stderr)")
+        #expect(result.stderr.contains("has CHANGED"), "\(result.stderr)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: world.directory.path)
+        #expect(!left.contains("mitm") && !left.contains { $0.contains(".bootstrap-") }, "\(left)")
+    }
+
+    @Test func theReleasesLayoutStartsWithCurrentOnTheFirstRelease() throws {
+        let world = try Self.templateWorld()
+        let directory = world.directory.join("releases-factory")
+        let result = try Self.bootstrap(world, directory, ["--layout", "releases", "--no-start", "--id", "eu-13"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let release = "releases/" + String(try world.originHead().prefix(12))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: directory + "/current") == release)
+        #expect(FileManager.default.fileExists(atPath: directory + "/" + release + "/.venv/pyvenv.cfg"), "the release is synced")
+        #expect(world.read(directory, "current/.env") == "DATABASE_URL=\nAPI_KEY=change-me\n", "shared .env linked in")
+        let unit = world.read(world.directory.join("config/systemd/user"), "universal-agent-local-factory.service") ?? ""
+        #expect(unit.contains("WorkingDirectory=\(directory)/current\n"))
+    }
+
+    @Test(arguments: [
+        ("export UA_REDIS_URL=redis://x\n", "is not a variable name"),
+        ("UA_REDIS_URL=redis://:hunter2@hq/0\nUA_OPS_TOKEN=hunter2\n", "UA_OPS_TOKEN is refused"),
+        ("UA_REDIS_URLL=redis://:hunter2@hq/0\n", "did you mean UA_REDIS_URL?"),
+        ("UA_FACTORY_TOKEN=\"hunter2\"\n", "quotes"),
+        ("just garbage hunter2\n", "is not NAME=value"),
+    ])
+    func enrollmentLinesThatAreNotNameValueAreRefusedBeforeAnythingChanges(_ lines: String, _ reason: String) throws {
+        let world = try Self.templateWorld()
+        let file = world.directory.join("bad.env")
+        try lines.write(toFile: file, atomically: true, encoding: .utf8)
+        let directory = world.directory.join("refused")
+        let result = try Self.bootstrap(world, directory, ["--no-start", "--env-file", file])
+        #expect(result.status == 64)
+        #expect(result.stderr.contains(reason) && result.stderr.contains("bad.env line"), "\(result.stderr)")
+        #expect(!result.stderr.contains("hunter2") && !result.stdout.contains("hunter2"), "values are never printed")
+        #expect(!FileManager.default.fileExists(atPath: directory))
+    }
+
+    @Test func redisThatIsNotReachableIsSaidAndWhatIsDoneIsListed() throws {
+        let world = try Self.templateWorld()
+        let file = world.directory.join("eu-14.env")
+        try "UA_FACTORY_ID=eu-14\nUA_REDIS_URL=redis://127.0.0.1:\(freeLoopbackPort())/0\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let directory = world.directory.join("no-redis")
+        let result = try Self.bootstrap(world, directory, ["--env-file", file, "--timeout", "2"])
+        #expect(result.status == 7, "\(result.stderr)")
+        #expect(result.stderr.contains("is not reachable") && result.stderr.contains("not done: registration"), "\(result.stderr)")
+        #expect(try world.head(directory) == world.originHead())
+    }
+}
