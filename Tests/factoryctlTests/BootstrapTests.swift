@@ -211,4 +211,47 @@ import TestSupport
         #expect(result.stderr.contains("is not reachable") && result.stderr.contains("not done: registration"), "\(result.stderr)")
         #expect(try world.head(directory) == world.originHead())
     }
+
+    @Test func aPinnedCommitIsClonedAndOneNotOnTheBranchLeavesNothing() throws {
+        let world = try Self.templateWorld()
+        let first = try world.git(["rev-parse", "HEAD~1"], in: world.seed)
+        let pinned = world.directory.join("pinned")
+        let result = try Self.bootstrap(world, pinned, ["--no-start", "--id", "eu-15", "--commit", first])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try world.head(pinned) == first)
+        #expect(try world.git(["symbolic-ref", "HEAD"], in: pinned) == "refs/heads/main")
+        let elsewhere = try world.commit(in: world.seed, ["side.txt": "not pushed\n"], message: "Local only")
+        let refused = try Self.bootstrap(world, world.directory.join("not-pinned"), ["--no-start", "--id", "eu-16", "--commit", elsewhere],
+                                         environment: Self.environment(world, ["XDG_CONFIG_HOME": world.directory.join("config-2")]))
+        #expect(refused.status == 1 && refused.stderr.contains("is not on origin/main"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: world.directory.join("not-pinned")))
+    }
+
+    @Test func anUnsignedCommitIsRefusedUnderAllowedSignersAndLeavesNothing() throws {
+        let world = try Self.templateWorld()
+        let key = world.directory.join("release_key")
+        try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", key])
+        let pub = try String(contentsOfFile: key + ".pub", encoding: .utf8).split(separator: " ").prefix(2).joined(separator: " ")
+        let allowed = world.directory.join("allowed_signers")
+        try "release@example.com \(pub)\n".write(toFile: allowed, atomically: true, encoding: .utf8)
+        let directory = world.directory.join("unsigned")
+        let result = try Self.bootstrap(world, directory, ["--no-start", "--id", "eu-17"],
+                                        environment: Self.environment(world, ["UA_ALLOWED_SIGNERS": allowed]))
+        #expect(result.status == 8, "\(result.stderr)")
+        #expect(result.stderr.contains("is not signed") && result.stderr.contains("Nothing was left behind"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory))
+    }
+
+    @Test func aFailedSyncIsFinishedByTheNextRun() throws {
+        let world = try Self.templateWorld()
+        let directory = world.directory.join("sync-fails")
+        let failing = try Self.bootstrap(world, directory, ["--no-start", "--id", "eu-18"],
+                                         environment: Self.environment(world, ["UA_FACTORY_SYNC_COMMAND": "false"]))
+        #expect(failing.status == 1)
+        #expect(failing.stderr.contains("the sync (false) failed") && failing.stderr.contains("Done: clone, .env; not done: sync"), "\(failing.stderr)")
+        let next = try Self.bootstrap(world, directory, ["--no-start", "--id", "eu-18"])
+        #expect(next.status == 0, "\(next.stderr)")
+        #expect(FileManager.default.fileExists(atPath: directory + "/.venv/pyvenv.cfg"))
+        #expect(next.stdout.contains("sync          done"), "\(next.stdout)")
+    }
 }

@@ -47,8 +47,20 @@ import Testing
         }
     }
 
+    @Test(arguments: [["--factory-dir", "/srv/f"], ["--repo", "/srv/t.git"], ["--repo", "/srv/t.git", "--factory-dir", "/srv/f", "--layout", "sideways"],
+                      ["--repo", "/srv/t.git", "--factory-dir", "/srv/f", "--commit", "abc"], ["--repo", "/srv/t.git", "--factory-dir", "/srv/f", "--id", "a b"],
+                      ["--repo", "-x", "--factory-dir", "/srv/f"], ["--repo", "/srv/t.git", "--factory-dir", "/srv/f", "--timeout", "0"]])
+    func badBootstrapArgumentsAreUsageErrors(arguments: [String]) {
+        do {
+            _ = try BootstrapCommand.parse(arguments)
+            Issue.record("parsed: \(arguments)")
+        } catch {
+            #expect(BootstrapCommand.exitCode(for: error).rawValue == ExitStatus.usage.rawValue)
+        }
+    }
+
     @Test func subcommandsAreRegistered() throws {
         let names = Factoryctl.configuration.subcommands.map { $0.configuration.commandName }
-        #expect(names == ["update", "publish", "consume", "status", "serve", "enroll", "forget", "keys", "rollback", "releases", "fetch-helper"])
+        #expect(names == ["update", "publish", "consume", "status", "serve", "enroll", "bootstrap", "forget", "keys", "rollback", "releases", "fetch-helper"])
     }
 }

@@ -68,6 +68,12 @@ extension Bootstrap {
             outcome.record(".env", .unchanged, "kept the existing .env (never overwritten)")
             return
         }
+        // A releases init that a killed run left part-way has already moved it to shared/.
+        let shared = ReleasesLayout(root: directory).shared + "/.env"
+        if ReleasesLayout.exists(shared) {
+            outcome.record(".env", .unchanged, "kept \(shared)")
+            return
+        }
         guard let template = BootstrapRequest.envTemplates.first(where: { ReleasesLayout.exists(directory + "/" + $0) }),
               let bytes = FileManager.default.contents(atPath: directory + "/" + template) else {
             outcome.record(".env", .skipped, "the template has no \(BootstrapRequest.envTemplates.joined(separator: " or "))")
