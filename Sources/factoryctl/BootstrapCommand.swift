@@ -44,7 +44,7 @@ struct BootstrapCommand: FactoryctlCommand {
     @Option(name: .long, help: ArgumentHelp("The template repository to clone (ssh://, git@host:path, https://, or a path).", valueName: "url"))
     var repo: String
 
-    @Option(name: .long, help: ArgumentHelp("Where the factory goes (missing or empty; its parent must exist).", valueName: "path"),
+    @Option(name: .long, help: ArgumentHelp("Where the factory goes: missing, empty, or already a checkout of --repo (its parent must exist).", valueName: "path"),
             completion: .directory)
     var factoryDir: String
 
@@ -67,7 +67,7 @@ struct BootstrapCommand: FactoryctlCommand {
     @Flag(name: .long, help: "Do not enable or start the units, nor wait for the registration.")
     var noStart = false
 
-    @Option(name: .long, help: ArgumentHelp("Longest wait for the first registration (default 60).", valueName: "seconds"))
+    @Option(name: .long, help: ArgumentHelp("Longest wait for the first registration.", valueName: "seconds"))
     var timeout: Double = 60
 
     @Flag(name: [.customShort("n"), .long], help: "List what bootstrap would do; change nothing.")

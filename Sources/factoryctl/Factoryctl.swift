@@ -73,8 +73,9 @@ enum ExitStatus: Int32, CaseIterable {
         case .refused:
             "refused (role may not publish or forget, an update is already in flight, the target matches no registered "
                 + "factory, another runner drives the rollout, an update would move backwards without `--allow-rewind`, "
-                + "or its target is quarantined here without `--retry-quarantined`)"
-        case .timedOut: "timed out waiting for results (or no live factory to wait for)"
+                + "its target is quarantined here without `--retry-quarantined`, or `bootstrap`'s directory or env file "
+                + "belongs to something else)"
+        case .timedOut: "timed out waiting for results or for `bootstrap`'s first registration (or no live factory to wait for)"
         case .restartRequested: "`consume` exited after applying an update so systemd restarts it"
         case .upToDate: "`update --exit-code`: already up to date, nothing changed (0 then means the checkout changed)"
         case .cannotListen: "`serve`: cannot listen on the address (in use, or not permitted); the unit does not restart"

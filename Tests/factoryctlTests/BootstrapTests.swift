@@ -237,7 +237,7 @@ import TestSupport
         let directory = world.directory.join("unsigned")
         let result = try Self.bootstrap(world, directory, ["--no-start", "--id", "eu-17"],
                                         environment: Self.environment(world, ["UA_ALLOWED_SIGNERS": allowed]))
-        #expect(result.status == 8, "\(result.stderr)")
+        #expect(result.status == 1, "\(result.stderr)")
         #expect(result.stderr.contains("is not signed") && result.stderr.contains("Nothing was left behind"), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: directory))
     }
@@ -253,5 +253,20 @@ import TestSupport
         #expect(next.status == 0, "\(next.stderr)")
         #expect(FileManager.default.fileExists(atPath: directory + "/.venv/pyvenv.cfg"))
         #expect(next.stdout.contains("sync          done"), "\(next.stdout)")
+    }
+
+    @Test func theUnfinishedCloneOfAKilledRunIsRemovedByTheNextRun() throws {
+        let world = try Self.templateWorld()
+        let exited = Process()
+        exited.executableURL = URL(fileURLWithPath: "/bin/true")
+        try exited.run()
+        exited.waitUntilExit()
+        // What a bootstrap killed mid-clone leaves: its temporary sibling, named by its (dead) pid.
+        let leftover = world.directory.join(".late.bootstrap-\(exited.processIdentifier)")
+        try FileManager.default.createDirectory(atPath: leftover + "/.git/objects", withIntermediateDirectories: true)
+        let result = try Self.bootstrap(world, world.directory.join("late"), ["--no-start", "--id", "eu-19"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: leftover))
+        #expect(try world.head(world.directory.join("late")) == world.originHead())
     }
 }

@@ -88,7 +88,7 @@ struct BootstrapClone {
                     let signer = try policy.check(target, in: repository)
                     logger.info("\(target.short) is signed by \(signer)")
                 } catch {
-                    throw BootstrapFailure(.refused, "refusing to clone \(target.short): \(error) (UA_ALLOWED_SIGNERS)")
+                    throw BootstrapFailure(.failed, "refusing to clone \(target.short): \(error) (UA_ALLOWED_SIGNERS)")
                 }
             }
             try repository.checkoutTree(of: target, force: true)

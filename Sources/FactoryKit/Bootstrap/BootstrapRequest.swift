@@ -57,7 +57,7 @@ public struct BootstrapFailure: Error, CustomStringConvertible, Sendable {
         case failed
         case remoteUnreachable
         case lockHeld
-        /// The signed-commit policy, or a directory that is something else.
+        /// A directory or env file that belongs to something else.
         case refused
         case redisUnavailable
         /// No registration in time.
