@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import factoryctl
 
 /// `factoryctl bootstrap` (issue 24): a new factory from a bare origin, with real git (the CLI as
 /// the oracle), real uv, a real redis-server and the fake systemctl.
@@ -26,6 +27,14 @@ import TestSupport
     static func bootstrap(_ world: GitWorld, _ directory: String, _ extra: [String] = [], environment: [String: String]? = nil) throws -> Command.Result {
         try FactoryctlBinary.run(["bootstrap", "--repo", world.origin, "--factory-dir", directory] + extra,
                                  environment: environment ?? Self.environment(world))
+    }
+
+    /// `factoryctl bootstrap …` run in-process (the command's own context: environment, output).
+    static func inProcess(_ world: GitWorld, _ directory: String, _ extra: [String]) async -> (status: Int32, stdout: String, stderr: String) {
+        let context = CommandContext.capturing(["bootstrap", "--repo", world.origin, "--factory-dir", directory] + extra,
+                                               environment: Self.environment(world), currentDirectory: world.directory.path)
+        let status = await Factoryctl.run(context)
+        return (status, context.stdout.text, context.stderr.text)
     }
 
     static func mode(_ path: String) throws -> Int {
@@ -112,7 +121,8 @@ import TestSupport
         #expect(result.stdout.contains("kept the existing .env"), "\(result.stdout)")
     }
 
-    @Test func aKillDuringTheSyncIsFinishedByTheNextRun() throws {
+    @Test(arguments: ["in-place", "releases"])
+    func aKillDuringTheSyncIsFinishedByTheNextRun(layout: String) throws {
         let world = try Self.templateWorld()
         let directory = world.directory.join("killed")
         let started = world.directory.join("sync-started")
@@ -120,7 +130,7 @@ import TestSupport
         let sync = try world.script("slow-sync", "if [ -e '\(started)' ]; then exec uv sync; fi\ntouch '\(started)'\nsleep 30\n")
         let env = Self.environment(world, ["UA_FACTORY_SYNC_COMMAND": sync])
         let first = try ConsumerProcess(binary: FactoryctlBinary.path, arguments: [
-            "bootstrap", "--repo", world.origin, "--factory-dir", directory, "--no-start", "--id", "eu-10",
+            "bootstrap", "--repo", world.origin, "--factory-dir", directory, "--no-start", "--id", "eu-10", "--layout", layout,
         ], environment: env, log: world.directory.join("first.log"))
         #expect(eventually { FileManager.default.fileExists(atPath: started) }, "\(first.output)")
         first.signal(SIGKILL)
@@ -130,10 +140,10 @@ import TestSupport
         let group = (record?["sync_group"] as? NSNumber)?.int32Value ?? 0
         #expect(group > 0 && !processEnded(group), "the killed run's sync is still running")
 
-        let second = try Self.bootstrap(world, directory, ["--no-start", "--id", "eu-10"], environment: env)
+        let second = try Self.bootstrap(world, directory, ["--no-start", "--id", "eu-10", "--layout", layout], environment: env)
         #expect(second.status == 0, "\(second.stderr)")
-        #expect(second.stdout.contains("sync          done"), "\(second.stdout)")
-        #expect(FileManager.default.fileExists(atPath: directory + "/.venv/pyvenv.cfg"))
+        #expect(second.stdout.contains(layout == "releases" ? "release       done" : "sync          done"), "\(second.stdout)")
+        #expect(FileManager.default.fileExists(atPath: directory + (layout == "releases" ? "/current" : "") + "/.venv/pyvenv.cfg"))
         #expect(processEnded(group), "the orphaned sync was ended")
         #expect(try world.head(directory) == world.originHead())
     }
@@ -189,12 +199,12 @@ import TestSupport
         ("UA_FACTORY_TOKEN=\"hunter2\"\n", "quotes"),
         ("just garbage hunter2\n", "is not NAME=value"),
     ])
-    func enrollmentLinesThatAreNotNameValueAreRefusedBeforeAnythingChanges(_ lines: String, _ reason: String) throws {
+    func enrollmentLinesThatAreNotNameValueAreRefusedBeforeAnythingChanges(_ lines: String, _ reason: String) async throws {
         let world = try Self.templateWorld()
         let file = world.directory.join("bad.env")
         try lines.write(toFile: file, atomically: true, encoding: .utf8)
         let directory = world.directory.join("refused")
-        let result = try Self.bootstrap(world, directory, ["--no-start", "--env-file", file])
+        let result = await Self.inProcess(world, directory, ["--no-start", "--env-file", "bad.env"])
         #expect(result.status == 64)
         #expect(result.stderr.contains(reason) && result.stderr.contains("bad.env line"), "\(result.stderr)")
         #expect(!result.stderr.contains("hunter2") && !result.stdout.contains("hunter2"), "values are never printed")
@@ -268,5 +278,19 @@ import TestSupport
         #expect(result.status == 0, "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: leftover))
         #expect(try world.head(world.directory.join("late")) == world.originHead())
+    }
+
+    @Test func aDryRunListsTheStepsAndChangesNothing() async throws {
+        let world = try Self.templateWorld()
+        let directory = world.directory.join("dry")
+        let result = await Self.inProcess(world, directory, ["--dry-run", "--id", "eu-21", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+        #expect(JSONDoc.undocumented(json).isEmpty, "not in docs/json.md: \(JSONDoc.undocumented(json))")
+        let steps = json["steps"] as? [[String: Any]] ?? []
+        #expect(steps.map { $0["name"] as? String } == ["clone", ".env", "sync", "release", "env file", "unit", "services", "registration"])
+        #expect(steps.allSatisfy { $0["action"] as? String == "would" } && json["dry_run"] as? Bool == true)
+        #expect(!FileManager.default.fileExists(atPath: directory) && !FileManager.default.fileExists(atPath: world.directory.join("config")))
+        #expect(FakeSystemctl.calls(world.systemctlState).isEmpty)
     }
 }

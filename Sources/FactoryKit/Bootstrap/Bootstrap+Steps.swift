@@ -138,11 +138,28 @@ extension Bootstrap {
         var initializer = ReleasesInit(factoryDirectory: directory, environment: plan.settings.environment, logger: logger)
         initializer.syncCommand = plan.settings.syncCommand
         initializer.sync = !plan.settings.syncCommand.isEmpty
+        let gitDirectory = ReleasesLayout(root: directory).gitDirectory
+        var record = BootstrapRecord.load(gitDirectory: gitDirectory)
+            ?? BootstrapRecord(repo: request.repoURL, branch: request.branch, layout: .releases)
+        // A killed run's sync may still be writing into the release init is about to rebuild.
+        if let group = record.syncGroup, OrphanGroup.end(group, program: record.syncProgram ?? "") {
+            logger.notice("ended the sync a killed bootstrap left running (process group \(group))")
+        }
+        initializer.onSyncSpawn = { pid in
+            record.syncGroup = pid
+            record.syncProgram = plan.settings.syncCommand.first
+            try? record.write(gitDirectory: gitDirectory)
+        }
         let result: ReleasesInit.Outcome
         do {
             result = try initializer.run()
         } catch {
             throw BootstrapFailure(.failed, "building the first release failed: \(error)")
+        }
+        if record.syncGroup != nil {
+            record.syncGroup = nil
+            record.syncProgram = nil
+            try? record.write(gitDirectory: gitDirectory)
         }
         if result.alreadyDone {
             outcome.record("release", .unchanged, "current → releases/\(result.release)")

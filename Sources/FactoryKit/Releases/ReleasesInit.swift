@@ -20,6 +20,9 @@ public struct ReleasesInit {
     public var syncTimeout: Double = 600
     public var environment: [String: String]
     public var logger: Logger
+    /// Told the process group of the first release's sync as it starts (bootstrap records it, so
+    /// the next run can end one a killed run left).
+    public var onSyncSpawn: (Int32) -> Void = { _ in }
 
     public init(factoryDirectory: String, environment: [String: String], logger: Logger) {
         self.factoryDirectory = factoryDirectory
@@ -132,7 +135,7 @@ public struct ReleasesInit {
             // The shared files are not linked yet: a sync that reads .env at build time would not
             // see it. uv does not; other sync commands can run with --no-sync and by hand after.
             logger.info("running \(syncCommand.joined(separator: " ")) in \(path)")
-            let result = try ProcessRunner(environment: environment).run(syncCommand, in: path, timeout: syncTimeout)
+            let result = try ProcessRunner(environment: environment).run(syncCommand, in: path, timeout: syncTimeout, onSpawn: onSyncSpawn)
             guard result.succeeded else {
                 try? layout.remove(name)
                 throw FactoryError.failed("syncing the first release failed: \(result.failureSummary); removed it. Nothing else was changed")
