@@ -194,6 +194,7 @@ import TestSupport
 
     @Test(arguments: [
         ("export UA_REDIS_URL=redis://x\n", "is not a variable name"),
+        ("UA_REDIS_URL: redis://:hunter2@hq/0?db=1\n", "is not a variable name"),
         ("UA_REDIS_URL=redis://:hunter2@hq/0\nUA_OPS_TOKEN=hunter2\n", "UA_OPS_TOKEN is refused"),
         ("UA_REDIS_URLL=redis://:hunter2@hq/0\n", "did you mean UA_REDIS_URL?"),
         ("UA_FACTORY_TOKEN=\"hunter2\"\n", "quotes"),

@@ -17,8 +17,12 @@ extension Bootstrap {
         let names = plan.envFile.names.joined(separator: ", ")
         if FileManager.default.contents(atPath: path) == Data(plan.envFile.text.utf8) {
             var info = stat()
-            if stat(path, &info) == 0, info.st_mode & 0o777 != 0o600 { chmod(path, 0o600) }
-            outcome.record("env file", .unchanged, "\(path) already holds \(names)")
+            if stat(path, &info) == 0, info.st_mode & 0o777 != 0o600 {
+                chmod(path, 0o600)
+                outcome.record("env file", .done, "set the mode of \(path) back to 0600 (it holds secrets)")
+            } else {
+                outcome.record("env file", .unchanged, "\(path) already holds \(names)")
+            }
             return false
         }
         let existed = ReleasesLayout.exists(path)

@@ -67,8 +67,8 @@ public struct ConsumerEnvFile: Sendable, Equatable {
         let name = String(line[..<equals])
         let value = String(line[line.index(after: equals)...])
         guard isVariableName(name) else {
-            let shown = name.unicodeScalars.allSatisfy { $0.value >= 32 && $0.value < 127 } ? "'\(name.prefix(40))'" : "a name with control characters"
-            throw .invalidArgument("\(place): \(shown) is not a variable name (A-Z, 0-9, _; no spaces, no `export`); nothing was changed")
+            // Not quoted: a malformed line can hold a secret before its `=`.
+            throw .invalidArgument("\(place): what comes before `=` is not a variable name (A-Z, 0-9, _; no spaces, no `export`); nothing was changed")
         }
         if let why = hqOnly[name] { throw .invalidArgument("\(place): \(name) is refused: \(why). Nothing was changed") }
         guard acceptedNames.contains(name) else {
@@ -135,7 +135,7 @@ public struct ConsumerEnvFile: Sendable, Equatable {
         return try parse(String(decoding: data, as: UTF8.self), source: path)
     }
 
-    /// Writes the file (parents made, mode 0700 for the directory), 0600, atomically.
+    /// Writes the file (parents made), mode 0600, through a temporary file and a rename.
     public func write(to path: String) throws {
         let directory = path.deletingLastPathComponent
         try ReleasesLayout.makeDirectories(directory)
