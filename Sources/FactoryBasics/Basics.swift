@@ -213,3 +213,17 @@ public func escapingMarkup(_ text: String, quotes: Bool = true, foldingLines: Bo
     }
     return out
 }
+
+/// A time or count a peer wrote, as a whole number that cannot trap: `Int(Double)` kills the
+/// process for values out of range (a registration's `last_seen_at` of -1e300), so anything a
+/// factory writes goes through here. Not finite → 0; beyond ±10^15 → clamped.
+public func wholeNumber(_ value: Double) -> Int {
+    guard value.isFinite else { return 0 }
+    return Int(max(-1e15, min(1e15, value.rounded(.towardZero))))
+}
+
+/// A Unix time a peer wrote, kept only when it is plausible (0 … 10^11 s, year 5138): anything
+/// else reads as 0 (never seen), so arithmetic on it stays in range.
+public func plausibleTimestamp(_ value: Double) -> Double {
+    value.isFinite && value >= 0 && value <= 1e11 ? value : 0
+}

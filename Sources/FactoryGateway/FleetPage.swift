@@ -207,8 +207,8 @@ struct FleetPage {
         var status = isStale ? "\(r.registrationStatus) · stale" : r.registrationStatus
         let attention = marks.attention
         if attention != nil { status += " · needs attention" }
-        if let left = r.metadata["soak_seconds_left"]?.number, r.registrationStatus == "updating" { status += " · provisional, \(Int(left)) s left" }
-        if let left = r.metadata["splay_seconds_left"]?.number, r.registrationStatus == "updating" { status += " · waiting \(Int(left)) s (splay)" }
+        if let left = r.metadata["soak_seconds_left"]?.number, r.registrationStatus == "updating" { status += " · provisional, \(wholeNumber(left)) s left" }
+        if let left = r.metadata["splay_seconds_left"]?.number, r.registrationStatus == "updating" { status += " · waiting \(wholeNumber(left)) s (splay)" }
         let quarantined = marks.quarantined
         let result = r.lastJobStatus ?? "—"
         let resultClass = result == "SUCCESS" ? "ok" : (result == "FAILED" ? "bad" : "")

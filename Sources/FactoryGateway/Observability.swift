@@ -25,6 +25,9 @@ public struct ObservabilitySettings: Sendable {
             guard token.utf8.count >= OpsToken.minimumLength else {
                 throw .invalidArgument("UA_METRICS_TOKEN is shorter than \(OpsToken.minimumLength) characters: refusing a token that can be guessed. Generate one with `openssl rand -hex 32`")
             }
+            guard token != environment.opsToken else {
+                throw .invalidArgument("UA_METRICS_TOKEN is the same as UA_OPS_TOKEN: give Prometheus a token of its own (it only reads), e.g. `openssl rand -hex 32`")
+            }
             metricsToken = token
         }
         if let url = environment["UA_HQ_WEBHOOK_URL"], !url.isEmpty {

@@ -55,13 +55,15 @@ final class ObservedHQ {
 
     /// A result of update job `job` written by factory `writer` (claiming to be `claimed`).
     func report(_ job: String, by writer: String, claiming claimed: String? = nil, enrolled: Bool = false, succeeded: Bool,
-                failure: String = "sync_failed") throws {
+                failure: String = "sync_failed", publishedByHQ: Bool = true) throws {
         var result: [String: JSONValue] = [
             "factory_id": .string(claimed ?? writer), "mission_kind": .string("system:update_factory"),
             "duration_ms": .int(4200), "finished_at": .double(Date().timeIntervalSince1970),
             "to_commit": .string(String(repeating: "b", count: 40)),
         ]
         if !succeeded { result["failure"] = .string(failure) }
+        // The job's record, as publish leaves it: HQ counts results only of jobs it published.
+        if publishedByHQ { _ = try fleet.redis.cli(["SET", "factoryctl:jobs:" + job, #"{"job_id": "\#(job)", "kind": "system:update_factory"}"#]) }
         try bus(writer, enrolled: enrolled).publishResult(MissionResult(jobID: job, succeeded: succeeded, result: result,
                                                                         error: succeeded ? nil : "uv sync exited 1"))
     }
@@ -191,5 +193,41 @@ final class WebhookReceiver {
         #expect(eventually(timeout: 30) { receiver.delivered(job: "update-00000000000c").count == 1 })
         let stale = receiver.posts.filter { $0.body["event"] as? String == "factory_stale" }
         #expect(stale.count == 1 && stale.first?.body["factory"] as? String == "gone", "\(receiver.posts)")
+    }
+
+    /// An enrolled factory replays its own result entry and reports on a job HQ never published:
+    /// the scrape counts its result once, and nothing for the made-up job.
+    @Test func replayedAndMadeUpResultsAreNotCounted() throws {
+        let hq = try ObservedHQ(enrolled: ["e-1"])
+        try hq.register("e-1", enrolled: true)
+        try hq.report("update-000000000001", by: "e-1", enrolled: true, succeeded: false)
+        let stream = FactoryKeys("e-1").results
+        let envelope = try hq.fleet.redis.cli(["XRANGE", stream, "-", "+"]).split(separator: "\n").last.map(String.init) ?? ""
+        for _ in 0..<5 { _ = try hq.fleet.redis.cli(["XADD", stream, "*", "job_id", "update-000000000001", "status", "FAILED", "envelope", envelope]) }
+        try hq.report("update-00000000beef", by: "e-1", enrolled: true, succeeded: false, publishedByHQ: false)
+        try hq.report("update-000000000002", by: "e-1", enrolled: true, succeeded: true)
+        var text = ""
+        let settled = eventually(timeout: 30) {
+            text = (try? hq.scrape().body) ?? ""
+            return text.contains(#"factoryctl_mission_results_total{kind="update",outcome="success"} 1"#)
+        }
+        #expect(settled && text.contains(#"factoryctl_mission_results_total{kind="update",outcome="failed"} 1"#), "\(text)")
+    }
+
+    /// A factory's registration with an absurd `last_seen_at`, and another factory's results
+    /// stream turned into a string: serve keeps serving and still reads the other factories.
+    @Test func hostileRecordsDoNotStopTheWatcher() throws {
+        let hq = try ObservedHQ(environment: [:], enrolled: ["a", "b"])
+        let receiver = try WebhookReceiver(hq.fleet.world, statuses: [200])
+        try hq.register("b", enrolled: true)
+        _ = try hq.fleet.redis.cli(["SET", FactoryKeys("a").registration,
+            #"{"factory_id": "a", "factory_role": "LOCAL_WORKER", "registration_status": "online", "capabilities": [], "version": "x", "pid": 1, "host": "h", "started_at": 0, "last_seen_at": -1e300}"#])
+        _ = try hq.fleet.redis.cli(["SET", FactoryKeys("a").results, "not a stream"])
+        hq.environment["UA_HQ_WEBHOOK_URL"] = receiver.url
+        hq.environment["UA_METRICS_TOKEN"] = metricsToken
+        try hq.restartServer()
+        try hq.report("update-000000000003", by: "b", enrolled: true, succeeded: false)
+        #expect(eventually(timeout: 30) { receiver.delivered(job: "update-000000000003").count == 1 && hq.server.process.status == nil },
+                "\(hq.server.process.output.suffix(2000))")
     }
 }

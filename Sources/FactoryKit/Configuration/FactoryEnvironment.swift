@@ -176,10 +176,8 @@ public struct FactoryEnvironment: Sendable {
               !path.split(separator: "/").contains("..") else {
             throw .invalidArgument("UA_FACTORY_METRICS_FILE must be an absolute path ending in .prom (node_exporter reads only *.prom), not '\(path.prefix(200))'")
         }
-        var info = stat()
-        guard stat(path.deletingLastPathComponent, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw .invalidArgument("UA_FACTORY_METRICS_FILE: the directory \(path.deletingLastPathComponent) does not exist")
-        }
+        // Its directory is not checked here: one that is missing (not mounted yet) must not stop
+        // updates; each write that fails is logged instead.
         return FactoryTextfile(path: path)
     }
 

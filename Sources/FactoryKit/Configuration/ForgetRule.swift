@@ -1,3 +1,4 @@
+import FactoryBasics
 import FoundationEssentials
 
 /// The liveness rule for `forget`: a factory is live while it heartbeats (not stale after
@@ -17,7 +18,7 @@ public enum ForgetRule {
 
     /// Whole seconds since the factory was last heard from.
     public static func secondsSinceSeen(_ registration: Registration, now: Date) -> Int {
-        Int(max(0, now.timeIntervalSince1970 - registration.lastSeenAt))
+        wholeNumber(max(0, now.timeIntervalSince1970 - registration.lastSeenAt))
     }
 
     public struct StillLive: Error, CustomStringConvertible, Sendable {

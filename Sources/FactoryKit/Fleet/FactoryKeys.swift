@@ -43,7 +43,9 @@ public struct FactoryKeys: Sendable, Equatable {
          "+auth", "+hello", "+ping", "+select", "+time", "+client|reply", "+client|setname", "+client|id",
          "(+xreadgroup +xack +xpending +xgroup|create ~\(inbox))",
          "(+set +get ~\(registration))",
-         "(+set +xadd +eval ~\(results) ~\(base)job:*)",
+         // A script writes its result (SET NX on the job key, XADD on its results stream); SET on
+         // the stream's key would make it a string that HQ's readers choke on.
+         "(+eval ~\(results) ~\(base)job:*)", "(+set ~\(base)job:*)", "(+xadd ~\(results))",
          "(+xadd ~\(deadLetters))"]
     }
 

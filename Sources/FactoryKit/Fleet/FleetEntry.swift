@@ -1,3 +1,4 @@
+import FactoryBasics
 import FoundationEssentials
 import Glibc
 
@@ -162,7 +163,7 @@ private struct FleetScanner {
             }
         } else if isKey(key, "last_seen_at") {
             guard let (range, _) = numberLiteral(), let v = Double(text(range)), v.isFinite else { return false }
-            entry.lastSeenAt = v
+            entry.lastSeenAt = plausibleTimestamp(v)
         } else if isKey(key, "capabilities") {
             if capabilities {
                 guard let v = capabilityList() else { return false }; entry.capabilities = v

@@ -84,7 +84,7 @@ public struct Registration: Codable, Sendable, Equatable {
                   branch: json["branch"]?.string, commit: json["commit"]?.string,
                   version: json["version"]?.string ?? "", pid: Int32(clamping: json["pid"]?.int ?? 0),
                   host: json["host"]?.string ?? "",
-                  startedAt: json["started_at"]?.number ?? 0, lastSeenAt: json["last_seen_at"]?.number ?? 0,
+                  startedAt: plausibleTimestamp(json["started_at"]?.number ?? 0), lastSeenAt: plausibleTimestamp(json["last_seen_at"]?.number ?? 0),
                   lastJobID: json["last_job_id"]?.string, lastJobStatus: json["last_job_status"]?.string)
     }
 

@@ -12,7 +12,8 @@ enum FileWriting {
     static func replace(_ path: String, with bytes: [UInt8], mode: mode_t = 0o644) throws {
         let temporary = path + ".tmp.\(getpid())"
         unlink(temporary) // a leftover from a killed writer would keep its own mode
-        _ = try write(temporary, bytes, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
+        // O_EXCL | O_NOFOLLOW: a file or symlink planted at the name since is never written through.
+        _ = try write(temporary, bytes, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
         guard rename(temporary, path) == 0 else {
             let code = errno
             unlink(temporary)

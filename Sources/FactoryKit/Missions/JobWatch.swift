@@ -79,18 +79,18 @@ struct JobWatch {
             }
             if awaiting.contains(id), registration.registrationStatus == "updating",
                registration.metadata["current_job_id"]?.string == outcome.jobID,
-               let left = registration.metadata["soak_seconds_left"]?.number.map({ Int($0) }), soaking[id] != left {
+               let left = registration.metadata["soak_seconds_left"]?.number.map(wholeNumber), soaking[id] != left {
                 soaking[id] = left
                 onEvent(.soaking(id, secondsLeft: left))
             }
             if awaiting.contains(id), registration.registrationStatus == "updating",
                registration.metadata["current_job_id"]?.string == outcome.jobID,
-               let left = registration.metadata["splay_seconds_left"]?.number.map({ Int($0) }), splaying[id] == nil {
+               let left = registration.metadata["splay_seconds_left"]?.number.map(wholeNumber), splaying[id] == nil {
                 splaying[id] = left
                 onEvent(.splaying(id, secondsLeft: left))
             }
             let reason: String? = registration.isStale(now: now, after: FleetRegistry.staleAfter)
-                ? "stale: not heard from for \(Int(now.timeIntervalSince1970 - registration.lastSeenAt)) s"
+                ? "stale: not heard from for \(wholeNumber(now.timeIntervalSince1970 - registration.lastSeenAt)) s"
                 : registration.registrationStatus == "offline" ? "offline: its consumer has stopped" : nil
             if let reason, unreachable[id] == nil {
                 unreachable[id] = reason

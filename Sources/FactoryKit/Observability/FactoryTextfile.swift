@@ -2,6 +2,7 @@ import CoreMetrics
 import FactoryBasics
 import FoundationEssentials
 import Glibc
+import GitKit
 import Logging
 import Synchronization
 
@@ -98,9 +99,21 @@ public struct FactoryTextfile: Sendable {
         }
     }
 
-    /// Reads the checkout's records and writes the file.
-    public func write(gitDirectory: String, running commit: String?, branch: String?, logger: Logger) {
-        write(Snapshot.read(gitDirectory: gitDirectory, running: commit, branch: branch), logger: logger)
+    /// Reads the checkout's records and what it runs now (HEAD, or the live release's) and
+    /// writes the file.
+    public func write(gitDirectory: String, factoryDirectory: String, logger: Logger) {
+        let running = Self.running(factoryDirectory)
+        write(Snapshot.read(gitDirectory: gitDirectory, running: running.commit, branch: running.branch), logger: logger)
+    }
+
+    static func running(_ factoryDirectory: String) -> (commit: String?, branch: String?) {
+        var directory = factoryDirectory
+        if let layout = ReleasesLayout.detect(factoryDirectory) {
+            guard let live = layout.liveName else { return (nil, nil) }
+            directory = layout.path(of: live)
+        }
+        guard let head = try? Repository.open(at: directory).head() else { return (nil, nil) }
+        return (head.commit?.hex, head.branchName)
     }
 }
 

@@ -2,6 +2,7 @@ import FactoryBasics
 import FoundationEssentials
 import Logging
 import RedisKit
+import Synchronization
 
 /// HQ's watcher (run by `serve` on a thread and connection of its own): follows every result
 /// stream — the shared `<stream>:results` for factories that are not enrolled, each enrolled
@@ -21,6 +22,8 @@ public struct FleetWatch {
     /// Nil: no webhook configured (events are not recorded).
     public let outbox: WebhookOutbox?
     public let logger: Logger
+    /// Keys already reported as not streams (each is logged once).
+    private let brokenKeys = WarnedKeys()
 
     public static let cursorKey = MissionBus.keyPrefix + "hq:watch"
     public static let lastSuccessKey = MissionBus.keyPrefix + "hq:last_success"
@@ -35,47 +38,60 @@ public struct FleetWatch {
     }
 
     /// Rounds every `interval` seconds until `stop` is set; the fleet-wide checks (stale factories,
-    /// rollouts) every `sweepEvery` rounds. Redis errors are logged and retried with backoff.
+    /// rollouts) every `sweepEvery` rounds, whatever the results did. Redis errors are logged and
+    /// retried with backoff.
     public func run(stop: StopSignal, interval: Double = 2, sweepEvery: Int = 5) {
         var backoff = Backoff(initial: 1, cap: 30)
         var round = 0
         while !stop.isSet {
+            var failed = false
             do {
                 try readResults()
-                if round % sweepEvery == 0 { try sweep() }
-                round += 1
-                backoff.reset()
-                _ = stop.sleep(interval)
             } catch {
-                logger.warning("fleet watch: \(error); trying again")
+                logger.warning("fleet watch: reading results: \(error); trying again")
+                failed = true
+            }
+            if round % sweepEvery == 0 {
+                do { try sweep() } catch {
+                    logger.warning("fleet watch: sweep: \(error); trying again")
+                    failed = true
+                }
+            }
+            round += 1
+            if failed {
                 bus.redis.disconnect()
                 _ = stop.sleep(backoff.next())
+            } else {
+                backoff.reset()
+                _ = stop.sleep(interval)
             }
         }
     }
 
     // MARK: Results
 
-    /// Reads what arrived on every result stream since the last round.
+    /// Entries read per stream per round.
+    static let perStream = 100
+
+    /// Reads what arrived on every result stream since the last round. Each chunk's positions
+    /// are saved once it is handled, so a failure later in the round repeats nothing before it.
     public func readResults() throws(RedisError) {
         var cursors = try bus.redis.command(["HGETALL", Self.cursorKey]).fieldMap ?? [:]
         let origin = try startedAt(&cursors)
         let enrolled = try Enrollment(redis: bus.redis).enrolled()
-        var moved: [String: String] = [:]
         let shared = bus.resultsStream
-        let sharedEntries = try read([shared], cursors: cursors, origin: origin, moved: &moved)
-        for (_, entry) in sharedEntries[shared] ?? [] { try sharedResult(entry, enrolled: enrolled) }
+        try readChunk([shared], cursors: cursors, origin: origin) { _, fields throws(RedisError) in
+            try sharedResult(fields, enrolled: enrolled)
+        }
         let owned = enrolled.sorted()
         for start in stride(from: 0, to: owned.count, by: Self.chunk) {
-            let ids = owned[start..<min(start + Self.chunk, owned.count)]
-            let entries = try read(ids.map { FactoryKeys($0).results }, cursors: cursors, origin: origin, moved: &moved)
-            for id in ids {
-                for (_, entry) in entries[FactoryKeys(id).results] ?? [] {
-                    if let result = Self.attributed(entry, to: id, logger: logger) { try observed(result, factory: id) }
-                }
+            let ids = Array(owned[start..<min(start + Self.chunk, owned.count)])
+            let byKey = Dictionary(uniqueKeysWithValues: ids.map { (FactoryKeys($0).results, $0) })
+            try readChunk(ids.map { FactoryKeys($0).results }, cursors: cursors, origin: origin) { key, fields throws(RedisError) in
+                guard let id = byKey[key], let result = Self.attributed(fields, to: id, logger: logger) else { return }
+                try observed(result, factory: id)
             }
         }
-        if !moved.isEmpty { try bus.redis.command(["HSET", Self.cursorKey] + moved.flatMap { [$0.key, $0.value] }) }
     }
 
     /// When watching first began (ms), recorded once: the start of every stream without a position.
@@ -88,25 +104,56 @@ public struct FleetWatch {
         return started
     }
 
-    /// XREAD of `keys` from their positions; the newest id read per stream goes into `moved`.
-    private func read(_ keys: [String], cursors: [String: String], origin: String,
-                      moved: inout [String: String]) throws(RedisError) -> [String: [(String, [String: String])]] {
+    /// Reads `keys` past their positions through `readScript` (a stream that is not a stream is
+    /// skipped, logged; fields over 64 KiB never leave Redis), hands each entry to `handle`, then
+    /// saves the new positions.
+    private func readChunk(_ keys: [String], cursors: [String: String], origin: String,
+                           _ handle: (String, [String: String]) throws(RedisError) -> Void) throws(RedisError) {
         let positions = keys.map { cursors[$0] ?? origin + "-0" }
-        let reply = try bus.redis.command(["XREAD", "COUNT", "1000", "STREAMS"] + keys + positions)
-        var found: [String: [(String, [String: String])]] = [:]
-        for stream in reply.array ?? [] {
-            guard let pair = stream.array, pair.count == 2, let key = pair[0].text else { continue }
-            var entries: [(String, [String: String])] = []
-            for item in pair[1].array ?? [] {
-                guard let parts = item.array, parts.count == 2, let id = parts[0].text else { continue }
-                let entry = StreamEntry(id: id, raw: parts[1].array ?? [])
-                if let fields = entry.fields { entries.append((id, fields)) }
-                moved[key] = id
+        let reply = try bus.redis.command(["EVAL", Self.readScript, String(keys.count)] + keys + positions
+                                          + [String(Self.perStream), String(StreamEntry.maxFieldBytes)])
+        var moved: [String] = []
+        for (index, key) in keys.enumerated() {
+            guard let replies = reply.array, index < replies.count else { continue }
+            let streamReply = replies[index]
+            guard let items = streamReply.array else {
+                if streamReply.isNull, brokenKeys.keys.withLock({ $0.insert(key).inserted }) {
+                    logger.warning("fleet watch: \(key) is not a stream; skipped (its factory's results are not read until it is one)")
+                }
+                continue
             }
-            found[key] = entries
+            for item in items {
+                guard let parts = item.array, parts.count == 2, let id = parts[0].text else { continue }
+                if let fields = StreamEntry(id: id, raw: parts[1].array ?? []).fields { try handle(key, fields) }
+                moved += [key, id]
+            }
         }
-        return found
+        if !moved.isEmpty { try bus.redis.command(["HSET", Self.cursorKey] + moved) }
     }
+
+    /// `XRANGE` of each key after its position, COUNT `ARGV[#KEYS+1]`, without fields longer than
+    /// `ARGV[#KEYS+2]`; false (a nil reply) for a key that is not a stream.
+    static let readScript = """
+    local count, limit = ARGV[#KEYS + 1], tonumber(ARGV[#KEYS + 2])
+    local out = {}
+    for i, key in ipairs(KEYS) do
+      local entries = redis.pcall('XRANGE', key, '(' .. ARGV[i], '+', 'COUNT', count)
+      if type(entries) == 'table' and entries.err == nil then
+        local kept = {}
+        for _, entry in ipairs(entries) do
+          local fields, small = entry[2], {}
+          for j = 1, #fields - 1, 2 do
+            if string.len(fields[j + 1]) <= limit then small[#small + 1] = fields[j]; small[#small + 1] = fields[j + 1] end
+          end
+          kept[#kept + 1] = {entry[1], small}
+        end
+        out[#out + 1] = kept
+      else
+        out[#out + 1] = false
+      end
+    end
+    return out
+    """
 
     /// An announcement on the shared stream: believed only from the job record's field of the
     /// factory it names, and never for an enrolled factory (which reports under its own keys).
@@ -132,14 +179,20 @@ public struct FleetWatch {
         return result
     }
 
+    /// A result attributed to `factory`: counted, recorded and announced only the first time HQ
+    /// sees it for a job HQ published (`countScript`), so replayed entries and made-up job ids
+    /// move nothing. A success is recorded at HQ's own time, never the factory's claim.
     private func observed(_ result: MissionResult, factory: String) throws(RedisError) {
+        let first = try bus.redis.command(["EVAL", Self.countScript, "2", MissionBus.jobMetaKey(result.jobID), Self.seenKey(result.jobID),
+                                           factory, String(MissionBus.jobRetention)])
+        guard first.integer == 1 else { return }
         metrics?.recordResult(result)
-        let finished = result.result["finished_at"]?.number ?? Date().timeIntervalSince1970
         if result.succeeded {
-            try bus.redis.command(["EVAL", Self.newerScript, "1", Self.lastSuccessKey, factory, String(finished)])
+            try bus.redis.command(["HSET", Self.lastSuccessKey, factory, String(Date().timeIntervalSince1970)])
         } else if let outbox {
             let reason = [result.result["failure"]?.string, result.error].compactMap { $0 }.joined(separator: ": ")
-            let commit = result.result["attempted_commit"]?.string ?? result.result["to_commit"]?.string
+            let commit = [result.result["attempted_commit"]?.string, result.result["to_commit"]?.string]
+                .compactMap { $0 }.first(where: ObjectIDText.isFull)
             try outbox.raise(WebhookEvent(
                 event: .missionFailed, key: "failed:\(result.jobID):\(factory)", factory: factory, job: result.jobID, commit: commit,
                 reason: reason.isEmpty ? nil : String(reason.prefix(500)),
@@ -147,10 +200,14 @@ public struct FleetWatch {
         }
     }
 
-    /// HSET only when the value is newer than what is there.
-    static let newerScript = """
-    local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
-    if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+    /// The factories HQ has seen a result of `jobID` from (expires with the job).
+    static func seenKey(_ jobID: String) -> String { MissionBus.keyPrefix + "hq:seen:" + jobID }
+
+    /// 1 when the job is HQ's (its record exists) and this is the first result of `ARGV[1]` for it.
+    static let countScript = """
+    if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+    if redis.call('HSETNX', KEYS[2], ARGV[1], '1') == 0 then return 0 end
+    redis.call('EXPIRE', KEYS[2], ARGV[2])
     return 1
     """
 
@@ -167,8 +224,8 @@ public struct FleetWatch {
         guard let outbox else { return }
         for entry in try FleetRegistry(redis: bus.redis).entries(capabilities: false)
         where entry.isStale(now: now, after: FleetRegistry.staleAfter) {
-            let seen = Int(entry.lastSeenAt)
-            let minutes = Int(now.timeIntervalSince1970 - entry.lastSeenAt) / 60
+            let seen = wholeNumber(entry.lastSeenAt)
+            let minutes = wholeNumber(now.timeIntervalSince1970 - entry.lastSeenAt) / 60
             try outbox.raise(WebhookEvent(
                 event: .factoryStale, key: "stale:\(entry.factoryID):\(seen)", factory: entry.factoryID, job: entry.lastJobID,
                 commit: entry.commit, reason: "not heard from since \(seen) (\(minutes) min)",
@@ -184,4 +241,9 @@ public struct FleetWatch {
                 text: "factoryctl: rollout \(line.id) of \(line.branch)@\(String(line.commit.prefix(12))) \(verb) at wave \(line.wave)/\(line.waves)\(reason.map { ": " + $0 } ?? "")"))
         }
     }
+}
+
+/// Keys a watcher has already warned about (shared by its copies).
+final class WarnedKeys: Sendable {
+    let keys = Mutex<Set<String>>([])
 }

@@ -1,5 +1,6 @@
 import FactoryBasics
 import FoundationEssentials
+import Glibc
 import HTTPKit
 import Logging
 import RedisKit
@@ -140,7 +141,10 @@ public struct WebhookDelivery {
         self.url = url
         self.logger = logger
         self.metrics = metrics
-        consumer = "serve"
+        // One consumer per host: a restarted serve takes back what it had not acknowledged, and
+        // two HQ hosts never read each other's pending events.
+        var name = [CChar](repeating: 0, count: 256)
+        consumer = "serve@" + (gethostname(&name, name.count) == 0 ? String(cString: name) : "localhost")
     }
 
     public func run(stop: StopSignal) {

@@ -73,7 +73,7 @@ public struct UpdatePipeline {
             }
             if !keepJournal { ApplyJournal.remove(gitDirectory: held.gitDirectory) }
             if let textfile = request.metricsTextfile, !request.dryRun, !unfinished {
-                textfile.write(gitDirectory: held.gitDirectory, running: report.to ?? report.from, branch: report.branch, logger: logger)
+                textfile.write(gitDirectory: held.gitDirectory, factoryDirectory: request.factoryDirectory, logger: logger)
             }
         }
         withExtendedLifetime(held?.lock) {}
