@@ -186,9 +186,9 @@ _factoryctl() {
 
 _factoryctl_update() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --allow-rewind --no-sync --force-sync --restart -n --dry-run --exit-code --wait-lock --retry-quarantined --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --allow-rewind --no-sync --force-sync --ignore-app-lock --restart -n --dry-run --exit-code --wait-lock --retry-quarantined --json --version -h --help)
     repeating_options=(--service)
-    non_repeating_options=(--log-level --factory-dir -b --branch --commit --settle --soak --fetch-timeout --splay)
+    non_repeating_options=(--log-level --factory-dir -b --branch --commit --settle --soak --app-lock-timeout --fetch-timeout --splay)
     __factoryctl_offer_flags_options 0
 
     # Offer option value completions
@@ -217,6 +217,9 @@ _factoryctl_update() {
     '--soak')
         return
         ;;
+    '--app-lock-timeout')
+        return
+        ;;
     '--fetch-timeout')
         return
         ;;
@@ -228,7 +231,7 @@ _factoryctl_update() {
 
 _factoryctl_publish() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --rollback-on-halt --allow-rewind --no-pin --force --retry-quarantined --wait -n --dry-run --allow-unregistered --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --rollback-on-halt --allow-rewind --no-pin --force --retry-quarantined --ignore-window --wait -n --dry-run --allow-unregistered --json --version -h --help)
     repeating_options=(--canary-target --target)
     non_repeating_options=(--log-level --redis-url --stream --canary --batch --max-in-flight --max-failure-rate --pause --max-failures --wave-timeout -b --branch --commit --repo --splay --mission-timeout --max-length --timeout)
     __factoryctl_offer_flags_options 2
@@ -558,9 +561,9 @@ _factoryctl_keys_generate() {
 
 _factoryctl_rollback() {
     repeating_flags=()
-    non_repeating_flags=(--quiet -q --verbose -v --no-restart --no-sync --force-sync -n --dry-run --retry-quarantined --json --version -h --help)
+    non_repeating_flags=(--quiet -q --verbose -v --no-restart --no-sync --force-sync --ignore-app-lock -n --dry-run --retry-quarantined --json --version -h --help)
     repeating_options=(--service)
-    non_repeating_options=(--log-level --factory-dir --to -b --branch --settle --soak)
+    non_repeating_options=(--log-level --factory-dir --to -b --branch --settle --soak --app-lock-timeout)
     __factoryctl_offer_flags_options 0
 
     # Offer option value completions
@@ -587,6 +590,9 @@ _factoryctl_rollback() {
         return
         ;;
     '--soak')
+        return
+        ;;
+    '--app-lock-timeout')
         return
         ;;
     esac

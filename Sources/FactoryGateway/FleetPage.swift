@@ -209,6 +209,7 @@ struct FleetPage {
         if attention != nil { status += " · needs attention" }
         if let left = r.metadata["soak_seconds_left"]?.number, r.registrationStatus == "updating" { status += " · provisional, \(wholeNumber(left)) s left" }
         if let left = r.metadata["splay_seconds_left"]?.number, r.registrationStatus == "updating" { status += " · waiting \(wholeNumber(left)) s (splay)" }
+        if let deferred = r.metadata["deferred"]?.string, r.metadata["deferred_job_id"] != nil { status += " · \(deferred.prefix(160))" }
         let quarantined = marks.quarantined
         let result = r.lastJobStatus ?? "—"
         let resultClass = result == "SUCCESS" ? "ok" : (result == "FAILED" ? "bad" : "")

@@ -181,13 +181,14 @@ public struct Gateway: Sendable {
         if allowRewind == true, commit == nil { return invalid("allow_rewind", "needs commit (the commit to roll back to)") }
         guard let retryQuarantined = field(body, "retry_quarantined", \.bool) else { return invalid("retry_quarantined", "must be a boolean") }
         guard let splay = field(body, "splay_seconds", splaySeconds) else { return invalid("splay_seconds", splayRule) }
+        guard let ignoreWindow = field(body, "ignore_window", \.bool) else { return invalid("ignore_window", "must be a boolean") }
         if let refusal = await pin(&commit, branch: branch) { return refusal }
         let timeout = configuration.missionTimeoutSeconds
         let publisher: @Sendable (MissionBus) throws -> Publisher.Outcome = { [branch, commit] bus in
             try Publisher(bus: bus, logger: self.logger, signer: self.configuration.signer).publish(
                 kind: .update, target: target, branch: branch, timeoutSeconds: timeout, force: force ?? false,
                 commit: commit, allowRewind: allowRewind ?? false, retryQuarantined: retryQuarantined ?? false,
-                splaySeconds: splay ?? 0)
+                splaySeconds: splay ?? 0, ignoreWindow: ignoreWindow ?? false)
         }
         do {
             let outcome = try await redis.run(publisher)
@@ -308,6 +309,8 @@ public struct Gateway: Sendable {
         start.commit = commit
         guard let splay = field(body, "splay_seconds", splaySeconds) else { return .failure(invalid("splay_seconds", splayRule)) }
         start.splaySeconds = splay ?? 0
+        guard let ignoreWindow = field(body, "ignore_window", \.bool) else { return .failure(invalid("ignore_window", "must be a boolean")) }
+        start.ignoreWindow = ignoreWindow ?? false
         start.missionTimeout = configuration.missionTimeoutSeconds
         start.force = false
         start.requireRegistered = false

@@ -28,6 +28,13 @@ struct ConsumeCommand: FactoryctlCommand {
         (moved to exactly) and may allow a rewind (older code); without that, older code is \
         refused.
 
+        With UA_FACTORY_UPDATE_WINDOW (e.g. "Mon-Fri 02:00-04:00,Sat 10:00-12:00", local time, \
+        TZ), update and rollback missions run only inside the window: outside it a mission is \
+        deferred (not acked; the registration says "deferred until …") and runs when the \
+        window opens, within its expiry; a mission published with --ignore-window runs at once. \
+        With UA_FACTORY_UPDATE_LOCK, a mission is deferred while the app holds that file's \
+        flock, and tried again every second.
+
         Install the user unit from deploy/factoryctl-consume.service (see README).
 
         Examples:
@@ -105,6 +112,7 @@ struct ConsumeCommand: FactoryctlCommand {
             context.stderr.write("factoryctl: warning: UA_OPS_TOKEN is set on an enrolled factory: it is not used (it can publish to every factory); remove it from this factory's environment\n")
         }
         configuration.verifier = try configured { try environment.missionVerifier() }
+        configuration.updateWindow = try configured { try environment.updateWindow() }
         return configuration
     }
 }

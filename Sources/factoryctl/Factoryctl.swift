@@ -63,7 +63,7 @@ enum ExitStatus: Int32, CaseIterable {
         case .success: "success (updated, or already up to date)"
         case .failedUnchanged: "failed; nothing was changed"
         case .rolledBack: "failed; the update was rolled back"
-        case .lockHeld: "another update holds the checkout lock"
+        case .lockHeld: "another update holds the checkout lock, or the app held its update lock past `--app-lock-timeout`"
         case .refusedByPreflight: "refused by preflight (local changes, or a rebase/merge in progress)"
         case .remoteUnreachable: "the remote could not be fetched"
         case .rollbackFailed:
@@ -114,7 +114,7 @@ enum ExitStatus: Int32, CaseIterable {
         }
         if report.rolledBack { self = .rolledBack; return }
         switch report.failure {
-        case .lockHeld: self = .lockHeld
+        case .lockHeld, .appLockHeld: self = .lockHeld
         case .preflight: self = .refusedByPreflight
         case .remoteUnreachable, .tlsFailed: self = .remoteUnreachable
         case .rollbackFailed: self = .rollbackFailed

@@ -53,6 +53,30 @@ struct PipelineOptions: ParsableArguments {
     }
 }
 
+/// The app's update lock (`UA_FACTORY_UPDATE_LOCK`), for `update` and `rollback`: how long to
+/// wait for the app to let go of it, or to go ahead without it.
+struct AppLockOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("With UA_FACTORY_UPDATE_LOCK: wait this long for the app to let go of its update lock, then fail with nothing changed (env UA_FACTORY_UPDATE_LOCK_TIMEOUT; default 600; 0: do not wait).", valueName: "seconds"))
+    var appLockTimeout: Double?
+
+    @Flag(name: .long, help: "Update even while the app holds its update lock (UA_FACTORY_UPDATE_LOCK); recorded in the history and the result.")
+    var ignoreAppLock = false
+
+    func validate() throws {
+        if let appLockTimeout, !FactoryEnvironment.isValidAppLockTimeout(appLockTimeout) {
+            throw ValidationError("--app-lock-timeout must be between 0 and \(Int(AppLock.maximumTimeout)) seconds")
+        }
+    }
+
+    /// `flags` with these two set.
+    func apply(to flags: UpdateSettings.Flags) -> UpdateSettings.Flags {
+        var flags = flags
+        flags.appLockTimeout = appLockTimeout
+        flags.ignoreAppLock = ignoreAppLock
+        return flags
+    }
+}
+
 /// Where an update goes, for `update` (this factory) and `publish` (the fleet's mission): the
 /// branch, an exact commit, and whether older code is allowed.
 struct RevisionOptions: ParsableArguments {

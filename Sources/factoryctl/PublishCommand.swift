@@ -24,7 +24,12 @@ struct PublishCommand: FactoryctlCommand {
         by hand, --no-pin leaves each factory to take the tip when it fetches. An id, or a glob, that matches no registered factory is refused (exit 8, \
         nothing written, the closest registered ids named) unless --allow-unregistered. With \
         --wait, progress goes to stderr as it happens: received, each result, each factory back \
-        on its new commit, and targeted factories that are stale or offline.
+        on its new commit, targeted factories that are stale or offline, and those that defer \
+        the mission (outside their maintenance window, UA_FACTORY_UPDATE_WINDOW, or while their \
+        app holds its update lock): deferred is neither a success nor a failure. \
+        --ignore-window makes every factory run it at once. Rollouts wait for windows: a \
+        deferred member does not use up --wave-timeout, which counts from the last time it \
+        said it defers.
 
         Examples:
           factoryctl publish update                            # every factory, branch main
@@ -76,7 +81,10 @@ struct PublishCommand: FactoryctlCommand {
     @Option(name: .long, help: ArgumentHelp("Update missions and rollouts: each factory waits a random delay in [0, SECONDS) before it fetches, so the fleet does not hit the git host at once (at most 3600, and less than --mission-timeout).", valueName: "seconds"))
     var splay: Int = 0
 
-    @Option(name: .long, help: ArgumentHelp("The mission's timeout_seconds (the consumer's deadline).", valueName: "seconds"))
+    @Flag(name: .long, help: "Update and rollback missions, and rollouts: factories run it at once, even outside their maintenance window (UA_FACTORY_UPDATE_WINDOW).")
+    var ignoreWindow = false
+
+    @Option(name: .long, help: ArgumentHelp("The mission's timeout_seconds (the consumer's deadline; a factory outside its maintenance window defers the mission only within it).", valueName: "seconds"))
     var missionTimeout: Int = 300
 
     @Option(name: .long, help: ArgumentHelp("Approximate MAXLEN for the stream (env UA_DELEGATION_STREAM_MAXLEN).", valueName: "n"))
@@ -126,6 +134,7 @@ struct PublishCommand: FactoryctlCommand {
         guard (0...Mission.maximumSplaySeconds).contains(splay) else { throw ValidationError("--splay must be 0...\(Mission.maximumSplaySeconds) seconds") }
         if splay > 0, action != .update { throw ValidationError("--splay is for update missions and rollouts") }
         if splay > 0, splay >= missionTimeout { throw ValidationError("--splay must be shorter than --mission-timeout (\(missionTimeout) s): the wait counts against the mission's deadline") }
+        if ignoreWindow, action != .update, action != .rollback { throw ValidationError("--ignore-window is for update and rollback missions and rollouts") }
         if retryQuarantined, action != .update || rollout.isRollout {
             throw ValidationError("--retry-quarantined is for update missions (a rollout halts on a quarantined commit instead)")
         }
@@ -161,7 +170,7 @@ struct PublishCommand: FactoryctlCommand {
                 try session.publisher.publish(kind: kind, target: target, branch: revision.branch,
                                               timeoutSeconds: Int64(missionTimeout), force: force, requireRegistered: !allowUnregistered,
                                               commit: commit, allowRewind: revision.allowRewind, retryQuarantined: retryQuarantined,
-                                              splaySeconds: kind == .update ? splay : 0)
+                                              splaySeconds: kind == .update ? splay : 0, ignoreWindow: ignoreWindow)
             }
         }
     }
@@ -324,6 +333,8 @@ final class WaitProgress: Sendable {
             line = "\(id): back, registered on \(commit.map { String($0.prefix(7)) } ?? "?")"
         case .unreachable(let id, let reason):
             line = "\(id): \(reason)"
+        case .deferred(let id, let text, _):
+            line = "\(id): \(text)"
         }
         let pending = total - done.withLock { $0.count }
         stream.write("  \(line) (\(pending) pending)\n")
@@ -340,7 +351,13 @@ struct PublishSummaryText {
             let to = r["to_commit"]?.string?.prefix(7) ?? "?"
             lines.append("\(result.factoryID ?? "?"): \(result.status) at \(to)\(result.error.map { " — \($0)" } ?? "")")
         }
-        for id in summary.pending { lines.append("\(id): no result\(summary.unreachable[id].map { " (\($0))" } ?? "")") }
+        for id in summary.pending {
+            if let deferred = summary.deferred[id] {
+                lines.append("\(id): \(deferred)")
+            } else {
+                lines.append("\(id): no result\(summary.unreachable[id].map { " (\($0))" } ?? "")")
+            }
+        }
         if summary.targeted.isEmpty { lines.append("No live registered factory matches the target.") }
         lines.append(summary.allSucceeded && !summary.timedOut ? "All \(summary.targeted.count) targeted factories succeeded" : "Not every targeted factory succeeded")
         return lines

@@ -37,6 +37,7 @@ struct RollbackCommand: FactoryctlCommand {
     var noRestart = false
 
     @OptionGroup var pipeline: PipelineOptions
+    @OptionGroup var appLock: AppLockOptions
 
     @Flag(name: [.customShort("n"), .long], help: "Say where it would go; change nothing.")
     var dryRun = false
@@ -59,7 +60,7 @@ struct RollbackCommand: FactoryctlCommand {
         let target = try rollbackTarget(factoryDirectory)
         let logger = global.logger("factoryctl.rollback", context)
         logger.notice("rolling back to \(target.commit.short) on \(target.branch)\(target.undoing.map { ", undoing \($0)" } ?? "")")
-        let settings = try pipeline.settings(pipeline.flags(restart: !noRestart), context)
+        let settings = try pipeline.settings(appLock.apply(to: pipeline.flags(restart: !noRestart)), context)
         var request = UpdateRequest(factoryDirectory: factoryDirectory, branch: target.branch, commit: target.commit,
                                     allowRewind: true, settings: settings)
         request.dryRun = dryRun

@@ -78,6 +78,7 @@ extension PublishCommand {
         rollout.apply(to: &start)
         start.missionTimeout = Int64(missionTimeout)
         start.splaySeconds = splay
+        start.ignoreWindow = ignoreWindow
         start.force = force
         start.requireRegistered = !allowUnregistered
         let runner = session.rollout(runnerName: Self.runnerName)

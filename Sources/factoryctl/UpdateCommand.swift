@@ -39,6 +39,11 @@ struct UpdateCommand: FactoryctlCommand {
         and UA_FACTORY_HEALTH_URL, the URL must answer 2xx within UA_FACTORY_HEALTH_TIMEOUT \
         seconds (default 30) after the restart, or the update rolls back.
 
+        With UA_FACTORY_UPDATE_LOCK=PATH, the update takes that file's flock before it changes \
+        anything and holds it until it is done; while the app holds it, the update waits up to \
+        --app-lock-timeout seconds (default 600), then fails (exit 3, failure app_lock_held) \
+        with nothing changed. --ignore-app-lock goes ahead anyway and says so in the history.
+
         A network fetch runs in a child process: when the remote sends nothing for \
         --fetch-timeout seconds, or on Ctrl-C/SIGTERM, the child is ended, the lock is \
         released and the update exits 5 (or 1 when cancelled) with nothing changed. An update \
@@ -52,6 +57,7 @@ struct UpdateCommand: FactoryctlCommand {
     @OptionGroup var directory: FactoryDirectoryOption
     @OptionGroup var revision: RevisionOptions
     @OptionGroup var pipeline: PipelineOptions
+    @OptionGroup var appLock: AppLockOptions
 
     @Flag(name: .long, help: "Restart the services afterwards and check they are active.")
     var restart = false
@@ -88,7 +94,7 @@ struct UpdateCommand: FactoryctlCommand {
     }
 
     func run(_ context: CommandContext) throws {
-        let settings = try pipeline.settings(pipeline.flags(restart: restart, waitForLock: waitLock, fetchTimeout: fetchTimeout), context)
+        let settings = try pipeline.settings(appLock.apply(to: pipeline.flags(restart: restart, waitForLock: waitLock, fetchTimeout: fetchTimeout)), context)
         var request = UpdateRequest(factoryDirectory: directory.resolve(context, searchUpward: true), branch: revision.branch,
                                     commit: revision.commitID, allowRewind: revision.allowRewind, settings: settings)
         request.dryRun = dryRun

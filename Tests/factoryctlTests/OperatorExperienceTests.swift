@@ -8,13 +8,13 @@ enum JSONDoc {
     static let text: String = (try? String(contentsOfFile: Package.root + "/docs/json.md", encoding: .utf8)) ?? ""
 
     /// Keys in `value` (recursively) that docs/json.md does not name. Children of objects keyed
-    /// by factory id (`unreachable`) are data, not fields.
+    /// by factory id (`unreachable`, `deferred`) are data, not fields.
     static func undocumented(_ value: Any, path: String = "") -> [String] {
         var missing: [String] = []
         if let object = value as? [String: Any] {
             for (key, child) in object {
                 if !text.contains("`\(key)`") { missing.append(path + key) }
-                if key != "unreachable" { missing += undocumented(child, path: path + key + ".") }
+                if key != "unreachable" && key != "deferred" { missing += undocumented(child, path: path + key + ".") }
             }
         } else if let array = value as? [Any] {
             for child in array { missing += undocumented(child, path: path) }

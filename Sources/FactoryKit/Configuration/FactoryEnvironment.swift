@@ -181,6 +181,39 @@ public struct FactoryEnvironment: Sendable {
         return FactoryTextfile(path: path)
     }
 
+    /// `UA_FACTORY_UPDATE_WINDOW`: when update missions may run, in local time (`TZ`); nil when
+    /// unset (any time). See `UpdateWindow` for the syntax.
+    public func updateWindow() throws(FactoryError) -> UpdateWindow? {
+        guard let raw = self["UA_FACTORY_UPDATE_WINDOW"] else { return nil }
+        do {
+            return try UpdateWindow(raw)
+        } catch {
+            throw .invalidArgument("UA_FACTORY_UPDATE_WINDOW='\(raw.prefix(80))' is not a window: \(error) (e.g. 02:00-04:00, or Mon-Fri 02:00-04:00,Sat 10:00-12:00)")
+        }
+    }
+
+    /// `UA_FACTORY_UPDATE_LOCK`: the app's update lock file (an absolute path); nil when unset.
+    public func appLockPath() throws(FactoryError) -> String? {
+        guard let path = self["UA_FACTORY_UPDATE_LOCK"] else { return nil }
+        guard path.hasPrefix("/"), !path.hasSuffix("/"), path.utf8.count < 4096, !path.utf8.contains(0) else {
+            throw .invalidArgument("UA_FACTORY_UPDATE_LOCK must be the absolute path of a file, not '\(path.prefix(80))'")
+        }
+        return path
+    }
+
+    /// How long `update` waits for the app to let go of its lock: `flag` (`--app-lock-timeout`),
+    /// else `UA_FACTORY_UPDATE_LOCK_TIMEOUT`, else 600 seconds.
+    public func appLockTimeout(flag: Double? = nil) throws(FactoryError) -> Double {
+        if let flag { return flag }
+        guard let raw = self["UA_FACTORY_UPDATE_LOCK_TIMEOUT"] else { return AppLock.defaultTimeout }
+        guard let value = Double(raw), Self.isValidAppLockTimeout(value) else {
+            throw .invalidArgument("UA_FACTORY_UPDATE_LOCK_TIMEOUT must be seconds from 0 to \(Int(AppLock.maximumTimeout)), not '\(raw.prefix(40))'")
+        }
+        return value
+    }
+
+    public static func isValidAppLockTimeout(_ seconds: Double) -> Bool { seconds >= 0 && seconds <= AppLock.maximumTimeout }
+
     /// `UA_FACTORY_SHARED`: more paths (comma-separated, relative to the factory) linked from
     /// shared/ into every release in the releases layout; a name ending in "/" is a directory.
     public func sharedPaths() throws(FactoryError) -> [String] {

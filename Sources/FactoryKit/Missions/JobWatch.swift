@@ -19,6 +19,9 @@ struct JobWatch {
     /// The splay delay each factory said it waits (shown once).
     private(set) var splaying: [String: Int] = [:]
     private(set) var unreachable: [String: String] = [:]
+    /// Factories that said they defer this job (outside their window, their app's lock held):
+    /// what they said, and when they last said it.
+    private(set) var deferred: [String: (text: String, until: Double?, seenAt: Date)] = [:]
 
     init(outcome: Publisher.Outcome) {
         self.outcome = outcome
@@ -39,8 +42,17 @@ struct JobWatch {
         let pending = pending
         return Publisher.WaitSummary(jobID: outcome.jobID, targeted: outcome.targeted, results: order.compactMap { results[$0] },
                                      pending: pending, timedOut: !pending.isEmpty && timedOut,
-                                     unreachable: unreachable.filter { pending.contains($0.key) })
+                                     unreachable: unreachable.filter { pending.contains($0.key) },
+                                     deferred: deferred.filter { pending.contains($0.key) }.mapValues(\.text))
     }
+
+    /// The last time a factory still owed a result said it defers the job (nil: none has).
+    var lastDeferral: Date? {
+        deferred.filter { awaiting.contains($0.key) }.map(\.value.seenAt).max()
+    }
+
+    /// When `id` last said it defers the job.
+    func deferredSeen(_ id: String) -> Date? { deferred[id]?.seenAt }
 
     /// New results: the first one per targeted factory counts.
     mutating func take(_ incoming: [MissionResult], _ onEvent: (Publisher.WaitEvent) -> Void) {
@@ -50,6 +62,7 @@ struct JobWatch {
             order.append(id)
             awaiting.remove(id)
             unreachable[id] = nil
+            deferred[id] = nil
             if result.succeeded, result.result["restart_requested"]?.bool == true {
                 restarting[id] = (result.result["to_commit"]?.string, result.result["finished_at"]?.number ?? 0)
             }
@@ -89,6 +102,7 @@ struct JobWatch {
                 splaying[id] = left
                 onEvent(.splaying(id, secondsLeft: left))
             }
+            noteDeferral(id, registration, now: now, onEvent)
             let reason: String? = registration.isStale(now: now, after: FleetRegistry.staleAfter)
                 ? "stale: not heard from for \(wholeNumber(now.timeIntervalSince1970 - registration.lastSeenAt)) s"
                 : registration.registrationStatus == "offline" ? "offline: its consumer has stopped" : nil
@@ -99,6 +113,24 @@ struct JobWatch {
                 unreachable[id] = nil
             }
         }
+    }
+}
+
+extension JobWatch {
+    /// A factory's registration says it defers this job: an event when it first says so or the
+    /// time changes; gone once it no longer says it.
+    mutating func noteDeferral(_ id: String, _ registration: Registration, now: Date, _ onEvent: (Publisher.WaitEvent) -> Void) {
+        guard awaiting.contains(id) else { return }
+        // A stale registration's word is old: its factory may be gone.
+        guard registration.metadata["deferred_job_id"]?.string == outcome.jobID,
+              !registration.isStale(now: now, after: FleetRegistry.staleAfter), let text = registration.metadata["deferred"]?.string else {
+            deferred[id] = nil
+            return
+        }
+        let until = registration.metadata["deferred_until"]?.number
+        let known = deferred[id]
+        deferred[id] = (text, until, now)
+        if known == nil || known?.until != until { onEvent(.deferred(id, text: text, until: until)) }
     }
 }
 

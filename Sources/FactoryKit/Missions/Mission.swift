@@ -221,6 +221,9 @@ public struct Mission: Sendable, Equatable {
     /// (`splay_seconds`), so a fleet does not hit the git host in the same second.
     public var splaySeconds = 0
     public static let maximumSplaySeconds = 3600
+    /// Update and rollback missions: run now even outside the factory's maintenance window
+    /// (`ignore_window`; `UA_FACTORY_UPDATE_WINDOW`).
+    public var ignoreWindow = false
 
     public var jobID: String { envelope.jobID }
 
@@ -232,7 +235,7 @@ public struct Mission: Sendable, Equatable {
     /// The envelope the existing HQ sends for an update (`update-<12 hex>`, priority 10, 300 s, no retries).
     public static func make(kind: Kind, target: MissionTarget, branch: String = "main", timeoutSeconds: Int64 = 300,
                             commit: String? = nil, allowRewind: Bool = false, retryQuarantined: Bool = false,
-                            splaySeconds: Int = 0) -> Mission {
+                            splaySeconds: Int = 0, ignoreWindow: Bool = false) -> Mission {
         let prefix = switch kind { case .update: "update"; case .pause: "pause"; case .resume: "resume"; case .rollback: "rollback" }
         let jobID = MissionID.make(prefix: prefix)
         var context: [String: JSONValue] = ["mission_kind": .string(kind.rawValue)]
@@ -247,6 +250,7 @@ public struct Mission: Sendable, Equatable {
             context["commit"] = .string(commit)
             context["branch"] = .string(branch)
         }
+        if ignoreWindow, kind == .update || kind == .rollback { context["ignore_window"] = .bool(true) }
         context.merge(target.contextFields) { $1 }
         let task = switch kind {
         case .update: "Update factory to latest code"
@@ -264,6 +268,7 @@ public struct Mission: Sendable, Equatable {
             mission.allowRewind = allowRewind || kind == .rollback
             mission.retryQuarantined = retryQuarantined && kind == .update
             mission.splaySeconds = kind == .update ? splaySeconds : 0
+            mission.ignoreWindow = ignoreWindow
         }
         return mission
     }
@@ -311,6 +316,10 @@ public struct Mission: Sendable, Equatable {
             if let value = envelope.context["retry_quarantined"], value != .null {
                 guard let retry = value.bool else { throw .malformed("payload.context.retry_quarantined must be true or false") }
                 mission.retryQuarantined = retry
+            }
+            if let value = envelope.context["ignore_window"], value != .null {
+                guard let ignore = value.bool else { throw .malformed("payload.context.ignore_window must be true or false") }
+                mission.ignoreWindow = ignore
             }
         }
         if kind == .update, let value = envelope.context["splay_seconds"], value != .null {

@@ -54,6 +54,15 @@ public struct ConsumerConfiguration: Sendable {
     public var signaturePolicy: CommitSignaturePolicy?
     /// After the restart, this URL must answer 2xx (`UA_FACTORY_HEALTH_URL`).
     public var healthGate: HealthGate?
+    /// Update and rollback missions run only inside this window (`UA_FACTORY_UPDATE_WINDOW`);
+    /// outside it they are deferred until it opens. Nil: any time.
+    public var updateWindow: UpdateWindow?
+    /// The app's update lock (`UA_FACTORY_UPDATE_LOCK`): while the app holds it, update missions
+    /// are deferred and tried again every `appLockRetrySeconds`.
+    public var appLockPath: String?
+    public var appLockRetrySeconds: Double = 1
+    /// Local time for the window (the C library's, for `TZ`).
+    public var clock: any LocalClock = SystemClock()
     public var version: String
     public var environment: [String: String]
 
@@ -119,6 +128,8 @@ public final class MissionConsumer {
     private var announcedWaitFor: String?
     /// Seconds of the splay delay left while an update mission waits it (in the registration).
     private var splayLeft: Int?
+    /// Why the newest update mission waits (outside the window, the app's lock): in the registration.
+    var deferral: Deferral?
     /// A finished update whose result or ack did not reach Redis; delivered after reconnecting.
     private var unreported: (entry: StreamEntry, result: MissionResult, restart: Bool)?
 
@@ -401,6 +412,15 @@ public final class MissionConsumer {
             }
             return nil
         }
+        while let candidate = deferred.last {
+            switch try holdBack(candidate) {
+            case .run: break
+            case .waiting: return nil
+            case .dropped: continue
+            }
+            break
+        }
+        guard !deferred.isEmpty else { return nil }
         let newest = deferred.removeLast()
         let superseded = deferred
         deferred = []
@@ -417,6 +437,54 @@ public final class MissionConsumer {
         return try runUpdate(newest.entry, newest.mission, receivedAt: newest.receivedAt)
     }
 
+    private enum Hold { case run, waiting, dropped }
+
+    /// Outside the maintenance window, or while the app holds its update lock, the newest update
+    /// mission waits: un-acked, with the registration saying so ("deferred until …"). One that
+    /// cannot run before it expires is reported (nothing changed) and acked: `.dropped`.
+    private func holdBack(_ candidate: (entry: StreamEntry, mission: Mission, receivedAt: Date)) throws -> Hold {
+        let check = DeferralCheck(window: configuration.updateWindow, appLockPath: configuration.appLockPath, clock: configuration.clock)
+        let expiresAt = DeferralCheck.expiry(entryID: candidate.entry.id, receivedAt: candidate.receivedAt,
+                                             timeoutSeconds: candidate.mission.envelope.timeoutSeconds)
+        switch check.decide(candidate.mission, expiresAt: expiresAt, now: Date().timeIntervalSince1970) {
+        case .run:
+            if let deferral, deferral.jobID == candidate.mission.jobID { logger.notice("\(deferral.jobID): no longer deferred; running it") }
+            deferral = nil
+            return .run
+        case .wait(let next):
+            if next != deferral {
+                deferral = next
+                logger.notice("\(next.jobID): \(next.text)")
+                try register()
+            }
+            return .waiting
+        case .expire(let failure, let error):
+            deferral = nil
+            deferred.removeLast()
+            try reportNotRun(candidate, failure: failure, error: error)
+            return .dropped
+        }
+    }
+
+    /// A deferred mission that expired unrun: FAILED (outcome `expired`), nothing changed, acked.
+    private func reportNotRun(_ candidate: (entry: StreamEntry, mission: Mission, receivedAt: Date), failure: UpdateFailure,
+                              error: String) throws {
+        let head = (try? repository.head())?.commit?.hex
+        var report = UpdateReport(branch: candidate.mission.branch)
+        report.from = head
+        report.to = head
+        report.failure = failure
+        report.error = error
+        report.finishedAt = Date().timeIntervalSince1970
+        var result = missionResult(report, mission: candidate.mission, receivedAt: candidate.receivedAt)
+        result.result["outcome"] = .string("expired")
+        logger.error("\(candidate.mission.jobID): \(error)")
+        lastJob = (candidate.mission.jobID, result.status)
+        try bus.publishResult(result)
+        try bus.ack(group: group, [candidate.entry.id])
+        try backToIdle()
+    }
+
     private func intervalRemaining() -> Double? {
         // A crash repair is not an update: it does not start the interval.
         guard configuration.minimumInterval > 0,
@@ -430,6 +498,11 @@ public final class MissionConsumer {
         var block = configuration.blockMilliseconds
         if !deferred.isEmpty, !state.paused, let wait = intervalRemaining(), wait > 0 {
             block = min(block, max(1, Int(wait * 1000) + 1))
+        }
+        if !deferred.isEmpty, !state.paused, let deferral {
+            // Until the window opens, or the next try of the app's lock (or the mission's expiry).
+            let due = min(deferral.until ?? Date().timeIntervalSince1970 + configuration.appLockRetrySeconds, deferral.expiresAt)
+            block = min(block, max(50, Int(((due - Date().timeIntervalSince1970) * 1000).rounded(.up))))
         }
         let untilHeartbeat = configuration.heartbeatSeconds - Date().timeIntervalSince(lastHeartbeat)
         return min(block, max(1, Int((untilHeartbeat * 1000).rounded(.up))))
@@ -463,6 +536,8 @@ public final class MissionConsumer {
         pipeline.onSoak = { heartbeat.soaking($0) }
         var report = pipeline.run()
         heartbeat.finish()
+        // The app took its lock between the check and the pipeline: nothing changed; it waits again.
+        if report.failure == .appLockHeld { return try deferAgain(entry, mission, receivedAt: receivedAt) }
         if let splayed { report.stepsMs = (report.stepsMs ?? [:]).merging(["splay": splayed]) { $1 } }
         if report.unfinished {
             // Stopped during the sync or the soak: not reported and not acked. The next start
@@ -487,6 +562,17 @@ public final class MissionConsumer {
             // Exit so systemd restarts the consumer, which registers again on the new commit.
             return .restartRequested(jobID: mission.jobID)
         }
+        try backToIdle()
+        return nil
+    }
+
+    /// A mission the pipeline stopped at the app's lock (nothing changed) goes back to wait,
+    /// its splay spent.
+    private func deferAgain(_ entry: StreamEntry, _ mission: Mission, receivedAt: Date) throws -> ConsumerExit? {
+        var again = mission
+        again.splaySeconds = 0
+        deferred.append((entry, again, receivedAt))
+        logger.notice("\(mission.jobID): the app took its update lock first; deferred, nothing was changed")
         try backToIdle()
         return nil
     }
@@ -642,6 +728,7 @@ public final class MissionConsumer {
         var metadata: [String: JSONValue] = ["factory_dir": .string(configuration.factoryDirectory), "consumer_group": .string(group)]
         if let currentJobID { metadata["current_job_id"] = .string(currentJobID) }
         if let splayLeft { metadata["splay_seconds_left"] = .int(Int64(splayLeft)) }
+        if let deferral { metadata.merge(deferral.metadata) { $1 } }
         // An environment a rollback could not restore: HQ's fleet page says so until a sync succeeds.
         if let owed = EnvironmentDebt.read(gitDirectory: repository.gitDirectory) { metadata["needs_attention"] = .string(owed.summary) }
         // Commits that failed here (the newest few): HQ's fleet page shows them with the factory.

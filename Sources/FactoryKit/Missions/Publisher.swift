@@ -150,13 +150,13 @@ public struct Publisher {
 
     public func publish(kind: Mission.Kind, target: MissionTarget, branch: String, timeoutSeconds: Int64 = 300,
                         force: Bool, requireRegistered: Bool = false, commit: String? = nil, allowRewind: Bool = false,
-                        retryQuarantined: Bool = false, splaySeconds: Int = 0,
+                        retryQuarantined: Bool = false, splaySeconds: Int = 0, ignoreWindow: Bool = false,
                         fence: WriteFence? = nil) throws -> Outcome {
         let now = Date()
         let matches = try plan(kind: kind, target: target, force: force, requireRegistered: requireRegistered, now: now)
         let mission = Mission.make(kind: kind, target: target, branch: branch, timeoutSeconds: timeoutSeconds,
                                    commit: commit, allowRewind: allowRewind, retryQuarantined: retryQuarantined,
-                                   splaySeconds: splaySeconds)
+                                   splaySeconds: splaySeconds, ignoreWindow: ignoreWindow)
         let recipients = Self.recipients(of: target, registered: matches.map(\.factoryID))
         // Enrolled factories read only their own inbox: each gets its copy there.
         let inboxes = try Enrollment(redis: bus.redis).enrolled(among: recipients)
@@ -244,6 +244,9 @@ public struct Publisher {
         case reregistered(String, commit: String?)
         /// Registered but not heard from (stale) or shut down (offline) while still owed a result.
         case unreachable(String, reason: String)
+        /// The factory took the mission but defers it (outside its maintenance window, or its
+        /// app holds the update lock): neither a success nor a failure. `until`: when its window opens.
+        case deferred(String, text: String, until: Double?)
     }
 
     public struct WaitSummary: Codable, Sendable {
@@ -254,10 +257,13 @@ public struct Publisher {
         public let timedOut: Bool
         /// Factories still pending at the end that were stale, offline or gone, and why.
         public var unreachable: [String: String] = [:]
+        /// Factories still pending at the end that defer the mission, and what they said
+        /// ("deferred until …").
+        public var deferred: [String: String] = [:]
         public var allSucceeded: Bool { !targeted.isEmpty && pending.isEmpty && results.allSatisfy(\.succeeded) }
 
         enum CodingKeys: String, CodingKey {
-            case targeted, results, pending, unreachable
+            case targeted, results, pending, unreachable, deferred
             case jobID = "job_id", timedOut = "timed_out", allSucceeded = "all_succeeded"
         }
 
@@ -269,6 +275,7 @@ public struct Publisher {
             try c.encode(pending, forKey: .pending)
             try c.encode(timedOut, forKey: .timedOut)
             try c.encode(unreachable, forKey: .unreachable)
+            try c.encode(deferred, forKey: .deferred)
             try c.encode(allSucceeded, forKey: .allSucceeded)
         }
 
@@ -280,11 +287,13 @@ public struct Publisher {
             pending = try c.decode([String].self, forKey: .pending)
             timedOut = try c.decode(Bool.self, forKey: .timedOut)
             unreachable = try c.decodeIfPresent([String: String].self, forKey: .unreachable) ?? [:]
+            deferred = try c.decodeIfPresent([String: String].self, forKey: .deferred) ?? [:]
         }
 
         init(jobID: String, targeted: [String], results: [MissionResult], pending: [String], timedOut: Bool,
-             unreachable: [String: String] = [:]) {
+             unreachable: [String: String] = [:], deferred: [String: String] = [:]) {
             self.unreachable = unreachable
+            self.deferred = deferred
             self.jobID = jobID
             self.targeted = targeted
             self.results = results
@@ -296,17 +305,20 @@ public struct Publisher {
     /// Follows the job until every targeted factory has reported — and, where the update changed
     /// the checkout, re-registered on the new commit — or until `timeout`. `onEvent` hears what
     /// happens as it happens, including targeted factories that go stale or offline meanwhile.
+    /// With `waitOutDeferrals` (a rollout's wave), a factory that defers the mission does not use
+    /// up `timeout`: it counts from the last time a factory still owed a result said it defers.
     ///
     /// Cost per round is O(what changed): results come from the results stream after the last
     /// entry seen (the job record is read once, at the start), and registrations are checked
     /// with one HMGET of just the factories still owed something.
-    public func wait(for outcome: Outcome, timeout: Double, stop: StopSignal,
+    public func wait(for outcome: Outcome, timeout: Double, stop: StopSignal, waitOutDeferrals: Bool = false,
                      onEvent: (WaitEvent) -> Void = { _ in }) throws -> WaitSummary {
-        let deadline = Date().addingTimeInterval(timeout)
+        var deadline = Date().addingTimeInterval(timeout)
         var lastEntry = try bus.lastResultID()
         var follower = try JobFollower(bus: bus, outcome: outcome, onEvent: onEvent)
         while true {
             try follower.look(now: Date(), onEvent: onEvent)
+            if waitOutDeferrals, let seen = follower.watch.lastDeferral { deadline = max(deadline, seen.addingTimeInterval(timeout)) }
             let timedOut = Date() >= deadline || stop.isSet
             if follower.watch.pending.isEmpty || timedOut { return follower.watch.summary(timedOut: timedOut) }
             // Wake on the next result on the shared stream (no polling); re-registrations,

@@ -32,17 +32,21 @@ public struct Rollout {
         public var maxInFlight: Int?
         /// Halt a windowed rollout when more failures than this fall within its seconds.
         public var maxFailureRate: FailureRate?
+        /// Every mission (the rollback's too) runs at once even outside the factories'
+        /// maintenance windows (nil in plans made before it existed: no).
+        public var ignoreWindow: Bool?
 
         enum CodingKeys: String, CodingKey {
             case id, branch, commit, waves
             case pauseSeconds = "pause_seconds", maxFailures = "max_failures", rollbackOnHalt = "rollback_on_halt"
             case waveTimeout = "wave_timeout", missionTimeout = "mission_timeout", createdAt = "created_at"
             case splaySeconds = "splay_seconds", maxInFlight = "max_in_flight", maxFailureRate = "max_failure_rate"
+            case ignoreWindow = "ignore_window"
         }
 
         public init(id: String, branch: String, commit: String, waves: [[String]], pauseSeconds: Double, maxFailures: Int,
                     rollbackOnHalt: Bool, waveTimeout: Double, missionTimeout: Int64, createdAt: Double, splaySeconds: Int? = nil,
-                    maxInFlight: Int? = nil, maxFailureRate: FailureRate? = nil) {
+                    maxInFlight: Int? = nil, maxFailureRate: FailureRate? = nil, ignoreWindow: Bool? = nil) {
             self.id = id
             self.branch = branch
             self.commit = commit
@@ -56,6 +60,7 @@ public struct Rollout {
             self.splaySeconds = splaySeconds
             self.maxInFlight = maxInFlight
             self.maxFailureRate = maxFailureRate
+            self.ignoreWindow = ignoreWindow
         }
 
         public var members: [String] { waves.flatMap { $0 } }
@@ -321,8 +326,10 @@ public struct Rollout {
     private func runAtOnce(_ id: String, plan: Plan, wave: Int, failuresBefore: Int, lease: RolloutLease, stop: StopSignal,
                            onEvent: @escaping (String) -> Void) throws -> WaveEnd {
         let outcome = try sendOrFollow(id, plan: plan, wave: wave, lease: lease, onEvent: onEvent)
-        let result = try publisher.wait(for: outcome, timeout: plan.waveTimeout, stop: stop) { event in
-            if case .result(let r) = event { onEvent("  \(r.factoryID ?? "?"): \(r.status)\(r.error.map { " (\($0))" } ?? "")") }
+        // A member that defers the mission (its window is closed) is neither a success nor a
+        // failure: the wave timeout counts from the last time one said so.
+        let result = try publisher.wait(for: outcome, timeout: plan.waveTimeout, stop: stop, waitOutDeferrals: true) { event in
+            Self.report(event, onEvent)
         }
         if stop.isSet && !result.pending.isEmpty { return .stopped }
         let failed = result.results.filter { !$0.succeeded }.count + result.pending.count
@@ -331,6 +338,15 @@ public struct Rollout {
         guard failuresBefore + failed > plan.maxFailures else { return .passed(failed: failed) }
         let state: State = result.timedOut && result.results.allSatisfy(\.succeeded) ? .timedOut : .halted
         return .halted(state: state, reason: "\(failed) factor\(failed == 1 ? "y" : "ies") failed or did not report")
+    }
+
+    /// A wave's event worth a line: a result, or a member that defers its mission.
+    static func report(_ event: Publisher.WaitEvent, _ onEvent: (String) -> Void) {
+        switch event {
+        case .result(let r): onEvent("  \(r.factoryID ?? "?"): \(r.status)\(r.error.map { " (\($0))" } ?? "")")
+        case .deferred(let id, let text, _): onEvent("  \(id): \(text)")
+        default: break
+        }
     }
 
     /// Resumed: the failures the finished waves already used of the budget.
@@ -363,7 +379,8 @@ public struct Rollout {
         try recordBefore(id, members, lease: lease)
         let outcome = try publisher.publish(kind: .update, target: .ids(members), branch: plan.branch,
                                             timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit,
-                                            splaySeconds: plan.splaySeconds ?? 0, fence: lease.fence)
+                                            splaySeconds: plan.splaySeconds ?? 0, ignoreWindow: plan.ignoreWindow ?? false,
+                                            fence: lease.fence)
         try set(id, [("wave:\(wave):job", outcome.jobID)], fence: lease.fence)
         onEvent("wave \(wave + 1)/\(plan.waves.count): \(members.joined(separator: ", ")) → \(String(plan.commit.prefix(7))) (\(outcome.jobID))")
         // Every member is waited for, live at publish time or not.
@@ -417,10 +434,10 @@ public struct Rollout {
             try lease.confirm(redis)
             let outcome = try publisher.publish(kind: .update, target: .ids(ids.sorted()), branch: plan.branch,
                                                 timeoutSeconds: plan.missionTimeout, force: true, commit: commit, allowRewind: true,
-                                                fence: lease.fence)
+                                                ignoreWindow: plan.ignoreWindow ?? false, fence: lease.fence)
             onEvent("rolling back \(ids.sorted().joined(separator: ", ")) to \(String(commit.prefix(7))) (\(outcome.jobID))")
             try set(id, [("rollback:\(commit)", outcome.jobID)], fence: lease.fence)
-            _ = try publisher.wait(for: outcome.waitingFor(ids.sorted()), timeout: plan.waveTimeout, stop: stop)
+            _ = try publisher.wait(for: outcome.waitingFor(ids.sorted()), timeout: plan.waveTimeout, stop: stop, waitOutDeferrals: true)
         }
     }
 

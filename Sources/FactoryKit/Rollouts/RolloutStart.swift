@@ -25,6 +25,8 @@ public struct RolloutStart: Sendable {
     public var missionTimeout: Int64 = 300
     /// Each wave's missions make the factories wait a random delay in [0, S) before they fetch.
     public var splaySeconds = 0
+    /// Every mission runs at once, even outside the factories' maintenance windows.
+    public var ignoreWindow = false
     /// Start even while an update for these targets is in flight.
     public var force = false
     /// Refuse ids (or a glob) that match no registered factory.
@@ -70,6 +72,7 @@ public struct RolloutStart: Sendable {
                             pauseSeconds: pauseSeconds, maxFailures: maxFailures, rollbackOnHalt: rollbackOnHalt,
                             waveTimeout: waveTimeout, missionTimeout: missionTimeout, createdAt: now.timeIntervalSince1970,
                             splaySeconds: splaySeconds > 0 ? splaySeconds : nil,
-                            maxInFlight: maxInFlight?.of(live.count), maxFailureRate: maxFailureRate)
+                            maxInFlight: maxInFlight?.of(live.count), maxFailureRate: maxFailureRate,
+                            ignoreWindow: ignoreWindow ? true : nil)
     }
 }

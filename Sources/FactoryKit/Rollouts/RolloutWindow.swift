@@ -103,16 +103,17 @@ extension Rollout {
         var finished: [(String, String)] = []
         for job in followers.keys.sorted() {
             var follower = followers[job]!
-            let report: (Publisher.WaitEvent) -> Void = { event in
-                if case .result(let r) = event { onEvent("  \(r.factoryID ?? "?"): \(r.status)\(r.error.map { " (\($0))" } ?? "")") }
-            }
+            let report: (Publisher.WaitEvent) -> Void = { Self.report($0, onEvent) }
             try follower.look(now: now, onEvent: report)
             try follower.pollShared(onEvent: report)
             let pending = Set(follower.watch.pending)
             for member in follower.watch.outcome.targeted where state.inFlight[member]?.job == job {
                 if !pending.contains(member) {
                     finished.append((member, follower.watch.results[member]?.succeeded == true ? "SUCCESS" : "FAILED"))
-                } else if now.timeIntervalSince1970 - state.inFlight[member]!.sentAt >= plan.waveTimeout {
+                } else if now.timeIntervalSince1970 - max(state.inFlight[member]!.sentAt,
+                                                          follower.watch.deferredSeen(member)?.timeIntervalSince1970 ?? 0) >= plan.waveTimeout {
+                    // A member that defers its mission (window closed) holds its slot: the timeout
+                    // counts from the last time it said so.
                     finished.append((member, "TIMED_OUT"))
                     onEvent("  \(member): no answer within \(Int(plan.waveTimeout)) s (--wave-timeout): its slot is released")
                 }
@@ -144,7 +145,8 @@ extension Rollout {
         try recordBefore(id, members, lease: lease)
         let outcome = try publisher.publish(kind: .update, target: .ids(members), branch: plan.branch,
                                             timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit,
-                                            splaySeconds: plan.splaySeconds ?? 0, fence: lease.fence)
+                                            splaySeconds: plan.splaySeconds ?? 0, ignoreWindow: plan.ignoreWindow ?? false,
+                                            fence: lease.fence)
         let at = String(Date().timeIntervalSince1970)
         try set(id, members.map { ("slot:\($0)", "\(outcome.jobID) \(at)") }, fence: lease.fence)
         return outcome.jobID

@@ -38,10 +38,11 @@ public struct UpdatePipeline {
         report.dryRun = request.dryRun
         report.jobID = request.jobID
         var held: (lock: CheckoutLock, gitDirectory: String)?
+        var appLock: AppLock?
         var keepJournal = false
         var unfinished = false
         do {
-            try execute(&report, held: &held)
+            try execute(&report, held: &held, appLock: &appLock)
         } catch let stop as Stop {
             report.status = .failed
             report.failure = stop.failure
@@ -77,6 +78,8 @@ public struct UpdatePipeline {
             }
         }
         withExtendedLifetime(held?.lock) {}
+        // The app's lock goes last: the app resumes only once the update is over.
+        withExtendedLifetime(appLock) {}
         return report
     }
 
@@ -94,7 +97,8 @@ public struct UpdatePipeline {
 
     /// Checks what must hold before anything is touched, opens and locks the checkout, repairs
     /// what a killed run left, then runs the pipeline.
-    private func execute(_ report: inout UpdateReport, held: inout (lock: CheckoutLock, gitDirectory: String)?) throws {
+    private func execute(_ report: inout UpdateReport, held: inout (lock: CheckoutLock, gitDirectory: String)?,
+                         appLock: inout AppLock?) throws {
         do {
             try BranchName.validate(request.branch)
         } catch {
@@ -103,7 +107,9 @@ public struct UpdatePipeline {
         try precheck()
         let layout = ReleasesLayout.detect(request.factoryDirectory)
         let repository = try layout.map(openRepository) ?? openCheckout()
-        // 1. Lock.
+        // 1. Lock: the app's update lock first (it may hold it while it must not be interrupted),
+        // then the checkout's.
+        appLock = try takeAppLock(&report)
         held = (try lock(repository), repository.gitDirectory)
         if let recovery = try recover(repository, deferSync: request.sync && !request.dryRun) {
             report.recovery = recovery.message
@@ -181,6 +187,36 @@ public struct UpdatePipeline {
                 throw Stop(failure: .internalError, message: "cannot lock \(path): \(String(cString: strerror(code)))")
             case .cancelled:
                 throw Stop(failure: .cancelled, message: "stopped while waiting for the update lock; nothing was changed")
+            }
+        }
+    }
+
+    /// The app's update lock (`UA_FACTORY_UPDATE_LOCK`), waited for up to `appLockTimeout`
+    /// seconds; nil without one, or with `--ignore-app-lock` (recorded in the report).
+    private func takeAppLock(_ report: inout UpdateReport) throws -> AppLock? {
+        guard let path = request.appLockPath, !request.dryRun else { return nil }
+        if request.ignoreAppLock {
+            report.appLockIgnored = true
+            logger.warning("--ignore-app-lock: updating without the app's update lock \(path)")
+            return nil
+        }
+        let timeout = request.appLockTimeout
+        do {
+            return try report.time("app_lock") {
+                try AppLock.acquire(path: path, timeout: timeout,
+                                    onWait: { logger.notice("the app holds its update lock \(path); waiting up to \(timeout.fixed(0)) s for it") },
+                                    shouldCancel: { shouldCancel() || pastDeadline })
+            }
+        } catch let failure as AppLock.Failure {
+            switch failure {
+            case .held(_, let waited):
+                throw Stop(failure: .appLockHeld,
+                           message: "the app holds its update lock \(path) (UA_FACTORY_UPDATE_LOCK)\(waited > 0.5 ? " and did not let go within \(waited.fixed(0)) s" : ""); nothing was changed. Try again when it is idle, wait longer with --app-lock-timeout, or pass --ignore-app-lock")
+            case .io(_, let code):
+                throw Stop(failure: .internalError,
+                           message: "cannot open the app's update lock \(path) (UA_FACTORY_UPDATE_LOCK): \(String(cString: strerror(code))); nothing was changed")
+            case .cancelled:
+                throw Stop(failure: .cancelled, message: "stopped while waiting for the app's update lock; nothing was changed")
             }
         }
     }

@@ -9,6 +9,9 @@ public enum UpdateFailure: String, Codable, Sendable, CaseIterable {
     case invalidBranch = "invalid_branch"
     case notARepository = "not_a_repository"
     case lockHeld = "lock_held"
+    /// The app held its update lock (`UA_FACTORY_UPDATE_LOCK`) for all of `--app-lock-timeout`;
+    /// nothing changed.
+    case appLockHeld = "app_lock_held"
     case preflight = "preflight"
     case remoteUnreachable = "remote_unreachable"
     /// The remote's TLS certificate was refused (untrusted CA, expired, wrong host name);
@@ -43,6 +46,9 @@ public enum UpdateFailure: String, Codable, Sendable, CaseIterable {
     /// The target failed on this factory before for a reason that is the code's
     /// (`Quarantine`); refused without --retry-quarantined, nothing changed.
     case quarantined = "quarantined"
+    /// A mission not run: the factory's maintenance window (`UA_FACTORY_UPDATE_WINDOW`) does not
+    /// open before the mission expires; nothing changed.
+    case outsideWindow = "outside_window"
 }
 
 /// One commit in a report.
@@ -108,6 +114,8 @@ public struct UpdateReport: Codable, Sendable {
     public var releaseReused: Bool?
     /// Fetches made: more than one when the git host answered "not now" and was asked again.
     public var fetchAttempts: Int?
+    /// `--ignore-app-lock`: the update ran without the app's update lock (`UA_FACTORY_UPDATE_LOCK`).
+    public var appLockIgnored: Bool?
     /// Stopped part-way on purpose with the intent record kept (a stop during the sync or the
     /// soak): the outcome is not known yet; the run that finishes the record has it. Not encoded.
     public var unfinished = false
@@ -141,7 +149,7 @@ public struct UpdateReport: Codable, Sendable {
         case recovery, syncSkipped = "sync_skipped", attempted, inactiveAfterRollback = "inactive_after_rollback"
         case environmentOwed = "environment_owed"
         case upstream, pinned, healthChecked = "health_checked", soakSeconds = "soak_seconds", soaked, release
-        case releaseReused = "release_reused", fetchAttempts = "fetch_attempts"
+        case releaseReused = "release_reused", fetchAttempts = "fetch_attempts", appLockIgnored = "app_lock_ignored"
         case rolledBack = "rolled_back", dryRun = "dry_run", wouldConflict = "would_conflict", jobID = "job_id"
         case startedAt = "started_at", finishedAt = "finished_at", durationMs = "duration_ms", stepsMs = "steps_ms"
     }
@@ -186,6 +194,7 @@ public struct UpdateReport: Codable, Sendable {
         try c.encode(release, forKey: .release)
         try c.encode(releaseReused ?? false, forKey: .releaseReused)
         try c.encode(fetchAttempts ?? 0, forKey: .fetchAttempts)
+        try c.encode(appLockIgnored ?? false, forKey: .appLockIgnored)
         try c.encode(services, forKey: .services)
         try c.encode(rolledBack, forKey: .rolledBack)
         try c.encode(dryRun, forKey: .dryRun)

@@ -40,6 +40,12 @@ public struct UpdateRequest: Sendable {
     public var soakSeconds: Double = 0
     /// Move to a commit that failed here before (`Quarantine`), once.
     public var retryQuarantined = false
+    /// The app's update lock (`UA_FACTORY_UPDATE_LOCK`), taken before anything changes; nil: none.
+    public var appLockPath: String?
+    /// Longest wait for the app to let go of its lock (0: try once).
+    public var appLockTimeout: Double = AppLock.defaultTimeout
+    /// Run without the app's lock (`--ignore-app-lock`): recorded in the report.
+    public var ignoreAppLock = false
     /// Environment for credentials and child processes.
     public var environment: [String: String] = ProcessInfo.processInfo.environment
     /// Record the outcome in `.git/factoryctl/history.jsonl`.
@@ -69,6 +75,9 @@ public struct UpdateSettings: Sendable {
     public var healthGate: HealthGate?
     /// Only for a pipeline that restarts.
     public var soakSeconds: Double = 0
+    public var appLockPath: String?
+    public var appLockTimeout: Double = AppLock.defaultTimeout
+    public var ignoreAppLock = false
     public var environment: [String: String] = [:]
     /// `UA_FACTORY_METRICS_FILE`.
     public var metricsTextfile: FactoryTextfile?
@@ -88,12 +97,16 @@ public struct UpdateSettings: Sendable {
         public var fetchTimeout: Double?
         /// nil: `UA_FACTORY_SOAK_SECONDS`, else 0.
         public var soakSeconds: Double?
+        /// nil: `UA_FACTORY_UPDATE_LOCK_TIMEOUT`, else 600.
+        public var appLockTimeout: Double?
+        public var ignoreAppLock = false
 
         public init() {}
     }
 
     /// Flags win over the environment. Reads `UA_FACTORY_SERVICE`, `UA_FACTORY_SYNC_COMMAND`,
-    /// `FACTORYCTL_FETCH_TIMEOUT`, `UA_ALLOWED_SIGNERS` and, with `restart`, `UA_FACTORY_HEALTH_URL`
+    /// `FACTORYCTL_FETCH_TIMEOUT`, `UA_ALLOWED_SIGNERS`, `UA_FACTORY_UPDATE_LOCK`,
+    /// `UA_FACTORY_UPDATE_LOCK_TIMEOUT` and, with `restart`, `UA_FACTORY_HEALTH_URL`
     /// and `UA_FACTORY_HEALTH_TIMEOUT`. Throws the first value that is not valid (a configuration
     /// error: FactoryError or CommitSignaturePolicy.Refusal), before anything runs.
     public init(_ flags: Flags, environment: FactoryEnvironment) throws {
@@ -108,6 +121,9 @@ public struct UpdateSettings: Sendable {
         fetchTimeout = try environment.fetchTimeout(flag: flags.fetchTimeout)
         signaturePolicy = try environment.commitSignaturePolicy()
         metricsTextfile = try environment.metricsTextfile()
+        appLockPath = try environment.appLockPath()
+        appLockTimeout = try environment.appLockTimeout(flag: flags.appLockTimeout)
+        ignoreAppLock = flags.ignoreAppLock
         if restart {
             healthGate = try environment.healthGate()
             soakSeconds = try environment.soakSeconds(flag: flags.soakSeconds)
@@ -135,6 +151,9 @@ extension UpdateRequest {
         signaturePolicy = settings.signaturePolicy
         healthGate = settings.restart ? settings.healthGate : nil
         soakSeconds = settings.restart ? settings.soakSeconds : 0
+        appLockPath = settings.appLockPath
+        appLockTimeout = settings.appLockTimeout
+        ignoreAppLock = settings.ignoreAppLock
         environment = settings.environment
         metricsTextfile = settings.metricsTextfile
     }
@@ -156,6 +175,9 @@ extension ConsumerConfiguration {
             settings.signaturePolicy = signaturePolicy
             settings.healthGate = healthGate
             settings.soakSeconds = soakSeconds
+            // A mission never waits in the pipeline for the app: a held lock defers it instead.
+            settings.appLockPath = appLockPath
+            settings.appLockTimeout = 0
             settings.environment = environment
             settings.metricsTextfile = metricsTextfile
             return settings
@@ -171,6 +193,7 @@ extension ConsumerConfiguration {
             signaturePolicy = newValue.signaturePolicy
             healthGate = newValue.healthGate
             soakSeconds = newValue.soakSeconds
+            appLockPath = newValue.appLockPath
             environment = newValue.environment
             metricsTextfile = newValue.metricsTextfile
         }
