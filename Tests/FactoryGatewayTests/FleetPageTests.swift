@@ -20,6 +20,19 @@ import Testing
         #expect(html.contains("re-syncing &lt;v1&gt; failed"), "the reason is escaped into the title")
     }
 
+    @Test func theFleetPageSaysAFactoryDefersAMissionAndUntilWhen() {
+        let now = Date()
+        let metadata: [String: JSONValue] = [
+            "deferred": .string("deferred until 2026-12-08 02:00:00 +0100 (maintenance window <Mon-Fri 02:00-04:00>)"),
+            "deferred_job_id": .string("update-0123456789ab"), "deferred_reason": .string("window"),
+        ]
+        let registration = Registration(factoryID: "f-night", factoryRole: "LOCAL_WORKER", registrationStatus: "online", capabilities: [],
+                                        metadata: metadata, branch: "main", commit: String(repeating: "a", count: 40), version: "test",
+                                        pid: 1, host: "h", startedAt: now.timeIntervalSince1970, lastSeenAt: now.timeIntervalSince1970)
+        let html = FleetPage(overview: FleetOverview(registrations: [registration], jobs: [:]), now: now).html
+        #expect(html.contains("online · deferred until 2026-12-08 02:00:00 +0100 (maintenance window &lt;Mon-Fri 02:00-04:00&gt;)"), "\(html)")
+    }
+
     /// 10,000 factories: 9,990 fine, 5 stale, 5 whose last job failed (ids chosen to sort last).
     static func bigFleet(now: Date) -> FleetOverview {
         let registrations = (0..<10_000).map { index -> Registration in

@@ -348,6 +348,19 @@ import TestSupport
         #expect(try fleet.redis.cli(["XLEN", "ua:missions:delegation"]) == "2", "nothing published for bad input")
     }
 
+    @Test func updateRouteCarriesIgnoreWindowAndRefusesANonBoolean() throws {
+        let fleet = try FleetWorld()
+        let server = try GatewayProcess(fleet: fleet, environment: hqEnvironment(fleet))
+        defer { server.process.stop() }
+        let reply = try server.request("POST", "/api/v1/ops/factory/update", body: #"{"ignore_window": true}"#)
+        let refused = try server.request("POST", "/api/v1/ops/factory/update", body: #"{"ignore_window": "yes", "force": true}"#)
+        let stream = try fleet.redis.cli(["XRANGE", "ua:missions:delegation", "-", "+"])
+        let length = try fleet.redis.cli(["XLEN", "ua:missions:delegation"])
+        #expect(reply.status == 200 && stream.contains("\"ignore_window\": true") && refused.status == 422
+                && refused.json?["field"] as? String == "ignore_window" && length == "1",
+                "\(reply.body) \(refused.body)")
+    }
+
     @Test func rolloutRouteStartsAStagedRolloutThatRunsToTheEnd() throws {
         let fleet = try FleetWorld(factories: ["f-1", "f-2"])
         let supervisor = Supervisor()

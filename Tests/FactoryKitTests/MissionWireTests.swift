@@ -176,4 +176,21 @@ import TestSupport
                 && plain.envelope.context["splay_seconds"] == nil && Mission.make(kind: .pause, target: .all, splaySeconds: 30).envelope.context["splay_seconds"] == nil
                 && rejected == bad.count)
     }
+
+    @Test func ignoreWindowIsCarriedOnUpdatesAndRollbacksOnlyWhenTrueAndValidated() throws {
+        func parse(_ mission: Mission) throws -> Mission? {
+            let fields = ["job_id": mission.jobID, "idempotency_key": mission.jobID, "envelope": mission.envelope.json.pythonJSON]
+            guard case .mission(let parsed) = try Mission.parse(fields: fields) else { return nil }
+            return parsed
+        }
+        let update = Mission.make(kind: .update, target: .all, ignoreWindow: true)
+        let rollback = Mission.make(kind: .rollback, target: .all, ignoreWindow: true)
+        let plain = Mission.make(kind: .update, target: .all)
+        var bad = plain
+        bad.envelope.context["ignore_window"] = .string("yes")
+        #expect(try parse(update)?.ignoreWindow == true && parse(rollback)?.ignoreWindow == true
+                && parse(plain)?.ignoreWindow == false && plain.envelope.context["ignore_window"] == nil
+                && Mission.make(kind: .pause, target: .all, ignoreWindow: true).envelope.context["ignore_window"] == nil
+                && (try? parse(bad)) == nil)
+    }
 }

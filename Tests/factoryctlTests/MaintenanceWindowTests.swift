@@ -116,6 +116,54 @@ import TestSupport
                 "\(result.stdout) \(result.stderr)")
     }
 
+    /// One wave of two: f-2's window opens after the wave timeout would have run out. Deferred is
+    /// neither a success nor a failure: the wave waits for the window and then succeeds.
+    @Test func aRolloutWaitsForAMembersWindowInsteadOfTimingOut() throws {
+        let fleet = try FleetWorld(factories: ["f-1", "f-2"])
+        let opening = (Date().timeIntervalSince1970 + 15).rounded(.down)
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        for id in ["f-1", "f-2"] {
+            let env = factoryEnvironment(fleet, id == "f-2" ? ["UA_FACTORY_UPDATE_WINDOW": Self.window(opening: opening)] : [:])
+            try supervisor.supervise(id) { try fleet.consumer(id, environment: env) }
+            #expect(try fleet.waitUntilRegistered(id))
+        }
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var hq = fleet.environment
+        hq["UA_FACTORY_REPO_URL"] = fleet.world.origin
+        let result = try FactoryctlBinary.run(["publish", "update", "--canary", "2", "--wave-timeout", "6", "--mission-timeout", "600",
+                                               "--log-level", "error"], environment: hq)
+        let id = result.stdout.split(separator: "\n").first.map(String.init) ?? ""
+        let state = try FactoryctlBinary.run(["status", "--rollout", id, "--json"], environment: hq).json()["state"] as? String
+        #expect(try result.status == 0 && state == "succeeded" && result.stderr.contains("f-2: deferred until ")
+                && fleet.world.head(fleet.factories["f-1"]!) == target && fleet.world.head(fleet.factories["f-2"]!) == target,
+                "\(result.stdout) \(result.stderr)")
+    }
+
+    /// A sliding window (`--max-in-flight`): a member that defers keeps its slot past the wave
+    /// timeout instead of being timed out, and runs when its window opens.
+    @Test func aSlidingWindowKeepsADeferredMembersSlotInsteadOfTimingItOut() throws {
+        let fleet = try FleetWorld(factories: ["f-1", "f-2"])
+        let opening = (Date().timeIntervalSince1970 + 15).rounded(.down)
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        for id in ["f-1", "f-2"] {
+            let env = factoryEnvironment(fleet, id == "f-2" ? ["UA_FACTORY_UPDATE_WINDOW": Self.window(opening: opening)] : [:])
+            try supervisor.supervise(id) { try fleet.consumer(id, environment: env) }
+            #expect(try fleet.waitUntilRegistered(id))
+        }
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var hq = fleet.environment
+        hq["UA_FACTORY_REPO_URL"] = fleet.world.origin
+        let result = try FactoryctlBinary.run(["publish", "update", "--max-in-flight", "2", "--wave-timeout", "6", "--mission-timeout", "600",
+                                               "--json", "--log-level", "error"], environment: hq)
+        let object = JSONDoc.object(result, exit: 0)
+        let statuses = (object["members"] as? [[String: Any]] ?? []).compactMap { $0["status"] as? String }
+        #expect(try object["state"] as? String == "succeeded" && statuses == ["SUCCESS", "SUCCESS"]
+                && fleet.world.head(fleet.factories["f-2"]!) == target && Date().timeIntervalSince1970 >= opening,
+                "\(result.stdout) \(result.stderr) \((try? String(contentsOfFile: fleet.world.directory.join("consume-f-2.log"), encoding: .utf8)) ?? "")")
+    }
+
     @Test func aMissionWhileTheAppHoldsItsLockIsDeferredAndRunsOnceItLetsGo() throws {
         let fleet = try FleetWorld()
         let lock = fleet.world.directory.join("app-update.lock")

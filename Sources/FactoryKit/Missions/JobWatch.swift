@@ -22,6 +22,9 @@ struct JobWatch {
     /// Factories that said they defer this job (outside their window, their app's lock held):
     /// what they said, and when they last said it.
     private(set) var deferred: [String: (text: String, until: Double?, seenAt: Date)] = [:]
+    /// The last time each factory said it defers this job, kept once it no longer does (its
+    /// wave timeout counts from then).
+    private(set) var deferredSeenAt: [String: Date] = [:]
 
     init(outcome: Publisher.Outcome) {
         self.outcome = outcome
@@ -51,8 +54,8 @@ struct JobWatch {
         deferred.filter { awaiting.contains($0.key) }.map(\.value.seenAt).max()
     }
 
-    /// When `id` last said it defers the job.
-    func deferredSeen(_ id: String) -> Date? { deferred[id]?.seenAt }
+    /// When `id` last said it defers the job (it may have stopped since).
+    func deferredSeen(_ id: String) -> Date? { deferredSeenAt[id] }
 
     /// New results: the first one per targeted factory counts.
     mutating func take(_ incoming: [MissionResult], _ onEvent: (Publisher.WaitEvent) -> Void) {
@@ -130,6 +133,7 @@ extension JobWatch {
         let until = registration.metadata["deferred_until"]?.number
         let known = deferred[id]
         deferred[id] = (text, until, now)
+        deferredSeenAt[id] = now
         if known == nil || known?.until != until { onEvent(.deferred(id, text: text, until: until)) }
     }
 }

@@ -387,6 +387,8 @@ public final class MissionConsumer {
         do {
             // Saved first: a pause that would not survive a restart is not reported as done.
             try state.setPaused(pause)
+            // Paused, nothing runs: a mission waiting for its window or the app's lock waits for the resume first.
+            if pause { deferral = nil }
             status = pause ? "paused" : "online"
             logger.notice("\(pause ? "paused" : "resumed") by \(mission.jobID)")
         } catch {
