@@ -82,6 +82,13 @@ struct DeferralCheck {
         }
     }
 
+    /// The window as the consumer announces it at start: "open until …" or "closed; opens at …".
+    static func describe(_ window: UpdateWindow, now: Double, clock: any LocalClock) -> String {
+        let state = window.closing(after: now, clock: clock).map { "open until \(UpdateWindow.localText($0))" }
+            ?? "closed; opens at \(UpdateWindow.localText(window.nextOpening(after: now, clock: clock)))"
+        return "maintenance window \(window) (UA_FACTORY_UPDATE_WINDOW; local time now \(UpdateWindow.localText(now))): \(state); update missions outside it are deferred"
+    }
+
     /// A mission's expiry: the time in its stream entry's id (when it was published) plus its
     /// `timeout_seconds`; the time it was read when the id's time is unusable (ahead of this
     /// clock by more than a minute).

@@ -174,7 +174,11 @@ public final class MissionConsumer {
         var backoff = Backoff(initial: 0.5, cap: 30)
         var connected = false
         logger.info("consumer \(configuration.factoryID) starting (\(configuration.enrolled ? "enrolled: inbox \(bus.readStream)" : "stream \(configuration.stream)"), group \(group), redis \(configuration.redisURL))")
-        // An update killed part-way (this consumer's own, or an operator's) is repaired first.
+        if let window = configuration.updateWindow {
+            logger.info("\(DeferralCheck.describe(window, now: Date().timeIntervalSince1970, clock: configuration.clock))")
+        }
+        // An update killed part-way (this consumer's own, or an operator's) is repaired first
+        // (not behind the app's update lock: the app was interrupted by the update it repairs).
         if let recovery = makePipeline(branch: "main").recoverInterruptedUpdate(), let error = recovery.error {
             logger.error("\(error)") // a successful repair has logged what it did
         }
