@@ -129,7 +129,7 @@ public final class MissionConsumer {
     /// Seconds of the splay delay left while an update mission waits it (in the registration).
     private var splayLeft: Int?
     /// Why the newest update mission waits (outside the window, the app's lock): in the registration.
-    var deferral: Deferral?
+    private var deferral: Deferral?
     /// A finished update whose result or ack did not reach Redis; delivered after reconnecting.
     private var unreported: (entry: StreamEntry, result: MissionResult, restart: Bool)?
 
@@ -418,13 +418,12 @@ public final class MissionConsumer {
             }
             return nil
         }
+        // The newest waits for its window or the app's lock; one that expired unrun is dropped
+        // (reported), and the one before it is looked at.
         while let candidate = deferred.last {
-            switch try holdBack(candidate) {
-            case .run: break
-            case .waiting: return nil
-            case .dropped: continue
-            }
-            break
+            let hold = try holdBack(candidate)
+            if hold == .waiting { return nil }
+            if hold == .run { break }
         }
         guard !deferred.isEmpty else { return nil }
         let newest = deferred.removeLast()
