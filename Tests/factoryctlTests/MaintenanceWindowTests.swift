@@ -30,7 +30,21 @@ import TestSupport
 
     /// A process holding `path`'s flock until it is ended (by pid).
     func holdLock(_ path: String, _ fleet: FleetWorld) throws -> ConsumerProcess {
-        let script = "import fcntl, signal, sys\nf = open(sys.argv[1], 'a')\nfcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\nsignal.pause()\n"
+        // SIGTERM (from `stop()`) lets go of the lock and ends it; the test runner's signal mask
+        // and dispositions are not inherited.
+        let script = """
+            import fcntl, signal, sys
+            def release(*_):
+                fcntl.flock(f, fcntl.LOCK_UN)
+                sys.exit(0)
+            signal.signal(signal.SIGTERM, release)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
+            f = open(sys.argv[1], 'a')
+            fcntl.flock(f, fcntl.LOCK_EX)
+            print('held', flush=True)
+            while True:
+                signal.pause()
+            """
         let holder = try ConsumerProcess(binary: "/usr/bin/python3", arguments: ["-c", script, path], environment: [:],
                                          log: fleet.world.directory.join("holder.log"))
         #expect(eventually { holder.output.contains("held") }, "the holder did not take the lock: \(holder.output)")
