@@ -376,6 +376,8 @@ public struct Gateway: Sendable {
             return .failure(jsonResponse(.conflict, ["ok": .bool(false), "error": .string(refusal.description), "inflight_job_id": .string(refusal.inflightJobID)]))
         } catch let none as RolloutStart.NoLiveFactory {
             return .failure(jsonResponse(.unprocessableContent, ["ok": .bool(false), "error": .string(none.description)]))
+        } catch let oversized as OversizedMission {
+            return .failure(jsonResponse(.unprocessableContent, ["ok": .bool(false), "error": .string(oversized.description)]))
         } catch let error as FactoryError {
             return .failure(jsonResponse(.unprocessableContent, ["ok": .bool(false), "error": .string("\(error)")]))
         } catch {

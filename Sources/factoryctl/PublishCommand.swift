@@ -274,13 +274,16 @@ struct PublishSession {
     }
 }
 
-/// A publish the fleet refuses (an update in flight, a target nobody registered): exit 8.
+/// A publish the fleet refuses (an update in flight, a target nobody registered, a target list
+/// too long for the shared stream): exit 8.
 func publishRefusals<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch let refusal as Publisher.Refusal {
         throw CommandFailure(code: .refused, message: refusal.description)
     } catch let refusal as Publisher.UnregisteredTarget {
+        throw CommandFailure(code: .refused, message: refusal.description)
+    } catch let refusal as OversizedMission {
         throw CommandFailure(code: .refused, message: refusal.description)
     }
 }

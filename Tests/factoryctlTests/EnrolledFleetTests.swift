@@ -100,6 +100,43 @@ import TestSupport
                 "\(result.stdout) \(result.stderr) heads back: \(heads)")
     }
 
+    /// A signed rollout's wave reaches each enrolled member as an entry of its own that names only
+    /// that member (issue 22: one envelope naming every member used to go into every inbox, over
+    /// the 64 KiB field limit for a large wave of long ids), each signed and run.
+    @Test func aSignedRolloutGivesEachEnrolledMemberAnInboxEntryNamingOnlyItAndEachRunsIt() throws {
+        let ids = (1...3).map { "factory-with-a-long-identifier-for-the-scale-test-number-\($0)" }
+        let fleet = try FleetWorld(factories: ids)
+        let keys = fleet.world.directory.join("hq-keys")
+        #expect(try FactoryctlBinary.run(["keys", "generate", "--out", keys], environment: fleet.environment).status == 0)
+        let supervisor = Supervisor()
+        defer { supervisor.stopAll() }
+        for id in ids {
+            let credentials = try fleet.enroll(id)
+            try supervisor.supervise(id) {
+                try fleet.enrolledConsumer(id, credentials: credentials, ["--no-sync"], environment: ["UA_MISSION_VERIFY_KEYS": keys + "/mission.pub"])
+            }
+        }
+        for id in ids { #expect(try fleet.waitUntilRegistered(id)) }
+        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
+        var hq = fleet.environment
+        hq["UA_FACTORY_REPO_URL"] = fleet.world.origin
+        hq["UA_MISSION_SIGNING_KEY"] = keys + "/mission.key"
+        let result = try FactoryctlBinary.run(["publish", "update", "--batch", "100%", "--json", "--log-level", "error"], environment: hq)
+        var named: [String: [String]] = [:]
+        for id in ids {
+            let lines = try fleet.redis.cli(["XRANGE", "factoryctl:f:{\(id)}:inbox", "-", "+"]).split(separator: "\n").map(String.init)
+            for (index, line) in lines.enumerated() where line == "envelope" && index + 1 < lines.count {
+                let envelope = try JSONSerialization.jsonObject(with: Data(lines[index + 1].utf8)) as? [String: Any]
+                let context = (envelope?["payload"] as? [String: Any])?["context"] as? [String: Any]
+                named[id, default: []].append(context?["target_factory_ids"] == nil ? context?["target_factory_id"] as? String ?? "?" : "a list")
+            }
+        }
+        let heads = try ids.map { try fleet.world.head(fleet.factories[$0]!) }
+        #expect(result.status == 0 && (try? result.json())?["state"] as? String == "succeeded"
+                && ids.allSatisfy { named[$0] == [$0] } && heads.allSatisfy { $0 == target },
+                "\(result.stdout) \(result.stderr) inbox entries name: \(named)")
+    }
+
     @Test func anEnrolledFactoryOverTLSRunsAMissionAndReportsIt() throws {
         let ca = try TestCertificateAuthority()
         let redis = try RedisServer(tls: .init(certificate: ca.issue("redis"), ca: ca.certificate))

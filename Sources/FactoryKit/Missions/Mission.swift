@@ -273,6 +273,17 @@ public struct Mission: Sendable, Equatable {
         return mission
     }
 
+    /// The same mission (job id, idempotency key, kind, branch, pins) for `target` instead: the
+    /// context's target keys are replaced, nothing else. What an enrolled factory's inbox gets
+    /// (`.ids([its id])`), and what the shared stream gets when some of the targets read an inbox.
+    public func retargeted(_ target: MissionTarget) -> Mission {
+        var copy = self
+        for key in ["target_factory_id", "target_factory_ids", "target_factory_glob"] { copy.envelope.context[key] = nil }
+        copy.envelope.context.merge(target.contextFields) { $1 }
+        copy.target = target
+        return copy
+    }
+
     /// What a stream entry is.
     public enum Parsed: Sendable, Equatable {
         case mission(Mission)

@@ -172,47 +172,71 @@ public final class MissionBus {
 
     // MARK: Writing
 
-    /// Adds the mission (the existing HQ's fields) to the shared stream, a copy of the same entry
-    /// to the inbox of every enrolled factory in `inboxes`, and the job's record, in one
-    /// server-side script: the shared XADD runs first, so when it fails (wrong key type, out of
+    /// Writes the mission (`MissionFanout`): the shared stream's entry in the existing HQ's
+    /// fields, one entry in the inbox of every enrolled factory in `inboxes` naming only that
+    /// factory, and the job's record, in one server-side script. The first XADD (the shared
+    /// entry's, else the first inbox's) runs first, so when it fails (wrong key type, out of
     /// memory, ACL) nothing is recorded and no phantom job is left in flight; once it succeeds,
-    /// the copies and the record follow in the same atomic step, so no reader sees one without
-    /// the other, and a 10,000-factory broadcast is one round trip. With a `signer`, the entries
-    /// carry the signature fields too (`signature`, `signature_v2`, `key_id`, `issued_at`,
-    /// `expires_at`), signed once: the signature binds the mission stream's name, not the key an
-    /// entry sits in. `factories` are the ones the job targets now (its record's `factories`):
-    /// only they count as pending or in flight for it. With a `fence` (a rollout's lease) nothing
-    /// is written unless the fence still holds. Returns the shared entry's id.
+    /// the rest and the record follow in the same atomic step, so no reader sees one without the
+    /// other, and a 10,000-factory broadcast is one round trip. A target list names only the
+    /// factories that read the shared stream; when all of them are enrolled there is no shared
+    /// entry. With a `signer`, every entry is signed over its own envelope (the signature binds the
+    /// mission stream's name, not the key an entry sits in). `factories` are the ones the job
+    /// targets now (its record's `factories`): only they count as pending or in flight for it. With
+    /// a `fence` (a rollout's lease) nothing is written unless the fence still holds. Throws
+    /// `OversizedMission`, writing nothing, when an envelope is over the consumers' field limit.
+    /// Returns the shared entry's id (the first inbox entry's when there is none).
     @discardableResult
     public func publish(_ mission: Mission, publishedAt: Date = Date(), signer: MissionSigner? = nil,
                         factories: [String]? = nil, inboxes: [String] = [], fence: WriteFence? = nil) throws -> String {
         let envelope = mission.envelope
-        let envelopeText = envelope.json.pythonJSON
+        let fanout = try MissionFanout(mission, inboxes: inboxes, signer: signer, binding: binding, issuedAt: publishedAt)
         let meta = Self.jobMeta(mission, publishedAt: publishedAt, factories: factories, inboxes: inboxes)
-        var extra: [String] = []
-        if let signer {
-            let fields = try signer.sign(jobID: envelope.jobID, idempotencyKey: envelope.idempotencyKey, envelope: envelopeText,
-                                         binding: binding, issuedAt: publishedAt, lifetime: Double(envelope.timeoutSeconds))
-            for (name, value) in fields { extra += [name, value] }
-        }
-        let keys = [stream, Self.jobMetaKey(mission.jobID), Self.inflightKey, fence?.key ?? stream]
-            + inboxes.sorted().map { FactoryKeys($0).inbox }
-        let reply = try redis.command([
-            "EVAL", Self.publishScript, String(keys.count)] + keys + [
-            String(maxLength), envelope.jobID, envelope.idempotencyKey, envelopeText,
+        let perInbox = fanout.inboxes.first?.extra.count ?? 0
+        let sharedExtra: [String] = fanout.shared?.extra ?? []
+        var keys: [String] = [stream, Self.jobMetaKey(mission.jobID), Self.inflightKey, fence?.key ?? stream]
+        keys += fanout.inboxes.map { $0.key }
+        let head: [String] = [
+            String(maxLength), envelope.jobID, envelope.idempotencyKey, fanout.shared?.envelope ?? "",
             meta.pythonJSON, String(Self.jobRetention), mission.kind == .update ? "1" : "0", String(FactoryKeys.inboxMaxLength),
-            fence?.value ?? "",
-        ] + extra)
+            fence?.value ?? "", String(sharedExtra.count), String(perInbox),
+        ]
+        var arguments: [String] = ["EVAL", Self.publishScript, String(keys.count)]
+        arguments.reserveCapacity(3 + keys.count + head.count + sharedExtra.count + fanout.inboxes.count * (1 + perInbox))
+        arguments += keys
+        arguments += head
+        arguments += sharedExtra
+        for inbox in fanout.inboxes {
+            arguments.append(inbox.envelope)
+            arguments += inbox.extra
+        }
+        let reply = try redis.command(arguments)
         guard let id = reply.text else { throw RedisError.unexpectedReply("publish returned \(reply)") }
         return id
     }
 
+    /// KEYS: the stream, the job record, the in-flight hash, the fence's key, then the inboxes.
+    /// ARGV: MAXLEN, job id, idempotency key, the shared envelope ('' for none), the record, its
+    /// TTL, "1" for an update, the inboxes' MAXLEN, the fence's value, the number of the shared
+    /// entry's extra arguments (n) and of each inbox entry's (k), the n, then per inbox its
+    /// envelope and its k.
     static let publishScript = WriteFence.check(keyIndex: 4, valueIndex: 9) + """
 
-    local fields = {'job_id', ARGV[2], 'idempotency_key', ARGV[3], 'envelope', ARGV[4]}
-    for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
-    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
-    for i = 5, #KEYS do redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[8], '*', unpack(fields)) end
+    local first = 12 + tonumber(ARGV[10])
+    local per = 1 + tonumber(ARGV[11])
+    local id = false
+    if ARGV[4] ~= '' then
+      local fields = {'job_id', ARGV[2], 'idempotency_key', ARGV[3], 'envelope', ARGV[4]}
+      for i = 12, first - 1 do fields[#fields + 1] = ARGV[i] end
+      id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+    end
+    for k = 5, #KEYS do
+      local at = first + (k - 5) * per
+      local fields = {'job_id', ARGV[2], 'idempotency_key', ARGV[3], 'envelope', ARGV[at]}
+      for i = at + 1, at + per - 1 do fields[#fields + 1] = ARGV[i] end
+      local added = redis.call('XADD', KEYS[k], 'MAXLEN', '~', ARGV[8], '*', unpack(fields))
+      if not id then id = added end
+    end
     redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6])
     if ARGV[7] == '1' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[5]) end
     return id

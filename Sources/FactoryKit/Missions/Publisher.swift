@@ -212,6 +212,25 @@ public struct Publisher {
         return registered.filter(target.matches)
     }
 
+    /// `ids` in groups whose missions fit on the shared stream: the ids that are not enrolled
+    /// packed so each group's list (4 bytes of quotes and separator an id) leaves 4 KiB of the
+    /// consumers' field limit for the rest of the envelope; the enrolled ones, which cost the
+    /// shared entry nothing, go with the first group. One group unless the list is that long.
+    public static func fittingGroups(_ ids: [String], enrolled: Set<String>) -> [[String]] {
+        let budget = StreamEntry.maxFieldBytes - 4096
+        var groups: [[String]] = [ids.filter(enrolled.contains)]
+        var used = 0
+        for id in ids where !enrolled.contains(id) {
+            if used + id.utf8.count + 4 > budget, used > 0 {
+                groups.append([])
+                used = 0
+            }
+            groups[groups.count - 1].append(id)
+            used += id.utf8.count + 4
+        }
+        return groups.filter { !$0.isEmpty }
+    }
+
     /// Removes a decommissioned factory: its registration, and, when it is enrolled, its Redis
     /// user (connections closed), token and keys. Returns its registration as it was (nil when it
     /// had none) and whether an enrolment was revoked.

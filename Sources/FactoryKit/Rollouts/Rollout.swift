@@ -430,14 +430,27 @@ public struct Rollout {
             let now = (registered[member] ?? nil)?.commit
             if now != before { groups[before, default: []].append(member) }
         }
+        // A long list is sent as several missions, each within the consumers' field limit on the
+        // shared stream; all are sent, then all are waited for.
+        let enrolled = try Enrollment(redis: redis).enrolled(among: members)
+        var sent: [(Publisher.Outcome, [String])] = []
         for (commit, ids) in groups.sorted(by: { $0.key < $1.key }) {
-            try lease.confirm(redis)
-            let outcome = try publisher.publish(kind: .update, target: .ids(ids.sorted()), branch: plan.branch,
-                                                timeoutSeconds: plan.missionTimeout, force: true, commit: commit, allowRewind: true,
-                                                ignoreWindow: plan.ignoreWindow ?? false, fence: lease.fence)
-            onEvent("rolling back \(ids.sorted().joined(separator: ", ")) to \(String(commit.prefix(7))) (\(outcome.jobID))")
-            try set(id, [("rollback:\(commit)", outcome.jobID)], fence: lease.fence)
-            _ = try publisher.wait(for: outcome.waitingFor(ids.sorted()), timeout: plan.waveTimeout, stop: stop, waitOutDeferrals: true)
+            var jobs: [String] = []
+            for chunk in Publisher.fittingGroups(ids.sorted(), enrolled: enrolled) {
+                try lease.confirm(redis)
+                let outcome = try publisher.publish(kind: .update, target: .ids(chunk), branch: plan.branch,
+                                                    timeoutSeconds: plan.missionTimeout, force: true, commit: commit, allowRewind: true,
+                                                    ignoreWindow: plan.ignoreWindow ?? false, fence: lease.fence)
+                onEvent("rolling back \(chunk.joined(separator: ", ")) to \(String(commit.prefix(7))) (\(outcome.jobID))")
+                jobs.append(outcome.jobID)
+                sent.append((outcome, chunk))
+            }
+            try set(id, [("rollback:\(commit)", jobs.joined(separator: " "))], fence: lease.fence)
+        }
+        let deadline = Date().addingTimeInterval(plan.waveTimeout)
+        for (outcome, chunk) in sent {
+            _ = try publisher.wait(for: outcome.waitingFor(chunk), timeout: max(1, deadline.timeIntervalSinceNow), stop: stop,
+                                   waitOutDeferrals: true)
         }
     }
 

@@ -67,12 +67,32 @@ public struct RolloutStart: Sendable {
         guard maxFailureRate == nil || maxInFlight != nil else {
             throw FactoryError.invalidArgument("a failure rate halts a sliding window: give max in flight with it")
         }
-        return Rollout.Plan(id: MissionID.make(prefix: "rollout"), branch: branch, commit: commit,
-                            waves: Rollout.waves(live: live, canaryTargets: canaryTargets, canary: canary, batch: batch),
-                            pauseSeconds: pauseSeconds, maxFailures: maxFailures, rollbackOnHalt: rollbackOnHalt,
-                            waveTimeout: waveTimeout, missionTimeout: missionTimeout, createdAt: now.timeIntervalSince1970,
-                            splaySeconds: splaySeconds > 0 ? splaySeconds : nil,
-                            maxInFlight: maxInFlight?.of(live.count), maxFailureRate: maxFailureRate,
-                            ignoreWindow: ignoreWindow ? true : nil)
+        let plan = Rollout.Plan(id: MissionID.make(prefix: "rollout"), branch: branch, commit: commit,
+                                waves: Rollout.waves(live: live, canaryTargets: canaryTargets, canary: canary, batch: batch),
+                                pauseSeconds: pauseSeconds, maxFailures: maxFailures, rollbackOnHalt: rollbackOnHalt,
+                                waveTimeout: waveTimeout, missionTimeout: missionTimeout, createdAt: now.timeIntervalSince1970,
+                                splaySeconds: splaySeconds > 0 ? splaySeconds : nil,
+                                maxInFlight: maxInFlight?.of(live.count), maxFailureRate: maxFailureRate,
+                                ignoreWindow: ignoreWindow ? true : nil)
+        try Self.checkSharedEnvelopes(plan, enrolled: try Enrollment(redis: rollout.redis).enrolled(among: live))
+        return plan
+    }
+
+    /// Refuses, before anything is sent, a plan with a wave (or a window's batch) whose mission on
+    /// the shared stream, naming the members that are not enrolled, would be over the consumers'
+    /// field limit: every one of them would dead-letter it mid-rollout. Checked on the longest ids
+    /// a mission of that wave can name; enrolled members cost nothing there (each inbox entry
+    /// names only its factory).
+    public static func checkSharedEnvelopes(_ plan: Rollout.Plan, enrolled: Set<String>) throws(OversizedMission) {
+        for wave in plan.waves {
+            let shared = wave.filter { !enrolled.contains($0) }
+            let count = min(shared.count, plan.maxInFlight ?? shared.count)
+            guard count > 1 else { continue }
+            let longest = Array(shared.sorted { $0.utf8.count > $1.utf8.count }.prefix(count))
+            let mission = Mission.make(kind: .update, target: .ids(longest), branch: plan.branch, timeoutSeconds: plan.missionTimeout,
+                                       commit: plan.commit, splaySeconds: plan.splaySeconds ?? 0)
+            let bytes = mission.envelope.json.pythonJSON.utf8.count
+            if bytes > StreamEntry.maxFieldBytes { throw OversizedMission(jobID: plan.id, bytes: bytes, named: count) }
+        }
     }
 }

@@ -122,18 +122,23 @@ public struct MissionSigner: Sendable {
         return signer
     }
 
-    /// The extra stream fields for one mission entry published where `binding` says.
+    /// The extra stream fields for one mission entry published where `binding` says. Without
+    /// `legacy`, only `signature_v2` and its fields (an enrolled factory's inbox entry: every
+    /// consumer that reads an inbox verifies v2 and never accepts the legacy `signature`).
     public func sign(jobID: String, idempotencyKey: String, envelope: String, binding: MissionSigning.Binding,
-                     issuedAt: Date, lifetime: Double) throws -> [(String, String)] {
+                     issuedAt: Date, lifetime: Double, legacy: Bool = true) throws -> [(String, String)] {
         let issued = Int64(issuedAt.timeIntervalSince1970)
         let expires = issued + Int64(max(1, lifetime))
         let bound = MissionSigning.message(binding: binding, jobID: jobID, idempotencyKey: idempotencyKey,
                                            issuedAt: issued, expiresAt: expires, envelope: envelope)
-        let legacy = MissionSigning.legacyMessage(jobID: jobID, idempotencyKey: idempotencyKey, issuedAt: issued,
-                                                  expiresAt: expires, envelope: envelope)
-        return [("signature", Data(try key.signature(for: legacy)).base64EncodedString()),
-                ("signature_v2", Data(try key.signature(for: bound)).base64EncodedString()),
-                ("key_id", keyID), ("issued_at", String(issued)), ("expires_at", String(expires))]
+        var fields = [("signature_v2", Data(try key.signature(for: bound)).base64EncodedString()),
+                      ("key_id", keyID), ("issued_at", String(issued)), ("expires_at", String(expires))]
+        if legacy {
+            let message = MissionSigning.legacyMessage(jobID: jobID, idempotencyKey: idempotencyKey, issuedAt: issued,
+                                                       expiresAt: expires, envelope: envelope)
+            fields.insert(("signature", Data(try key.signature(for: message)).base64EncodedString()), at: 0)
+        }
+        return fields
     }
 }
 
