@@ -38,9 +38,18 @@ public struct GatewayConfiguration: Sendable {
     public var rolloutLeaseSeconds = RolloutLease.defaultSeconds
     /// `/metrics` (`UA_METRICS_TOKEN`) and the webhook (`UA_HQ_WEBHOOK_URL`).
     public var observability = ObservabilitySettings()
+    /// How long a publish waits for a replica to confirm it (`UA_REDIS_WAIT_MS`, as `publish`).
+    public var replicaWaitMilliseconds = 1000
 
     public init(role: FactoryRole) {
         self.role = role
+    }
+
+    /// A publisher as every route and rollout thread uses it: signing, and waiting for a replica.
+    func publisher(_ bus: MissionBus, logger: Logger) -> Publisher {
+        var publisher = Publisher(bus: bus, logger: logger, signer: signer)
+        publisher.replicaWaitMilliseconds = replicaWaitMilliseconds
+        return publisher
     }
 
     /// Everything the environment says, checked: the role, the signing key, the tip's repository
@@ -52,6 +61,7 @@ public struct GatewayConfiguration: Sendable {
         signer = try environment.missionSigner()
         branchTip = try BranchTip(environment: environment)
         rolloutLeaseSeconds = try environment.rolloutLeaseSeconds()
+        replicaWaitMilliseconds = try environment.redisWaitMilliseconds()
         opsToken = try OpsToken.forServing(environment, insecureNoAuth: insecureNoAuth)
         observability = try ObservabilitySettings(environment: environment)
     }
@@ -185,7 +195,7 @@ public struct Gateway: Sendable {
         if let refusal = await pin(&commit, branch: branch) { return refusal }
         let timeout = configuration.missionTimeoutSeconds
         let publisher: @Sendable (MissionBus) throws -> Publisher.Outcome = { [branch, commit] bus in
-            try Publisher(bus: bus, logger: self.logger, signer: self.configuration.signer).publish(
+            try self.configuration.publisher(bus, logger: self.logger).publish(
                 kind: .update, target: target, branch: branch, timeoutSeconds: timeout, force: force ?? false,
                 commit: commit, allowRewind: allowRewind ?? false, retryQuarantined: retryQuarantined ?? false,
                 splaySeconds: splay ?? 0, ignoreWindow: ignoreWindow ?? false)
@@ -368,7 +378,7 @@ public struct Gateway: Sendable {
         let (configuration, logger) = (self.configuration, self.logger)
         do {
             return .success(try await redis.run { bus in
-                try start.start(with: Rollout(publisher: Publisher(bus: bus, logger: logger, signer: configuration.signer), logger: logger))
+                try start.start(with: Rollout(publisher: configuration.publisher(bus, logger: logger), logger: logger))
             })
         } catch let conflict as Rollout.Conflict {
             return .failure(jsonResponse(.conflict, ["ok": .bool(false), "error": .string(conflict.description), "rollout_id": .string(conflict.rolloutID)]))
@@ -392,7 +402,7 @@ public struct Gateway: Sendable {
         detachThread {
             let bus = MissionBus(redis: RedisClient(url: settings.url), stream: settings.stream,
                                  deadLetterStream: settings.deadLetterStream, maxLength: settings.maxLength, fleetID: settings.fleetID)
-            let runner = Rollout(publisher: Publisher(bus: bus, logger: logger, signer: configuration.signer), logger: logger,
+            let runner = Rollout(publisher: configuration.publisher(bus, logger: logger), logger: logger,
                                  leaseSeconds: configuration.rolloutLeaseSeconds, runnerName: "factoryctl serve")
             do {
                 let summary = try runner.run(plan.id, stop: StopSignal()) { line in logger.info("\(plan.id): \(line)") }
@@ -429,7 +439,7 @@ public struct Gateway: Sendable {
         }
         do {
             let outcome = try await redis.run { bus in
-                try Publisher(bus: bus, logger: self.logger, signer: self.configuration.signer).publish(kind: kind, target: target, branch: "main", force: true)
+                try self.configuration.publisher(bus, logger: self.logger).publish(kind: kind, target: target, branch: "main", force: true)
             }
             return jsonResponse(.ok, [
                 "ok": .bool(true), "job_id": .string(outcome.jobID), "action": .string(kind == .pause ? "pause" : "resume"),
