@@ -7,7 +7,7 @@ import FoundationEssentials
 /// unescaped slashes: absent optionals left out, integral numbers without a fraction); a test
 /// holds the two side by side.
 struct FleetJSON {
-    private(set) var bytes: [UInt8] = []
+    var bytes: [UInt8] = []
 
     /// The whole object: the rows under `factories` plus the contract's four keys, sorted.
     static func document(_ rows: [FleetRow]) -> [UInt8] {
@@ -56,18 +56,18 @@ struct FleetJSON {
         raw("}")
     }
 
-    private mutating func raw(_ text: String) {
+    mutating func raw(_ text: String) {
         append(text.utf8)
     }
 
     /// One copy of the bytes (a native string's are contiguous).
-    private mutating func append(_ utf8: String.UTF8View) {
+    mutating func append(_ utf8: String.UTF8View) {
         if utf8.withContiguousStorageIfAvailable({ bytes.append(contentsOf: $0) }) == nil { bytes.append(contentsOf: utf8) }
     }
 
     /// As JSONEncoder writes a Double: integral values (within 2^53) as integers, others in
     /// Swift's shortest round-trip form.
-    private mutating func number(_ value: Double) {
+    mutating func number(_ value: Double) {
         if value.isFinite, value == value.rounded(), abs(value) < 9_007_199_254_740_992 {
             raw(String(Int64(value)))
         } else {
@@ -77,7 +77,7 @@ struct FleetJSON {
 
     /// A JSON string as JSONEncoder writes it: `"` and `\` escaped, control characters as
     /// `\b \f \n \r \t` or `\u00XX`, everything else (slashes, non-ASCII) as it is.
-    private mutating func string(_ text: String) {
+    mutating func string(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
         // Most values need no escape: scanned and copied in one go from contiguous UTF-8.
         var text = text

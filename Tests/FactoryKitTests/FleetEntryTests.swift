@@ -61,6 +61,25 @@ import Testing
         }
     }
 
+    /// With `progress` (what `publish --wait` reads each round): `started_at` and the job fields of
+    /// `metadata` too, as the strict parser reads them, and the scanner steps aside when unsure.
+    @Test func theProgressReadAgreesWithTheStrictParser() {
+        var working = Self.base
+        working["metadata"] = .object(["current_job_id": .string("update-0123456789ab"), "soak_seconds_left": .int(12),
+                                       "splay_seconds_left": .double(3.5), "other": .array([.null])])
+        var docs = Self.documents + [Array(JSONValue.object(working).pythonJSON.utf8)]
+        for odd: JSONValue in [.object(["current_job_id": .int(3)]), .object(["soak_seconds_left": .string("x")]), .string("m"),
+                               .object(["current_job_id": .null, "splay_seconds_left": .double(1e300)])] {
+            working["metadata"] = odd
+            docs.append(Array(JSONValue.object(working).pythonJSON.utf8))
+        }
+        let strict = { (doc: [UInt8]) in (try? JSONValue.parse(bytes: doc)).flatMap(Registration.init(json:)).map(FleetEntry.withProgress) }
+        let disagree = docs.filter { FleetEntry.read($0, progress: true) != strict($0) }
+        let read = FleetEntry.read(docs[Self.documents.count], progress: true)
+        #expect(disagree.isEmpty && read?.currentJobID == "update-0123456789ab" && read?.soakSecondsLeft == 12 && read?.splaySecondsLeft == 3.5
+                && read?.startedAt == 1, "\(disagree.map { String(decoding: $0.prefix(160), as: UTF8.self) })")
+    }
+
     @Test func invalidUTF8AnywhereIsRefused() {
         var doc = Array(JSONValue.object(Self.base).pythonJSON.utf8)
         // Inside the skipped metadata: the fast path must not let it through.

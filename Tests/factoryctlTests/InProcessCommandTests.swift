@@ -46,6 +46,28 @@ import TestSupport
         #expect(String(decoding: FleetJSON.document(rows), as: UTF8.self) == buffer.text)
     }
 
+    /// `publish --wait --json`'s own writer prints byte for byte what the generic JSON path does:
+    /// results with nested values, awkward keys and strings, integral and fractional numbers.
+    @Test func theWaitJSONWriterMatchesTheGenericEncoderByteForByte() throws {
+        let result: JSONValue = .object([
+            "job_id": .string("update-0123456789ab"), "status": .string("FAILED"), "error": .string("a/b \"q\" \\ \n ä 😀 \u{01}"),
+            "result": .object(["factory_id": .string("f-1"), "steps_ms": .object(["fetch": .int(12), "sync": .double(3.5)]),
+                               "a_b": .null, "aB": .bool(true), "a1": .double(2), "a10": .array([.int(-3), .double(1_733_561_234.567891)]),
+                               "A": .string("x"), "finished_at": .double(1_733_561_234)]),
+        ])
+        var ok = result.object!
+        ok["status"] = .string("SUCCESS")
+        ok["error"] = .null
+        ok["result"] = .object(["factory_id": .string("f-2")])
+        let text = JSONValue.object(["job_id": .string("update-0123456789ab"), "targeted": .array([.string("f-1"), .string("f-2"), .string("f/3")]),
+                                     "results": .array([result, .object(ok)]), "pending": .array([.string("f/3")]), "timed_out": .bool(true),
+                                     "unreachable": .object(["f/3": .string("stale: not heard from for 95 s")])]).pythonJSON
+        let summary = try JSONDecoder().decode(Publisher.WaitSummary.self, from: Data(text.utf8))
+        let buffer = CommandOutput.buffer()
+        try JSONOutput(requested: true, stdout: buffer).emit(summary, exit: .timedOut, error: "timed out waiting for f/3")
+        #expect(String(decoding: FleetJSON.waitDocument(summary, exit: .timedOut, error: "timed out waiting for f/3"), as: UTF8.self) == buffer.text)
+    }
+
     @Test func statusJSONReadsTheCheckoutTheContextIsIn() async throws {
         let world = try GitWorld()
         let run = await factoryctl(["status", "--json"], environment: world.environment, in: world.factory)

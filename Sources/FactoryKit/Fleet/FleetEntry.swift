@@ -21,6 +21,16 @@ public struct FleetEntry: Sendable, Equatable {
     public var lastJobID: String?
     public var lastJobStatus: String?
     public var capabilities: [String] = []
+    /// Read only with `progress` (what `Publisher.wait` and a rollout window follow): when the
+    /// consumer started, and what its `metadata` says about the job it is working on.
+    public var startedAt: Double = 0
+    public var currentJobID: String?
+    public var soakSecondsLeft: Double?
+    public var splaySecondsLeft: Double?
+    /// A mission it defers (maintenance window, app lock): the job, what it says, until when.
+    public var deferredJobID: String?
+    public var deferred: String?
+    public var deferredUntil: Double?
 
     public init(_ registration: Registration) {
         factoryID = registration.factoryID
@@ -34,6 +44,19 @@ public struct FleetEntry: Sendable, Equatable {
         lastJobID = registration.lastJobID
         lastJobStatus = registration.lastJobStatus
         capabilities = registration.capabilities
+    }
+
+    /// The same, with the `progress` fields.
+    public static func withProgress(_ registration: Registration) -> FleetEntry {
+        var entry = FleetEntry(registration)
+        entry.startedAt = registration.startedAt
+        entry.currentJobID = registration.metadata["current_job_id"]?.string
+        entry.soakSecondsLeft = registration.metadata["soak_seconds_left"]?.number
+        entry.splaySecondsLeft = registration.metadata["splay_seconds_left"]?.number
+        entry.deferredJobID = registration.metadata["deferred_job_id"]?.string
+        entry.deferred = registration.metadata["deferred"]?.string
+        entry.deferredUntil = registration.metadata["deferred_until"]?.number
+        return entry
     }
 
     init(factoryID: String, status: String) {
@@ -53,19 +76,21 @@ public struct FleetEntry: Sendable, Equatable {
 
     /// With `shared`: a capability list with the same bytes as the last one read shares its array
     /// (a fleet's factories mostly have one list: 10,000 reads make one array, not 10,000).
-    static func read(_ bytes: UnsafeBufferPointer<UInt8>, capabilities: Bool, shared: CapabilityCache?) -> FleetEntry? {
+    /// With `progress`, `startedAt` and the job fields of `metadata` too (else left empty).
+    static func read(_ bytes: UnsafeBufferPointer<UInt8>, capabilities: Bool, progress: Bool = false,
+                     shared: CapabilityCache?) -> FleetEntry? {
         if isValidUTF8(bytes) {
-            var scanner = FleetScanner(bytes: bytes, capabilities: capabilities, shared: shared)
+            var scanner = FleetScanner(bytes: bytes, capabilities: capabilities, progress: progress, shared: shared)
             if let entry = scanner.scan() { return entry }
         }
         guard let value = try? JSONValue.parse(bytes: Array(bytes)), let registration = Registration(json: value) else { return nil }
-        var entry = FleetEntry(registration)
+        var entry = progress ? FleetEntry.withProgress(registration) : FleetEntry(registration)
         if !capabilities { entry.capabilities = [] }
         return entry
     }
 
-    public static func read(_ bytes: [UInt8], capabilities: Bool = true) -> FleetEntry? {
-        bytes.withUnsafeBufferPointer { read($0, capabilities: capabilities) }
+    public static func read(_ bytes: [UInt8], capabilities: Bool = true, progress: Bool = false) -> FleetEntry? {
+        bytes.withUnsafeBufferPointer { read($0, capabilities: capabilities, progress: progress, shared: nil) }
     }
 }
 
@@ -80,12 +105,14 @@ final class CapabilityCache {
 private struct FleetScanner {
     let bytes: UnsafeBufferPointer<UInt8>
     let capabilities: Bool
+    let progress: Bool
     let shared: CapabilityCache?
     var index = 0
 
-    init(bytes: UnsafeBufferPointer<UInt8>, capabilities: Bool, shared: CapabilityCache? = nil) {
+    init(bytes: UnsafeBufferPointer<UInt8>, capabilities: Bool, progress: Bool = false, shared: CapabilityCache? = nil) {
         self.bytes = bytes
         self.capabilities = capabilities
+        self.progress = progress
         self.shared = shared
     }
 
@@ -170,10 +197,53 @@ private struct FleetScanner {
             } else {
                 guard skipStringArray() else { return false }
             }
+        } else if progress, isKey(key, "started_at") {
+            guard let v = finiteNumber() else { return false }; entry.startedAt = v
+        } else if progress, isKey(key, "metadata") {
+            guard metadata(into: &entry) else { return false }
         } else {
             guard skipValue(depth: 0) else { return false }
         }
         return true
+    }
+
+    /// `metadata`'s job fields (`current_job_id`, `soak_seconds_left`, `splay_seconds_left`, and
+    /// a deferral's `deferred_job_id`, `deferred`, `deferred_until`),
+    /// its other keys skipped. False when unsure (a value of another type than expected included).
+    private mutating func metadata(into entry: inout FleetEntry) -> Bool {
+        guard take(UInt8(ascii: "{")) else { return false }
+        skipSpace()
+        if take(UInt8(ascii: "}")) { return true }
+        while true {
+            skipSpace()
+            guard let key = plainRange() else { return false }
+            skipSpace()
+            guard take(UInt8(ascii: ":")) else { return false }
+            skipSpace()
+            if isKey(key, "current_job_id") {
+                guard let v = optionalString() else { return false }; entry.currentJobID = v
+            } else if isKey(key, "soak_seconds_left") {
+                guard let v = finiteNumber() else { return false }; entry.soakSecondsLeft = v
+            } else if isKey(key, "splay_seconds_left") {
+                guard let v = finiteNumber() else { return false }; entry.splaySecondsLeft = v
+            } else if isKey(key, "deferred_job_id") {
+                guard let v = optionalString() else { return false }; entry.deferredJobID = v
+            } else if isKey(key, "deferred") {
+                guard let v = optionalString() else { return false }; entry.deferred = v
+            } else if isKey(key, "deferred_until") {
+                guard let v = finiteNumber() else { return false }; entry.deferredUntil = v
+            } else {
+                guard skipValue(depth: 1) else { return false }
+            }
+            skipSpace()
+            if take(UInt8(ascii: ",")) { continue }
+            return take(UInt8(ascii: "}"))
+        }
+    }
+
+    private mutating func finiteNumber() -> Double? {
+        guard let (range, _) = numberLiteral(), let value = Double(text(range)), value.isFinite else { return nil }
+        return value
     }
 
     private mutating func take(_ byte: UInt8) -> Bool {

@@ -70,6 +70,41 @@ public struct FleetRegistry {
         return found
     }
 
+    /// Keys per HMGET/MGET when a follower reads many registrations: bounded replies, so a
+    /// 10,000-factory wait never holds the whole fleet's registrations at once.
+    static let progressChunk = 500
+
+    /// The registrations of `ids` as `Publisher.wait` and a rollout window follow them: read with
+    /// the light reader (`FleetEntry` with `progress`), `enrolled` (read once by the caller)
+    /// telling which are under their own key, `progressChunk` keys a command, nothing kept. nil for
+    /// a factory with none, or whose record claims another id.
+    public func progress(of ids: [String], enrolled: Set<String>) throws(RedisError) -> [(String, FleetEntry?)] {
+        var found: [(String, FleetEntry?)] = []
+        found.reserveCapacity(ids.count)
+        let shared = ids.filter { !enrolled.contains($0) }
+        let owned = ids.filter(enrolled.contains)
+        for start in stride(from: 0, to: shared.count, by: Self.progressChunk) {
+            let chunk = Array(shared[start..<min(start + Self.progressChunk, shared.count)])
+            read(chunk, try redis.command(["HMGET", Self.key] + chunk), into: &found)
+        }
+        for start in stride(from: 0, to: owned.count, by: Self.progressChunk) {
+            let chunk = Array(owned[start..<min(start + Self.progressChunk, owned.count)])
+            read(chunk, try redis.command(["MGET"] + chunk.map { FactoryKeys($0).registration }), into: &found)
+        }
+        return found
+    }
+
+    private func read(_ chunk: [String], _ reply: RedisReply, into found: inout [(String, FleetEntry?)]) {
+        let values = reply.array ?? []
+        for (index, id) in chunk.enumerated() {
+            var entry: FleetEntry?
+            if index < values.count, case .string(let data) = values[index] {
+                entry = data.withUnsafeBytes { FleetEntry.read($0.bindMemory(to: UInt8.self), capabilities: false, progress: true, shared: nil) }
+            }
+            found.append((id, attributed(entry, to: id, claimed: \.factoryID)))
+        }
+    }
+
     /// The fleet as the table shows it, read in one pass per registration (`FleetEntry`),
     /// sorted by factory id. Each registration is scanned where hiredis put it (no copy): the
     /// shared hash without the enrolled ids, then each enrolled factory's own key.

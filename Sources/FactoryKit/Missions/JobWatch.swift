@@ -6,9 +6,16 @@ import FactoryBasics
 /// and those that cannot answer (stale, offline, gone). Pure state: the Redis reads are the
 /// caller's.
 struct JobWatch {
+    /// A result as it is kept while following: whether it succeeded, and its JSON text for the
+    /// summary (the parsed document of 10,000 results is tens of MB; the text a third of it).
+    struct Kept {
+        let succeeded: Bool
+        let text: String
+    }
+
     let outcome: Publisher.Outcome
     let targeted: Set<String>
-    private(set) var results: [String: MissionResult] = [:]
+    private(set) var results: [String: Kept] = [:]
     private(set) var order: [String] = []
     /// Reported a changed checkout; waiting for its consumer to come back on the new commit.
     private(set) var restarting: [String: (commit: String?, finishedAt: Double)] = [:]
@@ -43,10 +50,13 @@ struct JobWatch {
 
     func summary(timedOut: Bool) -> Publisher.WaitSummary {
         let pending = pending
-        return Publisher.WaitSummary(jobID: outcome.jobID, targeted: outcome.targeted, results: order.compactMap { results[$0] },
-                                     pending: pending, timedOut: !pending.isEmpty && timedOut,
-                                     unreachable: unreachable.filter { pending.contains($0.key) },
-                                     deferred: deferred.filter { pending.contains($0.key) }.mapValues(\.text))
+        let kept = order.compactMap { results[$0] }
+        let stillPending = Set(pending)
+        return Publisher.WaitSummary(jobID: outcome.jobID, targeted: outcome.targeted, resultTexts: kept.map(\.text),
+                                     failed: kept.filter { !$0.succeeded }.count, pending: pending,
+                                     timedOut: !pending.isEmpty && timedOut,
+                                     unreachable: unreachable.filter { stillPending.contains($0.key) },
+                                     deferred: deferred.filter { stillPending.contains($0.key) }.mapValues(\.text))
     }
 
     /// The last time a factory still owed a result said it defers the job (nil: none has).
@@ -61,7 +71,7 @@ struct JobWatch {
     mutating func take(_ incoming: [MissionResult], _ onEvent: (Publisher.WaitEvent) -> Void) {
         for result in incoming {
             guard let id = result.factoryID, targeted.contains(id), results[id] == nil else { continue }
-            results[id] = result
+            results[id] = Kept(succeeded: result.succeeded, text: result.json.pythonJSON)
             order.append(id)
             awaiting.remove(id)
             unreachable[id] = nil
@@ -73,9 +83,9 @@ struct JobWatch {
         }
     }
 
-    /// The registrations of `owed` (nil: not registered any more).
+    /// The registrations of `owed` (nil: not registered any more), as the light reader gives them.
     mutating func look<S: Sequence>(_ registrations: S, now: Date, _ onEvent: (Publisher.WaitEvent) -> Void)
-    where S.Element == (String, Registration?) {
+    where S.Element == (String, FleetEntry?) {
         for (id, registration) in registrations {
             guard let registration else {
                 if unreachable[id] == nil { unreachable[id] = "no longer registered"; onEvent(.unreachable(id, reason: "no longer registered")) }
@@ -88,27 +98,13 @@ struct JobWatch {
                 }
                 continue // between its exit and systemd's restart it is briefly offline: expected
             }
-            if awaiting.contains(id), !updating.contains(id), registration.registrationStatus == "updating",
-               registration.metadata["current_job_id"]?.string == outcome.jobID {
-                updating.insert(id)
-                onEvent(.updating(id))
-            }
-            if awaiting.contains(id), registration.registrationStatus == "updating",
-               registration.metadata["current_job_id"]?.string == outcome.jobID,
-               let left = registration.metadata["soak_seconds_left"]?.number.map(wholeNumber), soaking[id] != left {
-                soaking[id] = left
-                onEvent(.soaking(id, secondsLeft: left))
-            }
-            if awaiting.contains(id), registration.registrationStatus == "updating",
-               registration.metadata["current_job_id"]?.string == outcome.jobID,
-               let left = registration.metadata["splay_seconds_left"]?.number.map(wholeNumber), splaying[id] == nil {
-                splaying[id] = left
-                onEvent(.splaying(id, secondsLeft: left))
+            if awaiting.contains(id), registration.status == "updating", registration.currentJobID == outcome.jobID {
+                progress(id, registration, onEvent)
             }
             noteDeferral(id, registration, now: now, onEvent)
             let reason: String? = registration.isStale(now: now, after: FleetRegistry.staleAfter)
                 ? "stale: not heard from for \(wholeNumber(now.timeIntervalSince1970 - registration.lastSeenAt)) s"
-                : registration.registrationStatus == "offline" ? "offline: its consumer has stopped" : nil
+                : registration.status == "offline" ? "offline: its consumer has stopped" : nil
             if let reason, unreachable[id] == nil {
                 unreachable[id] = reason
                 onEvent(.unreachable(id, reason: reason))
@@ -117,20 +113,39 @@ struct JobWatch {
             }
         }
     }
+
+    /// A factory working on this job: "updating" once, its soak time left when it changes, its
+    /// splay delay once.
+    private mutating func progress(_ id: String, _ registration: FleetEntry, _ onEvent: (Publisher.WaitEvent) -> Void) {
+        if !updating.contains(id) {
+            updating.insert(id)
+            onEvent(.updating(id))
+        }
+        if let left = registration.soakSecondsLeft.map(Self.seconds), soaking[id] != left {
+            soaking[id] = left
+            onEvent(.soaking(id, secondsLeft: left))
+        }
+        if let left = registration.splaySecondsLeft.map(Self.seconds), splaying[id] == nil {
+            splaying[id] = left
+            onEvent(.splaying(id, secondsLeft: left))
+        }
+    }
+
+    private static func seconds(_ value: Double) -> Int { Int(max(-1e9, min(1e9, value))) }
 }
 
 extension JobWatch {
     /// A factory's registration says it defers this job: an event when it first says so or the
     /// time changes; gone once it no longer says it.
-    mutating func noteDeferral(_ id: String, _ registration: Registration, now: Date, _ onEvent: (Publisher.WaitEvent) -> Void) {
+    mutating func noteDeferral(_ id: String, _ registration: FleetEntry, now: Date, _ onEvent: (Publisher.WaitEvent) -> Void) {
         guard awaiting.contains(id) else { return }
         // A stale registration's word is old: its factory may be gone.
-        guard registration.metadata["deferred_job_id"]?.string == outcome.jobID,
-              !registration.isStale(now: now, after: FleetRegistry.staleAfter), let text = registration.metadata["deferred"]?.string else {
+        guard registration.deferredJobID == outcome.jobID,
+              !registration.isStale(now: now, after: FleetRegistry.staleAfter), let text = registration.deferred else {
             deferred[id] = nil
             return
         }
-        let until = registration.metadata["deferred_until"]?.number
+        let until = registration.deferredUntil
         let known = deferred[id]
         deferred[id] = (text, until, now)
         deferredSeenAt[id] = now
@@ -148,11 +163,19 @@ struct JobFollower {
     private(set) var watch: JobWatch
     /// Factories whose result is in their own keys: the job went to their inbox.
     let inboxes: Set<String>
+    /// The targeted factories that are enrolled (their registration is under their own key):
+    /// read once, when the follower starts.
+    let enrolled: Set<String>
 
-    init(bus: MissionBus, outcome: Publisher.Outcome, onEvent: (Publisher.WaitEvent) -> Void) throws {
+    /// `enrolled`: the enrolled factories, when the caller has read them already (a window
+    /// follows many jobs); else they are read here, once.
+    init(bus: MissionBus, outcome: Publisher.Outcome, enrolled: Set<String>? = nil, onEvent: (Publisher.WaitEvent) -> Void) throws {
         self.bus = bus
         let record = try bus.job(outcome.jobID)
-        inboxes = record.meta == nil ? try Enrollment(redis: bus.redis).enrolled(among: outcome.targeted) : record.inboxes
+        let all = try enrolled ?? Enrollment(redis: bus.redis).enrolled()
+        let targeted = Set(outcome.targeted)
+        self.enrolled = all.count < targeted.count ? all.intersection(targeted) : targeted.filter(all.contains)
+        inboxes = record.meta == nil ? self.enrolled : record.inboxes
         watch = JobWatch(outcome: outcome)
         watch.take(record.results, onEvent)
     }
@@ -165,10 +188,23 @@ struct JobFollower {
     /// One round: the registrations of the factories owed something, and enrolled factories' results.
     mutating func look(now: Date, onEvent: (Publisher.WaitEvent) -> Void) throws {
         let ids = watch.owed
-        if !ids.isEmpty {
-            let found = try FleetRegistry(redis: bus.redis).registrations(of: ids)
-            watch.look(ids.map { ($0, found[$0] ?? nil) }, now: now, onEvent)
-        }
+        if !ids.isEmpty { watch.look(try FleetRegistry(redis: bus.redis).progress(of: ids, enrolled: enrolled), now: now, onEvent) }
+        try takeOwn(onEvent: onEvent)
+    }
+
+    /// The registrations a caller read for several followers at once (`RolloutWindow`): those of
+    /// this job's owed factories among them.
+    mutating func look(registrations: [String: FleetEntry?], now: Date, onEvent: (Publisher.WaitEvent) -> Void) {
+        watch.look(watch.owed.map { ($0, registrations[$0] ?? nil) }, now: now, onEvent)
+    }
+
+    /// Results of this job a caller read from enrolled factories' own keys for several jobs at once.
+    mutating func take(own results: [MissionResult], onEvent: (Publisher.WaitEvent) -> Void) {
+        watch.take(results.sorted { ($0.factoryID ?? "") < ($1.factoryID ?? "") }, onEvent)
+    }
+
+    /// Enrolled factories' results, from their own keys.
+    private mutating func takeOwn(onEvent: (Publisher.WaitEvent) -> Void) throws {
         let owed = owedByInbox
         if !owed.isEmpty { watch.take(try bus.ownResults(jobID, of: owed).sorted { $0.key < $1.key }.map(\.value), onEvent) }
     }

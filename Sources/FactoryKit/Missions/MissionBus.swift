@@ -401,11 +401,25 @@ public final class MissionBus {
     /// The results of `jobID` that `ids` (enrolled factories) wrote to their own keys.
     func ownResults(_ jobID: String, of ids: [String]) throws(RedisError) -> [String: MissionResult] {
         var found: [String: MissionResult] = [:]
-        for start in stride(from: 0, to: ids.count, by: 1000) {
-            let chunk = Array(ids[start..<min(start + 1000, ids.count)])
+        for start in stride(from: 0, to: ids.count, by: FleetRegistry.progressChunk) {
+            let chunk = Array(ids[start..<min(start + FleetRegistry.progressChunk, ids.count)])
             let reply = try redis.command(["MGET"] + chunk.map { FactoryKeys($0).job(jobID) })
             for (id, value) in zip(chunk, reply.array ?? []) {
                 if let result = attributed(value.text, to: id, jobID: jobID) { found[id] = result }
+            }
+        }
+        return found
+    }
+
+    /// The results several jobs' enrolled factories wrote to their own keys, by job: `pairs` are
+    /// (job, factory), read `FleetRegistry.progressChunk` keys a command whatever the jobs.
+    func ownResults(_ pairs: [(jobID: String, id: String)]) throws(RedisError) -> [String: [MissionResult]] {
+        var found: [String: [MissionResult]] = [:]
+        for start in stride(from: 0, to: pairs.count, by: FleetRegistry.progressChunk) {
+            let chunk = pairs[start..<min(start + FleetRegistry.progressChunk, pairs.count)]
+            let reply = try redis.command(["MGET"] + chunk.map { FactoryKeys($0.id).job($0.jobID) })
+            for (pair, value) in zip(chunk, reply.array ?? []) {
+                if let result = attributed(value.text, to: pair.id, jobID: pair.jobID) { found[pair.jobID, default: []].append(result) }
             }
         }
         return found

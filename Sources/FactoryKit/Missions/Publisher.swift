@@ -271,7 +271,11 @@ public struct Publisher {
     public struct WaitSummary: Codable, Sendable {
         public let jobID: String
         public let targeted: [String]
-        public let results: [MissionResult]
+        /// The results, in the order they came, as their JSON text (`MissionResult.json`): kept so
+        /// rather than parsed, since at 10,000 factories the parsed documents are tens of MB.
+        public let resultTexts: [String]
+        /// How many of them did not succeed.
+        public let failed: Int
         public let pending: [String]
         public let timedOut: Bool
         /// Factories still pending at the end that were stale, offline or gone, and why.
@@ -279,7 +283,10 @@ public struct Publisher {
         /// Factories still pending at the end that defer the mission, and what they said
         /// ("deferred until …").
         public var deferred: [String: String] = [:]
-        public var allSucceeded: Bool { !targeted.isEmpty && pending.isEmpty && results.allSatisfy(\.succeeded) }
+        public var allSucceeded: Bool { !targeted.isEmpty && pending.isEmpty && failed == 0 }
+
+        /// The results, parsed (each time: walk them once).
+        public var results: [MissionResult] { resultTexts.compactMap { JSONValue.parse($0).flatMap(MissionResult.init(json:)) } }
 
         enum CodingKeys: String, CodingKey {
             case targeted, results, pending, unreachable, deferred
@@ -302,20 +309,23 @@ public struct Publisher {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             jobID = try c.decode(String.self, forKey: .jobID)
             targeted = try c.decode([String].self, forKey: .targeted)
-            results = try c.decode([JSONValue].self, forKey: .results).compactMap(MissionResult.init(json:))
+            let results = try c.decode([JSONValue].self, forKey: .results).compactMap(MissionResult.init(json:))
+            resultTexts = results.map { $0.json.pythonJSON }
+            failed = results.filter { !$0.succeeded }.count
             pending = try c.decode([String].self, forKey: .pending)
             timedOut = try c.decode(Bool.self, forKey: .timedOut)
             unreachable = try c.decodeIfPresent([String: String].self, forKey: .unreachable) ?? [:]
             deferred = try c.decodeIfPresent([String: String].self, forKey: .deferred) ?? [:]
         }
 
-        init(jobID: String, targeted: [String], results: [MissionResult], pending: [String], timedOut: Bool,
+        init(jobID: String, targeted: [String], resultTexts: [String], failed: Int, pending: [String], timedOut: Bool,
              unreachable: [String: String] = [:], deferred: [String: String] = [:]) {
             self.unreachable = unreachable
             self.deferred = deferred
             self.jobID = jobID
             self.targeted = targeted
-            self.results = results
+            self.resultTexts = resultTexts
+            self.failed = failed
             self.pending = pending
             self.timedOut = timedOut
         }
@@ -328,8 +338,10 @@ public struct Publisher {
     /// up `timeout`: it counts from the last time a factory still owed a result said it defers.
     ///
     /// Cost per round is O(what changed): results come from the results stream after the last
-    /// entry seen (the job record is read once, at the start), and registrations are checked
-    /// with one HMGET of just the factories still owed something.
+    /// entry seen (the job record and the enrolled set are read once, at the start), and
+    /// registrations are read, 500 keys a command, with the light reader (`FleetEntry`), only for
+    /// the factories still owed something; nothing parsed is kept between rounds but each
+    /// result's text.
     public func wait(for outcome: Outcome, timeout: Double, stop: StopSignal, waitOutDeferrals: Bool = false,
                      onEvent: (WaitEvent) -> Void = { _ in }) throws -> WaitSummary {
         var deadline = Date().addingTimeInterval(timeout)

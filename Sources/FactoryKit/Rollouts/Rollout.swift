@@ -332,11 +332,11 @@ public struct Rollout {
             Self.report(event, onEvent)
         }
         if stop.isSet && !result.pending.isEmpty { return .stopped }
-        let failed = result.results.filter { !$0.succeeded }.count + result.pending.count
+        let failed = result.failed + result.pending.count
         // A wave fails when the failures so far exceed what the rollout tolerates
         // (`maxFailures`, 0 by default: the first failure halts).
         guard failuresBefore + failed > plan.maxFailures else { return .passed(failed: failed) }
-        let state: State = result.timedOut && result.results.allSatisfy(\.succeeded) ? .timedOut : .halted
+        let state: State = result.timedOut && result.failed == 0 ? .timedOut : .halted
         return .halted(state: state, reason: "\(failed) factor\(failed == 1 ? "y" : "ies") failed or did not report")
     }
 
