@@ -148,12 +148,18 @@ public struct Publisher {
         throw UnregisteredTarget(target: target, unmatched: unmatched, suggestions: suggestions)
     }
 
+    /// Publishes a mission: the registry check and in-flight rule (`plan`), then the entries and
+    /// job record (`MissionBus.publish`). With `members` (a rollout's named, forced ids) the
+    /// registry is not read: the outcome's `targeted` is empty, and the caller waits for them.
     public func publish(kind: Mission.Kind, target: MissionTarget, branch: String, timeoutSeconds: Int64 = 300,
                         force: Bool, requireRegistered: Bool = false, commit: String? = nil, allowRewind: Bool = false,
                         retryQuarantined: Bool = false, splaySeconds: Int = 0, ignoreWindow: Bool = false,
-                        fence: WriteFence? = nil) throws -> Outcome {
+                        fence: WriteFence? = nil, members: Bool = false) throws -> Outcome {
         let now = Date()
-        let matches = try plan(kind: kind, target: target, force: force, requireRegistered: requireRegistered, now: now)
+        // A rollout's members (ids, forced): sent as named, without reading the whole registry
+        // for each wave or window slot; the caller waits for them (`waitingFor`).
+        let matches = members && force && { if case .ids = target { true } else { false } }()
+            ? [] : try plan(kind: kind, target: target, force: force, requireRegistered: requireRegistered, now: now)
         let mission = Mission.make(kind: kind, target: target, branch: branch, timeoutSeconds: timeoutSeconds,
                                    commit: commit, allowRewind: allowRewind, retryQuarantined: retryQuarantined,
                                    splaySeconds: splaySeconds, ignoreWindow: ignoreWindow)

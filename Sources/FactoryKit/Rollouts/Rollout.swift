@@ -380,7 +380,7 @@ public struct Rollout {
         let outcome = try publisher.publish(kind: .update, target: .ids(members), branch: plan.branch,
                                             timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit,
                                             splaySeconds: plan.splaySeconds ?? 0, ignoreWindow: plan.ignoreWindow ?? false,
-                                            fence: lease.fence)
+                                            fence: lease.fence, members: true)
         try set(id, [("wave:\(wave):job", outcome.jobID)], fence: lease.fence)
         onEvent("wave \(wave + 1)/\(plan.waves.count): \(members.joined(separator: ", ")) → \(String(plan.commit.prefix(7))) (\(outcome.jobID))")
         // Every member is waited for, live at publish time or not.
@@ -440,7 +440,7 @@ public struct Rollout {
                 try lease.confirm(redis)
                 let outcome = try publisher.publish(kind: .update, target: .ids(chunk), branch: plan.branch,
                                                     timeoutSeconds: plan.missionTimeout, force: true, commit: commit, allowRewind: true,
-                                                    ignoreWindow: plan.ignoreWindow ?? false, fence: lease.fence)
+                                                    ignoreWindow: plan.ignoreWindow ?? false, fence: lease.fence, members: true)
                 onEvent("rolling back \(chunk.joined(separator: ", ")) to \(String(commit.prefix(7))) (\(outcome.jobID))")
                 jobs.append(outcome.jobID)
                 sent.append((outcome, chunk))

@@ -180,7 +180,7 @@ extension Rollout {
         let outcome = try publisher.publish(kind: .update, target: .ids(members), branch: plan.branch,
                                             timeoutSeconds: plan.missionTimeout, force: true, commit: plan.commit,
                                             splaySeconds: plan.splaySeconds ?? 0, ignoreWindow: plan.ignoreWindow ?? false,
-                                            fence: lease.fence)
+                                            fence: lease.fence, members: true)
         let at = String(Date().timeIntervalSince1970)
         try set(id, members.map { ("slot:\($0)", "\(outcome.jobID) \(at)") }, fence: lease.fence)
         return outcome.jobID
