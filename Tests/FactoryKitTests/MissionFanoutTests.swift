@@ -31,12 +31,16 @@ import TestSupport
         #expect(mission.envelope.json.pythonJSON.utf8.count > StreamEntry.maxFieldBytes)
         let server = try RedisServer()
         let bus = try Self.bus(server)
-        try bus.publish(mission, signer: MissionSigner.generate(), factories: Self.longIDs, inboxes: Self.longIDs)
+        let signer = MissionSigner.generate()
+        try bus.publish(mission, signer: signer, factories: Self.longIDs, inboxes: Self.longIDs)
+        let verifier = MissionVerifier(keys: [signer.key.publicKey])
         var wrong: [String] = []
         for id in Self.longIDs {
             let fields = try Self.entries(bus, FactoryKeys(id).inbox)
-            let small = fields.count == 1 && (fields[0]["envelope"]?.utf8.count ?? .max) < 1024
-            if !small || fields[0]["signature_v2"] == nil || fields[0]["job_id"] != mission.jobID || (try? Self.target(fields[0])) != .ids([id]) {
+            let exact = fields.count == 1 && fields[0]["envelope"] == mission.retargeted(.ids([id])).envelope.json.pythonJSON
+            let verified = exact && (try? verifier.verify(fields: fields[0], binding: bus.binding)) != nil
+            if !verified || (fields[0]["envelope"]?.utf8.count ?? .max) > 1024 || fields[0]["job_id"] != mission.jobID
+                || (try? Self.target(fields[0])) != .ids([id]) {
                 wrong.append(id)
             }
         }

@@ -200,6 +200,7 @@ public final class MissionBus {
             String(maxLength), envelope.jobID, envelope.idempotencyKey, fanout.shared?.envelope ?? "",
             meta.pythonJSON, String(Self.jobRetention), mission.kind == .update ? "1" : "0", String(FactoryKeys.inboxMaxLength),
             fence?.value ?? "", String(sharedExtra.count), String(perInbox),
+            fanout.template == nil ? "0" : "1", fanout.template?.prefix ?? "", fanout.template?.suffix ?? "",
         ]
         var arguments: [String] = ["EVAL", Self.publishScript, String(keys.count)]
         arguments.reserveCapacity(3 + keys.count + head.count + sharedExtra.count + fanout.inboxes.count * (1 + perInbox))
@@ -218,21 +219,25 @@ public final class MissionBus {
     /// KEYS: the stream, the job record, the in-flight hash, the fence's key, then the inboxes.
     /// ARGV: MAXLEN, job id, idempotency key, the shared envelope ('' for none), the record, its
     /// TTL, "1" for an update, the inboxes' MAXLEN, the fence's value, the number of the shared
-    /// entry's extra arguments (n) and of each inbox entry's (k), the n, then per inbox its
-    /// envelope and its k.
+    /// entry's extra arguments (n) and of each inbox entry's (k), "1" when the inbox envelopes are
+    /// built from the template, its prefix and suffix, the n, then per inbox its envelope (with
+    /// the template: its factory id) and its k.
     static let publishScript = WriteFence.check(keyIndex: 4, valueIndex: 9) + """
 
-    local first = 12 + tonumber(ARGV[10])
+    local first = 15 + tonumber(ARGV[10])
     local per = 1 + tonumber(ARGV[11])
+    local templated = ARGV[12] == '1'
     local id = false
     if ARGV[4] ~= '' then
       local fields = {'job_id', ARGV[2], 'idempotency_key', ARGV[3], 'envelope', ARGV[4]}
-      for i = 12, first - 1 do fields[#fields + 1] = ARGV[i] end
+      for i = 15, first - 1 do fields[#fields + 1] = ARGV[i] end
       id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
     end
     for k = 5, #KEYS do
       local at = first + (k - 5) * per
-      local fields = {'job_id', ARGV[2], 'idempotency_key', ARGV[3], 'envelope', ARGV[at]}
+      local envelope = ARGV[at]
+      if templated then envelope = ARGV[13] .. envelope .. ARGV[14] end
+      local fields = {'job_id', ARGV[2], 'idempotency_key', ARGV[3], 'envelope', envelope}
       for i = at + 1, at + per - 1 do fields[#fields + 1] = ARGV[i] end
       local added = redis.call('XADD', KEYS[k], 'MAXLEN', '~', ARGV[8], '*', unpack(fields))
       if not id then id = added end

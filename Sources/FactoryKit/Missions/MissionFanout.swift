@@ -13,8 +13,13 @@ import FoundationEssentials
 struct MissionFanout {
     /// The shared stream's entry: its envelope text and extra fields (nil: every target is enrolled).
     var shared: (envelope: String, extra: [String])?
-    /// One entry per enrolled factory: its inbox key, envelope text and extra fields, sorted by id.
+    /// One entry per enrolled factory: its inbox key, envelope text (its id when `template` is
+    /// set) and extra fields, sorted by id.
     var inboxes: [(key: String, envelope: String, extra: [String])] = []
+    /// The inbox envelopes' text before and after the id (`target_factory_id`'s value), when
+    /// every id is written as it is (the job id alphabet needs no JSON escape): Redis builds
+    /// each envelope from it, so HQ sends an id per inbox, not an envelope.
+    private(set) var template: (prefix: String, suffix: String)?
 
     /// The entries of `mission` for `inboxes` (enrolled factories among its targets) and the
     /// shared stream. Throws `OversizedMission` before anything is written when the shared entry's
@@ -26,13 +31,31 @@ struct MissionFanout {
             try Self.checkSize(text, mission: sharedMission)
             shared = (text, try Self.sign(sharedMission, text, signer: signer, binding: binding, issuedAt: issuedAt, legacy: true))
         }
-        for id in inboxes.sorted() {
+        let ids = inboxes.sorted()
+        template = Self.template(mission, ids: ids)
+        self.inboxes.reserveCapacity(ids.count)
+        for id in ids {
             let own = mission.retargeted(.ids([id]))
-            let text = own.envelope.json.pythonJSON
+            let text = template.map { $0.prefix + id + $0.suffix } ?? own.envelope.json.pythonJSON
             try Self.checkSize(text, mission: own)
-            self.inboxes.append((FactoryKeys(id).inbox, text,
-                            try Self.sign(own, text, signer: signer, binding: binding, issuedAt: issuedAt, legacy: false)))
+            self.inboxes.append((FactoryKeys(id).inbox, template == nil ? text : id,
+                                 try Self.sign(own, text, signer: signer, binding: binding, issuedAt: issuedAt, legacy: false)))
         }
+    }
+
+    /// The text around the id in `mission`'s envelope for one of `ids`, when each of them would be
+    /// written as it is and the id's place is found exactly once; else nil (each envelope is
+    /// then encoded and sent whole).
+    static func template(_ mission: Mission, ids: [String]) -> (prefix: String, suffix: String)? {
+        guard let first = ids.first, ids.allSatisfy(MissionID.isValid) else { return nil }
+        let text = mission.retargeted(.ids([first])).envelope.json.pythonJSON
+        let marker = "\"target_factory_id\": \"" + first + "\""
+        let found = text.ranges(of: marker)
+        guard found.count == 1, let range = found.first else { return nil }
+        let idStart = text.index(range.lowerBound, offsetBy: marker.count - first.count - 1)
+        let idEnd = text.index(idStart, offsetBy: first.count)
+        let prefix = String(text[..<idStart]), suffix = String(text[idEnd...])
+        return prefix + first + suffix == text ? (prefix, suffix) : nil
     }
 
     /// The mission as the shared stream carries it: named ids that read an inbox are left out

@@ -2,6 +2,7 @@ import FoundationEssentials
 import Dispatch
 import FactoryBasics
 import Glibc
+import CSupport
 import Logging
 import RedisKit
 
@@ -353,11 +354,21 @@ public struct Publisher {
         var deadline = Date().addingTimeInterval(timeout)
         var lastEntry = try bus.lastResultID()
         var follower = try JobFollower(bus: bus, outcome: outcome, onEvent: onEvent)
+        var trimmed = Date.distantPast
         while true {
             try follower.look(now: Date(), onEvent: onEvent)
             if waitOutDeferrals, let seen = follower.watch.lastDeferral { deadline = max(deadline, seen.addingTimeInterval(timeout)) }
+            // What each round read is freed, the kept results interleave with it: give the
+            // freed pages back every 2 s so the process holds what it keeps, not its history.
+            if -trimmed.timeIntervalSinceNow >= 2 {
+                _ = factoryctl_malloc_trim()
+                trimmed = Date()
+            }
             let timedOut = Date() >= deadline || stop.isSet
-            if follower.watch.pending.isEmpty || timedOut { return follower.watch.summary(timedOut: timedOut) }
+            if follower.watch.pending.isEmpty || timedOut {
+                _ = factoryctl_malloc_trim()
+                return follower.watch.summary(timedOut: timedOut)
+            }
             // Wake on the next result on the shared stream (no polling); re-registrations,
             // "updating" and enrolled factories' results are not on it, so look again every 50 ms
             // while restarts are awaited, every 200 ms for enrolled results, else every 1 s.
