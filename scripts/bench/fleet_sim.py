@@ -5,7 +5,7 @@ in raw RESP over a unix socket.
 
 usage:
   fleet_sim.py report --factoryctl PATH [--sizes 1000,10000] [--update-mean 5 --update-sd 1]
-                      [--splay 10] [--workers 4] [--json OUT]
+                      [--splay 10] [--workers 4] [--window 10%] [--id-prefix P] [--json OUT]
       For each N: a redis-server of its own (temp dir, unix socket), N enrolled factories (the
       `factoryctl:enrolled` row, the ACL user and the inbox group `enroll` creates), run by a few
       worker processes as N light consumers, and on the HQ side the real binary:
@@ -172,6 +172,15 @@ class Redis:
         self.sock.close()
 
 
+# Factory ids are ID_PREFIX + 5 digits ("sim-00042"); --id-prefix makes them longer (issue 22: a
+# rollout wave of long ids used to be over the consumer's 64 KiB field limit).
+ID_PREFIX = "sim-"
+
+
+def fid_of(i):
+    return ID_PREFIX + "%05d" % i
+
+
 def key(fid, name):
     return ("factoryctl:f:{%s}:%s" % (fid, name)).encode()
 
@@ -211,7 +220,7 @@ class Worker:
         self.a = a
         self.rng = random.Random(a.seed)
         self.version = a.version
-        ids = [("sim-%05d" % i) for i in range(a.first, a.first + a.count)]
+        ids = [fid_of(i) for i in range(a.first, a.first + a.count)]
         self.factories = [Factory(fid, i, a.commit, 100000 + a.first + i) for i, fid in enumerate(ids)]
         self.by_inbox = {f.inbox: f for f in self.factories}
         self.redis = Redis(a.sock)
@@ -243,7 +252,7 @@ class Worker:
             metadata["splay_seconds_left"] = int(math.ceil(f.splay_until - now))
         reg = {"factory_id": f.fid, "factory_role": "LOCAL_WORKER", "deployment_profile": "local_worker",
                "registration_status": f.status, "capabilities": caps, "metadata": metadata, "branch": "main",
-               "commit": f.commit, "version": self.version, "pid": f.pid, "host": "sim-host-" + f.fid[4:],
+               "commit": f.commit, "version": self.version, "pid": f.pid, "host": "sim-host-" + f.fid[len(ID_PREFIX):],
                "started_at": f.started_at, "last_seen_at": now}
         if f.last_job:
             reg["last_job_id"], reg["last_job_status"] = f.last_job
@@ -531,7 +540,10 @@ def worker_main(argv):
     p.add_argument("--update-min", type=float, default=0.5)
     p.add_argument("--restart-seconds", type=float, default=0.3)
     p.add_argument("--fail-rate", type=float, default=0)
+    p.add_argument("--id-prefix", default="sim-")
     a = p.parse_args(argv)
+    global ID_PREFIX
+    ID_PREFIX = a.id_prefix
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     Worker(a).run()
 
@@ -609,7 +621,8 @@ class Fleet:
             cmd = [sys.executable, os.path.abspath(__file__), "worker", "--sock", sock, "--first", str(first),
                    "--count", str(count), "--commit", commit, "--version", version, "--seed", str(args.seed + w),
                    "--update-mean", str(args.update_mean), "--update-sd", str(args.update_sd),
-                   "--restart-seconds", str(args.restart_seconds), "--fail-rate", str(args.fail_rate)]
+                   "--restart-seconds", str(args.restart_seconds), "--fail-rate", str(args.fail_rate),
+                   "--id-prefix", ID_PREFIX]
             self.procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1))
         for p in self.procs:
             line = json.loads(p.stdout.readline())
@@ -658,7 +671,7 @@ def enroll_fleet(r, n, with_acl):
     now = time.time()
     cmds = []
     for i in range(n):
-        fid = "sim-%05d" % i
+        fid = fid_of(i)
         record = {"enrolled_at": now, "factory_id": fid, "token_sha256": secrets.token_hex(32), "user": "factory:" + fid}
         cmds.append(enc(b"HSET", ENROLLED, fid, pyjson(record)))
         cmds.append(enc(b"XGROUP", b"CREATE", key(fid, "inbox"), "factoryctl:" + fid, b"0", b"MKSTREAM"))
@@ -682,7 +695,7 @@ def check(replies):
 
 
 def wait_registered(r, n, commit=None, timeout=60):
-    ids = ["sim-%05d" % i for i in range(n)]
+    ids = [fid_of(i) for i in range(n)]
     deadline = time.time() + timeout
     while time.time() < deadline:
         count = 0
@@ -698,7 +711,7 @@ def wait_registered(r, n, commit=None, timeout=60):
 
 def last_finished(r, n, job_ids):
     """Latest finished_at and received_at among the results in the factories' own job keys."""
-    ids = ["sim-%05d" % i for i in range(n)]
+    ids = [fid_of(i) for i in range(n)]
     finished, received, count = [], [], 0
     for job in job_ids:
         for start in range(0, n, 1000):
@@ -729,7 +742,7 @@ def redis_cli_read(sock, n, runs=5):
     path = os.path.join(os.path.dirname(sock), "status.txt")
     with open(path, "w") as out:
         out.write("HKEYS factoryctl:enrolled\nHGETALL factoryctl:registry\n")
-        ids = sorted("sim-%05d" % i for i in range(n))
+        ids = sorted(fid_of(i) for i in range(n))
         for start in range(0, n, 1000):
             out.write("MGET " + " ".join(key(i, "registration").decode() for i in ids[start:start + 1000]) + "\n")
     times = []
@@ -849,7 +862,7 @@ def run_size(args, n, factoryctl, version):
         row["mem_after_update_b"] = (mem_after - mem_registered) / n
         # Where one factory's bytes are (MEMORY USAGE of its keys; the enrolled hash shared out).
         job = json.load(open(os.path.join(directory, "broadcast.json"))).get("job_id", "")
-        row["mem_keys_b"] = {name: r.call("MEMORY", "USAGE", key("sim-00000", name), "SAMPLES", "0")
+        row["mem_keys_b"] = {name: r.call("MEMORY", "USAGE", key(fid_of(0), name), "SAMPLES", "0")
                              for name in ("inbox", "registration", "results", "job:" + job)}
         row["mem_keys_b"]["enrolled hash / N"] = r.call("MEMORY", "USAGE", ENROLLED, "SAMPLES", "0") / n
         row["mem_keys_b"]["job record factoryctl:jobs:JOB / N"] = (r.call("MEMORY", "USAGE", "factoryctl:jobs:" + job, "SAMPLES", "0") or 0) / n
@@ -1030,9 +1043,12 @@ def report_main(argv):
     p.add_argument("--no-acl", action="store_true", help="do not create the per-factory ACL users")
     p.add_argument("--no-rollout", action="store_true")
     p.add_argument("--window", default="", help="also run a --max-in-flight rollout with this window (e.g. 10%%)")
+    p.add_argument("--id-prefix", default="sim-", help="factory ids are this plus 5 digits (a longer prefix: longer ids)")
     p.add_argument("--json", default="")
     p.add_argument("--keep", action="store_true")
     a = p.parse_args(argv)
+    global ID_PREFIX
+    ID_PREFIX = a.id_prefix
     factoryctl = os.path.abspath(a.factoryctl)
     version = subprocess.run([factoryctl, "--version"], stdout=subprocess.PIPE, text=True).stdout.strip() or "0.2.0"
     commit = subprocess.run(["git", "-C", os.path.dirname(factoryctl), "rev-parse", "--short=12", "HEAD"],
