@@ -9,7 +9,9 @@ extension FleetJSON {
     static func waitDocument(_ summary: Publisher.WaitSummary, exit: ExitStatus, error: String?) -> [UInt8] {
         var out = FleetJSON()
         out.bytes.reserveCapacity(512 + summary.resultTexts.reduce(0) { $0 + $1.utf8.count } + summary.targeted.count * 40)
-        out.raw(#"{"all_succeeded":"# + (summary.allSucceeded ? "true" : "false") + #","error":"#)
+        out.raw(#"{"all_succeeded":"# + (summary.allSucceeded ? "true" : "false") + #","deferred":"#)
+        out.value(.object(summary.deferred.mapValues(JSONValue.string)))
+        out.raw(#","error":"#)
         if let error { out.string(error) } else { out.raw("null") }
         out.raw(#","exit_code":\#(exit.rawValue),"job_id":"#)
         out.string(summary.jobID)

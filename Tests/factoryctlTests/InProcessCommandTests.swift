@@ -61,7 +61,8 @@ import TestSupport
         ok["result"] = .object(["factory_id": .string("f-2")])
         let text = JSONValue.object(["job_id": .string("update-0123456789ab"), "targeted": .array([.string("f-1"), .string("f-2"), .string("f/3")]),
                                      "results": .array([result, .object(ok)]), "pending": .array([.string("f/3")]), "timed_out": .bool(true),
-                                     "unreachable": .object(["f/3": .string("stale: not heard from for 95 s")])]).pythonJSON
+                                     "unreachable": .object(["f/3": .string("stale: not heard from for 95 s")]),
+                                     "deferred": .object(["f/3": .string("deferred until 2026-12-08 02:00:00 +0100 (maintenance window \"02:00-04:00\")")])]).pythonJSON
         let summary = try JSONDecoder().decode(Publisher.WaitSummary.self, from: Data(text.utf8))
         let buffer = CommandOutput.buffer()
         try JSONOutput(requested: true, stdout: buffer).emit(summary, exit: .timedOut, error: "timed out waiting for f/3")

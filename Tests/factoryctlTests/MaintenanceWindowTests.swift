@@ -130,13 +130,11 @@ import TestSupport
                 "\(result.stdout) \(result.stderr)")
     }
 
-    /// One wave of two: f-2's window opens after the wave timeout would have run out. Deferred is
-    /// neither a success nor a failure: the wave waits for the window and then succeeds.
-    @Test func aRolloutWaitsForAMembersWindowInsteadOfTimingOut() throws {
+    /// f-1 and f-2 consuming, f-2's window opening 15 s from now; v2 pushed; HQ's environment.
+    private func twoFactoriesOneWindowed() throws -> (FleetWorld, Supervisor, Double, String, [String: String]) {
         let fleet = try FleetWorld(factories: ["f-1", "f-2"])
         let opening = (Date().timeIntervalSince1970 + 15).rounded(.down)
         let supervisor = Supervisor()
-        defer { supervisor.stopAll() }
         for id in ["f-1", "f-2"] {
             let env = factoryEnvironment(fleet, id == "f-2" ? ["UA_FACTORY_UPDATE_WINDOW": Self.window(opening: opening)] : [:])
             try supervisor.supervise(id) { try fleet.consumer(id, environment: env) }
@@ -145,6 +143,14 @@ import TestSupport
         let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
         var hq = fleet.environment
         hq["UA_FACTORY_REPO_URL"] = fleet.world.origin
+        return (fleet, supervisor, opening, target, hq)
+    }
+
+    /// One wave of two: f-2's window opens after the wave timeout would have run out. Deferred is
+    /// neither a success nor a failure: the wave waits for the window and then succeeds.
+    @Test func aRolloutWaitsForAMembersWindowInsteadOfTimingOut() throws {
+        let (fleet, supervisor, _, target, hq) = try twoFactoriesOneWindowed()
+        defer { supervisor.stopAll() }
         let result = try FactoryctlBinary.run(["publish", "update", "--canary", "2", "--wave-timeout", "6", "--mission-timeout", "600",
                                                "--log-level", "error"], environment: hq)
         let id = result.stdout.split(separator: "\n").first.map(String.init) ?? ""
@@ -157,18 +163,8 @@ import TestSupport
     /// A sliding window (`--max-in-flight`): a member that defers keeps its slot past the wave
     /// timeout instead of being timed out, and runs when its window opens.
     @Test func aSlidingWindowKeepsADeferredMembersSlotInsteadOfTimingItOut() throws {
-        let fleet = try FleetWorld(factories: ["f-1", "f-2"])
-        let opening = (Date().timeIntervalSince1970 + 15).rounded(.down)
-        let supervisor = Supervisor()
+        let (fleet, supervisor, opening, target, hq) = try twoFactoriesOneWindowed()
         defer { supervisor.stopAll() }
-        for id in ["f-1", "f-2"] {
-            let env = factoryEnvironment(fleet, id == "f-2" ? ["UA_FACTORY_UPDATE_WINDOW": Self.window(opening: opening)] : [:])
-            try supervisor.supervise(id) { try fleet.consumer(id, environment: env) }
-            #expect(try fleet.waitUntilRegistered(id))
-        }
-        let target = try fleet.world.pushUpstream(["app.py": "print('v2')\n"], message: "v2")
-        var hq = fleet.environment
-        hq["UA_FACTORY_REPO_URL"] = fleet.world.origin
         let result = try FactoryctlBinary.run(["publish", "update", "--max-in-flight", "2", "--wave-timeout", "6", "--mission-timeout", "600",
                                                "--json", "--log-level", "error"], environment: hq)
         let object = JSONDoc.object(result, exit: 0)
