@@ -294,4 +294,35 @@ import TestSupport
         #expect(!FileManager.default.fileExists(atPath: directory) && !FileManager.default.fileExists(atPath: world.directory.join("config")))
         #expect(FakeSystemctl.calls(world.systemctlState).isEmpty)
     }
+
+    /// A directory that would write a second line into the unit or the env file is refused.
+    @Test(arguments: ["with space", "new\nline", "per%cent"])
+    func aFactoryDirectoryThatCouldInjectIntoTheUnitIsRefused(_ name: String) async throws {
+        let world = try Self.templateWorld()
+        let directory = world.directory.join(name)
+        let result = await Self.inProcess(world, directory, ["--no-start", "--id", "eu-22"])
+        #expect(result.status == 64 && result.stderr.contains("--factory-dir may hold") && !FileManager.default.fileExists(atPath: directory),
+                "\(result.stderr)")
+    }
+
+    /// A template whose `.env.example` and unit are symlinks to a secret outside the checkout:
+    /// neither is copied.
+    @Test func templateFilesThatAreSymlinksAreNotCopied() throws {
+        let world = try GitWorld()
+        let secret = world.directory.join("secret-key")
+        try "PRIVATE KEY MATERIAL\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        let seed = world.seed
+        try FileManager.default.createDirectory(atPath: seed + "/deploy", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: seed + "/.env.example", withDestinationPath: secret)
+        try FileManager.default.createSymbolicLink(atPath: seed + "/deploy/factory.service", withDestinationPath: secret)
+        try world.git(["add", "-A"], in: seed)
+        try world.git(["commit", "-q", "-m", "Symlinked template files"], in: seed)
+        try world.git(["push", "-q", "origin", "HEAD:main"], in: seed)
+        let directory = world.directory.join("linked")
+        let result = try Self.bootstrap(world, directory, ["--no-start", "--id", "eu-23"])
+        let unitFile = world.directory.join("config") + "/systemd/user/universal-agent-local-factory.service"
+        #expect(result.status == 0 && !FileManager.default.fileExists(atPath: directory + "/.env")
+                && !FileManager.default.fileExists(atPath: unitFile) && !result.stdout.contains("PRIVATE KEY"),
+                "\(result.stdout) \(result.stderr)")
+    }
 }

@@ -41,6 +41,12 @@ extension Bootstrap {
         guard directory.hasPrefix("/"), directory.count > 1, !directory.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {
             throw BootstrapFailure(.usage, "--factory-dir must be an absolute path without . or .. (\(directory.prefix(120))); nothing was changed")
         }
+        // It goes into the app's unit (@FACTORY_DIR@) and the env file: no spaces, quotes,
+        // backslashes, % (systemd's specifiers), $ or control characters.
+        guard directory.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122)
+                                          || [47, 46, 95, 45, 43, 64, 44, 58, 61].contains($0) || $0 >= 0x80 }) else {
+            throw BootstrapFailure(.usage, "--factory-dir may hold letters, digits and / . _ - + @ , : = only (it goes into a systemd unit and an env file); nothing was changed")
+        }
         switch BootstrapClone.inspect(directory) {
         case .nothing, .emptyDirectory:
             return

@@ -74,9 +74,12 @@ extension Bootstrap {
             outcome.record(".env", .unchanged, "kept \(shared)")
             return
         }
-        guard let template = BootstrapRequest.envTemplates.first(where: { ReleasesLayout.exists(directory + "/" + $0) }),
-              let bytes = FileManager.default.contents(atPath: directory + "/" + template) else {
+        guard let template = BootstrapRequest.envTemplates.first(where: { ReleasesLayout.exists(directory + "/" + $0) }) else {
             outcome.record(".env", .skipped, "the template has no \(BootstrapRequest.envTemplates.joined(separator: " or "))")
+            return
+        }
+        guard let bytes = TemplateFile.read(directory + "/" + template, within: directory) else {
+            outcome.record(".env", .skipped, "\(template) is not a regular file of at most 64 KiB inside the checkout (a symlink?): no .env made")
             return
         }
         // Written beside it and linked into place: link(2) never replaces a file, and a killed

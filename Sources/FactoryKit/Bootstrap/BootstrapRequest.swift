@@ -163,6 +163,6 @@ struct BootstrapRecord: Codable, Sendable, Equatable {
 
     func write(gitDirectory: String) throws {
         try ReleasesLayout.makeDirectories(gitDirectory + "/factoryctl")
-        try FileWriting.replace(Self.path(gitDirectory: gitDirectory), with: Array(try JSONEncoder().encode(self)))
+        try FileWriting.replace(Self.path(gitDirectory: gitDirectory), with: Array(try JSONEncoder().encode(self)), mode: 0o600)
     }
 }

@@ -20,7 +20,7 @@ struct BootstrapServices {
     /// The app's unit from the template at `path`, with the placeholder filled in; nil when the
     /// template ships none.
     static func renderUnit(template path: String, appDirectory: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        guard let data = TemplateFile.read(path, within: appDirectory) else { return nil }
         return String(decoding: data, as: UTF8.self).replacing(BootstrapRequest.unitPlaceholder, with: appDirectory)
     }
 
