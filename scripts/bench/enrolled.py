@@ -10,7 +10,7 @@ usage: enrolled.py fleet N DIR
                              `factoryctl:<id>` (XGROUP CREATE ... 0 MKSTREAM, as enroll does) and its
                              registration (a registration JSON under factoryctl:f:{<id>}:registration)
          DIR/status.txt      for `redis-cli < FILE`: the commands `status --fleet` sends
-                             (FleetRegistry.rawRecords: HKEYS of the enrolled hash, HGETALL of the
+                             (FleetRegistry.entries: HKEYS of the enrolled hash, HGETALL of the
                              shared registry, MGET of the registrations 1,000 keys at a time)
          DIR/ids             the ids, one a line
        enrolled.py xadds DIR ENTRY_JSON

@@ -46,7 +46,8 @@ public final class FleetMetrics: Sendable {
 
     // MARK: Read at each scrape
 
-    /// What the scrape shows of the fleet: HQ's overview, the newest rollouts' states, when each
+    /// What the scrape shows of the fleet: the registrations (light reader), the commit wanted per
+    /// branch, the newest rollouts' states, when each
     /// factory last succeeded (HQ's own record), and the webhook backlog.
     public struct Snapshot: Sendable {
         /// The registrations, read with the light scanner `status --fleet` uses (attributed by key).

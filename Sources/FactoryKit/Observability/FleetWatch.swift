@@ -27,7 +27,7 @@ public struct FleetWatch {
 
     public static let cursorKey = MissionBus.keyPrefix + "hq:watch"
     public static let lastSuccessKey = MissionBus.keyPrefix + "hq:last_success"
-    /// Keys per XREAD of enrolled factories' result streams.
+    /// Enrolled factories' result streams per `readScript` call.
     static let chunk = 500
 
     public init(bus: MissionBus, metrics: FleetMetrics?, outbox: WebhookOutbox?, logger: Logger) {
