@@ -14,7 +14,8 @@ packages=(libgit2-dev libhiredis-dev redis-server git pkg-config ca-certificates
           libssl-dev                     # OpenSSL for rediss:// (RedisKit's TLS relay; libssl3 at run time)
           dpkg-dev lintian openssl       # scripts/package.sh and check-package.sh
           man-db                         # man -l: the man page renders without warnings (DocsTests)
-          hyperfine)                     # scripts/bench.sh
+          hyperfine                      # scripts/bench.sh
+          libpcre2-8-0 libfcgi0ldbl)     # what the nginx and fcgiwrap binaries below link
 command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)  # systemd-analyze verify for the unit test
 missing=()
 for package in "${packages[@]}"; do
@@ -22,19 +23,30 @@ for package in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> apt-get install ${missing[*]}"
-    as_root apt-get update -qq
+    as_root apt-get update -qq && apt_updated=1
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# promtool checks /metrics and the factory textfile in the tests. Only that binary is taken from
-# Debian's prometheus package (installing the package would start a Prometheus server).
-if ! command -v promtool >/dev/null 2>&1; then
-    echo "==> promtool (from Debian's prometheus package)"
+# One binary out of a Debian package, without installing the package (and so without the
+# services its scripts would start): PACKAGE, the path inside it, where it goes.
+binary_from_package() {
+    local scratch
+    echo "==> $3 (the binary alone, from Debian's $1 package)"
     scratch=$(mktemp -d) && chmod 755 "$scratch"
-    (cd "$scratch" && as_root apt-get update -qq && apt-get download -qq prometheus >/dev/null \
-        && dpkg-deb -x prometheus_*.deb root && as_root install -m 0755 root/usr/bin/promtool /usr/local/bin/promtool)
+    if [ -z "${apt_updated:-}" ]; then as_root apt-get update -qq; apt_updated=1; fi
+    (cd "$scratch" && apt-get download -qq "$1" >/dev/null && dpkg-deb -x "$1"_*.deb root \
+        && as_root install -D -m 0755 "root/$2" "$3")
     rm -rf "$scratch"
-fi
+}
+
+# promtool checks /metrics and the factory textfile in the tests (the prometheus package would
+# start a Prometheus server).
+command -v promtool >/dev/null 2>&1 || binary_from_package prometheus usr/bin/promtool /usr/local/bin/promtool
+# The tests' HTTPS git host is nginx + fcgiwrap + git http-backend (the packages would start an
+# nginx and enable a fcgiwrap socket).
+for tool in nginx fcgiwrap; do
+    [ -x "/usr/sbin/$tool" ] || [ -x "/usr/local/sbin/$tool" ] || binary_from_package "$tool" "usr/sbin/$tool" "/usr/local/sbin/$tool"
+done
 
 if ! command -v uv >/dev/null 2>&1; then
     echo "==> pip install uv"

@@ -76,6 +76,11 @@ int mbedtls_x509_crt_parse_file(void *chain, const char *path) {
 }
 
 int factoryctl_load_ca_certificates(void) {
+    return factoryctl_load_ca_certificates_from(NULL);
+}
+
+int factoryctl_load_ca_certificates_from(const char *bundle) {
+    if (bundle && !*bundle) bundle = NULL;
     pthread_mutex_lock(&ca_lock);
     int ran = 0, failed = 0;
     if (!ca_loaded) {
@@ -83,7 +88,8 @@ int factoryctl_load_ca_certificates(void) {
         parse_file_fn real = real_parse_file();
         for (int i = 0; i < ca_deferred_count; i++) {
             /* A positive result counts certificates that did not parse; the rest are loaded. */
-            if (!real || real(ca_deferred_chain[i], ca_deferred_path[i]) < 0) failed = 1;
+            const char *path = bundle ? bundle : ca_deferred_path[i];
+            if (!real || real(ca_deferred_chain[i], path) < 0) failed = 1;
             free(ca_deferred_path[i]);
             ran++;
         }

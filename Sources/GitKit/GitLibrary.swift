@@ -37,10 +37,21 @@ public enum GitLibrary {
     /// initialization (parsing the system bundle costs milliseconds that local, SSH and HTTP
     /// remotes never need); call before talking HTTPS. Idempotent. Returns false when a bundle
     /// failed to load (HTTPS servers will then fail verification, which libgit2 reports).
+    /// `bundle`, when given, is loaded instead of the system bundle: the only CAs trusted (the
+    /// first load in a process decides).
     @discardableResult
-    public static func loadCertificates() -> Bool {
+    public static func loadCertificates(bundle: String? = nil) -> Bool {
         guard (try? initialize()) != nil else { return false }
-        return factoryctl_load_ca_certificates() >= 0
+        return factoryctl_load_ca_certificates_from(bundle) >= 0
+    }
+
+    /// The CA bundle an HTTPS fetch trusts instead of the system one, from the environment:
+    /// `GIT_SSL_CAINFO` (git's name) or else `SSL_CERT_FILE` (OpenSSL's); nil for the system bundle.
+    public static func certificateBundle(environment: [String: String]) -> String? {
+        for name in ["GIT_SSL_CAINFO", "SSL_CERT_FILE"] {
+            if let value = environment[name], !value.isEmpty { return value }
+        }
+        return nil
     }
 
     /// Whether `loadCertificates()` has run.

@@ -27,7 +27,8 @@ struct UpdateCommand: FactoryctlCommand {
 
         Environment: UA_FACTORY_DIR, UA_FACTORY_SERVICE (comma-separated), \
         UA_FACTORY_SYNC_COMMAND (default "uv sync"), FACTORYCTL_SSH_KEY, \
-        FACTORYCTL_SSH_PASSPHRASE, FACTORYCTL_GIT_TOKEN, FACTORYCTL_FETCH_TIMEOUT. \
+        FACTORYCTL_SSH_PASSPHRASE, FACTORYCTL_GIT_TOKEN, FACTORYCTL_FETCH_TIMEOUT, \
+        GIT_SSL_CAINFO (a private CA for HTTPS remotes). \
         Exit codes: see `factoryctl --help`.
 
         With --commit SHA the update moves exactly to that commit, which must be on \

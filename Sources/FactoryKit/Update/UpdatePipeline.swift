@@ -367,7 +367,7 @@ public struct UpdatePipeline {
         let lowered = message.lowercased()
         if lowered.contains("certificate") || lowered.contains("ssl error") || lowered.contains("tls") && lowered.contains("handshake") {
             return Stop(failure: .tlsFailed,
-                        message: "could not fetch \(remote) (\(url)): its TLS certificate was refused: \(message). Nothing was changed. Check the host's certificate (expired? another host name?) and the CA bundle (SSL_CERT_FILE)")
+                        message: "could not fetch \(remote) (\(url)): its TLS certificate was refused: \(message). Nothing was changed. Check the host's certificate (expired? another host name?) and the CA bundle trusted (the system bundle, or the file GIT_SSL_CAINFO or SSL_CERT_FILE names)")
         }
         let busy = ["unexpected http status code: 429", "unexpected http status code: 502", "unexpected http status code: 503",
                     "unexpected http status code: 504", "too many connections"]
