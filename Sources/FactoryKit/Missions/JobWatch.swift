@@ -193,9 +193,11 @@ struct JobFollower {
     }
 
     /// The registrations a caller read for several followers at once (`RolloutWindow`): those of
-    /// this job's owed factories among them.
+    /// this job's owed factories among them. A factory the caller did not read (a key missing:
+    /// not read this round) is left as it was; one read and not registered is a key with nil.
     mutating func look(registrations: [String: FleetEntry?], now: Date, onEvent: (Publisher.WaitEvent) -> Void) {
-        watch.look(watch.owed.map { ($0, registrations[$0] ?? nil) }, now: now, onEvent)
+        watch.look(watch.owed.compactMap { id in registrations.index(forKey: id).map { (id, registrations[$0].value) } },
+                   now: now, onEvent)
     }
 
     /// Results of this job a caller read from enrolled factories' own keys for several jobs at once.

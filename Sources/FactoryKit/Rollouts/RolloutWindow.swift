@@ -91,9 +91,13 @@ extension Rollout {
         }
         if !state.inFlight.isEmpty { onEvent("wave \(wave + 1)/\(plan.waves.count): following \(state.inFlight.count) in flight (resumed)") }
         var halting: String?
+        var lastFullLook = Date.distantPast
         while true {
             if try redis.command(["HGET", Self.key(id), "state"]).text != State.running.rawValue { return .stopped }
-            try collect(id, &state, followers: &followers, plan: plan, enrolled: enrolled, lease: lease, onEvent: onEvent)
+            let fullLook = Date().timeIntervalSince(lastFullLook) >= Self.fullLookInterval
+            if fullLook { lastFullLook = Date() }
+            try collect(id, &state, followers: &followers, plan: plan, enrolled: enrolled, lease: lease, fullLook: fullLook,
+                        onEvent: onEvent)
             if halting == nil { halting = limitPassed(plan, state: state, failures: failuresBefore + state.failedInWave) }
             if let halting, !plan.rollbackOnHalt || state.inFlight.isEmpty { return .halted(state: .halted, reason: halting) }
             if state.queue.isEmpty && state.inFlight.isEmpty { return .passed(failed: state.failedInWave) }
@@ -126,14 +130,21 @@ extension Rollout {
         return nil
     }
 
+    /// How often a window reads the registrations of every member in flight (progress,
+    /// deferrals, stale or gone); between those rounds only members that reported a changed
+    /// checkout are read (their re-registration frees the slot), so a 50 ms round with 1,000 in
+    /// flight reads tens of registrations, not 1,000.
+    static let fullLookInterval = 1.0
+
     /// One round over the jobs in flight: members that finished, or whose time ran out, are done.
-    /// The registrations of every member in flight, and the results enrolled ones wrote to their
-    /// own keys, are read once for all the jobs (500 keys a command), not job by job.
+    /// The registrations of the members in flight (all of them when `fullLook`, else those
+    /// restarting), and the results enrolled ones wrote to their own keys, are read once for all
+    /// the jobs (500 keys a command), not job by job.
     private func collect(_ id: String, _ state: inout WindowState, followers: inout [String: JobFollower], plan: Plan,
-                         enrolled: Set<String>, lease: RolloutLease, onEvent: (String) -> Void) throws {
+                         enrolled: Set<String>, lease: RolloutLease, fullLook: Bool, onEvent: (String) -> Void) throws {
         let now = Date()
         let jobs = followers.keys.sorted()
-        let owed = jobs.flatMap { followers[$0]!.watch.owed }
+        let owed = jobs.flatMap { job in fullLook ? followers[job]!.watch.owed : followers[job]!.watch.restarting.keys.sorted() }
         let registrations = Dictionary(try FleetRegistry(redis: redis).progress(of: owed, enrolled: enrolled)) { first, _ in first }
         let own = try publisher.bus.ownResults(jobs.flatMap { job in followers[job]!.owedByInbox.map { (jobID: job, id: $0) } })
         let report: (Publisher.WaitEvent) -> Void = { Self.report($0, onEvent) }
