@@ -24,6 +24,9 @@ public struct FleetWatch {
     public let logger: Logger
     /// Keys already reported as not streams (each is logged once).
     private let brokenKeys = WarnedKeys()
+    /// The positions and the enrolled set as last read or written, between the rounds that re-read
+    /// them from Redis.
+    private let remembered = Remembered()
 
     public static let cursorKey = MissionBus.keyPrefix + "hq:watch"
     public static let lastSuccessKey = MissionBus.keyPrefix + "hq:last_success"
@@ -38,15 +41,18 @@ public struct FleetWatch {
     }
 
     /// Rounds every `interval` seconds until `stop` is set; the fleet-wide checks (stale factories,
-    /// rollouts) every `sweepEvery` rounds, whatever the results did. Redis errors are logged and
+    /// rollouts) every `sweepEvery` rounds, whatever the results did, and so does the re-read of
+    /// the positions and the enrolled set (and after any failure). Redis errors are logged and
     /// retried with backoff.
     public func run(stop: StopSignal, interval: Double = 2, sweepEvery: Int = 5) {
         var backoff = Backoff(initial: 1, cap: 30)
         var round = 0
+        var failed = false
         while !stop.isSet {
-            var failed = false
+            let reread = failed || round % sweepEvery == 0
+            failed = false
             do {
-                try readResults()
+                try readResults(reread: reread)
             } catch {
                 logger.warning("fleet watch: reading results: \(error); trying again")
                 failed = true
@@ -75,10 +81,20 @@ public struct FleetWatch {
 
     /// Reads what arrived on every result stream since the last round. Each chunk's positions
     /// are saved once it is handled, so a failure later in the round repeats nothing before it.
-    public func readResults() throws(RedisError) {
-        var cursors = try bus.redis.command(["HGETALL", Self.cursorKey]).fieldMap ?? [:]
+    /// With `reread` (and on the first round) the positions (`HGETALL` of the cursor hash, one
+    /// field per enrolled factory) and the enrolled set are read from Redis; else the ones this
+    /// watcher last read and wrote are used. Another `serve` on the same Redis moves positions
+    /// too: a position older than Redis's only reads entries again, and each counts once.
+    public func readResults(reread: Bool = true) throws(RedisError) {
+        var cursors: [String: String], enrolled: Set<String>
+        if !reread, let known = remembered.state.withLock({ $0 }) {
+            (cursors, enrolled) = known
+        } else {
+            cursors = try bus.redis.command(["HGETALL", Self.cursorKey]).fieldMap ?? [:]
+            enrolled = try Enrollment(redis: bus.redis).enrolled()
+        }
         let origin = try startedAt(&cursors)
-        let enrolled = try Enrollment(redis: bus.redis).enrolled()
+        remembered.state.withLock { $0 = (cursors, enrolled) }
         let shared = bus.resultsStream
         try readChunk([shared], cursors: cursors, origin: origin) { _, fields throws(RedisError) in
             try sharedResult(fields, enrolled: enrolled)
@@ -128,7 +144,11 @@ public struct FleetWatch {
                 moved += [key, id]
             }
         }
-        if !moved.isEmpty { try bus.redis.command(["HSET", Self.cursorKey] + moved) }
+        guard !moved.isEmpty else { return }
+        try bus.redis.command(["HSET", Self.cursorKey] + moved)
+        remembered.state.withLock { state in
+            for index in stride(from: 0, to: moved.count, by: 2) { state?.cursors[moved[index]] = moved[index + 1] }
+        }
     }
 
     /// `XRANGE` of each key after its position, COUNT `ARGV[#KEYS+1]`, without fields longer than
@@ -246,4 +266,9 @@ public struct FleetWatch {
 /// Keys a watcher has already warned about (shared by its copies).
 final class WarnedKeys: Sendable {
     let keys = Mutex<Set<String>>([])
+}
+
+/// What `FleetWatch` read and wrote last: the stream positions and the enrolled factories.
+final class Remembered: Sendable {
+    let state = Mutex<(cursors: [String: String], enrolled: Set<String>)?>(nil)
 }
