@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fault injection for factoryctl: SIGKILL at random moments (in place and in the releases layout),
-# Redis restarts, hostile stream entries, hostile HTTP, an insider with one factory's credentials.
+# Redis restarts, hostile stream entries, hostile HTTP, an insider with one factory's credentials,
+# SIGKILL of serve while it delivers webhooks.
 # Separate from `swift test`; each scenario prints one summary line ("faults: <name>: ...
 # violations=N") and the script exits non-zero if any scenario has one.
 #
@@ -8,6 +9,7 @@
 #   scripts/faults.sh --quick         every scenario, small counts (CI-sized)
 #   scripts/faults.sh kill-update     one scenario: kill-update kill-releases kill-consume
 #                                     redis-restart hostile-entries hostile-http insider
+#                                     kill-serve-webhook
 #
 # Uses the built binary (FACTORYCTL_BIN, else .build/release or .build/debug), real git,
 # real uv (offline), a real redis-server on a unix socket and curl. Everything lives in one
@@ -21,11 +23,11 @@ SCENARIOS=()
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) SCENARIOS+=("$arg") ;;
     esac
 done
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(kill-update kill-releases kill-consume redis-restart hostile-entries hostile-http insider)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(kill-update kill-releases kill-consume redis-restart hostile-entries hostile-http insider kill-serve-webhook)
 
 BIN=${FACTORYCTL_BIN:-}
 if [ -z "$BIN" ]; then
@@ -912,6 +914,49 @@ SYNC
     for k in none fetch checkout moved restarting soaking; do by_phase+="${by_phase:+,}$k:${phases[$k]:-0}"; done
     for k in "${!phases[@]}"; do case $k in none|fetch|checkout|moved|restarting|soaking) ;; *) by_phase+=",$k:${phases[$k]}" ;; esac; done
     summary kill-releases "$violations" "runs=$runs kills_in_build_window=$in_build (<=${build_window} ms of ${total} ms) left_a_record=$left_journal phases_at_kill=($by_phase) swapped_at_kill=$swapped_at_kill (record_still_checkout=$swapped_in_checkout) recovered=$recovered max_complete_releases=$max_complete (keep=$keep) stray_swap_links=$RELEASE_STRAY_LINKS orphan_admin_dirs=$RELEASE_ORPHAN_ADMIN"
+}
+
+# serve's webhook deliverer acknowledges an event only after the receiver's 2xx: SIGKILL of serve
+# at random moments while events are raised (some while it is down) loses none. An event whose
+# POST was answered but not yet acknowledged when the kill came is sent again (at least once;
+# counted as duplicates, not violations).
+scenario_kill_serve_webhook() {
+    local w="$WORK/kill-serve-webhook" violations=0 kills=30 per_round=10; [ $QUICK = 1 ] && { kills=12; per_round=8; }
+    mkdir -p "$w"
+    start_redis "$w/redis"; REDIS_SOCK="$w/redis/redis.sock"
+    RECEIVER_DELAY_MS=40 python3 Tests/fixtures/webhook-receiver.py "$w/port" "$w/received.log" 200 > "$w/receiver.out" 2>&1 &
+    local receiver=$!; PIDS+=("$receiver")
+    wait_for 20 test -f "$w/port" || { summary kill-serve-webhook 1 "(the receiver did not start)"; return; }
+    local url="http://127.0.0.1:$(cat "$w/port")/hook" raised=0 i n serve
+    local token="faults-token-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    raise() { for n in $(seq 1 "$1"); do raised=$((raised + 1)); rcli XADD factoryctl:hq:webhooks '*' event "{\"id\": \"fault-$raised\"}" >/dev/null; done; }
+    start_serve() {
+        UA_OPS_TOKEN="$token" UA_HQ_WEBHOOK_URL="$url" FACTORY_ROLE=HEADQUARTERS \
+            "$BIN" serve --port 0 --redis-url "unix://$REDIS_SOCK" >> "$w/serve.log" 2>&1 &
+        serve=$!; PIDS+=("$serve")
+    }
+    raise "$per_round"
+    for i in $(seq 1 "$kills"); do
+        start_serve
+        raise "$per_round"
+        sleep_ms "$(rand_ms 800)"
+        kill -9 "$serve" 2>/dev/null; wait "$serve" 2>/dev/null
+        raise "$per_round"   # while serve is down
+    done
+    start_serve
+    all_received() { [ "$(grep -o '"id": "fault-[0-9]*"' "$w/received.log" 2>/dev/null | sort -u | wc -l)" -ge "$raised" ]; }
+    nothing_pending() { [ "$(rcli XPENDING factoryctl:hq:webhooks factoryctl-webhook | head -1)" = 0 ]; }
+    wait_for 120 all_received && wait_for 20 nothing_pending
+    kill "$serve" 2>/dev/null; wait "$serve" 2>/dev/null
+    local received unique lost pending
+    received=$(grep -c '"id": "fault-' "$w/received.log" 2>/dev/null || echo 0)
+    unique=$(grep -o '"id": "fault-[0-9]*"' "$w/received.log" 2>/dev/null | sort -u | wc -l)
+    lost=$((raised - unique))
+    pending=$(rcli XPENDING factoryctl:hq:webhooks factoryctl-webhook | head -1)
+    [ "$lost" -eq 0 ] || { violations=$((violations + lost)); echo "  $lost of $raised events never reached the receiver" >&2; }
+    [ "$pending" = 0 ] || { violations=$((violations + 1)); echo "  $pending events still unacknowledged at the end" >&2; }
+    stop_redis "$w/redis"
+    summary kill-serve-webhook "$violations" "kills=$kills events=$raised delivered=$received duplicates=$((received - unique)) lost=$lost unacknowledged=$pending"
 }
 
 for scenario in "${SCENARIOS[@]}"; do
