@@ -5,7 +5,8 @@ in raw RESP over a unix socket.
 
 usage:
   fleet_sim.py report --factoryctl PATH [--sizes 1000,10000] [--update-mean 5 --update-sd 1]
-                      [--splay 10] [--workers 4] [--window 10%] [--id-prefix P] [--json OUT]
+                      [--splay 10] [--workers 4] [--window 10%] [--id-prefix P] [--only wait]
+                      [--hq-prefix CMD] [--json OUT]
       For each N: a redis-server of its own (temp dir, unix socket), N enrolled factories (the
       `factoryctl:enrolled` row, the ACL user and the inbox group `enroll` creates), run by a few
       worker processes as N light consumers, and on the HQ side the real binary:
@@ -14,7 +15,11 @@ usage:
         publish update --commit C --canary 1 --batch 25%   (a rollout, 5 waves)
         status --fleet, status --fleet --json      (median of 5)
         serve, GET / (curl: bytes, time)           (median of 5)
-      and prints a Markdown table and notes.
+      and prints a Markdown table and notes. `--only wait` runs just the two --wait broadcasts
+      (plain and --splay; the status, page, rollout, --window and held runs are skipped, and their
+      rows and notes left out). `--hq-prefix
+      CMD` runs those two under CMD (split on spaces, e.g. "env MALLOC_ARENA_MAX=1" or
+      "heaptrack -o /tmp/h"): for finding where memory goes, not for the recorded figures.
   fleet_sim.py real --factoryctl PATH [--consumers 30] [--splays 0,5]
       Real `factoryctl consume --no-sync` processes (the fake systemctl on PATH), each with its
       own clone of one bare origin served by `git daemon` (git://127.0.0.1), not enrolled; per
@@ -813,6 +818,14 @@ def cpu_of(pid):
 
 # ---------------------------------------------------------------- report
 
+def redis_figures(r, row, redis_proc, redis_cpu0, mem0, n):
+    """Redis's CPU over the scenarios run, its memory per factory at the end, and its peak; closes r."""
+    row["redis_cpu_s"] = cpu_of(redis_proc.pid) - redis_cpu0
+    row["mem_end_b"] = (used_memory(r) - mem0) / n
+    row["redis_peak_mb"] = int(re.search(r"used_memory_peak:(\d+)", r.call("INFO", "memory").decode()).group(1)) / 1e6
+    r.close()
+
+
 def run_size(args, n, factoryctl, version):
     directory = tempfile.mkdtemp(prefix="fleet-sim-%d-" % n)
     redis_proc, fleet = None, None
@@ -839,9 +852,14 @@ def run_size(args, n, factoryctl, version):
             fleet.reset()
             slowlog(r)
             out = os.path.join(directory, label + ".json")
-            rc, wall, t0, tv = timed([factoryctl, "publish", "update", "--commit", commit, "--wait", "--timeout", "900",
-                                      "--json", "--log-level", "error"] + extra, env, out, out + ".err")
-            summary = json.load(open(out)) if os.path.getsize(out) else {}
+            prefix = args.hq_prefix.split() if args.hq_prefix else []
+            rc, wall, t0, tv = timed(prefix + [factoryctl, "publish", "update", "--commit", commit, "--wait", "--timeout", "900",
+                                               "--json", "--log-level", "error"] + extra, env, out, out + ".err")
+            text = open(out).read()
+            if prefix and (text.startswith("{") or "\n{" in text):  # a profiler's own lines around it
+                summary = json.JSONDecoder().raw_decode(text, 0 if text.startswith("{") else text.find("\n{") + 1)[0]
+            else:
+                summary = json.loads(text) if text.strip() else {}
             jobs = [summary.get("job_id")] if summary.get("job_id") else []
             count, finished, received = last_finished(r, n, jobs)
             s = fleet.stats()
@@ -849,7 +867,7 @@ def run_size(args, n, factoryctl, version):
                           "last_pickup_s": received - t0 if received else None, "time": tv, "sim": s,
                           "nominal_s": nominal, "ok": len([x for x in summary.get("results", []) if x.get("status") == "SUCCESS"]),
                           "pending": len(summary.get("pending", [])), "timed_out": summary.get("timed_out"),
-                          "stderr": open(out + ".err").read()[-400:], "slowlog": slowlog(r)}
+                          "stderr": open(out + ".err").read()[-400:], "slowlog": slowlog(r), "job": summary.get("job_id", "")}
             print("  %s: rc %d, wall %.2f s, results %d, HQ cpu %.2f s, rss %.1f MB, sim cpu %.1f s, lag max %s ms"
                   % (label, rc, wall, count, tv["user_s"] + tv["sys_s"], tv["max_rss_mb"], s["cpu_s"], s["lag_ms_max"]),
                   file=sys.stderr, flush=True)
@@ -861,13 +879,16 @@ def run_size(args, n, factoryctl, version):
         mem_after = used_memory(r)
         row["mem_after_update_b"] = (mem_after - mem_registered) / n
         # Where one factory's bytes are (MEMORY USAGE of its keys; the enrolled hash shared out).
-        job = json.load(open(os.path.join(directory, "broadcast.json"))).get("job_id", "")
+        job = row["broadcast"]["job"]
         row["mem_keys_b"] = {name: r.call("MEMORY", "USAGE", key(fid_of(0), name), "SAMPLES", "0")
                              for name in ("inbox", "registration", "results", "job:" + job)}
         row["mem_keys_b"]["enrolled hash / N"] = r.call("MEMORY", "USAGE", ENROLLED, "SAMPLES", "0") / n
         row["mem_keys_b"]["job record factoryctl:jobs:JOB / N"] = (r.call("MEMORY", "USAGE", "factoryctl:jobs:" + job, "SAMPLES", "0") or 0) / n
         time.sleep(2)
         broadcast("splay", ["--splay", str(args.splay)], args.update_mean + args.splay)
+        if args.only == "wait":
+            redis_figures(r, row, redis_proc, redis_cpu0, mem0, n)
+            return row
         time.sleep(2)
         # Status views while the fleet idles and heartbeats.
         row["status_s"], row["status_bytes"] = median_run([factoryctl, "status", "--fleet"], env)
@@ -922,10 +943,7 @@ def run_size(args, n, factoryctl, version):
         print("  held --wait 5 s: rss %.1f MB, cpu %.2f s; publish alone: rss %.1f MB, %.2f s" % (
             row["held_wait"]["time"]["max_rss_mb"], row["held_wait"]["time"]["user_s"] + row["held_wait"]["time"]["sys_s"],
             row["no_wait"]["time"]["max_rss_mb"], row["no_wait"]["wall_s"]), file=sys.stderr, flush=True)
-        row["redis_cpu_s"] = cpu_of(redis_proc.pid) - redis_cpu0
-        row["mem_end_b"] = (used_memory(r) - mem0) / n
-        row["redis_peak_mb"] = int(re.search(r"used_memory_peak:(\d+)", r.call("INFO", "memory").decode()).group(1)) / 1e6
-        r.close()
+        redis_figures(r, row, redis_proc, redis_cpu0, mem0, n)
     finally:
         if fleet:
             fleet.stop()
@@ -976,6 +994,8 @@ def markdown(rows, args, version, commit):
             fmt(row["mem_after_update_b"] / 1024, " KB")))
         lines.append("| Redis memory per factory at the end (all scenarios) / peak | %s | %s | peak %.1f MB | | reported | |" % (
             n, fmt(row["mem_end_b"] / 1024, " KB"), row["redis_peak_mb"]))
+        if "status_s" not in row:  # --only wait
+            continue
         lines.append("| status --fleet (median of 5) | %s | %s (%d B) | redis-cli, the same reads %s | %s | ≤ 2× | %s |" % (
             n, fmt(row["status_s"] * 1000, " ms"), row["status_bytes"], fmt(row["redis_cli_s"] * 1000, " ms"),
             fmt(row["status_s"] / row["redis_cli_s"], "×"), "yes" if row["status_s"] <= 2 * row["redis_cli_s"] else "no"))
@@ -1044,6 +1064,9 @@ def report_main(argv):
     p.add_argument("--no-rollout", action="store_true")
     p.add_argument("--window", default="", help="also run a --max-in-flight rollout with this window (e.g. 10%%)")
     p.add_argument("--id-prefix", default="sim-", help="factory ids are this plus 5 digits (a longer prefix: longer ids)")
+    p.add_argument("--only", choices=["wait"], default="",
+                   help="run only these scenarios: 'wait' = the broadcast and --splay --wait runs")
+    p.add_argument("--hq-prefix", default="", help="run the --wait runs' HQ binary under this command (profiling only)")
     p.add_argument("--json", default="")
     p.add_argument("--keep", action="store_true")
     a = p.parse_args(argv)
