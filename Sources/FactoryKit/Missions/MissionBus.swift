@@ -374,8 +374,12 @@ public final class MissionBus {
 
         /// The factories among `live` that the job targets and that have not reported yet.
         public func pending(among live: [String]) -> [String] {
+            pending(among: live, reported: Set(results.compactMap(\.factoryID)))
+        }
+
+        /// The same, with who reported read apart (`MissionBus.reporters`) rather than in `results`.
+        func pending(among live: [String], reported: Set<String>) -> [String] {
             guard meta != nil else { return [] }
-            let reported = Set(results.compactMap(\.factoryID))
             return live.filter { targets($0) && !reported.contains($0) }
         }
     }
@@ -413,6 +417,34 @@ public final class MissionBus {
                 if let result = attributed(value.text, to: id, jobID: jobID) { found[id] = result }
             }
         }
+        return found
+    }
+
+    /// The factories that reported `jobID`, each result attributed as `job` attributes it (an
+    /// inbox factory's from its own key, the others' from the shared record), read
+    /// `FleetRegistry.progressChunk` keys a command and parsed one at a time, nothing kept: the
+    /// in-flight check asks who is still owed, not what they said.
+    func reporters(_ jobID: String, inboxes: Set<String>) throws(RedisError) -> Set<String> {
+        var found = Set<String>()
+        var shared: [String] = []
+        for field in try redis.command(["HKEYS", Self.jobKey(jobID)]).array?.compactMap(\.text) ?? [] where field.hasPrefix("result:") {
+            let id = String(field.dropFirst(7))
+            if inboxes.contains(id) {
+                logger.warning("ignored a result for \(jobID) in the shared job record for \(id): the job went to its own inbox")
+            } else {
+                shared.append(id)
+            }
+        }
+        func read(_ ids: [String], _ command: ([String]) -> [String]) throws(RedisError) {
+            for start in stride(from: 0, to: ids.count, by: FleetRegistry.progressChunk) {
+                let chunk = Array(ids[start..<min(start + FleetRegistry.progressChunk, ids.count)])
+                for (id, value) in zip(chunk, try redis.command(command(chunk)).array ?? []) {
+                    if attributed(value.text, to: id, jobID: jobID) != nil { found.insert(id) }
+                }
+            }
+        }
+        try read(shared) { ["HMGET", Self.jobKey(jobID)] + $0.map { "result:" + $0 } }
+        try read(inboxes.sorted()) { ["MGET"] + $0.map { FactoryKeys($0).job(jobID) } }
         return found
     }
 
@@ -462,9 +494,13 @@ public final class MissionBus {
                 try redis.command(["HDEL", Self.inflightKey, jobID])
                 continue
             }
-            let record = JobRecord(meta: meta, results: try job(jobID).results)
+            // Who reported, not what: a 10,000-factory job's results parsed are about 35 MB.
+            let record = JobRecord(meta: meta, results: [])
             let expired = (meta["expires_at"]?.number ?? 0) <= now.timeIntervalSince1970
-            let finished = liveFactories.contains(where: record.targets) && record.pending(among: liveFactories).isEmpty
+            var finished = false
+            if liveFactories.contains(where: record.targets) {
+                finished = record.pending(among: liveFactories, reported: try reporters(jobID, inboxes: record.inboxes)).isEmpty
+            }
             if expired || finished {
                 try redis.command(["HDEL", Self.inflightKey, jobID])
                 continue
