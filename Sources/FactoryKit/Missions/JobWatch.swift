@@ -205,10 +205,14 @@ struct JobFollower {
         watch.take(results.sorted { ($0.factoryID ?? "") < ($1.factoryID ?? "") }, onEvent)
     }
 
-    /// Enrolled factories' results, from their own keys.
+    /// Enrolled factories' results, from their own keys, taken a read (`progressChunk` keys) at a
+    /// time: a round that finds thousands of results holds one read's parsed results, not all.
     private mutating func takeOwn(onEvent: (Publisher.WaitEvent) -> Void) throws {
         let owed = owedByInbox
-        if !owed.isEmpty { watch.take(try bus.ownResults(jobID, of: owed).sorted { $0.key < $1.key }.map(\.value), onEvent) }
+        for start in stride(from: 0, to: owed.count, by: FleetRegistry.progressChunk) {
+            let chunk = Array(owed[start..<min(start + FleetRegistry.progressChunk, owed.count)])
+            watch.take(try bus.ownResults(jobID, of: chunk).sorted { $0.key < $1.key }.map(\.value), onEvent)
+        }
     }
 
     /// The results of `factories` (announced on the shared stream) from the shared job record.
