@@ -79,7 +79,8 @@ struct CommandContext: Sendable {
         try json.emit(value, exit: exit, error: error)
     }
 
-    /// A whole JSON object already written (with the contract's keys), as it is.
+    /// A whole JSON object already written (with the contract's keys), as it is; or the next
+    /// piece of one written piece by piece (`FleetJSON.writeWaitDocument`).
     func printJSON(bytes: [UInt8]) {
         json.emit(bytes: bytes)
     }

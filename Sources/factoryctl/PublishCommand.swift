@@ -193,7 +193,7 @@ struct PublishCommand: FactoryctlCommand {
             else if !summary.allSucceeded { (.failedUnchanged, "some factories failed") }
             else { (.success, nil) }
         if json {
-            context.printJSON(bytes: FleetJSON.waitDocument(summary, exit: status, error: message))
+            FleetJSON.writeWaitDocument(summary, exit: status, error: message) { context.printJSON(bytes: $0) }
         } else {
             PublishSummaryText(summary: summary).lines.forEach(context.say)
         }

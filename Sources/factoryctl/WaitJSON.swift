@@ -6,9 +6,22 @@ import FoundationEssentials
 /// to print a 10 MB summary. The text is byte for byte what that path printed (sorted keys, no
 /// spaces, slashes unescaped, integral numbers without a fraction); a test holds the two side by side.
 extension FleetJSON {
+    /// The whole document in one buffer (tests compare it with the generic path's).
     static func waitDocument(_ summary: Publisher.WaitSummary, exit: ExitStatus, error: String?) -> [UInt8] {
+        var whole: [UInt8] = []
+        writeWaitDocument(summary, exit: exit, error: error) { whole += $0 }
+        return whole
+    }
+
+    /// About this many bytes are handed on at once.
+    static let waitPiece = 64 * 1024
+
+    /// The document handed to `write` in pieces of about `waitPiece` bytes, in order: the 10 MB of
+    /// a 10,000-factory summary is never whole in memory beside the results it is written from.
+    static func writeWaitDocument(_ summary: Publisher.WaitSummary, exit: ExitStatus, error: String?,
+                                  to write: ([UInt8]) -> Void) {
         var out = FleetJSON()
-        out.bytes.reserveCapacity(512 + summary.resultTexts.reduce(0) { $0 + $1.utf8.count } + summary.targeted.count * 40)
+        out.bytes.reserveCapacity(waitPiece + 4096)
         out.raw(#"{"all_succeeded":"# + (summary.allSucceeded ? "true" : "false") + #","deferred":"#)
         out.value(.object(summary.deferred.mapValues(JSONValue.string)))
         out.raw(#","error":"#)
@@ -24,13 +37,17 @@ extension FleetJSON {
             if !first { out.raw(",") }
             first = false
             out.value(result.json)
+            if out.bytes.count >= waitPiece {
+                write(out.bytes)
+                out.bytes.removeAll(keepingCapacity: true)
+            }
         }
         out.raw(#"],"schema_version":\#(JSONOutput.schemaVersion),"targeted":"#)
         out.strings(summary.targeted)
         out.raw(#","timed_out":"# + (summary.timedOut ? "true" : "false") + #","unreachable":"#)
         out.value(.object(summary.unreachable.mapValues(JSONValue.string)))
         out.raw("}\n")
-        return out.bytes
+        write(out.bytes)
     }
 
     mutating func strings(_ items: [String]) {
