@@ -5,7 +5,7 @@ in raw RESP over a unix socket.
 
 usage:
   fleet_sim.py report --factoryctl PATH [--sizes 1000,10000] [--update-mean 5 --update-sd 1]
-                      [--splay 10] [--workers 4] [--window 10%] [--id-prefix P] [--only wait]
+                      [--splay 10] [--workers 4] [--window 10%] [--id-prefix P] [--only wait|window]
                       [--hq-prefix CMD] [--json OUT]
       For each N: a redis-server of its own (temp dir, unix socket), N enrolled factories (the
       `factoryctl:enrolled` row, the ACL user and the inbox group `enroll` creates), run by a few
@@ -17,7 +17,8 @@ usage:
         serve, GET / (curl: bytes, time)           (median of 5)
       and prints a Markdown table and notes. `--only wait` runs just the two --wait broadcasts
       (plain and --splay; the status, page, rollout, --window and held runs are skipped, and their
-      rows and notes left out). `--hq-prefix
+      rows and notes left out); `--only window` (with --window) runs just the --max-in-flight
+      rollout. `--hq-prefix
       CMD` runs those two under CMD (split on spaces, e.g. "env MALLOC_ARENA_MAX=1" or
       "heaptrack -o /tmp/h"): for finding where memory goes, not for the recorded figures.
   fleet_sim.py real --factoryctl PATH [--consumers 30] [--splays 0,5]
@@ -872,6 +873,26 @@ def run_size(args, n, factoryctl, version):
                   % (label, rc, wall, count, tv["user_s"] + tv["sys_s"], tv["max_rss_mb"], s["cpu_s"], s["lag_ms_max"]),
                   file=sys.stderr, flush=True)
 
+        def windowed():
+            commit = secrets.token_hex(20)
+            fleet.reset()
+            slowlog(r)
+            out = os.path.join(directory, "window.json")
+            rc, wall, t0, tv = timed([factoryctl, "publish", "update", "--commit", commit, "--max-in-flight", args.window,
+                                      "--wave-timeout", "900", "--json", "--log-level", "error"], env, out, out + ".err")
+            s = fleet.stats()
+            try:
+                summary = json.load(open(out))
+            except ValueError:
+                summary = {}
+            row["window"] = {"rc": rc, "wall_s": wall, "time": tv, "sim": s, "state": summary.get("state"),
+                             "stderr": open(out + ".err").read()[-400:], "slowlog": slowlog(r)}
+            print("  window %s: rc %d, wall %.2f s, state %s" % (args.window, rc, wall, summary.get("state")), file=sys.stderr, flush=True)
+
+        if args.only == "window":
+            windowed()
+            redis_figures(r, row, redis_proc, redis_cpu0, mem0, n)
+            return row
         # The model's own ideal: the longest (splay + update time) a factory can draw is about
         # mean + 4 sd; the goal compares with the nominal update time plus the splay.
         nominal_update = args.update_mean + (4 * args.update_sd if args.update_sd > 0 else 0)
@@ -914,20 +935,7 @@ def run_size(args, n, factoryctl, version):
             print("  rollout: rc %d, wall %.2f s, state %s, dead-lettered %d, max envelope %s B"
                   % (rc, wall, summary.get("state"), s["dead_lettered"], s["max_envelope_bytes"]), file=sys.stderr, flush=True)
         if args.window:
-            commit = secrets.token_hex(20)
-            fleet.reset()
-            slowlog(r)
-            out = os.path.join(directory, "window.json")
-            rc, wall, t0, tv = timed([factoryctl, "publish", "update", "--commit", commit, "--max-in-flight", args.window,
-                                      "--wave-timeout", "900", "--json", "--log-level", "error"], env, out, out + ".err")
-            s = fleet.stats()
-            try:
-                summary = json.load(open(out))
-            except ValueError:
-                summary = {}
-            row["window"] = {"rc": rc, "wall_s": wall, "time": tv, "sim": s, "state": summary.get("state"),
-                             "stderr": open(out + ".err").read()[-400:], "slowlog": slowlog(r)}
-            print("  window %s: rc %d, wall %.2f s, state %s" % (args.window, rc, wall, summary.get("state")), file=sys.stderr, flush=True)
+            windowed()
         # What --wait holds with every factory still owed a result (the fleet holds its mail for
         # 5 s), and what publish alone holds.
         fleet.ask("hold")
@@ -971,7 +979,7 @@ def markdown(rows, args, version, commit):
     for row in rows:
         n = "{:,}".format(row["n"])
         ideal_tail = args.update_mean + 4 * args.update_sd if args.update_sd > 0 else args.update_mean
-        for label, splay in (("broadcast", 0), ("splay", args.splay)):
+        for label, splay in (("broadcast", 0), ("splay", args.splay)) if "broadcast" in row else ():  # --only window: none
             b = row[label]
             ref = args.update_mean + splay
             model = b["sim"]["model_max_s"]
@@ -989,6 +997,12 @@ def markdown(rows, args, version, commit):
             lines.append("| --wait%s: HQ CPU / peak RSS | %s | %s CPU, %.1f MB | wall %s | %s CPU/wall | RSS ≤ 50 MB | %s |" % (
                 " --splay %d" % splay if splay else "", n, fmt(cpu, " s"), b["time"]["max_rss_mb"], fmt(b["wall_s"], " s"),
                 fmt(cpu / b["wall_s"], ""), "yes" if b["time"]["max_rss_mb"] <= 50 else "no"))
+        if "broadcast" not in row:  # --only window: its line below, nothing else was run
+            wi = row["window"]
+            cpu = wi["time"]["user_s"] + wi["time"]["sys_s"]
+            lines.append("| rollout --max-in-flight %s (state %s) | %s | %s; HQ %s CPU, %.1f MB | | | reported | |" % (
+                args.window, wi["state"], n, fmt(wi["wall_s"], " s"), fmt(cpu, " s"), wi["time"]["max_rss_mb"]))
+            continue
         lines.append("| Redis memory per factory: enrolled (row, ACL user, inbox + group) / registered / one update's residue | %s | %s / %s / %s | | | reported | |" % (
             n, fmt(row["mem_enrolled_b"] / 1024, " KB"), fmt(row["mem_registered_b"] / 1024, " KB"),
             fmt(row["mem_after_update_b"] / 1024, " KB")))
@@ -1064,8 +1078,9 @@ def report_main(argv):
     p.add_argument("--no-rollout", action="store_true")
     p.add_argument("--window", default="", help="also run a --max-in-flight rollout with this window (e.g. 10%%)")
     p.add_argument("--id-prefix", default="sim-", help="factory ids are this plus 5 digits (a longer prefix: longer ids)")
-    p.add_argument("--only", choices=["wait"], default="",
-                   help="run only these scenarios: 'wait' = the broadcast and --splay --wait runs")
+    p.add_argument("--only", choices=["wait", "window"], default="",
+                   help="run only these scenarios: 'wait' = the broadcast and --splay --wait runs; "
+                        "'window' = the --max-in-flight rollout (give --window)")
     p.add_argument("--hq-prefix", default="", help="run the --wait runs' HQ binary under this command (profiling only)")
     p.add_argument("--json", default="")
     p.add_argument("--keep", action="store_true")
