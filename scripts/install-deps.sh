@@ -23,7 +23,8 @@ for package in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> apt-get install ${missing[*]}"
-    as_root apt-get update -qq && apt_updated=1
+    as_root apt-get update -qq
+    apt_updated=1
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
@@ -35,7 +36,7 @@ binary_from_package() {
     scratch=$(mktemp -d) && chmod 755 "$scratch"
     if [ -z "${apt_updated:-}" ]; then as_root apt-get update -qq; apt_updated=1; fi
     (cd "$scratch" && apt-get download -qq "$1" >/dev/null && dpkg-deb -x "$1"_*.deb root \
-        && as_root install -D -m 0755 "root/$2" "$3")
+        && as_root install -D -m 0755 "root/$2" "$3") || { rm -rf "$scratch"; return 1; }
     rm -rf "$scratch"
 }
 

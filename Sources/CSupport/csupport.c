@@ -93,6 +93,9 @@ int factoryctl_load_ca_certificates_from(const char *bundle) {
             free(ca_deferred_path[i]);
             ran++;
         }
+        /* A bundle named, and no load of libgit2's to put it in (no system bundle file, or a
+           TLS library that is not mbedTLS): it could not be made the one trusted. */
+        if (bundle && ca_deferred_count == 0) failed = 1;
         ca_deferred_count = 0;
     }
     pthread_mutex_unlock(&ca_lock);

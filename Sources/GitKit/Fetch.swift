@@ -138,7 +138,7 @@ extension Repository {
         defer { git_remote_free(remote) }
         // HTTPS, and plain HTTP too: a server may redirect it to HTTPS.
         if let url = git_remote_url(remote).map({ String(cString: $0) }), url.lowercased().hasPrefix("http") {
-            GitLibrary.loadCertificates(bundle: GitLibrary.certificateBundle(environment: options.environment))
+            try GitLibrary.loadCertificates(for: options.environment, url: url)
         }
 
         var fetchOptions = git_fetch_options()
@@ -275,9 +275,7 @@ extension Repository {
     /// `git ls-remote URL refs/heads/BRANCH`); nil when the remote has no such branch.
     public static func remoteBranchTip(url: String, branch: String, options: FetchOptions = FetchOptions()) throws -> ObjectID? {
         try GitLibrary.initialize()
-        if url.lowercased().hasPrefix("http") {
-            GitLibrary.loadCertificates(bundle: GitLibrary.certificateBundle(environment: options.environment))
-        }
+        if url.lowercased().hasPrefix("http") { try GitLibrary.loadCertificates(for: options.environment, url: url) }
         var remote: OpaquePointer?
         try check(git_remote_create_detached(&remote, url), "open remote \(url)")
         defer { git_remote_free(remote) }

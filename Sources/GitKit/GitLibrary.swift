@@ -45,6 +45,16 @@ public enum GitLibrary {
         return factoryctl_load_ca_certificates_from(bundle) >= 0
     }
 
+    /// Loads the CA certificates for an HTTPS fetch with `environment`'s bundle, if it names one;
+    /// a named bundle that cannot be loaded is an error (nothing would be trusted), the system
+    /// bundle failing is left to libgit2's verification to report.
+    static func loadCertificates(for environment: [String: String], url: String) throws(GitError) {
+        let bundle = certificateBundle(environment: environment)
+        guard !loadCertificates(bundle: bundle), let bundle else { return }
+        throw GitError(operation: "fetch \(url)", code: -1, errorClass: Int32(GIT_ERROR_SSL.rawValue),
+                       message: "the CA certificate bundle \(bundle) (GIT_SSL_CAINFO or SSL_CERT_FILE) could not be loaded: not a readable PEM file of certificates, or libgit2 has no CA store to load it into")
+    }
+
     /// The CA bundle an HTTPS fetch trusts instead of the system one, from the environment:
     /// `GIT_SSL_CAINFO` (git's name) or else `SSL_CERT_FILE` (OpenSSL's); nil for the system bundle.
     public static func certificateBundle(environment: [String: String]) -> String? {

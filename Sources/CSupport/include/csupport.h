@@ -32,7 +32,8 @@ long factoryctl_release_clean_pages(void);
    loads run now, or -1 when one failed. */
 int factoryctl_load_ca_certificates(void);
 /* The same, parsing `bundle` (a PEM file of CA certificates) in place of each recorded path when
-   it is neither NULL nor empty: that bundle is then the only one trusted. The first load decides. */
+   it is neither NULL nor empty: that bundle is then the only one trusted. The first load decides.
+   -1 also when a bundle is named and libgit2 recorded no load to parse it into. */
 int factoryctl_load_ca_certificates_from(const char *bundle);
 /* How many CA bundle loads are waiting (0 once loaded, or when libgit2 does not use mbedTLS). */
 int factoryctl_deferred_ca_loads(void);

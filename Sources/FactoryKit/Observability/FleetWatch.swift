@@ -24,8 +24,7 @@ public struct FleetWatch {
     public let logger: Logger
     /// Keys already reported as not streams (each is logged once).
     private let brokenKeys = WarnedKeys()
-    /// The positions and the enrolled set as last read or written, between the rounds that re-read
-    /// them from Redis.
+    /// The positions as last read or written, between the rounds that re-read them from Redis.
     private let remembered = Remembered()
 
     public static let cursorKey = MissionBus.keyPrefix + "hq:watch"
@@ -42,7 +41,7 @@ public struct FleetWatch {
 
     /// Rounds every `interval` seconds until `stop` is set; the fleet-wide checks (stale factories,
     /// rollouts) every `sweepEvery` rounds, whatever the results did, and so does the re-read of
-    /// the positions and the enrolled set (and after any failure). Redis errors are logged and
+    /// the positions (and after any failure). Redis errors are logged and
     /// retried with backoff.
     public func run(stop: StopSignal, interval: Double = 2, sweepEvery: Int = 5) {
         var backoff = Backoff(initial: 1, cap: 30)
@@ -82,19 +81,21 @@ public struct FleetWatch {
     /// Reads what arrived on every result stream since the last round. Each chunk's positions
     /// are saved once it is handled, so a failure later in the round repeats nothing before it.
     /// With `reread` (and on the first round) the positions (`HGETALL` of the cursor hash, one
-    /// field per enrolled factory) and the enrolled set are read from Redis; else the ones this
-    /// watcher last read and wrote are used. Another `serve` on the same Redis moves positions
+    /// field per enrolled factory) are read from Redis; else the ones this watcher last read and
+    /// wrote are used. Another `serve` on the same Redis moves positions
     /// too: a position older than Redis's only reads entries again, and each counts once.
     public func readResults(reread: Bool = true) throws(RedisError) {
-        var cursors: [String: String], enrolled: Set<String>
+        var cursors: [String: String]
         if !reread, let known = remembered.state.withLock({ $0 }) {
-            (cursors, enrolled) = known
+            cursors = known
         } else {
             cursors = try bus.redis.command(["HGETALL", Self.cursorKey]).fieldMap ?? [:]
-            enrolled = try Enrollment(redis: bus.redis).enrolled()
         }
         let origin = try startedAt(&cursors)
-        remembered.state.withLock { $0 = (cursors, enrolled) }
+        remembered.state.withLock { $0 = cursors }
+        // Read every round: a factory revoked a moment ago reports on the shared stream again,
+        // and a stale set would pass over (and lose) those results as an enrolled factory's.
+        let enrolled = try Enrollment(redis: bus.redis).enrolled()
         let shared = bus.resultsStream
         try readChunk([shared], cursors: cursors, origin: origin) { _, fields throws(RedisError) in
             try sharedResult(fields, enrolled: enrolled)
@@ -147,7 +148,7 @@ public struct FleetWatch {
         guard !moved.isEmpty else { return }
         try bus.redis.command(["HSET", Self.cursorKey] + moved)
         remembered.state.withLock { state in
-            for index in stride(from: 0, to: moved.count, by: 2) { state?.cursors[moved[index]] = moved[index + 1] }
+            for index in stride(from: 0, to: moved.count, by: 2) { state?[moved[index]] = moved[index + 1] }
         }
     }
 
@@ -268,7 +269,7 @@ final class WarnedKeys: Sendable {
     let keys = Mutex<Set<String>>([])
 }
 
-/// What `FleetWatch` read and wrote last: the stream positions and the enrolled factories.
+/// What `FleetWatch` read and wrote last: the stream positions.
 final class Remembered: Sendable {
-    let state = Mutex<(cursors: [String: String], enrolled: Set<String>)?>(nil)
+    let state = Mutex<[String: String]?>(nil)
 }
