@@ -873,20 +873,25 @@ def run_size(args, n, factoryctl, version):
                   % (label, rc, wall, count, tv["user_s"] + tv["sys_s"], tv["max_rss_mb"], s["cpu_s"], s["lag_ms_max"]),
                   file=sys.stderr, flush=True)
 
-        def windowed():
+        def staged(label, flags):
+            """A staged rollout (`publish update --commit C FLAGS`) run to its end: row[label]."""
             commit = secrets.token_hex(20)
             fleet.reset()
             slowlog(r)
-            out = os.path.join(directory, "window.json")
-            rc, wall, t0, tv = timed([factoryctl, "publish", "update", "--commit", commit, "--max-in-flight", args.window,
-                                      "--wave-timeout", "900", "--json", "--log-level", "error"], env, out, out + ".err")
+            out = os.path.join(directory, label + ".json")
+            rc, wall, t0, tv = timed([factoryctl, "publish", "update", "--commit", commit] + flags +
+                                     ["--wave-timeout", "900", "--json", "--log-level", "error"], env, out, out + ".err")
             s = fleet.stats()
             try:
                 summary = json.load(open(out))
             except ValueError:
                 summary = {}
-            row["window"] = {"rc": rc, "wall_s": wall, "time": tv, "sim": s, "state": summary.get("state"),
-                             "stderr": open(out + ".err").read()[-400:], "slowlog": slowlog(r)}
+            row[label] = {"rc": rc, "wall_s": wall, "time": tv, "sim": s, "state": summary.get("state"),
+                          "stderr": open(out + ".err").read()[-400:], "slowlog": slowlog(r)}
+            return rc, wall, summary, s
+
+        def windowed():
+            rc, wall, summary, _ = staged("window", ["--max-in-flight", args.window])
             print("  window %s: rc %d, wall %.2f s, state %s" % (args.window, rc, wall, summary.get("state")), file=sys.stderr, flush=True)
 
         if args.only == "window":
@@ -918,20 +923,8 @@ def run_size(args, n, factoryctl, version):
         row["page"] = serve_page(factoryctl, env, directory)
         # A staged rollout: canary 1, then batches of 25 %.
         if not args.no_rollout:
-            commit = secrets.token_hex(20)
-            fleet.reset()
-            slowlog(r)
-            out = os.path.join(directory, "rollout.json")
-            rc, wall, t0, tv = timed([factoryctl, "publish", "update", "--commit", commit, "--canary", "1", "--batch", "25%",
-                                      "--wave-timeout", "900", "--json", "--log-level", "error"], env, out, out + ".err")
-            s = fleet.stats()
-            try:
-                summary = json.load(open(out))
-            except ValueError:
-                summary = {}
-            row["rollout"] = {"rc": rc, "wall_s": wall, "time": tv, "sim": s, "state": summary.get("state"),
-                              "waves": len(summary.get("waves", [])) or 5, "stderr": open(out + ".err").read()[-400:],
-                              "slowlog": slowlog(r)}
+            rc, wall, summary, s = staged("rollout", ["--canary", "1", "--batch", "25%"])
+            row["rollout"]["waves"] = len(summary.get("waves", [])) or 5
             print("  rollout: rc %d, wall %.2f s, state %s, dead-lettered %d, max envelope %s B"
                   % (rc, wall, summary.get("state"), s["dead_lettered"], s["max_envelope_bytes"]), file=sys.stderr, flush=True)
         if args.window:
