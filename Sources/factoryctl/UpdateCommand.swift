@@ -127,13 +127,7 @@ struct PipelineRun {
 
     func run(_ context: CommandContext, meter showsProgress: Bool = false) -> UpdateReport {
         let stop = context.stopSignal(brokenPipe: true)
-        var pipeline = UpdatePipeline(request: request, logger: logger)
-        pipeline.shouldCancel = { stop.isSet }
-        pipeline.shouldStopSync = { stop.childShouldStop(grace: UpdatePipeline.syncStopGrace) }
-        let logger = self.logger
-        stop.onSet {
-            logger.notice("asked to stop: stopping once nothing is half-done (a running sync gets up to \(Int(UpdatePipeline.syncStopGrace)) s; ask again to end it now)")
-        }
+        var pipeline = stoppablePipeline(stop)
         let waited: Int?
         switch splay(stop) {
         case .failure(let stopped): return stopped.report
@@ -150,6 +144,19 @@ struct PipelineRun {
 
 extension PipelineRun {
     struct Stopped: Error { let report: UpdateReport }
+
+    /// The pipeline for `request`, stopped by `stop`: once nothing is half-done, a running sync
+    /// after `UpdatePipeline.syncStopGrace` seconds (said in the log when the stop comes).
+    private func stoppablePipeline(_ stop: StopSignal) -> UpdatePipeline {
+        var pipeline = UpdatePipeline(request: request, logger: logger)
+        pipeline.shouldCancel = { stop.isSet }
+        pipeline.shouldStopSync = { stop.childShouldStop(grace: UpdatePipeline.syncStopGrace) }
+        let logger = self.logger
+        stop.onSet {
+            logger.notice("asked to stop: stopping once nothing is half-done (a running sync gets up to \(Int(UpdatePipeline.syncStopGrace)) s; ask again to end it now)")
+        }
+        return pipeline
+    }
 
     /// `--splay`: the milliseconds waited (nil without one), or the report of a run stopped
     /// during the wait (nothing changed).
